@@ -31,6 +31,14 @@ def _configure_logical_cpus():
 
 _configure_logical_cpus()
 
+# tf.test.TestCase reads absl flags (test_tmpdir); under pytest nobody parses
+# them. Define the binaries' flags first, then mark the defaults as parsed.
+import ppcd_tf.train  # noqa: E402,F401
+from absl import flags  # noqa: E402
+
+if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
 
 @pytest.fixture(autouse=True)
 def _clean_state():

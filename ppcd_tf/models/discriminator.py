@@ -58,21 +58,42 @@ class Discriminator(keras.Model):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         common = dict(sn_eps=self.sn_eps,
                       kernel_initializer=self.kernel_initializer)
-        self.blocks = []
-        self.attentions = {}
+        # Blocks are attributes `block{i}` / `attention{i}` (stable names that
+        # tf.train.Checkpoint tracks; plain lists/dicts are not tracked).
+        self._block_names = []
+        self._attention_index = {}
         for i, (width, down) in enumerate(
                 zip(config.out, config.downsample), start=1):
-            self.blocks.append(layers.DBlock(
+            self._add_block(i, layers.DBlock(
                 width, downsample=down, preactivation=i > 1, wide=self.wide,
                 name=f"block{i}", **common))
             if i in config.attention:
                 qk, value = config.attention[i]
-                self.attentions[i] = layers.SelfAttention(
-                    qk, value, name=f"attention{i}", **common)
+                self._add_attention(i, layers.SelfAttention(
+                    qk, value, name=f"attention{i}", **common))
         self.linear = layers.SNDense(1, name="linear", **common)
         self.embed = layers.SNEmbedding(
             self.num_classes, config.out[-1], sn_eps=self.sn_eps,
             embeddings_initializer=self.kernel_initializer, name="embed")
+
+    def _add_block(self, index, block):
+        setattr(self, f"block{index}", block)
+        self._block_names.append(f"block{index}")
+
+    def _add_attention(self, index, attention):
+        setattr(self, f"attention{index}", attention)
+        self._attention_index[index] = f"attention{index}"
+
+    @property
+    def blocks(self):
+        """Residual blocks in order (`block1` .. `blockN`)."""
+        return [getattr(self, name) for name in self._block_names]
+
+    @property
+    def attentions(self):
+        """{block index: SelfAttention placed after that block}."""
+        return {i: getattr(self, name)
+                for i, name in self._attention_index.items()}
 
     def build(self, input_shape=None):
         if self.built:

@@ -107,22 +107,43 @@ class Generator(keras.Model):
             embeddings_initializer=self.kernel_initializer, name="shared")
         self.linear = layers.SNDense(channels.stream[0] * bw * bw,
                                      name="linear", **common)
-        self.blocks = []
-        self.attentions = {}
+        # Blocks are attributes `block{i}` / `attention{i}` (stable names that
+        # tf.train.Checkpoint tracks; plain lists/dicts are not tracked).
+        self._block_names = []
+        self._attention_index = {}
         for i in range(1, channels.num_blocks + 1):
-            self.blocks.append(layers.GBlock(
+            self._add_block(i, layers.GBlock(
                 channels.stream[i], hidden_channels=channels.hidden[i - 1],
                 upsample=True, bn_epsilon=self.bn_epsilon,
                 bn_momentum=self.bn_momentum, name=f"block{i}", **common))
             if i in channels.attention:
                 qk, value = channels.attention[i]
-                self.attentions[i] = layers.SelfAttention(
-                    qk, value, name=f"attention{i}", **common)
+                self._add_attention(i, layers.SelfAttention(
+                    qk, value, name=f"attention{i}", **common))
         self.output_bn = keras.layers.BatchNormalization(
             epsilon=self.bn_epsilon, momentum=self.bn_momentum,
             synchronized=True, name="output_bn")
         self.output_conv = layers.SNConv2D(self.image_channels, 3,
                                            name="output_conv", **common)
+
+    def _add_block(self, index, block):
+        setattr(self, f"block{index}", block)
+        self._block_names.append(f"block{index}")
+
+    def _add_attention(self, index, attention):
+        setattr(self, f"attention{index}", attention)
+        self._attention_index[index] = f"attention{index}"
+
+    @property
+    def blocks(self):
+        """Residual blocks in order (`block1` .. `blockN`)."""
+        return [getattr(self, name) for name in self._block_names]
+
+    @property
+    def attentions(self):
+        """{block index: SelfAttention placed after that block}."""
+        return {i: getattr(self, name)
+                for i, name in self._attention_index.items()}
 
     def build(self, input_shape=None):
         """Creates every weight (shapes follow from the ChannelConfig)."""

@@ -1,0 +1,73 @@
+"""Shared helpers of the test suite (tiny configs, strategies, subprocess runs)."""
+
+import os
+import subprocess
+import sys
+
+import gin
+import tensorflow as tf
+
+from ppcd_tf import train as train_bin
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GIN_DIR = os.path.join(REPO_ROOT, "gin")
+
+# Bindings that make any config tiny: ch 4, batch 4, short loops.
+TINY_BINDINGS = [
+    "CH = 4",
+    "GLOBAL_BATCH_SIZE = 4",
+    "build_generator.dim_z = 16",
+    "build_generator.shared_dim = 8",
+    "Trainer.log_every = 1",
+    "Trainer.checkpoint_every = 2",
+    "Trainer.sample_every = 2",
+    "Trainer.steps_per_loop = 1",
+    "Trainer.samples_per_class = 2",
+    "Trainer.max_sample_classes = 2",
+]
+
+
+def parse(gin_files, bindings=()):
+    """Parses gin files (relative to gin/) and bindings."""
+    gin.clear_config()
+    return train_bin.parse_gin(list(gin_files), list(bindings), (GIN_DIR,))
+
+
+def one_device():
+    return tf.distribute.OneDeviceStrategy("/cpu:0")
+
+
+def two_replicas():
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def local_results(strategy, variable):
+    """Per-replica values of a (Keras or tf) variable as numpy arrays."""
+    inner = getattr(variable, "_value", variable)
+    return [v.numpy() for v in strategy.experimental_local_results(inner)]
+
+
+def python_env():
+    """Environment for subprocesses: repo on the path, quiet TF logs."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+def train_command(model_dir, gin_files, bindings=(), extra_flags=()):
+    """argv of `python -m ppcd_tf.train` for the given config."""
+    argv = [sys.executable, "-m", "ppcd_tf.train", "--model_dir", model_dir]
+    for name in gin_files:
+        argv += ["--gin_file", name]
+    for binding in bindings:
+        argv += ["--gin_param", binding]
+    return argv + list(extra_flags)
+
+
+def run_train(model_dir, gin_files, bindings=(), extra_flags=(), timeout=300):
+    """Runs the training binary to completion; returns CompletedProcess."""
+    return subprocess.run(
+        train_command(model_dir, gin_files, bindings, extra_flags),
+        cwd=REPO_ROOT, env=python_env(), capture_output=True, text=True,
+        timeout=timeout, check=False)

@@ -31,7 +31,10 @@ def get_strategy(name="auto", devices=None, tpu=""):
     if name not in STRATEGY_NAMES:
         raise ValueError(f"Unknown strategy {name!r}; choose one of "
                          f"{list(STRATEGY_NAMES)}.")
-    gpus = tf.config.list_logical_devices("GPU")
+    # Listing devices starts the TF runtime; MultiWorkerMirroredStrategy and
+    # TPUs must be configured before that, so only look when needed.
+    needs_devices = name in ("auto", "one_device", "mirrored")
+    gpus = tf.config.list_logical_devices("GPU") if needs_devices else []
     if name == "auto":
         if len(gpus) > 1:
             name = "mirrored"

@@ -29,6 +29,7 @@ Subclasses (PPCD) extend `extra_generator_losses`, `build_extra`,
 `checkpoint_items`, `train_loop_begin` and `extra_summaries`.
 """
 
+import json
 import os
 import time
 
@@ -47,6 +48,7 @@ from ppcd_tf.data import pipeline
 from ppcd_tf.models import builders
 from ppcd_tf.models import generator as generator_lib
 
+MODELS_FILE = "models.json"
 MIXED_PRECISION_POLICIES = (None, "mixed_bfloat16", "mixed_float16")
 # Stateless-seed purposes: D update k uses k, the G update uses this value.
 _G_UPDATE_PURPOSE = 1000
@@ -169,9 +171,11 @@ class Trainer:
         model_kwargs = dict(resolution=self.resolution,
                             num_classes=self.num_classes,
                             image_channels=self.image_channels)
+        self._generator_fn = generator_fn
+        self._discriminator_fn = discriminator_fn
         with strategy.scope():
-            self.generator = generator_fn(**model_kwargs)
-            self.discriminator = discriminator_fn(**model_kwargs)
+            self.generator, self.discriminator = self.build_models(
+                **model_kwargs)
             self.generator_ema = generator_lib.Generator.from_config(
                 dict(self.generator.get_config(), name="generator_ema"))
             for model in (self.generator, self.discriminator,
@@ -181,15 +185,15 @@ class Trainer:
                                                     "g_optimizer")
             self.d_optimizer = self._make_optimizer(d_optimizer_cls,
                                                     "d_optimizer")
-            self.g_optimizer.build(self.generator_trainable_variables())
+            self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
             self.step = tf.Variable(
                 0, dtype=tf.int64, trainable=False, name="step",
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.ema = ema_lib.ExponentialMovingAverage(
                 self.generator, self.generator_ema, ema_decay, ema_start_step)
-            self.ema.copy_weights()
             self.build_extra()
+            self.ema.copy_weights()
         if mixed_precision:
             keras.mixed_precision.set_dtype_policy("float32")
         self.dim_z = self.generator.dim_z
@@ -212,12 +216,37 @@ class Trainer:
                                                             name=name)
         return optimizer
 
+    def build_models(self, **model_kwargs):
+        """(generator, discriminator), built in the strategy scope (hook)."""
+        return (self._generator_fn(**model_kwargs),
+                self._discriminator_fn(**model_kwargs))
+
     def build_extra(self):
         """Creates subclass state inside the strategy scope (hook)."""
 
-    def generator_trainable_variables(self):
-        """Variables the G optimizer updates."""
-        return self.generator.trainable_variables
+    def generator_update_groups(self):
+        """[(optimizer, variables)] updated from the G loss (hook)."""
+        return [(self.g_optimizer, self.generator.trainable_variables)]
+
+    def generate(self, z, labels, training, return_features=False,
+                 model=None):
+        """Images from the student/teacher generator being trained (hook).
+
+        z [B, dim_z], labels int [B] -> images [B, H, W, C] (and features).
+        `model` defaults to the trained generator; the EMA copy is passed for
+        samples.
+        """
+        model = model or self.generator
+        return model(z, labels, training=training,
+                     return_features=return_features)
+
+    def after_step(self, step):
+        """Cross-replica work after each G step, inside tf.function (hook)."""
+        del step
+
+    def extra_boundaries(self):
+        """Extra step periods/points the compiled loop must stop at (hook)."""
+        return ()
 
     def checkpoint_items(self):
         """Trackables saved in every checkpoint."""
@@ -282,12 +311,16 @@ class Trainer:
         return tf.reduce_sum(tf.cast(per_example, tf.float32)) / (
             self.global_batch_size)
 
-    def _apply(self, optimizer, tape_fn, variables):
+    def _apply(self, groups, tape_fn):
         """Accumulates gradients of tape_fn(micro) over micro-batches, applies.
 
-        tape_fn(index) returns (loss, terms) for micro-batch `index`; loss is
-        already divided by the global batch size.
+        groups: [(optimizer, variables)]; each optimizer gets the gradients
+        of its variables. tape_fn(index) returns (loss, terms) for
+        micro-batch `index`; loss is already divided by the global batch
+        size.
         """
+        optimizer = groups[0][0]
+        variables = [v for _, group in groups for v in group]
         total = None
         terms_sum = {}
         for index in range(self.accumulation_steps):
@@ -307,7 +340,11 @@ class Trainer:
                 a + b for a, b in zip(total, grads)]
             for name, value in terms.items():
                 terms_sum[name] = terms_sum.get(name, 0.0) + value
-        optimizer.apply_gradients(zip(total, variables))
+        start = 0
+        for group_optimizer, group in groups:
+            group_optimizer.apply_gradients(
+                zip(total[start:start + len(group)], group))
+            start += len(group)
         return terms_sum
 
     def _micro(self, tensor, index):
@@ -321,7 +358,7 @@ class Trainer:
         def loss_fn(index):
             real = self._micro(images, index)
             real_labels = self._micro(labels, index)
-            fake = tf.stop_gradient(self.generator(
+            fake = tf.stop_gradient(self.generate(
                 self._micro(z, index), self._micro(fake_labels, index),
                 training=True))
             logits = self.discriminator(
@@ -337,44 +374,40 @@ class Trainer:
                      "d_fake_logit": self._scaled_mean(fake_logits)}
             return loss_real + loss_fake, terms
 
-        terms = self._apply(self.d_optimizer, loss_fn,
-                            self.discriminator.trainable_variables)
+        terms = self._apply(
+            [(self.d_optimizer, self.discriminator.trainable_variables)],
+            loss_fn)
         terms["d_loss"] = terms["d_loss_real"] + terms["d_loss_fake"]
         return terms
 
-    def extra_generator_losses(self, z, labels, fake, step):
-        """Additional G loss terms (hook): dict name -> scalar.
+    def adversarial_generator_loss(self, fake, labels):
+        """G's GAN loss on its images: a scalar divided by the global batch."""
+        logits = self.discriminator(fake, labels, training=True)
+        return self._scaled_mean(self.g_loss_fn(logits))
 
-        Each value must already be a per-example mean divided like
-        `_scaled_mean` (sum over this replica's examples / global batch).
-        Subclasses may also return diagnostic terms prefixed with 'info_'
-        that are logged but not added to the loss.
+    def generator_losses(self, z, labels, step):
+        """Loss terms of one G micro-batch (hook): dict name -> scalar.
+
+        Every term is already a per-example sum divided by the global batch.
+        Terms whose name starts with 'info_' are reported, not optimised.
         """
-        del z, labels, fake, step
-        return {}
+        del step
+        fake = self.generate(z, labels, training=True)
+        return {"g_loss_adversarial":
+                self.adversarial_generator_loss(fake, labels)}
 
     def _g_replica_step(self, step):
         z, labels = self._replica_noise(step, _G_UPDATE_PURPOSE)
 
         def loss_fn(index):
-            z_micro = self._micro(z, index)
-            labels_micro = self._micro(labels, index)
-            fake = self.generator(z_micro, labels_micro, training=True)
-            logits = self.discriminator(fake, labels_micro, training=True)
-            adversarial = self._scaled_mean(self.g_loss_fn(logits))
-            terms = {"g_loss_adversarial": adversarial}
-            extra = self.extra_generator_losses(z_micro, labels_micro, fake,
-                                                step)
-            total = adversarial
-            for name, value in extra.items():
-                terms[name] = value
-                if not name.startswith("info_"):
-                    total = total + value
+            terms = self.generator_losses(self._micro(z, index),
+                                          self._micro(labels, index), step)
+            total = tf.add_n([value for name, value in terms.items()
+                              if not name.startswith("info_")])
             terms["g_loss"] = total
             return total, terms
 
-        return self._apply(self.g_optimizer, loss_fn,
-                           self.generator_trainable_variables())
+        return self._apply(self.generator_update_groups(), loss_fn)
 
     # ------------------------------------------------------------------
     # Compiled loop.
@@ -396,6 +429,7 @@ class Trainer:
         terms.update(self._reduce(self.strategy.run(self._g_replica_step,
                                                     args=(step,))))
         self.ema.update(step)
+        self.after_step(step)
         self.step.assign_add(1)
         return terms
 
@@ -406,7 +440,7 @@ class Trainer:
         return names + list(self.extra_generator_loss_names())
 
     def extra_generator_loss_names(self):
-        """Names of the terms `extra_generator_losses` returns (hook)."""
+        """Names of `generator_losses` terms beyond the adversarial (hook)."""
         return ()
 
     def _build_train_fn(self):
@@ -448,9 +482,9 @@ class Trainer:
 
     def generate_samples(self, model=None):
         """Images [rows*cols, H, W, C] from the EMA generator (or `model`)."""
-        model = model or self.generator_ema
         z, labels = self.sample_inputs()
-        return model(z, labels, training=False)
+        return self.generate(z, labels, training=False,
+                             model=model or self.generator_ema)
 
     def write_samples(self, step):
         images = self.generate_samples().numpy()
@@ -489,6 +523,37 @@ class Trainer:
             logging.info("Resumed from %s at step %d.", restored, step)
         return step
 
+    def write_model_configs(self):
+        """Writes <model_dir>/models.json: the configs that rebuild G and D."""
+        path = os.path.join(self.model_dir, MODELS_FILE)
+        content = {"generator": self.generator.get_config(),
+                   "discriminator": self.discriminator.get_config(),
+                   "dataset": {"name": self.dataset.name,
+                               "resolution": self.resolution,
+                               "num_classes": self.num_classes,
+                               "image_channels": self.image_channels,
+                               "class_names": self.dataset.class_names}}
+        tf.io.gfile.makedirs(self.model_dir)
+        tmp = path + ".tmp"
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            f.write(json.dumps(content, indent=2, default=list))
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+
+    def make_iterator(self, start_step):
+        """Iterator over distributed real batches from G step `start_step`."""
+        examples_per_step = self.d_steps * self.global_batch_size
+        distributed = self.dataset.make_distributed(
+            self.strategy, self.global_batch_size,
+            start_example=start_step * examples_per_step)
+        return iter(distributed)
+
+    def run_steps(self, iterator, num_steps):
+        """Runs `num_steps` G steps; returns the mean loss terms (floats)."""
+        if self._train_fn is None:
+            self._train_fn = self._build_train_fn()
+        return {name: float(value) for name, value in
+                self._train_fn(iterator, tf.constant(num_steps)).items()}
+
     def train(self):
         """Trains to `num_steps`, resuming from the latest checkpoint."""
         start_step = self.restore()
@@ -496,13 +561,9 @@ class Trainer:
             logging.info("Already at step %d >= num_steps %d; nothing to do.",
                          start_step, self.num_steps)
             return {}
-        examples_per_step = self.d_steps * self.global_batch_size
-        distributed = self.dataset.make_distributed(
-            self.strategy, self.global_batch_size,
-            start_example=start_step * examples_per_step)
-        iterator = iter(distributed)
-        if self._train_fn is None:
-            self._train_fn = self._build_train_fn()
+        iterator = self.make_iterator(start_step)
+        if self.is_chief:
+            self.write_model_configs()
         self._summary_writer = tf.summary.create_file_writer(
             self._summary_dir())
         logging.info("Training from step %d to %d.", start_step,
@@ -515,8 +576,7 @@ class Trainer:
             while step < self.num_steps:
                 self.train_loop_begin()
                 k = self._steps_until_boundary(step)
-                metrics = {name: float(value) for name, value in
-                           self._train_fn(iterator, tf.constant(k)).items()}
+                metrics = self.run_steps(iterator, k)
                 step = int(self.step.numpy())
                 bad = [n for n, v in metrics.items() if not np.isfinite(v)]
                 if bad:
@@ -564,6 +624,9 @@ class Trainer:
                        self.sample_every):
             if period:
                 k = min(k, period - step % period)
+        for point in self.extra_boundaries():
+            if point > step:
+                k = min(k, point - step)
         return max(k, 1)
 
     def _log_progress(self, step, rate, metrics):
@@ -577,6 +640,13 @@ class Trainer:
             step, self.num_steps, 100.0 * step / self.num_steps, rate,
             rate * self.global_batch_size * self.d_steps,
             _format_duration(remaining), shown)
+
+
+@gin.configurable(denylist=["model_dir", "strategy"])
+def run(model_dir, strategy, trainer_cls=Trainer):
+    """Builds the trainer class named in gin and trains it."""
+    trainer = trainer_cls(model_dir=model_dir, strategy=strategy)
+    return trainer.train()
 
 
 def write_operative_config(model_dir):

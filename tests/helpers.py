@@ -7,7 +7,7 @@ import sys
 import gin
 import tensorflow as tf
 
-from ppcd_tf import train as train_bin
+from ppcd_tf import config as config_lib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIN_DIR = os.path.join(REPO_ROOT, "gin")
@@ -30,7 +30,7 @@ TINY_BINDINGS = [
 def parse(gin_files, bindings=()):
     """Parses gin files (relative to gin/) and bindings."""
     gin.clear_config()
-    return train_bin.parse_gin(list(gin_files), list(bindings), (GIN_DIR,))
+    return config_lib.parse_gin(list(gin_files), list(bindings), (GIN_DIR,))
 
 
 def one_device():

@@ -1,0 +1,1 @@
+"""Class-aware distillation losses (attention transfer, CAM, output L1)."""

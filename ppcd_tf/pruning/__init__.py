@@ -1,0 +1,1 @@
+"""Progressive channel pruning: differentiable masks and bound schedules."""

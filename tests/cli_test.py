@@ -1,0 +1,266 @@
+"""The training binary `python -m ppcd_tf.train`, driven as a user would.
+
+Every test runs the binary in a subprocess: kill -9 and resume, clear
+errors for common mistakes, the files and TensorBoard summaries a run
+writes, and the mirrored strategy on two logical CPUs.
+"""
+
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests import helpers
+
+DEBUG_FILES = ["debug.gin"]
+STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
+# A mistake must be reported within this many seconds (no retries, no
+# downloads, no training).
+ERROR_DEADLINE_S = 30
+# Kill-and-resume: enough steps after the first checkpoint that the kill
+# lands mid-run (steps take ~0.05 s here once traced).
+RESUME_NUM_STEPS = 30
+FIRST_CHECKPOINT_TIMEOUT_S = 120
+POLL_S = 0.02
+
+
+def tiny_bindings(*extra):
+    return list(helpers.TINY_BINDINGS) + list(extra)
+
+
+def latest_checkpoint_number(model_dir):
+    """Number N of `ckpt-N` named last in the checkpoint state file, or -1."""
+    path = os.path.join(model_dir, "checkpoints", "checkpoint")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return -1
+    match = re.search(r'^model_checkpoint_path:\s*"(?:.*/)?ckpt-(\d+)"',
+                      text, re.MULTILINE)
+    return int(match.group(1)) if match else -1
+
+
+def checkpoint_step(path):
+    """The `step` variable saved in checkpoint `path` (prefix)."""
+    return int(tf.train.load_checkpoint(path).get_tensor(STEP_KEY))
+
+
+def read_events(log_dir):
+    """{tag: [(step, plugin name, value ndarray)]} of all event files."""
+    files = sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*")))
+    tags = {}
+    for path in files:
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(
+                    (event.step, value.metadata.plugin_data.plugin_name,
+                     tf.make_ndarray(value.tensor)))
+    return tags
+
+
+def tail(text, lines=40):
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def assert_finished(test, result, what="training run"):
+    test.assertEqual(result.returncode, 0,
+                     f"{what} failed (exit {result.returncode}); stderr "
+                     f"tail:\n{tail(result.stderr)}")
+
+
+@pytest.mark.slow
+class KillAndResumeTest(tf.test.TestCase):
+
+    def test_sigkill_then_rerun_resumes_to_the_end(self):
+        model_dir = self.create_tempdir().full_path
+        bindings = tiny_bindings(f"Trainer.num_steps = {RESUME_NUM_STEPS}",
+                                 "Trainer.checkpoint_every = 2",
+                                 "Trainer.steps_per_loop = 1",
+                                 "Trainer.sample_every = 10")
+        argv = helpers.train_command(model_dir, DEBUG_FILES, bindings)
+        first_log = os.path.join(self.create_tempdir().full_path, "first.log")
+        with open(first_log, "w") as log:
+            process = subprocess.Popen(argv, cwd=helpers.REPO_ROOT,
+                                       env=helpers.python_env(),
+                                       stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + FIRST_CHECKPOINT_TIMEOUT_S
+            killed_at = -1
+            while time.monotonic() < deadline and process.poll() is None:
+                killed_at = latest_checkpoint_number(model_dir)
+                if killed_at >= 2:
+                    process.send_signal(signal.SIGKILL)
+                    break
+                time.sleep(POLL_S)
+            returncode = process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        with open(first_log) as f:
+            first_output = f.read()
+        self.assertEqual(
+            returncode, -signal.SIGKILL,
+            f"first run was not killed mid-run (exit {returncode}, latest "
+            f"checkpoint {killed_at}); log tail:\n{tail(first_output)}")
+        self.assertBetween(killed_at, 2, RESUME_NUM_STEPS - 1)
+
+        # The same command again: resumes and finishes.
+        result = subprocess.run(argv, cwd=helpers.REPO_ROOT,
+                                env=helpers.python_env(), capture_output=True,
+                                text=True, timeout=300, check=False)
+        assert_finished(self, result, "resumed run")
+        output = result.stdout + result.stderr
+        match = re.search(r"Resumed from \S*ckpt-(\d+) at step (\d+)", output)
+        self.assertIsNotNone(match, f"no 'Resumed from' in log:\n"
+                                    f"{tail(output)}")
+        resumed_ckpt, resumed_step = int(match.group(1)), int(match.group(2))
+        self.assertEqual(resumed_ckpt, resumed_step)
+        self.assertBetween(resumed_step, killed_at, RESUME_NUM_STEPS - 1)
+        self.assertIn(f"Training from step {resumed_step} to "
+                      f"{RESUME_NUM_STEPS}", output)
+
+        checkpoint_dir = os.path.join(model_dir, "checkpoints")
+        state = tf.train.get_checkpoint_state(checkpoint_dir)
+        self.assertEqual(os.path.basename(state.model_checkpoint_path),
+                         f"ckpt-{RESUME_NUM_STEPS}")
+        latest = tf.train.latest_checkpoint(checkpoint_dir)
+        self.assertEqual(checkpoint_step(latest), RESUME_NUM_STEPS)
+        # No checkpoint named in the state file is corrupt or missing.
+        self.assertNotEmpty(state.all_model_checkpoint_paths)
+        for path in state.all_model_checkpoint_paths:
+            if not os.path.isabs(path):
+                path = os.path.join(checkpoint_dir, path)
+            number = int(path.rsplit("-", 1)[1])
+            self.assertEqual(checkpoint_step(path), number, path)
+
+
+class CliErrorTest(tf.test.TestCase):
+    """Common mistakes: non-zero exit, a clear message, no traceback, fast."""
+
+    def _run(self, argv):
+        start = time.monotonic()
+        result = subprocess.run(argv, cwd=helpers.REPO_ROOT,
+                                env=helpers.python_env(), capture_output=True,
+                                text=True, timeout=120, check=False)
+        elapsed = time.monotonic() - start
+        self.assertNotEqual(result.returncode, 0,
+                            f"expected a failure; stderr:\n"
+                            f"{tail(result.stderr)}")
+        self.assertNotIn("Traceback", result.stderr,
+                         f"a traceback instead of a clear message:\n"
+                         f"{tail(result.stderr, 60)}")
+        self.assertLess(elapsed, ERROR_DEADLINE_S,
+                        f"took {elapsed:.1f} s to report the error")
+        return result
+
+    def _run_debug(self, bindings=(), files=DEBUG_FILES, extra_flags=()):
+        model_dir = self.create_tempdir().full_path
+        return self._run(helpers.train_command(
+            model_dir, files, tiny_bindings(*bindings), extra_flags))
+
+    def test_malformed_binding(self):
+        result = self._run_debug(["Trainer.num_steps = = 3"])
+        self.assertEqual(result.returncode, 2, tail(result.stderr))
+        self.assertRegex(result.stderr, r"error: Malformed gin binding")
+
+    def test_unknown_gin_file(self):
+        result = self._run_debug(files=["no_such_config.gin"])
+        self.assertEqual(result.returncode, 2, tail(result.stderr))
+        self.assertRegex(result.stderr,
+                         r"error: Gin file 'no_such_config.gin' not found")
+
+    def test_unknown_dataset_lists_valid_names(self):
+        result = self._run_debug(["ImageDataset.name = 'mnist_typo'"])
+        self.assertRegex(result.stderr, r"error: .*'mnist_typo'")
+        for name in ("fashion_mnist", "cifar10", "imagenet2012",
+                     "image_folder", "fake"):
+            self.assertIn(name, result.stderr)
+
+    def test_missing_data_files_fail_at_once(self):
+        data_dir = self.create_tempdir().full_path
+        result = self._run_debug(["ImageDataset.name = 'cifar10'",
+                                  f"ImageDataset.data_dir = '{data_dir}'"])
+        self.assertEqual(result.returncode, 3, tail(result.stderr))
+        # Names the archive to supply and where to put it.
+        self.assertRegex(result.stderr,
+                         r"error: .*cifar-10-[a-z]+\.tar\.gz is missing")
+        self.assertIn(os.path.join(data_dir, "downloads", "manual"),
+                      result.stderr)
+
+    def test_global_batch_not_divisible_by_replicas(self):
+        result = self._run_debug(["GLOBAL_BATCH_SIZE = 5"],
+                                 extra_flags=["--strategy", "mirrored",
+                                              "--logical_cpus", "2"])
+        self.assertRegex(result.stderr,
+                         r"error: global_batch_size 5 is not divisible by "
+                         r".*2")
+
+    def test_missing_model_dir(self):
+        result = self._run([sys.executable, "-m", "ppcd_tf.train",
+                            "--gin_file", "debug.gin"])
+        self.assertIn("--model_dir must have a value", result.stderr)
+
+
+@pytest.mark.slow
+class CliOutputsTest(tf.test.TestCase):
+
+    def test_writes_configs_and_tensorboard_summaries(self):
+        model_dir = self.create_tempdir().full_path
+        result = helpers.run_train(model_dir, DEBUG_FILES, tiny_bindings(
+            "Trainer.num_steps = 2"))
+        assert_finished(self, result)
+
+        with open(os.path.join(model_dir, "config.gin")) as f:
+            config = f.read()
+        self.assertIn("# Binding: Trainer.num_steps = 2", config)
+        self.assertIn("ImageDataset.name = 'fake'", config)
+        with open(os.path.join(model_dir, "operative_config.gin")) as f:
+            operative = f.read()
+        self.assertIn("Trainer.num_steps = 2", operative)
+        self.assertIn("build_generator.ch", operative)
+
+        train_dir = os.path.join(model_dir, "train")
+        self.assertNotEmpty(glob.glob(os.path.join(
+            train_dir, "events.out.tfevents.*")))
+        tags = read_events(train_dir)
+        for tag in ("losses/d_loss", "losses/g_loss", "learning_rate/g",
+                    "speed/steps_per_sec"):
+            self.assertIn(tag, tags, sorted(tags))
+            steps = [step for step, _, _ in tags[tag]]
+            self.assertEqual(steps, [1, 2], tag)
+            for _, plugin, value in tags[tag]:
+                self.assertEqual(plugin, "scalars", tag)
+                self.assertTrue(np.isfinite(float(value)), tag)
+        self.assertAllClose(float(tags["learning_rate/g"][0][2]), 1e-4)
+        self.assertIn("samples/ema", tags, sorted(tags))
+        step, plugin, value = tags["samples/ema"][-1]
+        self.assertEqual((step, plugin), (2, "images"))
+        # [width, height, png]: 2 classes x 2 samples of 32x32, 1-px padding.
+        self.assertEqual([int(v) for v in value[:2]], [2 * 33 + 1] * 2)
+        png = tf.io.decode_png(value[2])
+        self.assertEqual(png.shape[:2], (2 * 33 + 1, 2 * 33 + 1))
+
+    def test_mirrored_strategy_on_two_logical_cpus(self):
+        model_dir = self.create_tempdir().full_path
+        result = helpers.run_train(
+            model_dir, DEBUG_FILES, tiny_bindings("Trainer.num_steps = 2"),
+            extra_flags=["--strategy", "mirrored", "--logical_cpus", "2"])
+        assert_finished(self, result, "mirrored run")
+        self.assertRegex(result.stderr, r"Strategy \w+ with 2 replica\(s\)")
+        self.assertIn("Global batch 4 (2 replica(s) x 2", result.stderr)
+        latest = tf.train.latest_checkpoint(
+            os.path.join(model_dir, "checkpoints"))
+        self.assertEqual(os.path.basename(latest), "ckpt-2")
+        self.assertEqual(checkpoint_step(latest), 2)
+        for _, _, value in read_events(
+                os.path.join(model_dir, "train"))["losses/d_loss"]:
+            self.assertTrue(np.isfinite(float(value)))

@@ -1,0 +1,203 @@
+"""Tests of the distillation losses and weights."""
+
+import gin
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
+
+from ppcd_tf.distill import losses
+
+BATCH = 3
+
+
+def _features(height, channels, seed):
+    return tf.random.stateless_normal((BATCH, height, height, channels),
+                                      seed=(seed, 0))
+
+
+def _assert_finite_gradient(test, grad):
+    test.assertIsNotNone(grad)
+    test.assertTrue(np.all(np.isfinite(grad.numpy())))
+    test.assertGreater(np.abs(grad.numpy()).sum(), 0.0)
+
+
+class AttentionTest(tf.test.TestCase, parameterized.TestCase):
+
+    def test_attention_map_shape_norm_and_scale_invariance(self):
+        features = _features(4, 6, seed=1)
+        a = losses.attention_map(features)
+        self.assertEqual(a.shape, (BATCH, 16))
+        self.assertEqual(a.dtype, tf.float32)
+        self.assertAllClose(tf.norm(a, axis=1), np.ones(BATCH))
+        self.assertAllClose(losses.attention_map(3.0 * features), a)
+        manual = np.mean(features.numpy() ** 2, axis=-1).reshape(BATCH, -1)
+        manual /= np.linalg.norm(manual, axis=1, keepdims=True)
+        self.assertAllClose(a, manual)
+
+    def test_attention_map_of_zeros_is_finite(self):
+        features = tf.zeros((BATCH, 4, 4, 2))
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            a = losses.attention_map(features)
+        self.assertAllEqual(a, np.zeros((BATCH, 16)))
+        self.assertTrue(np.all(np.isfinite(tape.gradient(a, features))))
+
+    def test_zero_when_equal_positive_otherwise(self):
+        teacher = {"block1": _features(4, 8, 1), "block2": _features(8, 4, 2)}
+        loss = losses.attention_transfer_loss(teacher, teacher)
+        self.assertEqual(loss.shape, (BATCH,))
+        self.assertAllClose(loss, np.zeros(BATCH), atol=1e-7)
+        student = {"block1": _features(4, 8, 3), "block2": _features(8, 4, 4)}
+        self.assertTrue(np.all(
+            losses.attention_transfer_loss(student, teacher).numpy() > 0))
+
+    def test_student_with_fewer_channels_and_gradient(self):
+        teacher = {"block1": _features(4, 8, 1), "extra": _features(4, 8, 9)}
+        student = {"block1": _features(4, 3, 2)}
+        with tf.GradientTape() as tape:
+            tape.watch(student["block1"])
+            loss = losses.attention_transfer_loss(student, teacher)
+        self.assertEqual(loss.shape, (BATCH,))
+        manual = np.sum((losses.attention_map(student["block1"])
+                         - losses.attention_map(teacher["block1"])) ** 2, 1)
+        self.assertAllClose(loss, manual)
+        _assert_finite_gradient(self, tape.gradient(loss, student["block1"]))
+
+    def test_layers_and_weights(self):
+        teacher = {"a": _features(4, 2, 1), "b": _features(4, 2, 2)}
+        student = {"a": _features(4, 2, 3), "b": _features(4, 2, 4)}
+        only_a = losses.attention_transfer_loss(student, teacher, ["a"])
+        only_b = losses.attention_transfer_loss(student, teacher, ["b"])
+        both = losses.attention_transfer_loss(student, teacher,
+                                              weights={"a": 2.0})
+        self.assertAllClose(both, 2.0 * only_a + only_b)
+        with self.assertRaisesRegex(ValueError, "'c'"):
+            losses.attention_transfer_loss(student, teacher, ["c"])
+        with self.assertRaisesRegex(ValueError, "'c'"):
+            losses.attention_transfer_loss(student, teacher, ["a"],
+                                           weights={"c": 1.0})
+        with self.assertRaisesRegex(ValueError, "No common layers"):
+            losses.attention_transfer_loss({"x": teacher["a"]}, teacher)
+
+    @parameterized.parameters(((8, 8), (4, 4)), ((4, 4), (8, 8)),
+                              ((6, 6), (4, 4)), ((5, 7), (3, 2)))
+    def test_area_resize_matches_tf_image_resize(self, in_size, out_size):
+        images = tf.random.stateless_normal((2, *in_size, 3), seed=(5, 0))
+        expected = tf.image.resize(images, out_size, method="area")
+        self.assertAllClose(losses.area_resize(images, out_size), expected,
+                            atol=1e-5)
+
+    def test_different_spatial_sizes_resized_and_differentiable(self):
+        teacher = {"block1": _features(4, 8, 1)}
+        student = {"block1": _features(8, 4, 2)}
+        with tf.GradientTape() as tape:
+            tape.watch(student["block1"])
+            loss = losses.attention_transfer_loss(student, teacher)
+        self.assertEqual(loss.shape, (BATCH,))
+        grid = tf.reduce_mean(tf.square(student["block1"]), -1, keepdims=True)
+        resized = tf.image.resize(grid, (4, 4), method="area")
+        a_s = tf.math.l2_normalize(tf.reshape(resized, (BATCH, -1)), 1)
+        manual = tf.reduce_sum(
+            tf.square(a_s - losses.attention_map(teacher["block1"])), 1)
+        self.assertAllClose(loss, manual, atol=1e-6)
+        _assert_finite_gradient(self, tape.gradient(loss, student["block1"]))
+        same = losses.attention_transfer_loss(
+            {"block1": tf.image.resize(teacher["block1"], (8, 8),
+                                       method="nearest")}, teacher)
+        self.assertAllClose(same, np.zeros(BATCH), atol=1e-6)
+
+    def test_teacher_gets_no_gradient(self):
+        teacher = {"a": _features(4, 2, 1)}
+        student = {"a": _features(4, 2, 2)}
+        with tf.GradientTape() as tape:
+            tape.watch(teacher["a"])
+            loss = losses.attention_transfer_loss(student, teacher)
+        self.assertIsNone(tape.gradient(loss, teacher["a"]))
+
+
+class ClassAwareTest(tf.test.TestCase):
+
+    def test_cam_matches_einsum(self):
+        phi = _features(4, 5, 1)
+        embed = tf.random.stateless_normal((BATCH, 5), seed=(2, 0))
+        cam = losses.class_activation_map(phi, embed)
+        self.assertEqual(cam.shape, (BATCH, 16))
+        manual = np.einsum("bhwc,bc->bhw", phi.numpy(), embed.numpy())
+        manual = manual.reshape(BATCH, -1)
+        manual /= np.linalg.norm(manual, axis=1, keepdims=True)
+        self.assertAllClose(cam, manual, atol=1e-6)
+        self.assertTrue(np.any(cam.numpy() < 0))  # Signs are kept.
+
+    def test_loss_zero_when_equal_positive_otherwise_and_gradient(self):
+        embed = tf.random.stateless_normal((BATCH, 5), seed=(2, 0))
+        teacher_cam = losses.class_activation_map(_features(4, 5, 1), embed)
+        self.assertAllClose(losses.class_aware_loss(teacher_cam, teacher_cam),
+                            np.zeros(BATCH))
+        student_phi = _features(4, 5, 3)
+        with tf.GradientTape() as tape:
+            tape.watch(student_phi)
+            cam = losses.class_activation_map(student_phi, embed)
+            loss = losses.class_aware_loss(cam, teacher_cam)
+        self.assertEqual(loss.shape, (BATCH,))
+        self.assertTrue(np.all(loss.numpy() > 0))
+        _assert_finite_gradient(self, tape.gradient(loss, student_phi))
+
+
+class OutputL1Test(tf.test.TestCase):
+
+    def test_values_and_gradient(self):
+        teacher = tf.zeros((BATCH, 4, 4, 3))
+        student = tf.concat([tf.zeros((1, 4, 4, 3)),
+                             0.5 * tf.ones((BATCH - 1, 4, 4, 3))], 0)
+        with tf.GradientTape() as tape:
+            tape.watch(student)
+            loss = losses.output_l1_loss(student, teacher)
+        self.assertAllClose(loss, [0.0] + [0.5] * (BATCH - 1))
+        self.assertAllClose(losses.output_l1_loss(teacher, teacher),
+                            np.zeros(BATCH))
+        grad = tape.gradient(loss, student)
+        self.assertIsNotNone(grad)
+        self.assertTrue(np.all(np.isfinite(grad.numpy())))
+
+    def test_mixed_precision_inputs(self):
+        student = tf.ones((BATCH, 2, 2, 3), tf.float16)
+        loss = losses.output_l1_loss(student, tf.zeros((BATCH, 2, 2, 3)))
+        self.assertEqual(loss.dtype, tf.float32)
+        self.assertAllClose(loss, np.ones(BATCH))
+
+
+class DistillationWeightsTest(tf.test.TestCase):
+
+    def test_defaults_constant(self):
+        weights = losses.DistillationWeights()
+        self.assertEqual(weights.output_l1_weight(10 ** 6), 1.0)
+        self.assertAllClose(weights.output_l1_weight(tf.constant(5)), 1.0)
+        self.assertIsNone(weights.attention_layers)
+
+    def test_decay_endpoints(self):
+        weights = losses.DistillationWeights(output_l1=2.0,
+                                             output_l1_decay_steps=100)
+        for step, expected in ((0, 2.0), (50, 1.0), (100, 0.0), (500, 0.0)):
+            self.assertAllClose(weights.output_l1_weight(step), expected)
+            value = weights.output_l1_weight(tf.constant(step, tf.int64))
+            self.assertEqual(value.dtype, tf.float32)
+            self.assertAllClose(value, expected)
+
+    def test_validation_and_gin(self):
+        with self.assertRaisesRegex(ValueError, "-1"):
+            losses.DistillationWeights(attention=-1.0)
+        with self.assertRaisesRegex(ValueError, "output_l1_decay_steps"):
+            losses.DistillationWeights(output_l1_decay_steps=0)
+        gin.parse_config([
+            "DistillationWeights.class_aware = 0.0",
+            "DistillationWeights.attention_layers = ['block1', 'block2']",
+        ])
+        weights = losses.DistillationWeights()
+        self.assertEqual(weights.class_aware, 0.0)
+        self.assertEqual(weights.attention_layers, ("block1", "block2"))
+        clone = losses.DistillationWeights.from_config(weights.get_config())
+        self.assertEqual(clone.get_config(), weights.get_config())
+
+
+if __name__ == "__main__":
+    tf.test.main()

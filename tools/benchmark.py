@@ -1,0 +1,105 @@
+r"""Benchmarks of ppcd_tf on this machine (results go to BENCHMARKS.md).
+
+Measures, in one process, for the teacher configuration given by gin files
+(default: the 32x32 Fashion-MNIST teacher):
+  * G and D parameter counts and G MACs per image;
+  * training throughput: seconds per G step (median over --repeats single
+    steps after --warmup steps), images/s;
+  * generation throughput of the (EMA) generator at batch --gen_batch.
+
+Example:
+  python tools/benchmark.py --output runs/benchmark.json
+  python tools/benchmark.py --gin_param "CH = 16" --repeats 20
+"""
+
+import json
+import os
+import platform
+import sys
+import tempfile
+
+from absl import app
+from absl import flags
+from absl import logging
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+from ppcd_tf import benchmarking  # noqa: E402
+from ppcd_tf import config as config_lib  # noqa: E402
+from ppcd_tf import strategy as strategy_lib  # noqa: E402
+from ppcd_tf import trainer as trainer_lib  # noqa: E402
+from ppcd_tf.models import complexity  # noqa: E402
+from ppcd_tf.models import generator as generator_lib  # noqa: E402
+
+DEFAULT_GIN_FILES = ["data/fashion_mnist32.gin", "model/biggan32.gin",
+                     "stage/teacher.gin"]
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("gin_file", None, "Gin files of the teacher run "
+                          f"(default: {' '.join(DEFAULT_GIN_FILES)}).")
+flags.DEFINE_multi_string("gin_param", [], "Extra gin bindings.")
+flags.DEFINE_integer("repeats", 10, "Timed repetitions (median reported).")
+flags.DEFINE_integer("warmup", 3, "Untimed warm-up repetitions.")
+flags.DEFINE_integer("gen_batch", 64, "Batch size of the generation test.")
+flags.DEFINE_string("output", None, "Write the results as JSON here.")
+
+
+def _table(results):
+    train = results["teacher_training"]
+    gen = results["teacher_generation"]
+    rows = [
+        ("G parameters", f"{results['g_params']:,}"),
+        ("D parameters", f"{results['d_params']:,}"),
+        ("G MACs / image", f"{results['g_macs_per_image'] / 1e6:.1f} M"),
+        ("train: s / G step (median)", f"{train['seconds_per_step']:.3f}"),
+        ("train: images / s", f"{train['images_per_sec']:.1f}"),
+        (f"generate: images / s (batch {gen['batch_size']})",
+         f"{gen['images_per_sec']:.1f}"),
+        ("generate: GMAC / s", f"{gen['gmacs_per_sec']:.1f}"),
+    ]
+    lines = ["| measure | value |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    files = config_lib.parse_gin(FLAGS.gin_file or DEFAULT_GIN_FILES,
+                                 FLAGS.gin_param)
+    strategy = strategy_lib.get_strategy()
+    with tempfile.TemporaryDirectory() as model_dir:
+        trainer = trainer_lib.Trainer(model_dir=model_dir, strategy=strategy)
+        logging.info("Timing training steps ...")
+        training = benchmarking.measure_training(
+            trainer, repeats=FLAGS.repeats, warmup=FLAGS.warmup)
+        logging.info("Timing generation ...")
+        generation = benchmarking.measure_generation(
+            trainer.generator_ema, batch_size=FLAGS.gen_batch,
+            repeats=FLAGS.repeats, warmup=FLAGS.warmup)
+    g = trainer.generator
+    results = {
+        "gin_files": files,
+        "gin_params": FLAGS.gin_param,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "channels": g.channels.to_id(),
+        "g_params": generator_lib.count_trainable_parameters(g),
+        "d_params": generator_lib.count_trainable_parameters(
+            trainer.discriminator),
+        "g_macs_per_image": complexity.generator_macs(
+            g.channels, complexity.GeneratorShape.of(g)),
+        "teacher_training": training,
+        "teacher_generation": generation,
+    }
+    table = _table(results)
+    print(table)
+    if FLAGS.output:
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)),
+                    exist_ok=True)
+        with open(FLAGS.output, "w") as f:
+            json.dump(dict(results, table=table), f, indent=2)
+        logging.info("Wrote %s", FLAGS.output)
+
+
+if __name__ == "__main__":
+    app.run(main)

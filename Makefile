@@ -7,7 +7,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 DEMO_DIR := runs/demo
-DEMO_STEPS ?= 600
+DEMO_CH ?= 16
+DEMO_TEACHER_STEPS ?= 600
+DEMO_PPCD_STEPS ?= 400
+DEMO_TARGET_RATIO ?= 0.19
 
 .PHONY: setup data test test-fast demo tensorboard clean
 
@@ -38,18 +41,37 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
+# The demo: a small Fashion-MNIST teacher, then PPCD compression of it to
+# TARGET_RATIO of its generator parameters (5.2x smaller), both resumable.
 demo: setup
 	$(PY) -m ppcd_tf.train \
 	  --gin_file data/fashion_mnist32.gin \
 	  --gin_file model/biggan32.gin \
 	  --gin_file stage/teacher.gin \
-	  --gin_param "Trainer.num_steps = $(DEMO_STEPS)" \
-	  --gin_param "Trainer.log_every = 20" \
+	  --gin_param "CH = $(DEMO_CH)" \
+	  --gin_param "Trainer.num_steps = $(DEMO_TEACHER_STEPS)" \
+	  --gin_param "EMA_START_STEP = 200" \
+	  --gin_param "Trainer.log_every = 25" \
 	  --gin_param "Trainer.sample_every = 200" \
 	  --gin_param "Trainer.checkpoint_every = 100" \
 	  --model_dir $(DEMO_DIR)/teacher
-	@echo "Demo teacher in $(DEMO_DIR)/teacher: samples in"\
-	  "$(DEMO_DIR)/teacher/samples/latest.png; run 'make tensorboard'."
+	$(PY) -m ppcd_tf.train \
+	  --gin_file data/fashion_mnist32.gin \
+	  --gin_file model/biggan32.gin \
+	  --gin_file stage/teacher.gin \
+	  --gin_file stage/ppcd.gin \
+	  --gin_param "CH = $(DEMO_CH)" \
+	  --gin_param "TEACHER_DIR = '$(DEMO_DIR)/teacher'" \
+	  --gin_param "TARGET_PARAM_RATIO = $(DEMO_TARGET_RATIO)" \
+	  --gin_param "Trainer.num_steps = $(DEMO_PPCD_STEPS)" \
+	  --gin_param "EMA_DECAY = 0.99" \
+	  --gin_param "Trainer.log_every = 25" \
+	  --gin_param "Trainer.sample_every = 100" \
+	  --gin_param "Trainer.checkpoint_every = 100" \
+	  --model_dir $(DEMO_DIR)/ppcd
+	@echo "Demo done: teacher in $(DEMO_DIR)/teacher, compressed student in"\
+	  "$(DEMO_DIR)/ppcd (samples/teacher_vs_student_*.png); run"\
+	  "'make tensorboard'."
 
 tensorboard: setup
 	$(VENV)/bin/tensorboard --logdir $(DEMO_DIR)

@@ -45,6 +45,7 @@ from ppcd_tf.pruning import channel_masks
 from ppcd_tf.pruning import schedules
 
 CAM_DISCRIMINATORS = ("teacher", "student")
+HARDEN_RULES = ("global", "uniform")
 # Logit given to kept / removed channels when masks are hardened.
 HARD_LOGIT = 1.0
 
@@ -95,9 +96,18 @@ class PPCDTrainer(trainer_lib.Trainer):
       prune_attention: also mask the self-attention inner widths.
       min_channels, min_channel_fraction: per-layer floor of kept channels.
       budget_surrogate_width: width of the budget's surrogate gradient.
-      budget_lambda_rate: controller step: lambda += rate * (ratio - target)
-        per G step (clipped to [0, budget_lambda_max]).
+      budget_ramp_fraction: the hard parameter ratio is steered along a line
+        from 1 to the target, reached at this fraction of the pruning phase
+        (progressive pruning rather than a cut at the start).
+      budget_lambda_rate: controller step: lambda += rate * (ratio -
+        desired ratio) per G step (clipped to [0, budget_lambda_max]).
       budget_lambda_max: cap of lambda.
+      harden_rule: 'global' (rank channels by logit over all layers) or
+        'uniform' (the same kept fraction in every layer: the uniform-width
+        pruning baseline).
+      use_masks: False trains a fixed thinner student instead (every width
+        scaled uniformly to meet the budget, randomly initialised, no masks):
+        the "distillation into a fixed thinner student" ablation.
       distillation: `DistillationWeights` (class; gin binds its weights).
       cam_discriminator: 'teacher' (frozen teacher D) or 'student' (the D
         being fine-tuned) computes the class activation maps.
@@ -111,7 +121,9 @@ class PPCDTrainer(trainer_lib.Trainer):
                  mask_optimizer_cls=keras.optimizers.SGD,
                  prune_attention=True, min_channels=4,
                  min_channel_fraction=0.0, budget_surrogate_width=1.0,
-                 budget_lambda_rate=0.05, budget_lambda_max=10.0,
+                 budget_ramp_fraction=0.8, budget_lambda_rate=1.0,
+                 budget_lambda_max=10.0, harden_rule="global",
+                 use_masks=True,
                  distillation=distill_losses.DistillationWeights,
                  cam_discriminator="teacher", **kwargs):
         if teacher_dir is gin.REQUIRED or not teacher_dir:
@@ -123,6 +135,12 @@ class PPCDTrainer(trainer_lib.Trainer):
         if not 0.0 < prune_end_fraction <= 1.0:
             raise ValueError(f"prune_end_fraction must be in (0, 1], got "
                              f"{prune_end_fraction}.")
+        if harden_rule not in HARDEN_RULES:
+            raise ValueError(f"harden_rule must be one of {HARDEN_RULES}, "
+                             f"got {harden_rule!r}.")
+        if not 0.0 < budget_ramp_fraction <= 1.0:
+            raise ValueError(f"budget_ramp_fraction must be in (0, 1], got "
+                             f"{budget_ramp_fraction}.")
         if cam_discriminator not in CAM_DISCRIMINATORS:
             raise ValueError(f"cam_discriminator must be one of "
                              f"{CAM_DISCRIMINATORS}, got "
@@ -142,8 +160,11 @@ class PPCDTrainer(trainer_lib.Trainer):
         self.min_channels = int(min_channels)
         self.min_channel_fraction = float(min_channel_fraction)
         self.budget_surrogate_width = float(budget_surrogate_width)
+        self.budget_ramp_fraction = float(budget_ramp_fraction)
         self.budget_lambda_rate = float(budget_lambda_rate)
         self.budget_lambda_max = float(budget_lambda_max)
+        self.harden_rule = harden_rule
+        self.use_masks = bool(use_masks)
         self.weights = distillation()
         self.cam_discriminator = cam_discriminator
         super().__init__(model_dir, strategy, **kwargs)
@@ -165,8 +186,19 @@ class PPCDTrainer(trainer_lib.Trainer):
                 f"classes, the data is {resolution}x{resolution}x"
                 f"{image_channels} with {num_classes} classes: use the data "
                 "gin file the teacher was trained with.")
-        student = generator_lib.Generator.from_config(
-            dict(g_config, name="generator"))
+        student_config = dict(g_config, name="generator")
+        if not self.use_masks:
+            full = budget_lib.live_parameters(
+                teacher.channels, complexity.GeneratorShape.of(teacher),
+                dict(channel_masks.mask_widths(teacher.channels,
+                                               self.prune_attention)))
+            target = (self.target_params_arg if self.target_params_arg
+                      else self.target_param_ratio * full)
+            thin = budget_lib.uniform_channel_config(
+                teacher.channels, complexity.GeneratorShape.of(teacher),
+                target, self.min_channels, self.prune_attention)
+            student_config["channels"] = thin.to_dict()
+        student = generator_lib.Generator.from_config(student_config)
         discriminator = discriminator_lib.Discriminator.from_config(
             dict(d_config, name="discriminator"))
         return student, discriminator
@@ -185,8 +217,8 @@ class PPCDTrainer(trainer_lib.Trainer):
         self.teacher_discriminator.trainable = False
         self._load_teacher()
 
-        channels = self.generator.channels
-        self.shape = complexity.GeneratorShape.of(self.generator)
+        channels = self.teacher_generator.channels
+        self.shape = complexity.GeneratorShape.of(self.teacher_generator)
         widths = channel_masks.mask_widths(channels, self.prune_attention)
         self.masks = channel_masks.ChannelMasks(
             widths, initial_value=self.mask_init,
@@ -206,13 +238,22 @@ class PPCDTrainer(trainer_lib.Trainer):
                 f"Target of {self.target_params:,} parameters is below the "
                 f"{floor_params:,} that the per-layer floors keep; lower "
                 "PPCDTrainer.min_channels or raise the target.")
+        self.gradient_scale = 0.5 * sum(widths.values())
+        self.student_params = generator_lib.count_trainable_parameters(
+            self.generator)
         self.prune_end_step = max(
             1, int(round(self.prune_end_fraction * self.num_steps)))
+        # Average only the hardened student: weights from before the cut
+        # belong to a different network.
+        self.ema.start_step = max(self.ema.start_step, self.prune_end_step)
         self.bound_schedule = schedules.BoundSchedule(
             initial_bound=self.initial_bound, begin_step=0,
             end_step=self.prune_end_step, kind=self.bound_kind)
         self.mask_optimizer = self.mask_optimizer_cls(name="mask_optimizer")
         self.mask_optimizer.build(list(self.masks.logits.values()))
+        if not self.use_masks:
+            # Fixed thinner student: masks stay open, nothing is pruned.
+            self.masks = None
         self.budget_lambda = tf.Variable(
             0.0, trainable=False, name="budget_lambda",
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -227,8 +268,10 @@ class PPCDTrainer(trainer_lib.Trainer):
             discriminator=self.teacher_discriminator)
         status = source.restore(self.teacher_checkpoint)
         status.expect_partial().assert_existing_objects_matched()
-        for src, dst in ((self.teacher_generator, self.generator),
-                         (self.teacher_discriminator, self.discriminator)):
+        pairs = [(self.teacher_discriminator, self.discriminator)]
+        if self.use_masks:  # a thinner student cannot copy the teacher
+            pairs.append((self.teacher_generator, self.generator))
+        for src, dst in pairs:
             for s, d in zip(src.weights, dst.weights):
                 d.assign(s)
         logging.info("Teacher loaded from %s (student starts as its copy).",
@@ -236,15 +279,18 @@ class PPCDTrainer(trainer_lib.Trainer):
 
     def checkpoint_items(self):
         items = super().checkpoint_items()
-        items.update(channel_masks=self.masks,
-                     mask_optimizer=self.mask_optimizer,
-                     budget_lambda=self.budget_lambda,
-                     hardened=self.hardened)
+        items.update(budget_lambda=self.budget_lambda, hardened=self.hardened)
+        if self.masks is not None:
+            items.update(channel_masks=self.masks,
+                         mask_optimizer=self.mask_optimizer)
         return items
 
     def generator_update_groups(self):
-        return [(self.g_optimizer, self.generator.trainable_variables),
-                (self.mask_optimizer, list(self.masks.logits.values()))]
+        groups = [(self.g_optimizer, self.generator.trainable_variables)]
+        if self.masks is not None:
+            groups.append((self.mask_optimizer,
+                           list(self.masks.logits.values())))
+        return groups
 
     # ------------------------------------------------------------------
     # Forward passes and losses.
@@ -252,8 +298,11 @@ class PPCDTrainer(trainer_lib.Trainer):
     def generate(self, z, labels, training, return_features=False,
                  model=None):
         model = model or self.generator
+        if self.masks is None:
+            return model(z, labels, training=training,
+                         return_features=return_features)
         return model(z, labels, training=training, masks=self.masks(),
-                     return_features=return_features)
+                     keep=self.masks.keep(), return_features=return_features)
 
     def _global_scalar(self, value):
         """A whole-batch scalar as this replica's / micro-batch's share."""
@@ -261,11 +310,21 @@ class PPCDTrainer(trainer_lib.Trainer):
 
     def param_ratio(self):
         """Hard live parameters / full parameters (float32 scalar tensor)."""
+        if self.masks is None:
+            return tf.constant(self.student_params / float(self.full_params),
+                               tf.float32)
         counts = {k: tf.cast(v, tf.float32)
                   for k, v in self.masks.hard_counts().items()}
-        live = budget_lib.live_parameters(self.generator.channels, self.shape,
-                                          counts)
+        live = budget_lib.live_parameters(self.teacher_generator.channels,
+                                          self.shape, counts)
         return live / float(self.full_params)
+
+    def desired_ratio(self, step):
+        """The hard ratio the controller steers to at G step `step`."""
+        target = self.target_params / self.full_params
+        ramp_end = max(1.0, self.budget_ramp_fraction * self.prune_end_step)
+        progress = tf.minimum(tf.cast(step, tf.float32) / ramp_end, 1.0)
+        return 1.0 - (1.0 - target) * progress
 
     def _class_activation_maps(self, fake, teacher_images, labels,
                                student_d_features):
@@ -312,13 +371,24 @@ class PPCDTrainer(trainer_lib.Trainer):
         terms["g_loss_output_l1"] = (
             weights.output_l1_weight(step) * self._scaled_mean(
                 distill_losses.output_l1_loss(fake, teacher_images)))
+        if self.masks is None:
+            terms["g_loss_budget"] = tf.constant(0.0)
+            terms["info_param_ratio"] = self._global_scalar(
+                self.param_ratio())
+            return terms
         counts = budget_lib.straight_through_counts(
             self.masks.logits, self.budget_surrogate_width, self.floors)
-        live = budget_lib.live_parameters(self.generator.channels, self.shape,
-                                          counts)
+        live = budget_lib.live_parameters(self.teacher_generator.channels,
+                                          self.shape, counts)
         ratio = live / float(self.full_params)
+        # Value lambda * ratio; gradient scaled by (mask channels / 2), the
+        # inverse of the mean per-channel share of the ratio (the count is
+        # quadratic in widths), so an average channel's budget gradient is
+        # ~lambda / (2 * surrogate width) whatever the model's size.
+        scaled = ratio + (self.gradient_scale - 1.0) * (
+            ratio - tf.stop_gradient(ratio))
         terms["g_loss_budget"] = self._global_scalar(
-            tf.stop_gradient(self.budget_lambda) * ratio)
+            tf.stop_gradient(self.budget_lambda) * scaled)
         terms["info_param_ratio"] = self._global_scalar(
             tf.stop_gradient(ratio))
         return terms
@@ -332,7 +402,9 @@ class PPCDTrainer(trainer_lib.Trainer):
 
     def after_step(self, step):
         """Controller update (cross-replica): lambda tracks the excess."""
-        excess = self.param_ratio() - self.target_params / self.full_params
+        if self.masks is None:
+            return
+        excess = self.param_ratio() - self.desired_ratio(step)
         pruning = tf.logical_and(step < self.prune_end_step,
                                  tf.logical_not(self.hardened))
         updated = tf.clip_by_value(
@@ -344,6 +416,8 @@ class PPCDTrainer(trainer_lib.Trainer):
         return (self.prune_end_step,)
 
     def train_loop_begin(self):
+        if self.masks is None:
+            return
         step = int(self.step.numpy())
         if step >= self.prune_end_step and not bool(self.hardened.numpy()):
             self.harden()
@@ -354,9 +428,10 @@ class PPCDTrainer(trainer_lib.Trainer):
         """Cuts the masks exactly to the budget and freezes them."""
         logits = {k: v.numpy() for k, v in self.masks.logits.items()}
         before = float(self.param_ratio().numpy())
-        keep = budget_lib.harden_to_budget(
-            logits, self.generator.channels, self.shape, self.target_params,
-            self.floors)
+        harden = (budget_lib.harden_to_budget if self.harden_rule == "global"
+                  else budget_lib.harden_uniform)
+        keep = harden(logits, self.teacher_generator.channels, self.shape,
+                      self.target_params, self.floors)
         for key, variable in self.masks.logits.items():
             variable.assign(np.where(keep[key], HARD_LOGIT,
                                      -HARD_LOGIT).astype(np.float32))
@@ -373,7 +448,10 @@ class PPCDTrainer(trainer_lib.Trainer):
             f"{self.full_params:,}", self.kept_channels())
 
     def kept_channels(self):
-        """{mask key: kept count} of the hard masks."""
+        """{mask key: kept count} of the hard masks (of the student)."""
+        if self.masks is None:
+            return dict(channel_masks.mask_widths(self.generator.channels,
+                                                  self.prune_attention))
         return {k: int(v.numpy()) for k, v in self.masks.hard_counts().items()}
 
     def compact_channel_config(self):
@@ -395,20 +473,22 @@ class PPCDTrainer(trainer_lib.Trainer):
                           1.0 / max(ratio, 1e-12), step=step)
         tf.summary.scalar("pruning/target_ratio",
                           self.target_params / self.full_params, step=step)
-        tf.summary.scalar("pruning/bound", float(self.masks.bound.numpy()),
-                          step=step)
-        tf.summary.scalar("pruning/budget_lambda",
-                          float(self.budget_lambda.numpy()), step=step)
-        values = self.masks()
         for key, count in self.kept_channels().items():
             tf.summary.scalar(f"kept_channels/{key}", count, step=step)
-            tf.summary.histogram(f"mask_values/{key}", values[key],
-                                 step=step)
+        if self.masks is None:
+            return
+        bound = float(self.masks.bound.numpy())
+        tf.summary.scalar("pruning/bound", bound, step=step)
+        tf.summary.scalar("pruning/budget_lambda",
+                          float(self.budget_lambda.numpy()), step=step)
+        tf.summary.scalar("pruning/desired_ratio",
+                          float(self.desired_ratio(step)), step=step)
+        for key, value in self.masks().items():
+            tf.summary.histogram(f"mask_values/{key}", value, step=step)
         logging.info("pruning: %.4f of G's parameters live (%.2fx smaller, "
                      "target %.2fx), bound %.4f, lambda %.4f.", ratio,
                      1.0 / max(ratio, 1e-12),
-                     self.full_params / self.target_params,
-                     float(self.masks.bound.numpy()),
+                     self.full_params / self.target_params, bound,
                      float(self.budget_lambda.numpy()))
 
     def write_samples(self, step):

@@ -9,7 +9,9 @@ other axes; data that is not on this machine is replaced by the synthetic
 import glob
 import os
 import re
+import tempfile
 
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -38,11 +40,28 @@ def _resolution_of(relpath):
     return int(match.group(1)) if match else None
 
 
-def _composition(relpath):
+PPCD_STAGE = "stage/ppcd.gin"
+
+
+def _is_ppcd_stage(relpath):
+    return relpath == PPCD_STAGE or os.path.basename(relpath).startswith(
+        "ablation_")
+
+
+def _composition(relpath, teacher_dir=None):
     """(gin files, extra bindings) that make `relpath` a complete run."""
     axis = relpath.split(os.sep)[0]
     if axis not in DEFAULTS:
         return [relpath], []
+    if _is_ppcd_stage(relpath):
+        # PPCD stages extend the teacher stage and need a trained teacher.
+        stages = [DEFAULTS["stage"], PPCD_STAGE]
+        if relpath != PPCD_STAGE:
+            stages.append(relpath)
+        return ([DEFAULTS["data"], DEFAULTS["model"]] + stages,
+                [f"TEACHER_DIR = '{teacher_dir}'", "TARGET_PARAM_RATIO = 0.5",
+                 "PPCDTrainer.min_channels = 1",
+                 "PPCDTrainer.prune_end_fraction = 1.0"])
     files = {**DEFAULTS, axis: relpath}
     bindings = []
     resolution = _resolution_of(relpath)
@@ -55,8 +74,9 @@ def _composition(relpath):
         # Keep the accumulation path but not an 8x unrolled graph.
         bindings.append("Trainer.accumulation_steps = 2")
     if resolution and resolution >= 256:
-        # Attention at 128x128 costs 16k x 4k scores per image.
-        bindings.append("GLOBAL_BATCH_SIZE = 2")
+        # Attention at 128x128 costs 16k x 4k scores per image; attention
+        # itself is exercised by the other resolutions.
+        bindings += ["GLOBAL_BATCH_SIZE = 2", "ATTENTION = ''"]
     if axis == "data":
         text = open(os.path.join(helpers.GIN_DIR, relpath)).read()
         name = re.search(r"ImageDataset.name\s*=\s*'(\w+)'", text).group(1)
@@ -70,18 +90,40 @@ def test_every_axis_has_files():
     assert {"data", "model", "stage", "debug.gin"} <= axes, GIN_FILES
 
 
+_TEACHER = {}
+
+
+def _tiny_teacher(tempdir):
+    """A 1-step teacher in the tiny debug configuration (made once)."""
+    if "dir" not in _TEACHER:
+        model_dir = os.path.join(tempdir, "teacher")
+        helpers.parse(["debug.gin"], list(helpers.TINY_BINDINGS) + [
+            "GLOBAL_BATCH_SIZE = 8", "Trainer.num_steps = 1"])
+        trainer_lib.Trainer(model_dir=model_dir,
+                            strategy=helpers.one_device()).train()
+        _TEACHER["dir"] = model_dir
+    return _TEACHER["dir"]
+
+
 @pytest.mark.slow
 class GinFilesTrainTest(tf.test.TestCase, parameterized.TestCase):
 
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.teacher_root = tempfile.mkdtemp(prefix="gin_teacher_")
+
     @parameterized.parameters(*GIN_FILES)
     def test_parses_and_trains_one_step(self, relpath):
-        files, bindings = _composition(relpath)
+        teacher_dir = (_tiny_teacher(self.teacher_root)
+                       if _is_ppcd_stage(relpath) else None)
+        files, bindings = _composition(relpath, teacher_dir)
         helpers.parse(files, list(helpers.TINY_BINDINGS) + [
             "GLOBAL_BATCH_SIZE = 8", "Trainer.num_steps = 1",
             "ImageDataset.cache = False"] + bindings)
-        trainer = trainer_lib.Trainer(
-            model_dir=self.create_tempdir().full_path,
-            strategy=helpers.one_device())
+        trainer_cls = gin.query_parameter("run.trainer_cls").scoped_configurable_fn
+        trainer = trainer_cls(model_dir=self.create_tempdir().full_path,
+                              strategy=helpers.one_device())
         metrics = trainer.train()
         self.assertEqual(int(trainer.step.numpy()), 1)
         self.assertTrue(all(np.isfinite(v) for v in metrics.values()),

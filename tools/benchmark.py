@@ -3,8 +3,11 @@ r"""Benchmarks of ppcd_tf on this machine (results go to BENCHMARKS.md).
 Measures, in one process, for the teacher configuration given by gin files
 (default: the 32x32 Fashion-MNIST teacher):
   * G and D parameter counts and G MACs per image;
-  * training throughput: seconds per G step (median over --repeats single
-    steps after --warmup steps), images/s;
+  * teacher training throughput: seconds per G step (median over --repeats
+    single steps after --warmup steps), images/s;
+  * PPCD training throughput at the same batch (stage/ppcd.gin on top of the
+    same config, the teacher being the benchmark's own freshly built one),
+    and the ratio PPCD / teacher seconds per step (target: <= 1.7);
   * generation throughput of the (EMA) generator at batch --gen_batch.
 
 Example:
@@ -18,6 +21,7 @@ import platform
 import sys
 import tempfile
 
+import gin
 from absl import app
 from absl import flags
 from absl import logging
@@ -27,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 
 from ppcd_tf import benchmarking  # noqa: E402
 from ppcd_tf import config as config_lib  # noqa: E402
+from ppcd_tf import ppcd_trainer  # noqa: E402
 from ppcd_tf import strategy as strategy_lib  # noqa: E402
 from ppcd_tf import trainer as trainer_lib  # noqa: E402
 from ppcd_tf.models import complexity  # noqa: E402
@@ -43,6 +48,9 @@ flags.DEFINE_integer("repeats", 10, "Timed repetitions (median reported).")
 flags.DEFINE_integer("warmup", 3, "Untimed warm-up repetitions.")
 flags.DEFINE_integer("gen_batch", 64, "Batch size of the generation test.")
 flags.DEFINE_string("output", None, "Write the results as JSON here.")
+flags.DEFINE_bool("ppcd", True, "Also time PPCD training steps.")
+
+PPCD_STAGE = "stage/ppcd.gin"
 
 
 def _table(results):
@@ -58,6 +66,13 @@ def _table(results):
          f"{gen['images_per_sec']:.1f}"),
         ("generate: GMAC / s", f"{gen['gmacs_per_sec']:.1f}"),
     ]
+    if "ppcd_training" in results:
+        ppcd = results["ppcd_training"]
+        rows += [
+            ("PPCD train: s / G step (median)",
+             f"{ppcd['seconds_per_step']:.3f}"),
+            ("PPCD / teacher step time", f"{results['train_step_ratio']:.2f}"),
+        ]
     lines = ["| measure | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines)
@@ -65,18 +80,34 @@ def _table(results):
 
 def main(argv):
     del argv
-    files = config_lib.parse_gin(FLAGS.gin_file or DEFAULT_GIN_FILES,
-                                 FLAGS.gin_param)
+    gin_files = FLAGS.gin_file or DEFAULT_GIN_FILES
+    files = config_lib.parse_gin(gin_files, FLAGS.gin_param)
     strategy = strategy_lib.get_strategy()
     with tempfile.TemporaryDirectory() as model_dir:
-        trainer = trainer_lib.Trainer(model_dir=model_dir, strategy=strategy)
-        logging.info("Timing training steps ...")
+        teacher_dir = os.path.join(model_dir, "teacher")
+        trainer = trainer_lib.Trainer(model_dir=teacher_dir,
+                                      strategy=strategy)
+        logging.info("Timing teacher training steps ...")
         training = benchmarking.measure_training(
             trainer, repeats=FLAGS.repeats, warmup=FLAGS.warmup)
         logging.info("Timing generation ...")
         generation = benchmarking.measure_generation(
             trainer.generator_ema, batch_size=FLAGS.gen_batch,
             repeats=FLAGS.repeats, warmup=FLAGS.warmup)
+        ppcd = None
+        if FLAGS.ppcd:
+            # The benchmark's teacher becomes the PPCD run's teacher.
+            trainer.write_model_configs()
+            trainer.checkpointer.save(int(trainer.step.numpy()))
+            gin.clear_config()
+            config_lib.parse_gin(
+                list(gin_files) + [PPCD_STAGE],
+                list(FLAGS.gin_param) + [f"TEACHER_DIR = '{teacher_dir}'"])
+            student = ppcd_trainer.PPCDTrainer(
+                model_dir=os.path.join(model_dir, "ppcd"), strategy=strategy)
+            logging.info("Timing PPCD training steps ...")
+            ppcd = benchmarking.measure_training(
+                student, repeats=FLAGS.repeats, warmup=FLAGS.warmup)
     g = trainer.generator
     results = {
         "gin_files": files,
@@ -91,6 +122,10 @@ def main(argv):
         "teacher_training": training,
         "teacher_generation": generation,
     }
+    if ppcd is not None:
+        results["ppcd_training"] = ppcd
+        results["train_step_ratio"] = (ppcd["seconds_per_step"]
+                                       / training["seconds_per_step"])
     table = _table(results)
     print(table)
     if FLAGS.output:

@@ -67,7 +67,11 @@ class Generator(keras.Model):
 
     `masks` (optional) maps mask keys (`stream_mask_name`, `hidden_mask_name`,
     `attention_mask_names`) to [C] vectors; missing keys mean "no mask". See
-    DESIGN.md section 4.1 for where each mask acts.
+    DESIGN.md section 4.1 for where each mask acts. `keep` (optional, same
+    keys) holds 0/1 kept-channel vectors: removed channels' weights are
+    zeroed inside every spectral norm, so with `keep` equal to hard `masks`
+    the output does not depend on removed channels' weights at all, and a
+    compact generator holding only the kept slices computes the same images.
     """
 
     def __init__(self, channels, num_classes, dim_z=120, shared_dim=128,
@@ -167,9 +171,10 @@ class Generator(keras.Model):
         self.output_conv.build((None, size, size, ch.stream[-1]))
         self.built = True
 
-    def call(self, z, labels, training=False, masks=None,
+    def call(self, z, labels, training=False, masks=None, keep=None,
              return_features=False):
         masks = masks or {}
+        keep = keep or {}
         ch = self.channels
         bw = ch.bottom_width
         z = tf.convert_to_tensor(z)
@@ -183,7 +188,10 @@ class Generator(keras.Model):
         else:
             z0 = z
             conds = [shared] * ch.num_blocks
-        h = self.linear(z0, training=training)
+        stream0_keep = keep.get(stream_mask_name(0))
+        units_keep = (None if stream0_keep is None
+                      else tf.tile(stream0_keep, [bw * bw]))
+        h = self.linear(z0, training=training, out_keep=units_keep)
         h = tf.reshape(h, (-1, bw, bw, ch.stream[0]))
         h = _mask(h, masks.get(stream_mask_name(0)))
         features = {}
@@ -191,18 +199,26 @@ class Generator(keras.Model):
             h = block((h, conds[i - 1]), training=training,
                       in_mask=masks.get(stream_mask_name(i - 1)),
                       hidden_mask=masks.get(hidden_mask_name(i)),
-                      out_mask=masks.get(stream_mask_name(i)))
+                      out_mask=masks.get(stream_mask_name(i)),
+                      in_keep=keep.get(stream_mask_name(i - 1)),
+                      hidden_keep=keep.get(hidden_mask_name(i)),
+                      out_keep=keep.get(stream_mask_name(i)))
             features[f"block{i}"] = h
             if i in self.attentions:
                 qk_name, value_name = attention_mask_names(i)
                 h = self.attentions[i](
                     h, training=training, qk_mask=masks.get(qk_name),
-                    value_mask=masks.get(value_name))
+                    value_mask=masks.get(value_name),
+                    channel_keep=keep.get(stream_mask_name(i)),
+                    qk_keep=keep.get(qk_name),
+                    value_keep=keep.get(value_name))
                 h = _mask(h, masks.get(stream_mask_name(i)))
                 features[f"attention{i}"] = h
         h = self.output_bn(h, training=training)
         h = _mask(h, masks.get(stream_mask_name(ch.num_blocks)))
-        h = self.output_conv(tf.nn.relu(h), training=training)
+        h = self.output_conv(
+            tf.nn.relu(h), training=training,
+            in_keep=keep.get(stream_mask_name(ch.num_blocks)))
         images = tf.cast(tf.tanh(h), tf.float32)
         if return_features:
             return images, features

@@ -73,9 +73,21 @@ class _SpectralNormMixin:
             aggregation="only_first_replica",
         )
 
-    def _normalized(self, kernel, training):
-        """Returns kernel / sigma, in float32, with the kernel's own shape."""
+    def _normalized(self, kernel, training, in_keep=None, out_keep=None):
+        """Returns kernel / sigma, in float32, with the kernel's own shape.
+
+        `in_keep` [fan_in channels] / `out_keep` [fan_out] are optional 0/1
+        channel masks: the weights of removed channels are zeroed *before*
+        sigma is computed, so sigma (and every output) depends only on the
+        kept channels -- exactly what the compact network's own spectral
+        norm will compute after those channels are cut away.
+        """
         kernel = tf.cast(kernel, tf.float32)
+        if in_keep is not None:
+            kernel = kernel * tf.reshape(tf.cast(in_keep, tf.float32),
+                                         (-1, 1))
+        if out_keep is not None:
+            kernel = kernel * tf.cast(out_keep, tf.float32)
         fan_out = kernel.shape[-1]
         kernel_2d = tf.reshape(kernel, (-1, fan_out))
         normalized, _ = spectral_normalize(
@@ -111,9 +123,9 @@ class SNDense(_SpectralNormMixin, keras.layers.Layer):
                      if self.use_bias else None)
         self._add_sn_vector(self.units)
 
-    def call(self, inputs, training=False):
-        kernel = tf.cast(self._normalized(self.kernel, training),
-                         self.compute_dtype)
+    def call(self, inputs, training=False, in_keep=None, out_keep=None):
+        kernel = tf.cast(self._normalized(self.kernel, training, in_keep,
+                                          out_keep), self.compute_dtype)
         outputs = tf.matmul(tf.cast(inputs, self.compute_dtype), kernel)
         if self.bias is not None:
             outputs = outputs + tf.cast(self.bias, self.compute_dtype)
@@ -165,9 +177,9 @@ class SNConv2D(_SpectralNormMixin, keras.layers.Layer):
                      if self.use_bias else None)
         self._add_sn_vector(self.filters)
 
-    def call(self, inputs, training=False):
-        kernel = tf.cast(self._normalized(self.kernel, training),
-                         self.compute_dtype)
+    def call(self, inputs, training=False, in_keep=None, out_keep=None):
+        kernel = tf.cast(self._normalized(self.kernel, training, in_keep,
+                                          out_keep), self.compute_dtype)
         outputs = tf.nn.conv2d(tf.cast(inputs, self.compute_dtype), kernel,
                                strides=1, padding="SAME")
         if self.bias is not None:
@@ -274,11 +286,12 @@ class ConditionalBatchNorm(keras.layers.Layer):
         self.gain.build(y_shape)
         self.bias.build(y_shape)
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, keep=None):
+        """`keep` [C]: optional 0/1 mask of kept channels (see SN layers)."""
         x, y = inputs
         normalized = self.bn(x, training=training)
-        gain = 1.0 + self.gain(y, training=training)
-        bias = self.bias(y, training=training)
+        gain = 1.0 + self.gain(y, training=training, out_keep=keep)
+        bias = self.bias(y, training=training, out_keep=keep)
         gain = tf.cast(gain[:, None, None, :], normalized.dtype)
         bias = tf.cast(bias[:, None, None, :], normalized.dtype)
         return normalized * gain + bias
@@ -306,7 +319,9 @@ class SelfAttention(keras.layers.Layer):
     value_width = C // 2.
 
     `call` takes optional masks: `qk_mask` [qk_width], `value_mask`
-    [value_width], applied to theta/phi and to g (pruning of inner widths).
+    [value_width], applied to theta/phi and to g (pruning of inner widths),
+    and the 0/1 kept-channel vectors `channel_keep` [C], `qk_keep`,
+    `value_keep` that exclude removed channels from the spectral norms.
     """
 
     def __init__(self, qk_width, value_width, sn_eps=1e-6,
@@ -339,13 +354,17 @@ class SelfAttention(keras.layers.Layer):
         self.gamma = self.add_weight(name="gamma", shape=(),
                                      initializer="zeros")
 
-    def call(self, inputs, training=False, qk_mask=None, value_mask=None):
+    def call(self, inputs, training=False, qk_mask=None, value_mask=None,
+             channel_keep=None, qk_keep=None, value_keep=None):
         x = inputs
         shape = tf.shape(x)
         batch, height, width = shape[0], shape[1], shape[2]
-        theta = self.theta(x, training=training)
-        phi = self.phi(x, training=training)
-        g = self.g(x, training=training)
+        theta = self.theta(x, training=training, in_keep=channel_keep,
+                           out_keep=qk_keep)
+        phi = self.phi(x, training=training, in_keep=channel_keep,
+                       out_keep=qk_keep)
+        g = self.g(x, training=training, in_keep=channel_keep,
+                   out_keep=value_keep)
         if qk_mask is not None:
             theta = theta * tf.cast(qk_mask, theta.dtype)
             phi = phi * tf.cast(qk_mask, phi.dtype)
@@ -361,7 +380,8 @@ class SelfAttention(keras.layers.Layer):
         attended = tf.matmul(beta, g)
         attended = tf.reshape(attended,
                               (batch, height, width, self.value_width))
-        out = self.o(attended, training=training)
+        out = self.o(attended, training=training, in_keep=value_keep,
+                     out_keep=channel_keep)
         return x + tf.cast(self.gamma, out.dtype) * out
 
     def compute_output_shape(self, input_shape):
@@ -405,6 +425,11 @@ class GBlock(keras.layers.Layer):
       in_mask: the stream mask of the input, re-applied after bn1.
       hidden_mask: the hidden mask, applied after bn2.
       out_mask: the stream mask of the output, applied to h + shortcut.
+    Kept-channel vectors (optional 0/1 [C], usually the hard versions of the
+    masks): `in_keep`, `hidden_keep`, `out_keep` zero the weights of removed
+    channels inside every spectral norm, so that removed channels' weights
+    have no influence at all and the compact network computes the same
+    sigmas.
     """
 
     def __init__(self, out_channels, hidden_channels=None, upsample=True,
@@ -450,18 +475,22 @@ class GBlock(keras.layers.Layer):
             self.conv_sc.build(up_shape)
 
     def call(self, inputs, training=False, in_mask=None, hidden_mask=None,
-             out_mask=None):
+             out_mask=None, in_keep=None, hidden_keep=None, out_keep=None):
         x, y = inputs
-        h = _apply_mask(self.bn1((x, y), training=training), in_mask)
-        h = tf.nn.relu(h)
+        h = self.bn1((x, y), training=training, keep=in_keep)
+        h = tf.nn.relu(_apply_mask(h, in_mask))
         if self.upsample:
             h = _upsample2x(h)
             x = _upsample2x(x)
-        h = self.conv1(h, training=training)
-        h = _apply_mask(self.bn2((h, y), training=training), hidden_mask)
-        h = self.conv2(tf.nn.relu(h), training=training)
+        h = self.conv1(h, training=training, in_keep=in_keep,
+                       out_keep=hidden_keep)
+        h = self.bn2((h, y), training=training, keep=hidden_keep)
+        h = tf.nn.relu(_apply_mask(h, hidden_mask))
+        h = self.conv2(h, training=training, in_keep=hidden_keep,
+                       out_keep=out_keep)
         if self.conv_sc is not None:
-            x = self.conv_sc(x, training=training)
+            x = self.conv_sc(x, training=training, in_keep=in_keep,
+                             out_keep=out_keep)
         return _apply_mask(h + tf.cast(x, h.dtype), out_mask)
 
     def compute_output_shape(self, input_shape):

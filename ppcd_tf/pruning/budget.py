@@ -17,8 +17,10 @@ within per-layer floors and cuts (or restores) exactly to the target.
 import numpy as np
 import tensorflow as tf
 
+from ppcd_tf.models import arch
 from ppcd_tf.models import complexity
 from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.pruning import channel_masks
 from ppcd_tf.pruning import masks as mask_fns
 
 
@@ -57,7 +59,6 @@ def live_macs(channels, shape, kept):
 
 def kept_channel_config(channels, kept):
     """The ChannelConfig of the compact generator for integer `kept` counts."""
-    from ppcd_tf.models import arch  # local: avoid a cycle at import time
     stream, hidden, attention = _widths_from(channels, kept)
     return arch.ChannelConfig(
         resolution=channels.resolution, stream=[int(c) for c in stream],
@@ -123,11 +124,20 @@ def harden_to_budget(logits, channels, shape, target_params, floors):
         return live_parameters(channels, shape,
                                {key: int(k.sum()) for key, k in keep.items()})
 
+    # Ties in logit (e.g. masks that barely moved) are broken by the
+    # channel's relative rank inside its layer, so that without information
+    # layers lose channels in proportion to their width.
+    relative_rank = {}
+    for key, w in logits.items():
+        ranks = np.empty(len(w))
+        ranks[np.argsort(np.asarray(w), kind="stable")] = np.arange(len(w))
+        relative_rank[key] = ranks / len(w)
+
     current = params()
     if current > target_params:
-        order = sorted(((float(logits[key][i]), key, i)
+        order = sorted(((float(logits[key][i]), relative_rank[key][i], key, i)
                         for key, k in keep.items() for i in np.flatnonzero(k)))
-        for _, key, i in order:
+        for _, _, key, i in order:
             if current <= target_params:
                 break
             if keep[key].sum() <= floors[key]:
@@ -135,10 +145,11 @@ def harden_to_budget(logits, channels, shape, target_params, floors):
             keep[key][i] = False
             current = params()
     else:
-        order = sorted(((-float(logits[key][i]), key, i)
+        order = sorted(((-float(logits[key][i]), -relative_rank[key][i],
+                         key, i)
                         for key, k in keep.items()
                         for i in np.flatnonzero(~k)))
-        for _, key, i in order:
+        for _, _, key, i in order:
             keep[key][i] = True
             candidate = params()
             if candidate > target_params:
@@ -146,3 +157,51 @@ def harden_to_budget(logits, channels, shape, target_params, floors):
                 continue
             current = candidate
     return keep
+
+
+# Bisection steps of the uniform kept fraction (2**-30 resolution).
+_BISECTION_STEPS = 30
+
+
+def _uniform_counts(widths, fraction, floors):
+    return {key: min(width, max(floors.get(key, 1),
+                                int(np.floor(fraction * width))))
+            for key, width in widths.items()}
+
+
+def uniform_counts(widths, channels, shape, target_params, floors):
+    """{key: kept count}: the largest uniform fraction of every width (>=
+    its floor) whose parameter count is within `target_params`."""
+    low, high = 0.0, 1.0
+    for _ in range(_BISECTION_STEPS):
+        middle = 0.5 * (low + high)
+        counts = _uniform_counts(widths, middle, floors)
+        if live_parameters(channels, shape, counts) <= target_params:
+            low = middle
+        else:
+            high = middle
+    return _uniform_counts(widths, low, floors)
+
+
+def harden_uniform(logits, channels, shape, target_params, floors):
+    """Uniform-width baseline: the same kept fraction in every layer, the
+    highest-logit channels of each layer kept. Same contract as
+    `harden_to_budget`."""
+    widths = {key: len(w) for key, w in logits.items()}
+    counts = uniform_counts(widths, channels, shape, target_params, floors)
+    keep = {}
+    for key, w in logits.items():
+        k = np.zeros(len(w), bool)
+        k[np.argsort(-np.asarray(w), kind="stable")[:counts[key]]] = True
+        keep[key] = k
+    return keep
+
+
+def uniform_channel_config(channels, shape, target_params, min_channels,
+                           prune_attention=True):
+    """A uniformly thinner ChannelConfig within `target_params`."""
+    widths = dict(channel_masks.mask_widths(channels, prune_attention))
+    floors = {key: min(width, int(min_channels))
+              for key, width in widths.items()}
+    counts = uniform_counts(widths, channels, shape, target_params, floors)
+    return kept_channel_config(channels, counts)

@@ -98,6 +98,16 @@ class ChannelMasks(keras.layers.Layer):
             values[key] = tf.where(soft, self._mask_fn(w, bound), hard)
         return values
 
+    def keep(self):
+        """{key: [width] float32 0/1}: the hard masks, without gradient.
+
+        Passed to `Generator.call(keep=...)` so that spectral norms ignore
+        the weights of channels that are currently off.
+        """
+        return {key: tf.stop_gradient(mask_fns.hard_step(
+            tf.convert_to_tensor(logit)))
+            for key, logit in self.logits.items()}
+
     def hard_masks(self):
         """{key: bool numpy array} of the channels with a positive logit."""
         return {key: logit.numpy() > 0.0 for key, logit in self.logits.items()}

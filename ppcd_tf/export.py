@@ -1,0 +1,59 @@
+r"""Exports a run's generator as a compact SavedModel for serving.
+
+Example:
+
+  python -m ppcd_tf.export --model_dir runs/ppcd --output runs/ppcd_export
+
+For a PPCD run the exporter drops the masks and the pruned filters (after
+checking that the compact generator equals the hard-masked one); for a teacher
+run it exports the EMA generator as it is. It prints a report (channels per
+layer, parameters, MACs, SavedModel size) and writes it as JSON next to the
+export (`<output>.report.json`). See ppcd_tf/serving.py for the signatures.
+Exit codes: 0 done, 2 the run cannot be exported as asked.
+"""
+
+import json
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from ppcd_tf import exporting
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Training run directory to export.")
+flags.DEFINE_string("output", None, "SavedModel directory to write.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
+flags.DEFINE_float("binarize_threshold", None,
+                   "Export a soft-mask (not yet hardened) PPCD checkpoint by "
+                   "keeping channels whose mask logit exceeds this value.")
+flags.DEFINE_float("tolerance", exporting.DEFAULT_TOLERANCE,
+                   "Largest allowed |compact - masked| image difference.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        report = exporting.export_run(
+            FLAGS.model_dir, FLAGS.output, overwrite=FLAGS.overwrite,
+            binarize_threshold=FLAGS.binarize_threshold,
+            tolerance=FLAGS.tolerance)
+    except (exporting.ExportError, FileExistsError) as error:
+        logging.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(exporting.format_report(report))
+    with open(FLAGS.output.rstrip("/") + ".report.json", "w") as f:
+        json.dump(report, f, indent=2)
+
+
+def run_main():
+    """Console-script entry point (`ppcd-export`)."""
+    flags.mark_flags_as_required(["model_dir", "output"])
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run_main()

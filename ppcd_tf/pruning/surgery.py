@@ -1,0 +1,174 @@
+"""Surgery: the compact generator that a hard-masked student defines.
+
+`build_compact(generator, keep)` builds an ordinary `Generator` from the kept
+widths (`budget.kept_channel_config`) and copies, by stable layer name and
+with a shape check on every tensor, the surviving slices of each weight:
+conv filters and input slices, conditional-BN gain/bias linear columns, BN
+moving statistics, self-attention convs, the first linear's units, the output
+BN and the output conv's inputs, and the spectral-norm `u` vectors of each.
+
+Why this is exact: in the masked student (`Generator.call(keep=...)`) removed
+channels' weights are zeroed before each spectral norm, and zero rows/columns
+change neither a matrix's singular values nor the power iteration on the
+kept part; so the compact network's own spectral norms compute the same
+sigmas (up to float summation order). `max_abs_difference` checks it.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.pruning import budget as budget_lib
+from ppcd_tf.pruning import channel_masks
+
+
+class SurgeryError(ValueError):
+    """A weight whose shape does not fit the channel config."""
+
+
+def _index(keep):
+    return np.flatnonzero(np.asarray(keep, bool))
+
+
+def _assign(target, value, what):
+    value = np.asarray(value)
+    if tuple(target.shape) != value.shape:
+        raise SurgeryError(f"{what}: compact weight {target.path} has shape "
+                           f"{tuple(target.shape)}, the kept slice has "
+                           f"{value.shape}.")
+    target.assign(value)
+
+
+def _copy_sn(source, target, in_index, out_index, what):
+    """Copies an SNDense/SNConv2D: kernel [..., in, out], bias, u [1, out]."""
+    kernel = source.kernel.numpy()
+    if in_index is not None:
+        kernel = np.take(kernel, in_index, axis=-2)
+    if out_index is not None:
+        kernel = np.take(kernel, out_index, axis=-1)
+    _assign(target.kernel, kernel, f"{what}/kernel")
+    out = slice(None) if out_index is None else out_index
+    if source.bias is not None:
+        _assign(target.bias, source.bias.numpy()[out], f"{what}/bias")
+    _assign(target.sn_u, source.sn_u.numpy()[:, out], f"{what}/sn_u")
+
+
+def _copy_bn(source, target, index, what):
+    """Copies a BatchNormalization's per-channel weights (gamma, beta, stats)."""
+    for s, t in zip(source.weights, target.weights):
+        _assign(t, s.numpy()[index], f"{what}/{s.name}")
+
+
+def _copy_cbn(source, target, index, what):
+    _copy_bn(source.bn, target.bn, index, f"{what}/bn")
+    _copy_sn(source.gain, target.gain, None, index, f"{what}/gain")
+    _copy_sn(source.bias, target.bias, None, index, f"{what}/bias")
+
+
+def kept_indices(generator, keep):
+    """{mask key: int index array}; missing keys keep every channel."""
+    widths = channel_masks.mask_widths(generator.channels,
+                                       prune_attention=True)
+    indices = {}
+    for key, width in widths.items():
+        if key in keep:
+            mask = np.asarray(keep[key], bool)
+            if mask.shape != (width,):
+                raise SurgeryError(f"Mask {key!r} has shape {mask.shape}, "
+                                   f"the generator's width is {width}.")
+            if not mask.any():
+                raise SurgeryError(f"Mask {key!r} removes every channel.")
+            indices[key] = _index(mask)
+        else:
+            indices[key] = np.arange(width)
+    return indices
+
+
+def build_compact(generator, keep, name="generator"):
+    """The compact Generator holding the kept slices of `generator`.
+
+    Args:
+      generator: a built (masked) Generator, e.g. the student's EMA copy.
+      keep: {mask key: bool [width]} hard masks (missing keys: keep all).
+      name: name of the new model.
+
+    Returns:
+      A built Generator whose ChannelConfig holds the kept widths.
+    """
+    idx = kept_indices(generator, keep)
+    counts = {key: len(i) for key, i in idx.items()}
+    channels = budget_lib.kept_channel_config(generator.channels, counts)
+    config = dict(generator.get_config(), channels=channels.to_dict(),
+                  name=name)
+    compact = generator_lib.Generator.from_config(config)
+    compact.build()
+    stream = [idx[generator_lib.stream_mask_name(i)]
+              for i in range(generator.channels.num_blocks + 1)]
+
+    _assign(compact.shared.embeddings, generator.shared.embeddings.numpy(),
+            "shared")
+    # First linear: unit u of the [bw, bw, C] map is channel u % C.
+    bw2 = generator.channels.bottom_width ** 2
+    c0 = generator.channels.stream[0]
+    units = (np.arange(bw2)[:, None] * c0 + stream[0][None, :]).reshape(-1)
+    _copy_sn(generator.linear, compact.linear, None, units, "linear")
+    for i, (src, dst) in enumerate(zip(generator.blocks, compact.blocks),
+                                   start=1):
+        hidden = idx[generator_lib.hidden_mask_name(i)]
+        what = f"block{i}"
+        _copy_cbn(src.bn1, dst.bn1, stream[i - 1], f"{what}/bn1")
+        _copy_sn(src.conv1, dst.conv1, stream[i - 1], hidden,
+                 f"{what}/conv1")
+        _copy_cbn(src.bn2, dst.bn2, hidden, f"{what}/bn2")
+        _copy_sn(src.conv2, dst.conv2, hidden, stream[i], f"{what}/conv2")
+        if src.conv_sc is not None:
+            _copy_sn(src.conv_sc, dst.conv_sc, stream[i - 1], stream[i],
+                     f"{what}/conv_sc")
+        if i in generator.attentions:
+            qk_name, value_name = generator_lib.attention_mask_names(i)
+            qk, value = idx[qk_name], idx[value_name]
+            a_src, a_dst = generator.attentions[i], compact.attentions[i]
+            what = f"attention{i}"
+            _copy_sn(a_src.theta, a_dst.theta, stream[i], qk, f"{what}/theta")
+            _copy_sn(a_src.phi, a_dst.phi, stream[i], qk, f"{what}/phi")
+            _copy_sn(a_src.g, a_dst.g, stream[i], value, f"{what}/g")
+            _copy_sn(a_src.o, a_dst.o, value, stream[i], f"{what}/o")
+            _assign(a_dst.gamma, a_src.gamma.numpy(), f"{what}/gamma")
+    _copy_bn(generator.output_bn, compact.output_bn, stream[-1], "output_bn")
+    _copy_sn(generator.output_conv, compact.output_conv, stream[-1], None,
+             "output_conv")
+    return compact
+
+
+def masks_from_keep(keep):
+    """{key: float32 0/1 tensor} for `Generator.call(masks=, keep=)`."""
+    return {key: tf.constant(np.asarray(k, np.float32))
+            for key, k in keep.items()}
+
+
+def max_abs_difference(masked, compact, keep, z, labels, tolerance=0.0):
+    """(max |compact - masked|, first layer differing by more than tolerance).
+
+    Both run in inference mode on the same (z, labels); the masked generator
+    gets the hard masks as activation masks and as kept-channel vectors.
+    Returns the largest image difference and, for diagnosis, the name of the
+    first feature tap (block / attention output, compared on kept stream
+    channels) whose difference exceeds `tolerance`, with that difference,
+    or None.
+    """
+    masks = masks_from_keep(keep)
+    images_m, feats_m = masked(z, labels, training=False, masks=masks,
+                               keep=masks, return_features=True)
+    images_c, feats_c = compact(z, labels, training=False,
+                                return_features=True)
+    worst = float(tf.reduce_max(tf.abs(images_m - images_c)))
+    first = None
+    idx = kept_indices(masked, keep)
+    for name in feats_m:  # insertion order: the network's order
+        block = int(name.replace("block", "").replace("attention", ""))
+        kept = idx[generator_lib.stream_mask_name(block)]
+        diff = float(tf.reduce_max(tf.abs(
+            tf.gather(feats_m[name], kept, axis=-1) - feats_c[name])))
+        if diff > tolerance and first is None:
+            first = (name, diff)
+    return worst, first

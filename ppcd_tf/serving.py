@@ -1,0 +1,133 @@
+"""SavedModel export of a (compact) generator, ready for serving.
+
+Signatures (Keras 3 `ExportArchive`, loadable with `tf.saved_model.load` in a
+process without ppcd_tf and runnable with `saved_model_cli run`):
+
+  * `serving_default(z: float32 [N, dim_z], labels: int32 [N])
+      -> {'images': float32 [N, H, W, C] in [-1, 1]}`
+  * `sample(labels: int32 [N], truncation: float32 [], seed: int32 [2])
+      -> {'images': ...}`: the truncation trick, z drawn inside the graph from
+    a normal truncated at +-2 and scaled by `truncation` (stateless, so the
+    same seed gives the same images).
+
+Bad inputs (labels outside [0, num_classes), a z of the wrong width, a batch
+mismatch, a truncation outside (0, 1]) raise `InvalidArgumentError` with a
+message saying what was expected.
+
+The export directory also carries `assets.extra/` (the SavedModel place for
+files the graph does not read): `metadata.json` (resolution, dim_z, classes,
+class names, output range, parameters, MACs, metrics, how it was made),
+`channel_config.json` and `operative_config.gin`.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+ASSETS_DIR = "assets.extra"
+TRUNCATION_BOUND = 2.0  # z ~ N(0, 1) truncated at +-2, times `truncation`
+
+
+def _validated(generator, z, labels):
+    dim_z = generator.dim_z
+    num_classes = generator.num_classes
+    checks = [
+        tf.debugging.assert_equal(
+            tf.shape(z)[1], dim_z,
+            message=f"z must have shape [batch, {dim_z}]"),
+        tf.debugging.assert_equal(
+            tf.shape(z)[0], tf.shape(labels)[0],
+            message="z and labels must have the same batch size"),
+        tf.debugging.assert_non_negative(
+            labels, message=f"labels must be in [0, {num_classes})"),
+        tf.debugging.assert_less(
+            labels, tf.constant(num_classes, tf.int32),
+            message=f"labels must be in [0, {num_classes})"),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(z), tf.identity(labels)
+
+
+def make_archive(generator):
+    """An ExportArchive with the generator's two serving endpoints."""
+    archive = keras.export.ExportArchive()
+    archive.track(generator)
+    dim_z = generator.dim_z
+
+    def serve(z, labels):
+        z, labels = _validated(generator, z, labels)
+        z = tf.reshape(z, (-1, dim_z))
+        return {"images": generator(z, labels, training=False)}
+
+    def sample(labels, truncation, seed):
+        check = tf.debugging.assert_equal(
+            tf.logical_and(truncation > 0.0, truncation <= 1.0), True,
+            message="truncation must be in (0, 1]")
+        with tf.control_dependencies([check]):
+            z = tf.random.stateless_truncated_normal(
+                (tf.shape(labels)[0], dim_z), seed) * truncation
+        z, labels = _validated(generator, z, labels)
+        return {"images": generator(z, labels, training=False)}
+
+    archive.add_endpoint(
+        name="serving_default", fn=serve,
+        input_signature=[tf.TensorSpec([None, None], tf.float32, name="z"),
+                         tf.TensorSpec([None], tf.int32, name="labels")])
+    archive.add_endpoint(
+        name="sample", fn=sample,
+        input_signature=[tf.TensorSpec([None], tf.int32, name="labels"),
+                         tf.TensorSpec([], tf.float32, name="truncation"),
+                         tf.TensorSpec([2], tf.int32, name="seed")])
+    return archive
+
+
+def directory_bytes(path):
+    """Total size of the files under `path`."""
+    total = 0
+    for root, _, files in os.walk(path):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    return total
+
+
+def write_saved_model(generator, output_dir, assets, overwrite=False):
+    """Writes the SavedModel atomically; returns its size in bytes.
+
+    The model and its assets are written to a temporary directory next to
+    `output_dir`, which is then renamed into place: an interrupted export
+    leaves no partial `output_dir`.
+
+    Args:
+      generator: the Generator to serve (built).
+      output_dir: destination; must not exist unless `overwrite`.
+      assets: {file name: str or JSON-serialisable value} for assets.extra/.
+      overwrite: replace an existing `output_dir`.
+    """
+    output_dir = os.path.abspath(output_dir)
+    if os.path.exists(output_dir) and not overwrite:
+        raise FileExistsError(
+            f"{output_dir} exists; choose another --output or pass "
+            "--overwrite to replace it.")
+    parent = os.path.dirname(output_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        staging = os.path.join(tmp, "model")
+        make_archive(generator).write_out(staging, verbose=False)
+        extra = os.path.join(staging, ASSETS_DIR)
+        os.makedirs(extra, exist_ok=True)
+        for name, content in assets.items():
+            if not isinstance(content, str):
+                content = json.dumps(content, indent=2, sort_keys=True)
+            with open(os.path.join(extra, name), "w") as f:
+                f.write(content)
+        if os.path.exists(output_dir):
+            old = os.path.join(tmp, "old")
+            os.rename(output_dir, old)
+        os.rename(staging, output_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory_bytes(output_dir)

@@ -1,0 +1,427 @@
+"""PPCDTrainer: teacher copy, pruning to the budget, hardening, resume,
+ablations, distribution and errors (DESIGN.md sections 4.2-4.5).
+
+A tiny teacher (debug.gin, ch 4) is trained once per module; every PPCD run
+starts from it.
+"""
+
+import glob
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl.testing import parameterized
+
+from ppcd_tf import ppcd_trainer
+from ppcd_tf import trainer as trainer_lib
+from ppcd_tf.models import complexity
+from ppcd_tf.models import discriminator as discriminator_lib
+from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.pruning import budget as budget_lib
+from ppcd_tf.pruning import channel_masks
+from tests import helpers
+
+TARGET_RATIO = 0.5
+# The hardened count is within the target and at most one channel's cost
+# below it; one channel of the ch-4 model is <= ~1.5% of its parameters.
+RATIO_RTOL = 0.03
+ABLATIONS = sorted(
+    os.path.relpath(path, helpers.GIN_DIR) for path in glob.glob(
+        os.path.join(helpers.GIN_DIR, "stage", "ablation_*.gin")))
+
+_TEACHER = {}
+
+
+def _teacher_dir():
+    """Model dir of a 2-step tiny teacher whose EMA differs from its G."""
+    if "dir" not in _TEACHER:
+        root = tempfile.mkdtemp(prefix="ppcd_teacher_")
+        model_dir = os.path.join(root, "teacher")
+        helpers.parse(["debug.gin"], list(helpers.TINY_BINDINGS) + [
+            "Trainer.num_steps = 2", "Trainer.ema_start_step = 1",
+            "Trainer.ema_decay = 0.5"])
+        trainer_lib.Trainer(model_dir=model_dir,
+                            strategy=helpers.one_device()).train()
+        _TEACHER["dir"] = model_dir
+    return _TEACHER["dir"]
+
+
+def _bindings(teacher_dir, extra=()):
+    return list(helpers.TINY_BINDINGS) + [
+        f"TEACHER_DIR = '{teacher_dir}'",
+        f"TARGET_PARAM_RATIO = {TARGET_RATIO}",
+        "PPCDTrainer.min_channels = 1",
+        "PPCDTrainer.prune_end_fraction = 0.5",
+        "Trainer.checkpoint_every = 2",
+        "Trainer.sample_every = 0",
+    ] + list(extra)
+
+
+def _ppcd(model_dir, strategy=None, extra=(), files=()):
+    helpers.parse(["debug.gin", "stage/ppcd.gin"] + list(files),
+                  _bindings(_teacher_dir(), extra))
+    return ppcd_trainer.PPCDTrainer(
+        model_dir=model_dir, strategy=strategy or helpers.one_device())
+
+
+def _train_to(trainer, step):
+    """Trains to `step` (< trainer.num_steps allowed), then restores it."""
+    num_steps = trainer.num_steps
+    trainer.num_steps = step
+    try:
+        trainer.train()
+    finally:
+        trainer.num_steps = num_steps
+    assert int(trainer.step.numpy()) == step
+
+
+def _eager_steps(trainer, num_steps):
+    """Runs G steps eagerly, as `Trainer.train` does but without tracing
+    the compiled loop (~1 s per step instead of ~15 s of tracing on CPU).
+    Returns the last step's loss terms."""
+    iterator = trainer.make_iterator(int(trainer.step.numpy()))
+    terms = {}
+    for _ in range(num_steps):
+        trainer.train_loop_begin()
+        terms = trainer._one_step(iterator)  # pylint: disable=protected-access
+    return {name: float(value) for name, value in terms.items()}
+
+
+def _logits(trainer):
+    return {k: v.numpy().copy() for k, v in trainer.masks.logits.items()}
+
+
+def _teacher_models():
+    """(G, EMA G, D) restored from the teacher's checkpoint."""
+    with open(os.path.join(_teacher_dir(), "models.json")) as f:
+        configs = json.load(f)
+    g = generator_lib.Generator.from_config(
+        dict(configs["generator"], name="t_g"))
+    ema = generator_lib.Generator.from_config(
+        dict(configs["generator"], name="t_ema"))
+    d = discriminator_lib.Discriminator.from_config(
+        dict(configs["discriminator"], name="t_d"))
+    for model in (g, ema, d):
+        model.build()
+    path = tf.train.latest_checkpoint(
+        os.path.join(_teacher_dir(), "checkpoints"))
+    tf.train.Checkpoint(generator=g, generator_ema=ema,
+                        discriminator=d).restore(path).expect_partial() \
+        .assert_existing_objects_matched()
+    return g, ema, d
+
+
+class StudentInitTest(tf.test.TestCase):
+
+    def test_student_is_teacher_ema_copy_and_d_is_teacher_d(self):
+        teacher_g, teacher_ema, teacher_d = _teacher_models()
+        trainer = _ppcd(self.create_tempdir().full_path,
+                        extra=["Trainer.num_steps = 8"])
+        # The teacher's EMA is not its G (else this test proves nothing).
+        self.assertNotAllClose(teacher_g.linear.kernel.numpy(),
+                               teacher_ema.linear.kernel.numpy())
+        pairs = ((teacher_ema, trainer.generator),
+                 (teacher_ema, trainer.generator_ema),
+                 (teacher_ema, trainer.teacher_generator),
+                 (teacher_d, trainer.discriminator),
+                 (teacher_d, trainer.teacher_discriminator))
+        for src, dst in pairs:
+            self.assertLen(dst.weights, len(src.weights))
+            for s, d in zip(src.weights, dst.weights):
+                self.assertEqual(s.path.split("/", 1)[1],
+                                 d.path.split("/", 1)[1])
+                self.assertAllEqual(s.numpy(), d.numpy(), msg=d.path)
+        # Masks start open: every mask value is 1 at the initial bound.
+        for key, value in trainer.masks().items():
+            self.assertAllEqual(value.numpy(), np.ones_like(value.numpy()),
+                                msg=key)
+        self.assertFalse(bool(trainer.hardened.numpy()))
+        self.assertEqual(float(trainer.budget_lambda.numpy()), 0.0)
+        self.assertEqual(trainer.prune_end_step, 4)
+        # Teacher is frozen; the student and the masks train.
+        self.assertEmpty(trainer.teacher_generator.trainable_variables)
+        self.assertEmpty(trainer.teacher_discriminator.trainable_variables)
+
+
+@pytest.mark.slow
+class PPCDRunTest(tf.test.TestCase):
+
+    def test_prunes_to_budget_hardens_freezes_and_resumes(self):
+        model_dir = self.create_tempdir().full_path
+        trainer = _ppcd(model_dir, extra=["Trainer.num_steps = 8"])
+        self.assertEqual(trainer.prune_end_step, 4)
+        initial = _logits(trainer)
+        hardened_logits = []
+        original_harden = trainer.harden
+
+        def spy_harden():
+            original_harden()
+            hardened_logits.append(_logits(trainer))
+
+        trainer.harden = spy_harden
+
+        # Pruning phase: soft masks, lambda controller running.
+        _train_to(trainer, 4)
+        self.assertEmpty(hardened_logits)
+        self.assertFalse(bool(trainer.hardened.numpy()))
+        mid_logits = _logits(trainer)
+        # Checked last (so that the rest still runs): the logits must move
+        # during the pruning phase, else hardening ranks identical logits.
+        logits_moved = any(np.any(mid_logits[k] != initial[k])
+                           for k in initial)
+        mid_lambda = float(trainer.budget_lambda.numpy())
+        self.assertGreater(mid_lambda, 0.0)  # over budget during the ramp
+        mid_bound = float(trainer.masks.bound.numpy())
+        self.assertGreater(mid_bound, 0.0)
+
+        # Resume mid-pruning: a second trainer restores everything.
+        resumed = _ppcd(model_dir, extra=["Trainer.num_steps = 8"])
+        self.assertEqual(resumed.restore(), 4)
+        for key, value in mid_logits.items():
+            self.assertAllEqual(resumed.masks.logits[key].numpy(), value)
+        self.assertEqual(float(resumed.budget_lambda.numpy()), mid_lambda)
+        self.assertEqual(float(resumed.masks.bound.numpy()), mid_bound)
+        self.assertFalse(bool(resumed.hardened.numpy()))
+        del resumed
+
+        # Hardening at the start of step 4, then 4 steps of the hard student.
+        g_before = trainer.generator.blocks[0].conv1.kernel.numpy().copy()
+        trainer.train()
+        self.assertEqual(int(trainer.step.numpy()), 8)
+        self.assertLen(hardened_logits, 1)
+        self.assertTrue(bool(trainer.hardened.numpy()))
+        self.assertEqual(float(trainer.masks.bound.numpy()), 0.0)
+        self.assertEqual(float(trainer.budget_lambda.numpy()), 0.0)
+        final = _logits(trainer)
+        for key, value in final.items():
+            self.assertAllEqual(value, hardened_logits[0][key], msg=key)
+            self.assertAllEqual(np.abs(value), np.ones_like(value), msg=key)
+            mask = trainer.masks()[key].numpy()
+            self.assertAllEqual(mask, (value > 0).astype(np.float32))
+        # The student kept training after hardening.
+        self.assertNotAllClose(
+            trainer.generator.blocks[0].conv1.kernel.numpy(), g_before)
+
+        # The budget: within the target, close to it, floors kept.
+        kept = trainer.kept_channels()
+        for key, count in kept.items():
+            self.assertGreaterEqual(count, trainer.floors[key], key)
+            self.assertGreaterEqual(trainer.floors[key], 1)
+        ratio = float(trainer.param_ratio().numpy())
+        self.assertLessEqual(ratio, TARGET_RATIO + 1e-7)
+        self.assertLessEqual(abs(ratio / TARGET_RATIO - 1.0), RATIO_RTOL)
+        self.assertLess(sum(kept.values()), sum(
+            channel_masks.mask_widths(trainer.generator.channels).values()))
+        # The compact generator the exporter builds has exactly that many
+        # parameters.
+        compact = generator_lib.Generator.from_config(dict(
+            trainer.generator.get_config(), name="compact",
+            channels=trainer.compact_channel_config().to_dict()))
+        compact.build()
+        self.assertEqual(
+            generator_lib.count_trainable_parameters(compact),
+            round(ratio * trainer.full_params))
+        self.assertEqual(trainer.full_params,
+                         generator_lib.count_trainable_parameters(
+                             trainer.teacher_generator))
+
+        # Resume after hardening.
+        resumed = _ppcd(model_dir, extra=["Trainer.num_steps = 8"])
+        self.assertEqual(resumed.restore(), 8)
+        self.assertTrue(bool(resumed.hardened.numpy()))
+        self.assertEqual(float(resumed.masks.bound.numpy()), 0.0)
+        self.assertEqual(float(resumed.budget_lambda.numpy()), 0.0)
+        for key, value in final.items():
+            self.assertAllEqual(resumed.masks.logits[key].numpy(), value)
+        # Nothing is hardened again on resume (already at num_steps).
+        resumed.harden = lambda: self.fail("hardened twice")
+        self.assertEqual(resumed.train(), {})
+
+        self.assertTrue(
+            logits_moved,
+            "Mask logits did not change in the whole pruning phase: at "
+            "mask_init == initial_bound == budget_surrogate_width == 1 both "
+            "the smooth-step slope (w >= b) and the budget surrogate slope "
+            "(|w| < width, strict) are exactly 0.")
+
+
+@pytest.mark.slow
+class AblationTest(tf.test.TestCase, parameterized.TestCase):
+
+    def test_ablation_files_exist(self):
+        self.assertContainsSubset(
+            {"stage/ablation_no_masks.gin",
+             "stage/ablation_uniform_pruning.gin",
+             "stage/ablation_no_distillation.gin",
+             "stage/ablation_no_class_aware.gin",
+             "stage/ablation_attention_only.gin"}, set(ABLATIONS))
+
+    @parameterized.parameters(*ABLATIONS)
+    def test_builds_and_trains(self, relpath):
+        # (The compiled loop of every ablation file is exercised by
+        # gin_configs_test; here the steps run eagerly to save tracing.)
+        trainer = _ppcd(self.create_tempdir().full_path, files=[relpath],
+                        extra=["Trainer.num_steps = 2"])
+        g_before = trainer.generator.output_conv.kernel.numpy().copy()
+        metrics = _eager_steps(trainer, 2)
+        self.assertEqual(int(trainer.step.numpy()), 2)
+        self.assertNotAllClose(trainer.generator.output_conv.kernel.numpy(),
+                               g_before)
+        self.assertTrue(all(np.isfinite(v) for v in metrics.values()),
+                        metrics)
+        name = os.path.basename(relpath)
+        weights = trainer.weights
+        if name == "ablation_no_masks.gin":
+            self.assertIsNone(trainer.masks)
+            student = generator_lib.count_trainable_parameters(
+                trainer.generator)
+            teacher = trainer.full_params  # (the teacher is frozen)
+            self.assertEqual(teacher, sum(
+                int(np.prod(w.shape)) for w in
+                trainer.teacher_generator.weights
+                if "moving_" not in w.path and "sn_u" not in w.path))
+            self.assertLessEqual(student, TARGET_RATIO * teacher)
+            # Uniform widths are coarse at ch 4, but not far off.
+            self.assertGreater(student, 0.7 * TARGET_RATIO * teacher)
+            self.assertAllClose(metrics["info_param_ratio"],
+                                student / teacher, rtol=1e-5)
+            widths = channel_masks.mask_widths(trainer.generator.channels)
+            full = channel_masks.mask_widths(
+                trainer.teacher_generator.channels)
+            fractions = [widths[k] / full[k] for k in full]
+            self.assertLessEqual(max(fractions) - min(fractions),
+                                 max(1.0 / full[k] for k in full) + 1e-9)
+        elif name == "ablation_uniform_pruning.gin":
+            self.assertTrue(bool(trainer.hardened.numpy()))
+            kept = trainer.kept_channels()
+            widths = channel_masks.mask_widths(trainer.generator.channels)
+            ratio = float(trainer.param_ratio().numpy())
+            self.assertLessEqual(ratio, TARGET_RATIO + 1e-7)
+            free = [k for k in kept if kept[k] > trainer.floors[k]]
+            self.assertNotEmpty(free)
+            # One fraction f with kept == floor(f * width): +-1 channel.
+            low = max(kept[k] / widths[k] for k in free)
+            high = min((kept[k] + 1) / widths[k] for k in free)
+            self.assertLess(low, high, kept)
+            for key in kept:
+                self.assertLessEqual(abs(kept[key] - low * widths[key]),
+                                     max(1.0, trainer.floors[key]), key)
+        elif name == "ablation_no_distillation.gin":
+            self.assertEqual((weights.attention, weights.class_aware,
+                              weights.output_l1), (0.0, 0.0, 0.0))
+            for term in ("g_loss_attention", "g_loss_class_aware",
+                         "g_loss_output_l1"):
+                self.assertEqual(metrics[term], 0.0, term)
+        elif name == "ablation_no_class_aware.gin":
+            self.assertEqual(weights.class_aware, 0.0)
+            self.assertEqual(metrics["g_loss_class_aware"], 0.0)
+            self.assertGreater(metrics["g_loss_output_l1"], 0.0)
+        elif name == "ablation_attention_only.gin":
+            self.assertEqual((weights.class_aware, weights.output_l1),
+                             (0.0, 0.0))
+            self.assertEqual(metrics["g_loss_output_l1"], 0.0)
+            self.assertGreater(weights.attention, 0.0)
+
+
+@pytest.mark.slow
+class DistributedPPCDTest(tf.test.TestCase):
+
+    def _assert_replicas_agree(self, strategy, trainer):
+        variables = dict(trainer.masks.logits)
+        variables.update(bound=trainer.masks.bound,
+                         budget_lambda=trainer.budget_lambda,
+                         hardened=trainer.hardened)
+        for name, variable in variables.items():
+            values = helpers.local_results(strategy, variable)
+            self.assertLen(values, 2)
+            self.assertAllEqual(values[0], values[1], msg=name)
+        return {name: helpers.local_results(strategy, v)[0]
+                for name, v in variables.items()}
+
+    def test_mask_state_identical_across_replicas(self):
+        strategy = helpers.two_replicas()
+        trainer = _ppcd(self.create_tempdir().full_path, strategy,
+                        extra=["Trainer.num_steps = 2"])
+        self.assertEqual(trainer.num_replicas, 2)
+        self.assertEqual(trainer.prune_end_step, 1)
+        initial = _logits(trainer)
+        _train_to(trainer, 1)
+        before = self._assert_replicas_agree(strategy, trainer)
+        self.assertFalse(bool(before["hardened"]))
+        self.assertGreater(float(before["budget_lambda"]), 0.0)
+        trainer.train()
+        after = self._assert_replicas_agree(strategy, trainer)
+        self.assertTrue(bool(after["hardened"]))
+        self.assertEqual(float(after["bound"]), 0.0)
+        for key in initial:
+            self.assertAllEqual(np.abs(after[key]),
+                                np.ones_like(after[key]))
+        ratio = float(trainer.param_ratio().numpy())
+        self.assertLessEqual(ratio, TARGET_RATIO + 1e-7)
+        self.assertLessEqual(abs(ratio / TARGET_RATIO - 1.0), RATIO_RTOL)
+
+
+class PPCDErrorTest(tf.test.TestCase):
+
+    def test_empty_teacher_dir(self):
+        empty = self.create_tempdir().full_path
+        helpers.parse(["debug.gin", "stage/ppcd.gin"],
+                      _bindings(empty, ["Trainer.num_steps = 2"]))
+        with self.assertRaisesRegex(ppcd_trainer.TeacherNotFoundError,
+                                    "models.json"):
+            ppcd_trainer.PPCDTrainer(model_dir=self.create_tempdir().full_path,
+                                     strategy=helpers.one_device())
+
+    def test_teacher_dir_without_checkpoint(self):
+        partial = self.create_tempdir().full_path
+        shutil.copy(os.path.join(_teacher_dir(), "models.json"), partial)
+        helpers.parse(["debug.gin", "stage/ppcd.gin"],
+                      _bindings(partial, ["Trainer.num_steps = 2"]))
+        with self.assertRaisesRegex(ppcd_trainer.TeacherNotFoundError,
+                                    "checkpoint"):
+            ppcd_trainer.PPCDTrainer(model_dir=self.create_tempdir().full_path,
+                                     strategy=helpers.one_device())
+
+    def test_missing_teacher_dir_binding(self):
+        helpers.parse(["debug.gin", "stage/ppcd.gin"],
+                      list(helpers.TINY_BINDINGS) + ["Trainer.num_steps = 2"])
+        with self.assertRaisesRegex(ValueError, "TEACHER_DIR"):
+            ppcd_trainer.PPCDTrainer(model_dir=self.create_tempdir().full_path,
+                                     strategy=helpers.one_device())
+
+    def test_target_below_floors(self):
+        # Default floor 4 channels per layer: 2% of the parameters is less
+        # than the floors alone keep.
+        trainer_dir = _teacher_dir()
+        helpers.parse(["debug.gin", "stage/ppcd.gin"],
+                      _bindings(trainer_dir, [
+                          "Trainer.num_steps = 2",
+                          "PPCDTrainer.min_channels = 4",
+                          "TARGET_PARAM_RATIO = 0.02"]))
+        with self.assertRaisesRegex(ValueError, "floors"):
+            ppcd_trainer.PPCDTrainer(model_dir=self.create_tempdir().full_path,
+                                     strategy=helpers.one_device())
+
+    def test_target_at_floors_is_accepted(self):
+        """The boundary: a target equal to the floors' count is valid."""
+        with open(os.path.join(_teacher_dir(), "models.json")) as f:
+            g_config = json.load(f)["generator"]
+        teacher = generator_lib.Generator.from_config(g_config)
+        channels = teacher.channels
+        widths = channel_masks.mask_widths(channels)
+        shape = complexity.GeneratorShape.of(teacher)
+        floors = budget_lib.channel_floors(widths, 4, 0.0)
+        floor_params = budget_lib.live_parameters(channels, shape, floors)
+        helpers.parse(["debug.gin", "stage/ppcd.gin"],
+                      _bindings(_teacher_dir(), [
+                          "Trainer.num_steps = 2",
+                          "PPCDTrainer.min_channels = 4",
+                          f"PPCDTrainer.target_params = {floor_params}"]))
+        trainer = ppcd_trainer.PPCDTrainer(
+            model_dir=self.create_tempdir().full_path,
+            strategy=helpers.one_device())
+        self.assertEqual(trainer.target_params, floor_params)

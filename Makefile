@@ -51,6 +51,7 @@ demo: setup
 	  --gin_param "CH = $(DEMO_CH)" \
 	  --gin_param "Trainer.num_steps = $(DEMO_TEACHER_STEPS)" \
 	  --gin_param "EMA_START_STEP = 200" \
+	  --gin_param "EMA_DECAY = 0.99" \
 	  --gin_param "Trainer.log_every = 25" \
 	  --gin_param "Trainer.sample_every = 200" \
 	  --gin_param "Trainer.checkpoint_every = 100" \

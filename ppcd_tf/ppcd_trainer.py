@@ -100,7 +100,8 @@ class PPCDTrainer(trainer_lib.Trainer):
         from 1 to the target, reached at this fraction of the pruning phase
         (progressive pruning rather than a cut at the start).
       budget_lambda_rate: controller step: lambda += rate * (ratio -
-        desired ratio) per G step (clipped to [0, budget_lambda_max]).
+        desired ratio) per G step while the ratio is above the line
+        (clipped to [0, budget_lambda_max]); lambda is 0 on or below it.
       budget_lambda_max: cap of lambda.
       harden_rule: 'global' (rank channels by logit over all layers) or
         'uniform' (the same kept fraction in every layer: the uniform-width
@@ -120,8 +121,8 @@ class PPCDTrainer(trainer_lib.Trainer):
                  mask_function="smooth_step",
                  mask_optimizer_cls=keras.optimizers.SGD,
                  prune_attention=True, min_channels=4,
-                 min_channel_fraction=0.0, budget_surrogate_width=1.0,
-                 budget_ramp_fraction=0.8, budget_lambda_rate=1.0,
+                 min_channel_fraction=0.0, budget_surrogate_width=2.0,
+                 budget_ramp_fraction=0.8, budget_lambda_rate=0.1,
                  budget_lambda_max=10.0, harden_rule="global",
                  use_masks=True,
                  distillation=distill_losses.DistillationWeights,
@@ -135,6 +136,12 @@ class PPCDTrainer(trainer_lib.Trainer):
         if not 0.0 < prune_end_fraction <= 1.0:
             raise ValueError(f"prune_end_fraction must be in (0, 1], got "
                              f"{prune_end_fraction}.")
+        if abs(mask_init) >= budget_surrogate_width:
+            raise ValueError(
+                f"mask_init {mask_init} lies outside the budget surrogate's "
+                f"band (-{budget_surrogate_width}, {budget_surrogate_width}):"
+                " the budget could never move the masks. Raise "
+                "PPCDTrainer.budget_surrogate_width.")
         if harden_rule not in HARDEN_RULES:
             raise ValueError(f"harden_rule must be one of {HARDEN_RULES}, "
                              f"got {harden_rule!r}.")
@@ -301,8 +308,10 @@ class PPCDTrainer(trainer_lib.Trainer):
         if self.masks is None:
             return model(z, labels, training=training,
                          return_features=return_features)
-        return model(z, labels, training=training, masks=self.masks(),
-                     keep=self.masks.keep(), return_features=return_features)
+        values = self.masks()
+        return model(z, labels, training=training, masks=values,
+                     keep=self.masks.keep(values),
+                     return_features=return_features)
 
     def _global_scalar(self, value):
         """A whole-batch scalar as this replica's / micro-batch's share."""
@@ -410,6 +419,9 @@ class PPCDTrainer(trainer_lib.Trainer):
         updated = tf.clip_by_value(
             self.budget_lambda + self.budget_lambda_rate * excess, 0.0,
             self.budget_lambda_max)
+        # Stop pushing as soon as the count is on or below the line (no
+        # wind-up carried past the crossing).
+        updated = tf.where(excess > 0.0, updated, 0.0)
         self.budget_lambda.assign(tf.where(pruning, updated, 0.0))
 
     def extra_boundaries(self):

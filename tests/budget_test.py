@@ -206,6 +206,29 @@ class HardenToBudgetTest(tf.test.TestCase, parameterized.TestCase):
         if _live(CH32, trial) <= target:
             self.assertTrue(keep[best_key][best_i])
 
+    @parameterized.parameters((0.5, 1), (0.3, 2), (0.7, 1))
+    def test_tied_logits_cut_layers_in_proportion(self, ratio, floor):
+        """Logits that never moved carry no ranking: every layer then loses
+        the same fraction of its channels (+-1), not whole layers in key
+        order."""
+        widths = channel_masks.mask_widths(CH32)
+        logits = {key: np.ones(w, np.float32) for key, w in widths.items()}
+        floors = {key: min(floor, w) for key, w in widths.items()}
+        full = budget.live_parameters(CH32, _shape(CH32), dict(widths))
+        target = int(ratio * full)
+        keep = budget.harden_to_budget(logits, CH32, _shape(CH32), target,
+                                       floors)
+        self.assertLessEqual(_live(CH32, keep), target)
+        fractions = {k: v.sum() / widths[k] for k, v in keep.items()
+                     if v.sum() > floors[k]}
+        self.assertNotEmpty(fractions)
+        for a in fractions:
+            for b in fractions:
+                self.assertLessEqual(
+                    abs(fractions[a] - fractions[b]),
+                    1.0 / widths[a] + 1.0 / widths[b] + 1e-9, (a, b, {
+                        k: int(v.sum()) for k, v in keep.items()}))
+
     def test_does_not_modify_inputs(self):
         logits = _random_logits(CH32, 9, positive_fraction=0.6)
         copy = {k: v.copy() for k, v in logits.items()}

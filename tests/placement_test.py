@@ -321,13 +321,14 @@ class PlacementTest(tf.test.TestCase, parameterized.TestCase):
         masks = _as_tensors(keep)
         z, labels = _inputs()
         before = g(z, labels, training=False, masks=masks, keep=masks).numpy()
-        inverted = {key: ~k for key, k in keep.items()}
-        for key in ("stream0", "hidden2", "stream2", "attention2_value"):
-            single = dict(keep)
-            single.update({k: np.zeros_like(v) for k, v in keep.items()})
-            single[key] = inverted[key]  # "removed" = the kept ones here
+        for key in ("stream0", "hidden2", "stream2", "stream3",
+                    "attention2_qk", "attention2_value"):
+            # Select the slices of `key`'s *kept* channels only.
+            single = {k: np.ones_like(v) for k, v in keep.items()}
+            single[key] = ~keep[key]
             slices = [(v, i) for v, i in _removed_slices(g, single)
                       if v.trainable]
+            self.assertNotEmpty(slices)
             saved = [(v, v.numpy()) for v, _ in slices]
             _overwrite(slices, 7)
             after = g(z, labels, training=False, masks=masks,
@@ -479,3 +480,34 @@ class SpectralNormOverrideTest(tf.test.TestCase):
             _overwrite(_removed_slices(g, keep), 11)
             after = g(z, labels, training=False, masks=masks).numpy()
         self.assertLessEqual(float(np.max(np.abs(after - before))), EXACT)
+
+
+class SoftPhaseKeepTest(tf.test.TestCase):
+    """During the pruning phase (bound > 0) `keep` must not remove channels
+    whose soft mask is still non-zero (DESIGN.md 4.2: the true derivative
+    of the quadratics inside (-b, b)); PPCDTrainer.generate passes
+    `keep=masks.keep()` at every step."""
+
+    def test_partially_open_channel_still_contributes(self):
+        g = _generator()
+        _randomize(g, 12)
+        masks = channel_masks.ChannelMasks(
+            channel_masks.mask_widths(CHANNELS), initial_value=1.0,
+            initial_bound=0.5)
+        logit = masks.logits["hidden2"]
+        value = logit.numpy()
+        value[3] = -0.1   # soft mask (0.5 - 0.1)^2 / (2 * 0.25) = 0.32
+        value[5] = -0.6   # below -b: mask exactly 0
+        logit.assign(value)
+        z, labels = _inputs()
+        with tf.GradientTape() as tape:
+            values = masks()
+            images = g(z, labels, training=True, masks=values,
+                       keep=masks.keep())
+            loss = tf.reduce_sum(tf.square(images + 0.3))
+        grad = tape.gradient(loss, logit).numpy()
+        self.assertAllClose(values["hidden2"].numpy()[[3, 5]], [0.32, 0.0])
+        self.assertEqual(float(grad[5]), 0.0)  # m == 0: no gradient
+        # m == 0.32: the channel is live, its logit must feel the task.
+        self.assertGreater(abs(float(grad[3])), 1e-3,
+                           "keep() zeroes a channel whose soft mask is 0.32")

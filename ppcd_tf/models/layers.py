@@ -58,6 +58,8 @@ def spectral_normalize(kernel_2d, u_var, training, eps):
     if training:
         u_var.assign(u_new)
     sigma = tf.reduce_sum(tf.matmul(v, kernel_2d) * u_new)
+    # A matrix whose channels are all pruned is zero: keep it zero, not NaN.
+    sigma = tf.maximum(sigma, eps)
     return kernel_2d / sigma, sigma
 
 

@@ -100,9 +100,8 @@ def harden_to_budget(logits, channels, shape, target_params, floors):
     Starting from the current hard masks (logit > 0), with every layer
     raised to its floor (its highest-logit channels), channels are removed
     in increasing order of logit (never below a floor) while the count
-    exceeds `target_params`; if the count is below the target, removed
-    channels are restored in decreasing order of logit while the count stays
-    within the target.
+    exceeds `target_params`; then removed channels are restored in
+    decreasing order of logit wherever they still fit within the target.
 
     Args:
       logits: {key: numpy [width]} mask logits.
@@ -144,18 +143,15 @@ def harden_to_budget(logits, channels, shape, target_params, floors):
                 continue
             keep[key][i] = False
             current = params()
-    else:
-        order = sorted(((-float(logits[key][i]), -relative_rank[key][i],
-                         key, i)
-                        for key, k in keep.items()
-                        for i in np.flatnonzero(~k)))
-        for _, _, key, i in order:
-            keep[key][i] = True
-            candidate = params()
-            if candidate > target_params:
-                keep[key][i] = False
-                continue
-            current = candidate
+    # Refill: restore removed channels, best logit first, while they fit
+    # (after a cut this recovers the slack of the last removal).
+    order = sorted(((-float(logits[key][i]), -relative_rank[key][i], key, i)
+                    for key, k in keep.items()
+                    for i in np.flatnonzero(~k)))
+    for _, _, key, i in order:
+        keep[key][i] = True
+        if params() > target_params:
+            keep[key][i] = False
     return keep
 
 

@@ -98,15 +98,21 @@ class ChannelMasks(keras.layers.Layer):
             values[key] = tf.where(soft, self._mask_fn(w, bound), hard)
         return values
 
-    def keep(self):
-        """{key: [width] float32 0/1}: the hard masks, without gradient.
+    def keep(self, values=None):
+        """{key: [width] float32 0/1}: channels whose mask is not 0.
 
         Passed to `Generator.call(keep=...)` so that spectral norms ignore
-        the weights of channels that are currently off.
+        the weights of channels that are entirely off. A channel that is
+        partly on (soft phase) is kept, so it still contributes and still
+        receives task gradients; at bound 0 this is the hard mask.
+
+        Args:
+          values: the mask values of this step (`self()`), to avoid
+            recomputing them.
         """
-        return {key: tf.stop_gradient(mask_fns.hard_step(
-            tf.convert_to_tensor(logit)))
-            for key, logit in self.logits.items()}
+        values = self() if values is None else values
+        return {key: tf.stop_gradient(tf.cast(value > 0.0, tf.float32))
+                for key, value in values.items()}
 
     def hard_masks(self):
         """{key: bool numpy array} of the channels with a positive logit."""

@@ -141,6 +141,10 @@ def _layer_report(generator, keep):
 def export_run(model_dir, output_dir, overwrite=False,
                binarize_threshold=None, tolerance=DEFAULT_TOLERANCE):
     """Exports a run's compact EMA generator; returns the report dict."""
+    if os.path.exists(output_dir) and not overwrite:
+        raise FileExistsError(
+            f"{output_dir} exists; choose another --output or pass "
+            "--overwrite to replace it.")
     generator, masks, hardened, step, checkpoint = load_run(model_dir)
     keep = decide_keep(generator, masks, hardened, binarize_threshold)
     compact = surgery.build_compact(generator, keep)

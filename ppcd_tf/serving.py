@@ -127,7 +127,13 @@ def write_saved_model(generator, output_dir, assets, overwrite=False):
         if os.path.exists(output_dir):
             old = os.path.join(tmp, "old")
             os.rename(output_dir, old)
-        os.rename(staging, output_dir)
+            try:
+                os.rename(staging, output_dir)
+            except BaseException:
+                os.rename(old, output_dir)  # put the previous export back
+                raise
+        else:
+            os.rename(staging, output_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory_bytes(output_dir)

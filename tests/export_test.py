@@ -22,8 +22,10 @@ after dropping `moving_mean`, `moving_variance` and `sn_u` by name (the
 fallback when the attribute is missing).
 """
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -357,6 +359,7 @@ def _e2e():
     if _E2E:
         return _E2E
     root = tempfile.mkdtemp(prefix="export_test_")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     exports = os.path.join(root, "exports")
     out = {name: os.path.join(exports, name)
            for name in ("ppcd", "soft_refused", "soft_binarized", "teacher")}

@@ -42,7 +42,8 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 # The demo: a small Fashion-MNIST teacher, then PPCD compression of it to
-# TARGET_RATIO of its generator parameters (5.2x smaller), both resumable.
+# DEMO_TARGET_RATIO of its generator parameters (5.2x smaller), both
+# resumable, then the export of the compact generator as a SavedModel.
 demo: setup
 	$(PY) -m ppcd_tf.train \
 	  --gin_file data/fashion_mnist32.gin \
@@ -70,9 +71,11 @@ demo: setup
 	  --gin_param "Trainer.sample_every = 100" \
 	  --gin_param "Trainer.checkpoint_every = 100" \
 	  --model_dir $(DEMO_DIR)/ppcd
+	$(PY) -m ppcd_tf.export --model_dir $(DEMO_DIR)/ppcd \
+	  --output $(DEMO_DIR)/export --overwrite
 	@echo "Demo done: teacher in $(DEMO_DIR)/teacher, compressed student in"\
-	  "$(DEMO_DIR)/ppcd (samples/teacher_vs_student_*.png); run"\
-	  "'make tensorboard'."
+	  "$(DEMO_DIR)/ppcd (samples/teacher_vs_student_*.png), its compact"\
+	  "SavedModel in $(DEMO_DIR)/export; run 'make tensorboard'."
 
 tensorboard: setup
 	$(VENV)/bin/tensorboard --logdir $(DEMO_DIR)

@@ -139,13 +139,15 @@ class HardenToBudgetTest(tf.test.TestCase, parameterized.TestCase):
         keep = budget.harden_to_budget(logits, CH32, _shape(CH32), target,
                                        floors)
         live = self._check_common(logits, keep, target, floors)
-        # Global ranking: in every layer above its floor, each kept channel
-        # outranks every removed channel of every layer.
-        removed = np.concatenate([logits[k][~v] for k, v in keep.items()])
-        for key, k in keep.items():
-            if k.sum() > floors[key]:
-                self.assertGreaterEqual(float(logits[key][k].min()),
-                                        float(removed.max()), key)
+        # Global ranking: a removed channel outranking a kept channel of a
+        # layer above its floor is only possible when it no longer fits
+        # (the refill after the cut takes cheaper, lower-ranked channels).
+        costs = self._restore_costs(keep)
+        lowest_kept = min(float(logits[key][k].min())
+                          for key, k in keep.items() if k.sum() > floors[key])
+        for (key, i), cost in costs.items():
+            if initial[key][i] and logits[key][i] > lowest_kept:
+                self.assertGreater(cost, target, (key, i))
         # Never keeps a channel the current hard mask removed (cut path),
         # except to reach a floor.
         for key, k in keep.items():
@@ -219,8 +221,11 @@ class HardenToBudgetTest(tf.test.TestCase, parameterized.TestCase):
         keep = budget.harden_to_budget(logits, CH32, _shape(CH32), target,
                                        floors)
         self.assertLessEqual(_live(CH32, keep), target)
+        # The refill after the cut may give back cheap attention channels
+        # that still fit, so proportionality is checked on the stream and
+        # hidden widths, which hold almost all of the parameters.
         fractions = {k: v.sum() / widths[k] for k, v in keep.items()
-                     if v.sum() > floors[k]}
+                     if v.sum() > floors[k] and not k.startswith("attention")}
         self.assertNotEmpty(fractions)
         for a in fractions:
             for b in fractions:

@@ -132,8 +132,10 @@ def harden_to_budget(logits, channels, shape, target_params, floors):
         ranks[np.argsort(np.asarray(w), kind="stable")] = np.arange(len(w))
         relative_rank[key] = ranks / len(w)
 
+    was_on = {key: k.copy() for key, k in keep.items()}
     current = params()
-    if current > target_params:
+    cut = current > target_params
+    if cut:
         order = sorted(((float(logits[key][i]), relative_rank[key][i], key, i)
                         for key, k in keep.items() for i in np.flatnonzero(k)))
         for _, _, key, i in order:
@@ -143,11 +145,15 @@ def harden_to_budget(logits, channels, shape, target_params, floors):
                 continue
             keep[key][i] = False
             current = params()
-    # Refill: restore removed channels, best logit first, while they fit
-    # (after a cut this recovers the slack of the last removal).
+    # Refill: restore channels, best logit first, wherever they still fit.
+    # After a cut only channels the cut removed are candidates (a channel
+    # training switched off stays off); this recovers the slack that the
+    # last, possibly expensive, removal left.
+    candidates = {key: ~k & was_on[key] if cut else ~k
+                  for key, k in keep.items()}
     order = sorted(((-float(logits[key][i]), -relative_rank[key][i], key, i)
-                    for key, k in keep.items()
-                    for i in np.flatnonzero(~k)))
+                    for key, c in candidates.items()
+                    for i in np.flatnonzero(c)))
     for _, _, key, i in order:
         keep[key][i] = True
         if params() > target_params:

@@ -17,6 +17,7 @@ from ppcd_tf.data import DataNotFoundError
 from ppcd_tf.data import ImageDataset
 from ppcd_tf.data import fashion_mnist_offline
 from ppcd_tf.data import sources
+from tests import helpers
 
 RESOLUTION = 32
 FMNIST_SIDE = 28
@@ -229,7 +230,7 @@ class ResumeTest(tf.test.TestCase):
 class DistributedTest(tf.test.TestCase):
 
     def test_per_replica_batches(self):
-        strategy = tf.distribute.MirroredStrategy(CPUS)
+        strategy = helpers.two_replicas()
         dataset = ImageDataset("fake", RESOLUTION)
         global_batch = 2 * FAKE_BATCH
         images, labels = next(iter(
@@ -247,7 +248,7 @@ class DistributedTest(tf.test.TestCase):
             np.testing.assert_array_equal(image.numpy(), plain[i][0])
 
     def test_non_divisible_global_batch(self):
-        strategy = tf.distribute.MirroredStrategy(CPUS)
+        strategy = helpers.two_replicas()
         dataset = ImageDataset("fake", RESOLUTION)
         with self.assertRaises(ValueError) as ctx:
             dataset.make_distributed(strategy, 7)

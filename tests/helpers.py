@@ -37,8 +37,21 @@ def one_device():
     return tf.distribute.OneDeviceStrategy("/cpu:0")
 
 
+_TWO_REPLICAS = []
+
+
 def two_replicas():
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    """One shared MirroredStrategy over the two logical CPUs.
+
+    Shared on purpose: separate MirroredStrategy objects in one process can
+    hand out the same collective instance keys, and their functions' all-
+    reduces (synchronised BN) then collide ("Shape mismatch in the collective
+    instance"). Real runs have one strategy per process.
+    """
+    if not _TWO_REPLICAS:
+        _TWO_REPLICAS.append(
+            tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    return _TWO_REPLICAS[0]
 
 
 def local_results(strategy, variable):

@@ -6,6 +6,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from ppcd_tf.pruning import masks
+from tests import helpers
 
 POINTS = np.array([-2.0, -1.0, -0.5, 0.0, 0.25, 0.5, 1.0, 2.0], np.float32)
 CPUS = ["/cpu:0", "/cpu:1"]
@@ -83,7 +84,7 @@ class SmoothStepTest(tf.test.TestCase, parameterized.TestCase):
             self.assertAllClose(grad, expected[1], atol=1e-6)
 
     def test_mirrored_strategy_replicas_agree(self):
-        strategy = tf.distribute.MirroredStrategy(CPUS)
+        strategy = helpers.two_replicas()
         w = tf.constant(POINTS)
 
         @tf.function

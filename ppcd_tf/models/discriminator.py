@@ -31,7 +31,7 @@ _PACKAGE = "ppcd_tf"
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class Discriminator(keras.Model):
+class Discriminator(layers.NamedBlocksMixin, keras.Model):
     """Class-conditional projection discriminator.
 
     Call: `discriminator(images, labels, training=False,
@@ -58,10 +58,7 @@ class Discriminator(keras.Model):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         common = dict(sn_eps=self.sn_eps,
                       kernel_initializer=self.kernel_initializer)
-        # Blocks are attributes `block{i}` / `attention{i}` (stable names that
-        # tf.train.Checkpoint tracks; plain lists/dicts are not tracked).
-        self._block_names = []
-        self._attention_index = {}
+        self._init_named_blocks()
         for i, (width, down) in enumerate(
                 zip(config.out, config.downsample), start=1):
             self._add_block(i, layers.DBlock(
@@ -75,25 +72,6 @@ class Discriminator(keras.Model):
         self.embed = layers.SNEmbedding(
             self.num_classes, config.out[-1], sn_eps=self.sn_eps,
             embeddings_initializer=self.kernel_initializer, name="embed")
-
-    def _add_block(self, index, block):
-        setattr(self, f"block{index}", block)
-        self._block_names.append(f"block{index}")
-
-    def _add_attention(self, index, attention):
-        setattr(self, f"attention{index}", attention)
-        self._attention_index[index] = f"attention{index}"
-
-    @property
-    def blocks(self):
-        """Residual blocks in order (`block1` .. `blockN`)."""
-        return [getattr(self, name) for name in self._block_names]
-
-    @property
-    def attentions(self):
-        """{block index: SelfAttention placed after that block}."""
-        return {i: getattr(self, name)
-                for i, name in self._attention_index.items()}
 
     def build(self, input_shape=None):
         if self.built:

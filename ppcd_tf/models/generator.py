@@ -56,7 +56,7 @@ def attention_mask_names(block):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class Generator(keras.Model):
+class Generator(layers.NamedBlocksMixin, keras.Model):
     """Class-conditional BigGAN generator built from a ChannelConfig.
 
     Call: `generator(z, labels, training=False, masks=None,
@@ -111,10 +111,7 @@ class Generator(keras.Model):
             embeddings_initializer=self.kernel_initializer, name="shared")
         self.linear = layers.SNDense(channels.stream[0] * bw * bw,
                                      name="linear", **common)
-        # Blocks are attributes `block{i}` / `attention{i}` (stable names that
-        # tf.train.Checkpoint tracks; plain lists/dicts are not tracked).
-        self._block_names = []
-        self._attention_index = {}
+        self._init_named_blocks()
         for i in range(1, channels.num_blocks + 1):
             self._add_block(i, layers.GBlock(
                 channels.stream[i], hidden_channels=channels.hidden[i - 1],
@@ -129,25 +126,6 @@ class Generator(keras.Model):
             synchronized=True, name="output_bn")
         self.output_conv = layers.SNConv2D(self.image_channels, 3,
                                            name="output_conv", **common)
-
-    def _add_block(self, index, block):
-        setattr(self, f"block{index}", block)
-        self._block_names.append(f"block{index}")
-
-    def _add_attention(self, index, attention):
-        setattr(self, f"attention{index}", attention)
-        self._attention_index[index] = f"attention{index}"
-
-    @property
-    def blocks(self):
-        """Residual blocks in order (`block1` .. `blockN`)."""
-        return [getattr(self, name) for name in self._block_names]
-
-    @property
-    def attentions(self):
-        """{block index: SelfAttention placed after that block}."""
-        return {i: getattr(self, name)
-                for i, name in self._attention_index.items()}
 
     def build(self, input_shape=None):
         """Creates every weight (shapes follow from the ChannelConfig)."""

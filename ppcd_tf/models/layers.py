@@ -398,6 +398,35 @@ class SelfAttention(keras.layers.Layer):
         return config
 
 
+class NamedBlocksMixin:
+    """Blocks and attention layers held as attributes `block{i}` and
+    `attention{i}`: stable names that tf.train.Checkpoint tracks (layers in
+    plain Python lists or dicts are not tracked)."""
+
+    def _init_named_blocks(self):
+        self._block_names = []
+        self._attention_index = {}
+
+    def _add_block(self, index, block):
+        setattr(self, f"block{index}", block)
+        self._block_names.append(f"block{index}")
+
+    def _add_attention(self, index, attention):
+        setattr(self, f"attention{index}", attention)
+        self._attention_index[index] = f"attention{index}"
+
+    @property
+    def blocks(self):
+        """Residual blocks in order (`block1` .. `blockN`)."""
+        return [getattr(self, name) for name in self._block_names]
+
+    @property
+    def attentions(self):
+        """{block index: SelfAttention placed after that block}."""
+        return {i: getattr(self, name)
+                for i, name in self._attention_index.items()}
+
+
 def _apply_mask(x, mask):
     """x [B, H, W, C] * mask [C] (no-op when mask is None)."""
     if mask is None:

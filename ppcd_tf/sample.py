@@ -1,0 +1,167 @@
+r"""Writes sample images of a trained generator (grid or individual PNGs).
+
+Examples:
+
+  python -m ppcd_tf.sample --saved_model runs/demo/export \
+      --classes 3,7 --n 16 --truncation 0.5 --out grid.png
+  python -m ppcd_tf.sample --model_dir runs/demo/ppcd --n 8 --out grid.png
+  python -m ppcd_tf.sample --saved_model runs/demo/export --classes 0 \
+      --n 4 --individual --out samples/
+
+A grid has one row per class and `--n` columns; column j uses the same z in
+every row. z is drawn from a normal truncated at +-2 and scaled by
+`--truncation` (the BigGAN truncation trick), from `--seed`, identically for
+both sources: an exported SavedModel (its `sample` signature) and a training
+run's EMA generator (with its current masks for a PPCD run) give the same
+images for the same seed.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+from absl import app
+from absl import flags
+from absl import logging
+
+from ppcd_tf import exporting
+from ppcd_tf import serving
+from ppcd_tf import summaries
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("saved_model", None, "An exported SavedModel directory.")
+flags.DEFINE_string("model_dir", None, "A training run directory (EMA G).")
+flags.DEFINE_list("classes", None, "Class ids, e.g. 3,7 (default: the "
+                  "first min(classes, 10)).")
+flags.DEFINE_integer("n", 8, "Images per class.")
+flags.DEFINE_float("truncation", 1.0, "Truncation in (0, 1].")
+flags.DEFINE_integer("seed", 0, "Seed of z.")
+flags.DEFINE_string("out", None, "Output PNG (or directory with "
+                    "--individual).")
+flags.DEFINE_bool("individual", False, "One PNG per image in --out.")
+
+DEFAULT_MAX_CLASSES = 10
+
+
+class SampleError(ValueError):
+    """Bad arguments (the message says what to change)."""
+
+
+def _grid_inputs(classes, n):
+    labels = np.repeat(np.asarray(classes, np.int32), n)
+    return tf.constant(labels)
+
+
+def _column_z(dim_z, n, rows, truncation, seed):
+    """z [rows * n, dim_z]: the same n vectors repeated for every row."""
+    z = tf.random.stateless_truncated_normal((n, dim_z), (seed, 0))
+    return tf.tile(z * truncation, (rows, 1))
+
+
+def sample_saved_model(path, classes, n, truncation, seed):
+    """Images [len(classes) * n, H, W, C] from an exported SavedModel."""
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    z = _column_z(int(_metadata(path)["dim_z"]), n, len(classes), truncation,
+                  seed)
+    return serve(z=z, labels=_grid_inputs(classes, n))["images"].numpy()
+
+
+def _metadata(path):
+    metadata = os.path.join(path, serving.ASSETS_DIR, "metadata.json")
+    if not os.path.isfile(metadata):
+        raise SampleError(f"{metadata} not found: --saved_model must be a "
+                          "directory written by python -m ppcd_tf.export.")
+    with open(metadata) as f:
+        return json.load(f)
+
+
+def sample_run(model_dir, classes, n, truncation, seed):
+    """Images from a training run's EMA generator (masks applied if any)."""
+    generator, masks, _, _, _ = exporting.load_run(model_dir)
+    z = _column_z(generator.dim_z, n, len(classes), truncation, seed)
+    labels = _grid_inputs(classes, n)
+    if masks is None:
+        return generator(z, labels, training=False).numpy()
+    values = masks()
+    return generator(z, labels, training=False, masks=values,
+                     keep=masks.keep(values)).numpy()
+
+
+def num_classes_of(saved_model=None, model_dir=None):
+    if saved_model:
+        return int(_metadata(saved_model)["num_classes"])
+    return exporting.load_run(model_dir)[0].num_classes
+
+
+def check_args(saved_model, model_dir, classes, n, truncation, out):
+    if bool(saved_model) == bool(model_dir):
+        raise SampleError("Give exactly one of --saved_model and --model_dir.")
+    source = saved_model or model_dir
+    if not os.path.isdir(source):
+        raise SampleError(f"{source} is not a directory.")
+    if not out:
+        raise SampleError("--out is required.")
+    if n < 1:
+        raise SampleError(f"--n must be >= 1, got {n}.")
+    if not 0.0 < truncation <= 1.0:
+        raise SampleError(f"--truncation must be in (0, 1], got {truncation}.")
+    num_classes = num_classes_of(saved_model, model_dir)
+    if classes is None:
+        return list(range(min(num_classes, DEFAULT_MAX_CLASSES)))
+    try:
+        classes = [int(c) for c in classes]
+    except ValueError as error:
+        raise SampleError(f"--classes must be integers: {error}") from error
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise SampleError(f"Classes {bad} are outside [0, {num_classes}).")
+    return classes
+
+
+def write(images, classes, n, out, individual):
+    """Writes a grid PNG (one row per class) or one PNG per image."""
+    if not individual:
+        summaries.write_png(summaries.image_grid(images, rows=len(classes)),
+                            out)
+        return [out]
+    os.makedirs(out, exist_ok=True)
+    paths = []
+    for index, image in enumerate(images):
+        label, column = classes[index // n], index % n
+        path = os.path.join(out, f"class{label}_{column:03d}.png")
+        summaries.write_png(summaries.image_grid(image[None], rows=1), path)
+        paths.append(path)
+    return paths
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        classes = check_args(FLAGS.saved_model, FLAGS.model_dir,
+                             FLAGS.classes, FLAGS.n, FLAGS.truncation,
+                             FLAGS.out)
+        if FLAGS.saved_model:
+            images = sample_saved_model(FLAGS.saved_model, classes, FLAGS.n,
+                                        FLAGS.truncation, FLAGS.seed)
+        else:
+            images = sample_run(FLAGS.model_dir, classes, FLAGS.n,
+                                FLAGS.truncation, FLAGS.seed)
+    except (SampleError, exporting.ExportError) as error:
+        logging.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    paths = write(images, classes, FLAGS.n, FLAGS.out, FLAGS.individual)
+    print(f"Wrote {len(paths)} file(s): {paths[0]}"
+          + (" ..." if len(paths) > 1 else ""))
+
+
+def run_main():
+    """Console-script entry point (`ppcd-sample`)."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run_main()

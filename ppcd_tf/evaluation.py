@@ -1,0 +1,443 @@
+"""Evaluation of a class-conditional generator against a dataset's images.
+
+Pieces, each usable alone:
+  * `GeneratorSource`: an exported SavedModel (`from_saved_model`) or a
+    training run's newest checkpoint (`from_run`, EMA generator, masks
+    applied) behind one `generate(z, labels)` call.
+  * `real_features`: features of a dataset split's real images under a
+    feature network, cached to an `.npz` file next to a JSON record of how
+    they were computed.
+  * `evaluate`: FID, KID, IS, intra-FID and class accuracy of generated
+    samples (balanced labels) for several seeds, with mean and std, and the
+    record of how every figure was computed.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from ppcd_tf import exporting
+from ppcd_tf import serving
+from ppcd_tf import trainer as trainer_lib
+from ppcd_tf.data import pipeline
+from ppcd_tf.metrics import feature_networks
+from ppcd_tf.metrics import gan_metrics
+
+DEFAULT_NUM_SAMPLES = 10000
+DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_BATCH_SIZE = 500
+# z of the `sample` signature and the sample tool: a normal truncated at
+# +-TRUNCATION_BOUND, scaled by the truncation factor.
+TRUNCATION_BOUND = 2.0
+# Order of the real and fake sets is shuffled with this seed before KID
+# (tensorflow-gan's block estimator assumes random order).
+_KID_SHUFFLE_SEED = 1234
+_CACHE_VERSION = 1
+DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache",
+                                 "ppcd_tf")
+METRIC_NAMES = ("fid", "kid", "inception_score", "intra_fid",
+                "class_accuracy")
+
+
+class EvaluationError(ValueError):
+    """Bad evaluation input (the message says what to change)."""
+
+
+@dataclasses.dataclass
+class GeneratorSource:
+    """A generator behind `generate(z [N, dim_z], labels [N]) -> images`.
+
+    Attributes:
+      generate: callable returning float32 numpy [N, H, W, C] in [-1, 1].
+      dim_z, num_classes, resolution: the generator's shape facts.
+      dataset: name of the dataset it was trained on (or None).
+      description: dict recorded with every figure (kind, path, step).
+    """
+    generate: object
+    dim_z: int
+    num_classes: int
+    resolution: int
+    dataset: object
+    description: dict
+
+    @classmethod
+    def from_saved_model(cls, path):
+        metadata_path = os.path.join(path, serving.ASSETS_DIR,
+                                     "metadata.json")
+        if not os.path.isfile(metadata_path):
+            raise EvaluationError(
+                f"{metadata_path} not found: --saved_model must be a "
+                "directory written by python -m ppcd_tf.export.")
+        with open(metadata_path) as f:
+            metadata = json.load(f)
+        serve = tf.saved_model.load(path).signatures["serving_default"]
+
+        def generate(z, labels):
+            return serve(z=tf.constant(z, tf.float32),
+                         labels=tf.constant(labels, tf.int32))[
+                             "images"].numpy()
+
+        return cls(generate, int(metadata["dim_z"]),
+                   int(metadata["num_classes"]),
+                   int(metadata["resolution"]), metadata.get("dataset"),
+                   {"kind": "saved_model", "path": os.path.abspath(path),
+                    "params": metadata.get("params"),
+                    "step": metadata.get("source", {}).get("step")})
+
+    @classmethod
+    def from_run(cls, model_dir):
+        try:
+            generator, masks, _, step, checkpoint = exporting.load_run(
+                model_dir)
+        except exporting.ExportError as error:
+            raise EvaluationError(str(error)) from error
+        kwargs = {}
+        if masks is not None:
+            values = masks()
+            kwargs = dict(masks=values, keep=masks.keep(values))
+
+        @tf.function(reduce_retracing=True)
+        def call(z, labels):
+            return generator(z, labels, training=False, **kwargs)
+
+        def generate(z, labels):
+            return call(tf.constant(z, tf.float32),
+                        tf.constant(labels, tf.int32)).numpy()
+
+        with open(os.path.join(model_dir, trainer_lib.MODELS_FILE)) as f:
+            dataset = json.load(f).get("dataset", {}).get("name")
+        return cls(generate, generator.dim_z, generator.num_classes,
+                   generator.channels.resolution, dataset,
+                   {"kind": "checkpoint", "path": checkpoint, "step": step,
+                    "weights": "EMA generator" +
+                               (" (hard masks)" if masks is not None
+                                else "")})
+
+
+def sample_inputs(num_samples, dim_z, num_classes, seed, truncation=None):
+    """Balanced labels `i % num_classes` and z for one evaluation seed.
+
+    Returns:
+      (z float32 [N, dim_z], labels int32 [N]): z ~ N(0, I) as in training
+      when `truncation` is None, else a normal truncated at
+      +-TRUNCATION_BOUND times `truncation` (the sample tool's z).
+    """
+    key = tf.constant([seed, 0], tf.int64)
+    if truncation is None:
+        z = tf.random.stateless_normal((num_samples, dim_z), key)
+    else:
+        z = truncation * tf.random.stateless_truncated_normal(
+            (num_samples, dim_z), key)
+    labels = np.arange(num_samples, dtype=np.int32) % num_classes
+    return z.numpy(), labels
+
+
+def generated_features(source, network, num_samples, seed, truncation=None,
+                       batch_size=DEFAULT_BATCH_SIZE):
+    """(features [N, D], logits [N, K], labels [N]) of generated samples."""
+    z, labels = sample_inputs(num_samples, source.dim_z, source.num_classes,
+                              seed, truncation)
+    features, logits = [], []
+    for start in range(0, num_samples, batch_size):
+        images = source.generate(z[start:start + batch_size],
+                                 labels[start:start + batch_size])
+        f, l = network.features_and_logits(images)
+        features.append(f)
+        logits.append(l)
+    return np.concatenate(features), np.concatenate(logits), labels
+
+
+@dataclasses.dataclass
+class RealFeatures:
+    """Features of real images: `features` [N, D], `labels` [N], `record`."""
+    features: np.ndarray
+    labels: np.ndarray
+    record: dict
+
+
+def _cache_paths(cache_dir, dataset, split, resolution, network_name,
+                 max_examples):
+    count = "all" if max_examples is None else str(max_examples)
+    safe_split = split.replace("[", "_").replace("]", "").replace(":", "-") \
+        .replace("%", "pct")
+    stem = (f"real_{dataset}_{safe_split}_{resolution}px_{network_name}_"
+            f"{count}")
+    base = os.path.join(cache_dir, stem)
+    return base + ".npz", base + ".json"
+
+
+def _write_atomically(path, write_fn):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def real_features(network, dataset, split, resolution, cache_dir,
+                  max_examples=None, data_dir=None,
+                  batch_size=DEFAULT_BATCH_SIZE):
+    """Features of a split's real images (project preprocessing), cached.
+
+    The cache holds features and labels (for KID and intra-FID, which need
+    more than mean and covariance) in `<cache_dir>/real_...npz`, its record
+    in the `.json` beside it; both are written atomically. A cache made
+    with another network weights file is not reused.
+    """
+    npz_path, json_path = _cache_paths(cache_dir, dataset, split, resolution,
+                                       network.name, max_examples)
+    if os.path.isfile(npz_path) and os.path.isfile(json_path):
+        with open(json_path) as f:
+            record = json.load(f)
+        if (record.get("version") == _CACHE_VERSION and
+                record.get("feature_network") == network.description):
+            with np.load(npz_path) as data:
+                logging.info("Real features from cache %s", npz_path)
+                return RealFeatures(data["features"], data["labels"],
+                                    dict(record, cache=npz_path))
+    data = pipeline.ImageDataset(name=dataset, split=split,
+                                 resolution=resolution, data_dir=data_dir,
+                                 cache=False)
+    start = time.time()
+    features, labels, logits = [], [], []
+    for images, batch_labels in data.one_pass(batch_size, max_examples):
+        f, l = network.features_and_logits(images.numpy())
+        features.append(f)
+        logits.append(l)
+        labels.append(batch_labels.numpy())
+    features = np.concatenate(features).astype(np.float32)
+    labels = np.concatenate(labels).astype(np.int32)
+    logits = np.concatenate(logits)
+    accuracy = None
+    if logits.shape[1] == data.num_classes and (
+            getattr(network, "dataset", None) == dataset):
+        accuracy = gan_metrics.class_accuracy(logits, labels)
+    record = {
+        "version": _CACHE_VERSION,
+        "dataset": dataset, "split": split, "resolution": resolution,
+        "num_examples": int(len(features)),
+        "preprocessing": "ppcd_tf.data.pipeline.ImageDataset.preprocess",
+        "feature_network": network.description,
+        "class_accuracy_of_real_images": accuracy,
+        "seconds": round(time.time() - start, 1),
+    }
+    os.makedirs(cache_dir, exist_ok=True)
+    _write_atomically(npz_path, lambda p: _save_npz(
+        p, features=features, labels=labels))
+    write_json(record, json_path)
+    logging.info("Real features of %d %s/%s images cached in %s (%.1f s)",
+                 len(features), dataset, split, npz_path, record["seconds"])
+    return RealFeatures(features, labels, dict(record, cache=npz_path))
+
+
+def _save_npz(path, **arrays):
+    with open(path, "wb") as f:  # A file object: savez adds no suffix.
+        np.savez(f, **arrays)
+
+
+def write_json(obj, path):
+    """Writes `obj` as indented JSON to `path` atomically."""
+    _write_atomically(path, lambda p: _dump_json(obj, p))
+
+
+def _dump_json(obj, path):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True,
+                  default=gan_metrics._json_default)
+        f.write("\n")
+
+
+def _shuffled(x, seed):
+    return x[np.random.default_rng(seed).permutation(len(x))]
+
+
+def metrics_of(real, fake_features, fake_logits, fake_labels,
+               judge_classes):
+    """One seed's figures: fid, kid (+ std), inception_score, intra_fid,
+    class_accuracy (None when the network's classes are not the
+    generator's)."""
+    kid = gan_metrics.kid_from_activations(
+        _shuffled(real.features, _KID_SHUFFLE_SEED),
+        _shuffled(fake_features, _KID_SHUFFLE_SEED))
+    intra = gan_metrics.intra_fid(real.features, real.labels, fake_features,
+                                  fake_labels)
+    result = {
+        "fid": gan_metrics.fid_from_activations(real.features, fake_features),
+        "kid": kid.mean,
+        "kid_block_std": kid.std,
+        "inception_score": gan_metrics.inception_score_from_logits(
+            fake_logits).mean,
+        "intra_fid": intra.mean,
+        "class_accuracy": (gan_metrics.class_accuracy(fake_logits,
+                                                      fake_labels)
+                           if judge_classes else None),
+    }
+    return {k: (None if v is None else float(v)) for k, v in result.items()}
+
+
+def summarize(per_seed):
+    """{metric: {"mean", "std"}} over seeds (std with ddof=0; None if the
+    metric was not computed)."""
+    summary = {}
+    for name in METRIC_NAMES:
+        values = [s[name] for s in per_seed if s[name] is not None]
+        if values:
+            summary[name] = {"mean": float(np.mean(values)),
+                             "std": float(np.std(values))}
+        else:
+            summary[name] = None
+    return summary
+
+
+def evaluate(source, network, real, num_samples=DEFAULT_NUM_SAMPLES,
+             seeds=DEFAULT_SEEDS, truncation=None,
+             batch_size=DEFAULT_BATCH_SIZE):
+    """All figures of `source` against `real` under `network`.
+
+    Returns:
+      dict: "per_seed" (list of metrics_of dicts with their "seed"),
+      "summary" (mean/std over seeds), "computed" (how: feature network,
+      resize, samples, real-statistics source, truncation, label scheme),
+      "generator" (source.description).
+    """
+    if num_samples < 2:
+        raise EvaluationError(f"num_samples must be >= 2, got {num_samples}.")
+    if truncation is not None and not 0.0 < truncation <= 1.0:
+        raise EvaluationError(
+            f"truncation must be in (0, 1] or None, got {truncation}.")
+    judge = (getattr(network, "num_classes", None) == source.num_classes and
+             getattr(network, "dataset", None) == real.record["dataset"])
+    per_seed = []
+    for seed in seeds:
+        start = time.time()
+        f, l, labels = generated_features(source, network, num_samples,
+                                          int(seed), truncation, batch_size)
+        figures = metrics_of(real, f, l, labels, judge)
+        figures["seed"] = int(seed)
+        per_seed.append(figures)
+        logging.info("seed %d: %s (%.1f s)", seed, ", ".join(
+            f"{k} {v:.4g}" for k, v in figures.items()
+            if k != "seed" and v is not None), time.time() - start)
+    real_record = {k: v for k, v in real.record.items()
+                   if k != "feature_network"}
+    computed = {
+        "feature_network": network.description,
+        "num_samples_per_seed": int(num_samples),
+        "seeds": [int(s) for s in seeds],
+        "labels": f"balanced: sample i has class i % {source.num_classes}",
+        "truncation": ("none: z ~ N(0, I) as in training"
+                       if truncation is None else
+                       f"{truncation} x normal truncated at "
+                       f"+-{TRUNCATION_BOUND}"),
+        "real_statistics": real_record,
+        "kid": "tensorflow-gan block estimator (blocks of <= "
+               f"{gan_metrics.KID_MAX_BLOCK_SIZE}) on shuffled sets",
+        "inception_score": "one split, from the feature network's logits",
+        "intra_fid": "mean over classes of per-class FID (real split "
+                     "images of the class vs samples conditioned on it)",
+        "class_accuracy": ("argmax of the feature network's logits == the "
+                           "class asked for" if judge else
+                           "not computed: the network's classes are not "
+                           "the generator's"),
+    }
+    return {"generator": source.description,
+            "num_classes": source.num_classes, "computed": computed,
+            "per_seed": per_seed, "summary": summarize(per_seed)}
+
+
+def format_summary(result):
+    """Human-readable lines: metric  mean +- std (n seeds)."""
+    lines = [f"generator: {result['generator'].get('path')}",
+             "feature network: "
+             f"{result['computed']['feature_network']['network']}"
+             f", {result['computed']['num_samples_per_seed']} samples x "
+             f"{len(result['computed']['seeds'])} seeds, truncation "
+             f"{result['computed']['truncation']}"]
+    for name in METRIC_NAMES:
+        value = result["summary"][name]
+        if value is None:
+            lines.append(f"  {name:16s} n/a")
+        else:
+            lines.append(f"  {name:16s} {value['mean']:.4f} +- "
+                         f"{value['std']:.4f}")
+    return "\n".join(lines)
+
+
+_DEFAULT_SPLITS = {"fashion_mnist": "test", "cifar10": "test",
+                   "imagenet2012": "validation"}
+
+
+def default_split(dataset):
+    """The split generated images are compared with by default."""
+    return _DEFAULT_SPLITS.get(dataset, "test")
+
+
+def default_output(saved_model, model_dir):
+    if saved_model:
+        return os.path.normpath(saved_model) + ".eval.json"
+    return os.path.join(model_dir, "eval.json")
+
+
+def load_source(saved_model, model_dir):
+    if bool(saved_model) == bool(model_dir):
+        raise EvaluationError(
+            "Give exactly one of --saved_model and --model_dir.")
+    path = saved_model or model_dir
+    if not os.path.isdir(path):
+        raise EvaluationError(f"{path} is not a directory.")
+    if saved_model:
+        return GeneratorSource.from_saved_model(saved_model)
+    return GeneratorSource.from_run(model_dir)
+
+
+def parse_seeds(values):
+    try:
+        seeds = [int(s) for s in values]
+    except ValueError as error:
+        raise EvaluationError(
+            f"--seeds must be integers: {error}") from error
+    if not seeds:
+        raise EvaluationError("--seeds must name a seed.")
+    return seeds
+
+
+def evaluate_generator(saved_model=None, model_dir=None, dataset=None,
+                       split=None,
+        num_real=None, data_dir=None, feature_network=None,
+        feature_weights=None, num_samples=DEFAULT_NUM_SAMPLES,
+        seeds=DEFAULT_SEEDS, truncation=None,
+        batch_size=DEFAULT_BATCH_SIZE, cache_dir=None,
+        output=None):
+    """Evaluates one generator and writes the result JSON; returns it."""
+    seeds = parse_seeds(seeds)
+    # An explicitly named network is built first: missing weights fail at
+    # once, before the generator is loaded.
+    network = (feature_networks.build(feature_network, feature_weights)
+               if feature_network else None)
+    source = load_source(saved_model, model_dir)
+    dataset = dataset or source.dataset
+    if not dataset:
+        raise EvaluationError(
+            "The generator does not record its dataset; pass --dataset.")
+    split = split or default_split(dataset)
+    if network is None:
+        network = feature_networks.build(
+            feature_networks.default_for_dataset(dataset), feature_weights)
+    real = real_features(
+        network, dataset, split, source.resolution,
+        cache_dir or DEFAULT_CACHE_DIR,
+        max_examples=num_real, data_dir=data_dir)
+    result = evaluate(source, network, real, num_samples, seeds,
+                                 truncation, batch_size)
+    output = output or default_output(saved_model, model_dir)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    write_json(result, output)
+    result["output"] = output
+    return result

@@ -7,12 +7,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 DEMO_DIR := runs/demo
-DEMO_CH ?= 16
-DEMO_TEACHER_STEPS ?= 600
-DEMO_PPCD_STEPS ?= 400
+DEMO_PPCD_STEPS ?= 1000
 DEMO_TARGET_RATIO ?= 0.19
+# The shipped teacher's run (make teacher reproduces it).
+TEACHER_RUN := runs/fmnist_teacher
+TEACHER_STEPS := 5000
+SHIPPED_TEACHER := ppcd_tf/assets/teacher_fashion_mnist32
 
-.PHONY: setup data test test-fast demo tensorboard clean
+.PHONY: setup data test test-fast demo teacher tensorboard clean
 
 $(STAMP): requirements.txt requirements-test.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,40 +43,32 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
-# The demo: a small Fashion-MNIST teacher, then PPCD compression of it to
-# DEMO_TARGET_RATIO of its generator parameters (5.2x smaller), both
-# resumable, then the export of the compact generator as a SavedModel.
-# What both demo stages share: data, model and teacher stage files, width.
-DEMO_TRAIN = $(PY) -m ppcd_tf.train \
+# The demo: PPCD compression of the shipped Fashion-MNIST 32x32 teacher to
+# DEMO_TARGET_RATIO of its generator parameters (5.26x smaller), export of
+# teacher and student, and the side-by-side report in $(DEMO_DIR)/report/.
+# Resumable: rerunning continues the PPCD run from its newest checkpoint.
+demo: setup
+	$(PY) -m ppcd_tf.demo --output_dir $(DEMO_DIR) \
+	  --ppcd_steps $(DEMO_PPCD_STEPS) --target_ratio $(DEMO_TARGET_RATIO)
+
+# Reproduces the shipped teacher (about 75 min on 2 CPU cores; resumable),
+# slims it into the package and measures it.
+teacher: setup
+	$(PY) -m ppcd_tf.train \
 	  --gin_file data/fashion_mnist32.gin \
 	  --gin_file model/biggan32.gin \
 	  --gin_file stage/teacher.gin \
-	  --gin_param "CH = $(DEMO_CH)"
-
-demo: setup
-	$(DEMO_TRAIN) \
-	  --gin_param "Trainer.num_steps = $(DEMO_TEACHER_STEPS)" \
-	  --gin_param "EMA_START_STEP = 200" \
-	  --gin_param "EMA_DECAY = 0.99" \
-	  --gin_param "Trainer.log_every = 25" \
-	  --gin_param "Trainer.sample_every = 200" \
-	  --gin_param "Trainer.checkpoint_every = 100" \
-	  --model_dir $(DEMO_DIR)/teacher
-	$(DEMO_TRAIN) \
-	  --gin_file stage/ppcd.gin \
-	  --gin_param "TEACHER_DIR = '$(DEMO_DIR)/teacher'" \
-	  --gin_param "TARGET_PARAM_RATIO = $(DEMO_TARGET_RATIO)" \
-	  --gin_param "Trainer.num_steps = $(DEMO_PPCD_STEPS)" \
-	  --gin_param "EMA_DECAY = 0.99" \
-	  --gin_param "Trainer.log_every = 25" \
-	  --gin_param "Trainer.sample_every = 100" \
-	  --gin_param "Trainer.checkpoint_every = 100" \
-	  --model_dir $(DEMO_DIR)/ppcd
-	$(PY) -m ppcd_tf.export --model_dir $(DEMO_DIR)/ppcd \
-	  --output $(DEMO_DIR)/export --overwrite
-	@echo "Demo done: teacher in $(DEMO_DIR)/teacher, compressed student in"\
-	  "$(DEMO_DIR)/ppcd (samples/teacher_vs_student_*.png), its compact"\
-	  "SavedModel in $(DEMO_DIR)/export; run 'make tensorboard'."
+	  --gin_param "CH = 16" \
+	  --gin_param "NUM_STEPS = $(TEACHER_STEPS)" \
+	  --gin_param "EMA_START_STEP = 1000" \
+	  --gin_param "EMA_DECAY = 0.999" \
+	  --gin_param "Trainer.checkpoint_every = 250" \
+	  --gin_param "Trainer.max_checkpoints = 30" \
+	  --gin_param "Trainer.sample_every = 500" \
+	  --gin_param "Trainer.seed = 0" \
+	  --model_dir $(TEACHER_RUN)
+	$(PY) tools/ship_teacher.py --model_dir $(TEACHER_RUN) \
+	  --output $(SHIPPED_TEACHER) --overwrite --command "make teacher"
 
 tensorboard: setup
 	$(VENV)/bin/tensorboard --logdir $(DEMO_DIR)

@@ -50,6 +50,26 @@ HARDEN_RULES = ("global", "uniform")
 HARD_LOGIT = 1.0
 
 
+PRUNING_HISTORY_FILE = "pruning_history.jsonl"
+
+
+def read_pruning_history(model_dir):
+    """The lines of a PPCD run's pruning history, one per step (the last
+    written for a step wins, so resumed runs read cleanly), sorted by step."""
+    path = os.path.join(model_dir, PRUNING_HISTORY_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(
+            f"{path} not found: --ppcd_dir must be the --model_dir of a PPCD "
+            "run (gin/stage/ppcd.gin), which writes it at every log step.")
+    by_step = {}
+    with tf.io.gfile.GFile(path) as f:
+        for text in f:
+            if text.strip():
+                line = json.loads(text)
+                by_step[line["step"]] = line
+    return [by_step[s] for s in sorted(by_step)]
+
+
 class TeacherNotFoundError(FileNotFoundError):
     """The teacher directory lacks its checkpoint or model configs."""
 
@@ -485,8 +505,10 @@ class PPCDTrainer(trainer_lib.Trainer):
                           1.0 / max(ratio, 1e-12), step=step)
         tf.summary.scalar("pruning/target_ratio",
                           self.target_params / self.full_params, step=step)
-        for key, count in self.kept_channels().items():
+        kept = self.kept_channels()
+        for key, count in kept.items():
             tf.summary.scalar(f"kept_channels/{key}", count, step=step)
+        self.append_pruning_history(step, ratio, kept)
         if self.masks is None:
             return
         bound = float(self.masks.bound.numpy())
@@ -502,6 +524,22 @@ class PPCDTrainer(trainer_lib.Trainer):
                      1.0 / max(ratio, 1e-12),
                      self.full_params / self.target_params, bound,
                      float(self.budget_lambda.numpy()))
+
+    def append_pruning_history(self, step, ratio, kept):
+        """Appends one JSON line to `<model_dir>/PRUNING_HISTORY_FILE`:
+        {"step", "param_ratio", "live_params", "full_params",
+        "target_params", "kept_channels": {mask key: count}}. A resumed run
+        appends again from its checkpoint; readers keep the last line of
+        each step (see `read_pruning_history`)."""
+        line = {"step": int(step), "param_ratio": ratio,
+                "live_params": int(round(ratio * self.full_params)),
+                "full_params": int(self.full_params),
+                "target_params": int(round(self.target_params)),
+                "hardened": bool(self.hardened.numpy()),
+                "kept_channels": {k: int(v) for k, v in kept.items()}}
+        path = os.path.join(self.model_dir, PRUNING_HISTORY_FILE)
+        with tf.io.gfile.GFile(path, "a") as f:
+            f.write(json.dumps(line, sort_keys=True) + "\n")
 
     def write_samples(self, step):
         images = super().write_samples(step)

@@ -2,10 +2,10 @@ r"""Writes sample images of a trained generator (grid or individual PNGs).
 
 Examples:
 
-  python -m ppcd_tf.sample --saved_model runs/demo/export \
+  python -m ppcd_tf.sample --saved_model runs/demo/student_export \
       --classes 3,7 --n 16 --truncation 0.5 --out grid.png
   python -m ppcd_tf.sample --model_dir runs/demo/ppcd --n 8 --out grid.png
-  python -m ppcd_tf.sample --saved_model runs/demo/export --classes 0 \
+  python -m ppcd_tf.sample --saved_model runs/demo/student_export --classes 0 \
       --n 4 --individual --out samples/
 
 A grid has one row per class and `--n` columns; column j uses the same z in

@@ -10,9 +10,19 @@ Measures, in one process, for the teacher configuration given by gin files
     and the ratio PPCD / teacher seconds per step (target: <= 1.7);
   * generation throughput of the (EMA) generator at batch --gen_batch.
 
-Example:
+With --compare_dir (a finished `make demo` / `python -m ppcd_tf.demo`
+output directory) it instead measures the compression side by side in one
+process: teacher vs exported student parameters, MACs, SavedModel size,
+generation throughput (batch --gen_batch, alternating rounds, median), PPCD
+vs teacher training step time, FID / KID / intra-FID / class accuracy
+(--num_samples per seed, mean +- std over --seeds), and writes the report
+directory `<compare_dir>/benchmark_report/` (same files as the demo's).
+
+Examples:
   python tools/benchmark.py --output runs/benchmark.json
   python tools/benchmark.py --gin_param "CH = 16" --repeats 20
+  python tools/benchmark.py --compare_dir runs/demo --repeats 20 \
+      --output runs/benchmark_compression.json
 """
 
 import json
@@ -32,7 +42,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 from ppcd_tf import benchmarking  # noqa: E402
 from ppcd_tf import config as config_lib  # noqa: E402
 from ppcd_tf import ppcd_trainer  # noqa: E402
+from ppcd_tf import reporting  # noqa: E402
 from ppcd_tf import strategy as strategy_lib  # noqa: E402
+from ppcd_tf import teachers  # noqa: E402
 from ppcd_tf import trainer as trainer_lib  # noqa: E402
 from ppcd_tf.models import complexity  # noqa: E402
 from ppcd_tf.models import generator as generator_lib  # noqa: E402
@@ -49,6 +61,16 @@ flags.DEFINE_integer("warmup", 3, "Untimed warm-up repetitions.")
 flags.DEFINE_integer("gen_batch", 64, "Batch size of the generation test.")
 flags.DEFINE_string("output", None, "Write the results as JSON here.")
 flags.DEFINE_bool("ppcd", True, "Also time PPCD training steps.")
+flags.DEFINE_string("compare_dir", None, "Compare teacher and student of "
+                    "this demo output directory instead.")
+flags.DEFINE_string("teacher_dir", None, "Teacher run of --compare_dir "
+                    "(default: the shipped Fashion-MNIST teacher).")
+flags.DEFINE_integer("num_samples", 10000, "Evaluation samples per seed "
+                     "(--compare_dir).")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Evaluation seeds "
+                  "(--compare_dir).")
+flags.DEFINE_integer("train_repeats", 10, "Timed training steps of each "
+                     "kind (--compare_dir).")
 
 PPCD_STAGE = "stage/ppcd.gin"
 
@@ -78,8 +100,35 @@ def _table(results):
     return "\n".join(lines)
 
 
+def compare(compare_dir):
+    """The side-by-side compression benchmark of a demo directory."""
+    teacher_dir = FLAGS.teacher_dir or teachers.shipped_teacher_dir()
+    report = reporting.run_comparison(
+        teacher_dir, os.path.join(compare_dir, "ppcd"),
+        os.path.join(compare_dir, "teacher_export"),
+        os.path.join(compare_dir, "student_export"),
+        os.path.join(compare_dir, "benchmark_report"),
+        num_samples=FLAGS.num_samples, seeds=[int(s) for s in FLAGS.seeds],
+        gen_batch=FLAGS.gen_batch, repeats=FLAGS.repeats,
+        train_repeats=FLAGS.train_repeats,
+        cache_dir=os.path.join(compare_dir, "cache"))
+    text = reporting.render_markdown(report).split("\n## Samples")[0]
+    print(text)
+    if FLAGS.output:
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)),
+                    exist_ok=True)
+        with open(FLAGS.output, "w") as f:
+            json.dump(dict(report, machine={
+                "cpus": os.cpu_count(), "platform": platform.platform()},
+                table=text), f, indent=2)
+        logging.info("Wrote %s", FLAGS.output)
+
+
 def main(argv):
     del argv
+    if FLAGS.compare_dir:
+        compare(FLAGS.compare_dir)
+        return
     gin_files = FLAGS.gin_file or DEFAULT_GIN_FILES
     files = config_lib.parse_gin(gin_files, FLAGS.gin_param)
     strategy = strategy_lib.get_strategy()

@@ -1,0 +1,90 @@
+r"""The end-to-end demo: shipped teacher -> PPCD -> export -> report.
+
+  python -m ppcd_tf.demo                    # what `make demo` runs
+  python -m ppcd_tf.demo --ppcd_steps 50 --num_samples 1000 --seeds 0
+
+Stages (each a subprocess of the project's own command, output streamed, so
+progress is visible; each resumable: rerunning continues the PPCD run from
+its newest checkpoint and redoes the cheap stages):
+  1. PPCD compression of the teacher (default: the shipped Fashion-MNIST
+     32x32 teacher) to `--target_ratio` of its generator parameters:
+     `python -m ppcd_tf.train ... stage/ppcd.gin` -> <output_dir>/ppcd
+  2. export of the teacher and of the compact student as SavedModels:
+     <output_dir>/teacher_export, <output_dir>/student_export
+  3. the report (`python -m ppcd_tf.report`): <output_dir>/report/
+     report.md, report.json, sample grids, pruning plot.
+"""
+
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from ppcd_tf import demo_pipeline
+from ppcd_tf import teachers
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("output_dir", os.path.join("runs", "demo"),
+                    "Everything goes under this directory.")
+flags.DEFINE_string("teacher_dir", None, "Teacher run (default: the shipped "
+                    "Fashion-MNIST 32x32 teacher).")
+flags.DEFINE_float("target_ratio", 0.19, "Kept fraction of the generator's "
+                   "parameters (0.19: 5.26x smaller).")
+flags.DEFINE_integer("ppcd_steps", 1000, "PPCD training steps.")
+flags.DEFINE_float("prune_end_fraction", 0.3, "Fraction of the steps in the "
+                   "pruning phase; the hardened student trains for the "
+                   "rest (on this short run that retraining is what closes "
+                   "most of the gap to the teacher).")
+flags.DEFINE_float("ema_decay", 0.99, "EMA decay of the student (its EMA "
+                   "starts when the masks are hardened; a short run needs a "
+                   "short EMA).")
+flags.DEFINE_integer("log_every", 25, "Steps between progress lines.")
+flags.DEFINE_multi_string("gin_param", [], "Extra bindings of the PPCD run.")
+flags.DEFINE_integer("num_samples", 10000, "Evaluation samples per seed.")
+flags.DEFINE_integer("num_real", None, "Real test images used (default: "
+                     "all).")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Evaluation seeds.")
+flags.DEFINE_integer("train_repeats", 5, "Timed training steps per kind in "
+                     "the report (0: skip the step-time ratio).")
+flags.DEFINE_integer("repeats", 10, "Timed generation rounds.")
+flags.DEFINE_string("cache_dir", None, "Real-feature cache (default: "
+                    "<output_dir>/cache).")
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        teacher_dir = FLAGS.teacher_dir or teachers.shipped_teacher_dir()
+    except teachers.TeacherError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(3)
+    if not os.path.isdir(teacher_dir):
+        print(f"error: --teacher_dir {teacher_dir} is not a directory.",
+              file=sys.stderr)
+        sys.exit(2)
+    stages = demo_pipeline.commands(
+        FLAGS.output_dir, teacher_dir, FLAGS.target_ratio,
+        FLAGS.ppcd_steps, FLAGS.log_every, FLAGS.gin_param,
+        FLAGS.num_samples, FLAGS.seeds, FLAGS.train_repeats, FLAGS.repeats,
+        FLAGS.cache_dir, FLAGS.num_real, FLAGS.ema_decay,
+        FLAGS.prune_end_fraction)
+    start = time.time()
+    for index, (stage, command) in enumerate(stages, 1):
+        logging.info("[demo] stage %d/%d: %s", index, len(stages), stage)
+        demo_pipeline.run_stage(stage, command)
+    report = os.path.join(FLAGS.output_dir, "report", "report.md")
+    print(f"Demo done in {(time.time() - start) / 60:.1f} min. Report: "
+          f"{report}; TensorBoard: tensorboard --logdir "
+          f"{FLAGS.output_dir}")
+
+
+def run_main():
+    """Console-script entry point (`ppcd-demo`)."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run_main()

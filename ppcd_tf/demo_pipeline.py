@@ -1,0 +1,87 @@
+"""The demo's stages as commands (used by `python -m ppcd_tf.demo`).
+
+Each stage is the project's own command line, run as a subprocess with its
+output streamed, so the demo shows the same progress a user sees when
+running the stages by hand.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+from absl import logging
+
+PPCD_GIN_FILES = ("data/fashion_mnist32.gin", "model/biggan32.gin",
+                  "stage/teacher.gin", "stage/ppcd.gin")
+
+
+def run_stage(stage, command):
+    """Runs one stage, streaming its output; exits with its status."""
+    logging.info("[demo] %s: %s", stage, " ".join(command))
+    start = time.time()
+    status = subprocess.call(command)
+    if status:
+        logging.error("[demo] %s failed with exit status %d.", stage, status)
+        sys.exit(status)
+    logging.info("[demo] %s done in %.0f s.", stage, time.time() - start)
+
+
+def train_command(ppcd_dir, teacher_dir, target_ratio, ppcd_steps,
+                  log_every, gin_params=(), ema_decay=0.99,
+                  extra_gin_files=(), prune_end_fraction=None):
+    """argv of the PPCD run of `teacher_dir` into `ppcd_dir`."""
+    train = [sys.executable, "-m", "ppcd_tf.train"]
+    for name in tuple(PPCD_GIN_FILES) + tuple(extra_gin_files):
+        train += ["--gin_file", name]
+    bindings = [f"TEACHER_DIR = '{os.path.abspath(teacher_dir)}'",
+                f"TARGET_PARAM_RATIO = {target_ratio}",
+                f"NUM_STEPS = {ppcd_steps}",
+                f"EMA_DECAY = {ema_decay}",
+                f"Trainer.log_every = {log_every}",
+                f"Trainer.sample_every = {max(ppcd_steps // 4, 1)}",
+                f"Trainer.checkpoint_every = {max(ppcd_steps // 6, 1)}"]
+    if prune_end_fraction is not None:
+        bindings.append(
+            f"PPCDTrainer.prune_end_fraction = {prune_end_fraction}")
+    for binding in bindings + list(gin_params):
+        train += ["--gin_param", binding]
+    return train + ["--model_dir", ppcd_dir]
+
+
+def export_command(model_dir, output):
+    """argv of the export of a run's (compact) EMA generator."""
+    return [sys.executable, "-m", "ppcd_tf.export", "--overwrite",
+            "--model_dir", model_dir, "--output", output]
+
+
+def commands(output_dir, teacher_dir, target_ratio, ppcd_steps, log_every,
+             gin_params, num_samples, seeds, train_repeats, repeats,
+             cache_dir, num_real=None, ema_decay=0.99,
+             prune_end_fraction=None):
+    """[(stage name, argv)] of the demo, in order."""
+    python = sys.executable
+    ppcd_dir = os.path.join(output_dir, "ppcd")
+    teacher_export = os.path.join(output_dir, "teacher_export")
+    student_export = os.path.join(output_dir, "student_export")
+    train = train_command(ppcd_dir, teacher_dir, target_ratio, ppcd_steps,
+                          log_every, gin_params, ema_decay,
+                          prune_end_fraction=prune_end_fraction)
+    report = [python, "-m", "ppcd_tf.report",
+              "--teacher_dir", teacher_dir, "--ppcd_dir", ppcd_dir,
+              "--teacher_export", teacher_export,
+              "--student_export", student_export,
+              "--output_dir", os.path.join(output_dir, "report"),
+              "--num_samples", str(num_samples),
+              "--seeds", ",".join(str(s) for s in seeds),
+              "--train_repeats", str(train_repeats),
+              "--repeats", str(repeats),
+              "--cache_dir", cache_dir or os.path.join(output_dir, "cache")]
+    if num_real:
+        report += ["--num_real", str(num_real)]
+    return [
+        ("PPCD compression", train),
+        ("teacher export", export_command(teacher_dir, teacher_export)),
+        ("student export", export_command(ppcd_dir, student_export)),
+        ("report", report),
+    ]

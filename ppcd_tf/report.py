@@ -1,0 +1,106 @@
+r"""Writes the teacher-vs-student report of a PPCD compression.
+
+Example (what `make demo` runs last):
+
+  python -m ppcd_tf.report \
+      --teacher_dir ppcd_tf/assets/teacher_fashion_mnist32 \
+      --ppcd_dir runs/demo/ppcd --teacher_export runs/demo/teacher_export \
+      --student_export runs/demo/student_export --output_dir runs/demo/report
+
+Evaluates both exported SavedModels with the same feature network, real
+statistics, seeds and sample counts (see `ppcd_tf.evaluate`), times their
+generation alternately, times PPCD against teacher training steps (built
+from the two runs' config.gin; `--train_repeats 0` skips it), draws sample
+grids with the same z and the pruning plot, and writes report.md,
+report.json and the images to `--output_dir` (see `ppcd_tf.reporting`).
+Exit status 2 on bad arguments, 3 when data or weights are missing.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from ppcd_tf import evaluation
+from ppcd_tf import reporting
+from ppcd_tf.data import sources
+from ppcd_tf.metrics import feature_networks
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("teacher_dir", None, "The teacher run (its config.gin is"
+                    " used to time teacher training steps).")
+flags.DEFINE_string("ppcd_dir", None, "The PPCD run.")
+flags.DEFINE_string("teacher_export", None, "The teacher's SavedModel.")
+flags.DEFINE_string("student_export", None, "The student's SavedModel.")
+flags.DEFINE_string("output_dir", None, "Report directory.")
+flags.DEFINE_enum("feature_network", None, list(feature_networks.NAMES),
+                  "Feature network (default: by dataset, as in "
+                  "ppcd_tf.evaluate).")
+flags.DEFINE_string("feature_weights", None, "Its weights file, if needed.")
+flags.DEFINE_string("split", None, "Real-image split (default as in "
+                    "ppcd_tf.evaluate).")
+flags.DEFINE_integer("num_real", None, "Use only the split's first N real "
+                     "images (default: all).")
+flags.DEFINE_integer("num_samples", evaluation.DEFAULT_NUM_SAMPLES,
+                     "Generated samples per seed and generator.")
+flags.DEFINE_list("seeds", [str(s) for s in evaluation.DEFAULT_SEEDS],
+                  "Seeds (figures are mean +- std over them).")
+flags.DEFINE_integer("gen_batch", reporting.DEFAULT_GEN_BATCH,
+                     "Batch size of the throughput measurement.")
+flags.DEFINE_integer("repeats", reporting.DEFAULT_REPEATS,
+                     "Timed generation rounds (median reported).")
+flags.DEFINE_integer("train_repeats", 5, "Timed training steps of each "
+                     "kind (0: do not time training).")
+flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
+                    "Where real-image features are cached.")
+
+_REQUIRED = ("teacher_dir", "ppcd_dir", "teacher_export", "student_export",
+             "output_dir")
+
+
+def check_flags():
+    missing = [f"--{name}" for name in _REQUIRED if not getattr(FLAGS, name)]
+    if missing:
+        raise evaluation.EvaluationError(f"Missing {', '.join(missing)}.")
+    for name in _REQUIRED[:-1]:
+        if not os.path.isdir(getattr(FLAGS, name)):
+            raise evaluation.EvaluationError(
+                f"--{name} {getattr(FLAGS, name)} is not a directory.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        check_flags()
+        report = reporting.run_comparison(
+            FLAGS.teacher_dir, FLAGS.ppcd_dir, FLAGS.teacher_export,
+            FLAGS.student_export, FLAGS.output_dir,
+            feature_network=FLAGS.feature_network,
+            feature_weights=FLAGS.feature_weights, split=FLAGS.split,
+            num_real=FLAGS.num_real, num_samples=FLAGS.num_samples,
+            seeds=evaluation.parse_seeds(FLAGS.seeds),
+            gen_batch=FLAGS.gen_batch, repeats=FLAGS.repeats,
+            train_repeats=FLAGS.train_repeats, cache_dir=FLAGS.cache_dir)
+    except (FileNotFoundError, sources.DataNotFoundError) as error:
+        logging.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(3)
+    except (evaluation.EvaluationError,
+            feature_networks.FeatureNetworkError, ValueError) as error:
+        logging.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(reporting.render_markdown(report).split("\n## How")[0])
+    print(f"Report written to {FLAGS.output_dir}/report.md")
+
+
+def run_main():
+    """Console-script entry point (`ppcd-report`)."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run_main()

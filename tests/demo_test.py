@@ -1,0 +1,193 @@
+"""The end-to-end demo at tiny size, the pruning history it plots, and the
+slim-teacher format it starts from."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ppcd_tf import config as config_lib
+from ppcd_tf import demo_pipeline
+from ppcd_tf import ppcd_trainer
+from ppcd_tf import reporting
+from ppcd_tf import teachers
+from ppcd_tf import trainer as trainer_lib
+from tests import helpers
+
+FMNIST_FILES = ["data/fashion_mnist32.gin", "model/biggan32.gin",
+                "stage/teacher.gin"]
+PPCD_STEPS = 4
+# The demo's PPCD stage at tiny size (the teacher fixes the model sizes).
+TINY_DEMO_BINDINGS = ["GLOBAL_BATCH_SIZE = 4", "Trainer.steps_per_loop = 1",
+                      "Trainer.samples_per_class = 2",
+                      "Trainer.max_sample_classes = 2",
+                      "PPCDTrainer.min_channels = 1"]
+
+
+def _train_tiny_teacher(model_dir):
+    bindings = list(helpers.TINY_BINDINGS) + ["Trainer.num_steps = 2",
+                                              "Trainer.sample_every = 0"]
+    files = helpers.parse(FMNIST_FILES, bindings)
+    config_lib.write_config(model_dir, files, bindings)  # As train.py does.
+    trainer = trainer_lib.Trainer(model_dir=model_dir,
+                                  strategy=helpers.one_device())
+    trainer.train()
+    return trainer
+
+
+def _png_shape(path):
+    return tf.io.decode_png(tf.io.read_file(path)).shape
+
+
+@pytest.mark.slow
+class TinyDemoTest(tf.test.TestCase):
+    """`python -m ppcd_tf.demo` end to end on a tiny teacher."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        root = tf.compat.v1.test.get_temp_dir()
+        run_dir = os.path.join(root, "demo_teacher_run")
+        _train_tiny_teacher(run_dir)
+        cls.teacher_dir = os.path.join(root, "demo_teacher")
+        teachers.write_slim_teacher(run_dir, cls.teacher_dir,
+                                    record={"command": "tiny test teacher"},
+                                    overwrite=True)
+        cls.output_dir = os.path.join(root, "demo")
+        argv = [sys.executable, "-m", "ppcd_tf.demo",
+                "--teacher_dir", cls.teacher_dir,
+                "--output_dir", cls.output_dir,
+                "--target_ratio", "0.5", "--ppcd_steps", str(PPCD_STEPS),
+                "--log_every", "1", "--num_samples", "60", "--seeds", "0,1",
+                "--num_real", "300", "--train_repeats", "1",
+                "--repeats", "1"]
+        for binding in TINY_DEMO_BINDINGS:
+            argv += ["--gin_param", binding]
+        cls.result = subprocess.run(
+            argv, cwd=helpers.REPO_ROOT, env=helpers.python_env(),
+            capture_output=True, text=True, timeout=900, check=False)
+
+    def setUp(self):
+        super().setUp()
+        self.assertEqual(self.result.returncode, 0,
+                         self.result.stderr[-4000:])
+
+    def test_writes_every_report_file(self):
+        report_dir = os.path.join(self.output_dir, "report")
+        self.assertCountEqual(os.listdir(report_dir), reporting.REPORT_FILES)
+        for name in ("ppcd", "teacher_export", "student_export"):
+            self.assertTrue(os.path.isdir(os.path.join(self.output_dir,
+                                                       name)))
+        # Progress of every stage is visible.
+        for stage in ("PPCD compression", "teacher export", "student export",
+                      "report"):
+            self.assertIn(f"[demo] {stage} done", self.result.stderr)
+        self.assertIn(f"step {PPCD_STEPS}/{PPCD_STEPS}", self.result.stderr)
+
+    def test_report_json_has_both_sides(self):
+        with open(os.path.join(self.output_dir, "report",
+                               "report.json")) as f:
+            report = json.load(f)
+        for side in ("teacher", "student"):
+            entry = report[side]
+            for key in ("params", "macs", "saved_model",
+                        "saved_model_bytes", "images_per_sec", "fid", "kid",
+                        "intra_fid", "class_accuracy"):
+                self.assertIsNotNone(entry[key], (side, key))
+            self.assertTrue(os.path.isdir(entry["saved_model"]))
+            self.assertGreater(entry["saved_model_bytes"], 0)
+            self.assertTrue(0.0 <= entry["class_accuracy"] <= 1.0)
+        self.assertLess(report["student"]["params"],
+                        report["teacher"]["params"])
+        self.assertLess(report["student"]["macs"], report["teacher"]["macs"])
+        self.assertGreater(report["train_step_ratio"], 0.0)
+        self.assertEqual(report["computed"]["num_samples_per_seed"], 60)
+        self.assertEqual(report["computed"]["seeds"], [0, 1])
+        self.assertEqual(
+            report["computed"]["real_statistics"]["num_examples"], 300)
+        names = [t["name"] for t in report["targets"]]
+        self.assertIn("student FID / teacher FID", names)
+        with open(os.path.join(self.output_dir, "student_export",
+                               "assets.extra", "metadata.json")) as f:
+            self.assertEqual(json.load(f)["params"],
+                             report["student"]["params"])
+
+    def test_report_md_and_images(self):
+        with open(os.path.join(self.output_dir, "report", "report.md")) as f:
+            text = f.read()
+        for row in ("generator parameters", "MACs per image",
+                    "SavedModel size", "CPU images/s", "FID", "KID",
+                    "intra-FID", "class accuracy of samples"):
+            self.assertIn(f"| {row}", text)
+        report_dir = os.path.join(self.output_dir, "report")
+        teacher = _png_shape(os.path.join(report_dir, "teacher_samples.png"))
+        student = _png_shape(os.path.join(report_dir, "student_samples.png"))
+        self.assertEqual(teacher, student)
+        # One row per class (10), DEFAULT_GRID_COLUMNS columns of 32 px.
+        self.assertEqual(teacher[0], 10 * 33 + 1)
+        self.assertEqual(teacher[1],
+                         reporting.DEFAULT_GRID_COLUMNS * 33 + 1)
+        side = _png_shape(os.path.join(report_dir,
+                                       "samples_side_by_side.png"))
+        self.assertGreater(side[1], 2 * teacher[1])
+        self.assertEqual(len(_png_shape(os.path.join(report_dir,
+                                                     "pruning.png"))), 3)
+
+    def test_pruning_history_reaches_the_budget(self):
+        history = ppcd_trainer.read_pruning_history(
+            os.path.join(self.output_dir, "ppcd"))
+        self.assertEqual([h["step"] for h in history],
+                         list(range(1, PPCD_STEPS + 1)))
+        last = history[-1]
+        self.assertTrue(last["hardened"])
+        self.assertLessEqual(last["live_params"], last["target_params"])
+        self.assertLess(last["live_params"], history[0]["live_params"])
+        with open(os.path.join(self.output_dir, "report",
+                               "report.json")) as f:
+            report = json.load(f)
+        self.assertEqual(report["student"]["params"], last["live_params"])
+
+    def test_rerun_resumes_and_rewrites_the_report(self):
+        # The PPCD run is finished: a rerun does not train again.
+        argv = demo_pipeline.commands(self.output_dir, self.teacher_dir, 0.5,
+                             PPCD_STEPS, 1, TINY_DEMO_BINDINGS, 60, [0], 0,
+                             1, None, 300)[0][1]
+        result = subprocess.run(argv, cwd=helpers.REPO_ROOT,
+                                env=helpers.python_env(),
+                                capture_output=True, text=True, timeout=300,
+                                check=False)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        self.assertNotIn("step 1/", result.stderr)
+
+
+def test_slim_teacher_keeps_only_what_ppcd_reads(tmp_path):
+    run_dir = str(tmp_path / "run")
+    trainer = _train_tiny_teacher(run_dir)
+    slim = str(tmp_path / "slim")
+    path = teachers.write_slim_teacher(run_dir, slim,
+                                       record={"command": "x"})
+    roots = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+    assert roots == {"generator_ema", "discriminator", "step",
+                     "save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH"}
+    record = teachers.read_record(slim)
+    assert record["step"] == 2 and record["command"] == "x"
+    # The EMA generator is copied exactly.
+    for name, _ in tf.train.list_variables(path):
+        if name.startswith("generator_ema/"):
+            source = tf.train.load_variable(
+                tf.train.latest_checkpoint(os.path.join(run_dir,
+                                                        "checkpoints")),
+                name)
+            np.testing.assert_array_equal(tf.train.load_variable(path, name),
+                                          source)
+    # Relative checkpoint state: the directory can be moved.
+    moved = str(tmp_path / "moved")
+    os.rename(slim, moved)
+    assert tf.train.latest_checkpoint(os.path.join(moved, "checkpoints"))
+    with pytest.raises(FileExistsError):
+        teachers.write_slim_teacher(run_dir, moved)
+    del trainer

@@ -1,0 +1,124 @@
+r"""Measures the effect of PPCD's parts: one PPCD run per ablation config.
+
+For every name in --ablations, trains PPCD from the same teacher with
+gin/stage/ablation_<name>.gin added after stage/ppcd.gin (same steps, budget
+and seed as the full method), exports the student and evaluates it
+(FID / KID / intra-FID / class accuracy, --num_samples per seed, mean +- std
+over --seeds, the same real statistics). 'no_retraining' runs only as
+many steps as the full method's pruning phase, so its students are cut at
+the same point and not trained afterwards (see its gin file). The full method
+itself is read from --baseline_export when given (e.g. the demo's student),
+else trained here as 'ppcd'. Writes <output_dir>/ablations.json and
+ablations.md. Every stage resumes when rerun.
+
+Example:
+  python tools/ablations.py --baseline_export runs/demo/student_export \
+      --ablations no_class_aware,no_retraining,no_distillation
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+from ppcd_tf import demo_pipeline  # noqa: E402
+from ppcd_tf import evaluation  # noqa: E402
+from ppcd_tf import teachers  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("teacher_dir", None, "Teacher (default: shipped).")
+flags.DEFINE_string("output_dir", os.path.join("runs", "ablations"),
+                    "Runs, exports and the table go here.")
+flags.DEFINE_list("ablations", ["no_class_aware", "no_retraining"],
+                  "Names of gin/stage/ablation_<name>.gin.")
+flags.DEFINE_string("baseline_export", None, "Export of the full method "
+                    "trained with the same settings (default: train it).")
+flags.DEFINE_float("target_ratio", 0.19, "Kept parameter fraction.")
+flags.DEFINE_integer("ppcd_steps", 1000, "PPCD steps of every run.")
+flags.DEFINE_float("prune_end_fraction", 0.3, "Pruning-phase fraction of "
+                   "the full method (as in the demo).")
+flags.DEFINE_float("ema_decay", 0.99, "EMA decay of the students.")
+flags.DEFINE_integer("num_samples", 10000, "Samples per seed.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Evaluation seeds.")
+flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
+                    "Real-feature cache.")
+
+_PRUNING_PHASE_ONLY = ("no_retraining",)
+
+
+def _run(argv):
+    logging.info("[ablations] %s", " ".join(argv))
+    status = subprocess.call(argv)
+    if status:
+        sys.exit(status)
+
+
+def _student(name, teacher_dir):
+    """Trains and exports one variant; returns its export directory."""
+    run_dir = os.path.join(FLAGS.output_dir, name)
+    export = run_dir + "_export"
+    steps = FLAGS.ppcd_steps
+    extra = []
+    if name != "ppcd":
+        extra = [f"stage/ablation_{name}.gin"]
+        if name in _PRUNING_PHASE_ONLY:
+            # Its pruning phase then equals the full method's.
+            steps = int(round(FLAGS.prune_end_fraction * FLAGS.ppcd_steps
+                              / 0.99))
+    _run(demo_pipeline.train_command(
+        run_dir, teacher_dir, FLAGS.target_ratio, steps, 50,
+        ema_decay=FLAGS.ema_decay, extra_gin_files=extra,
+        prune_end_fraction=(None if name in _PRUNING_PHASE_ONLY
+                            else FLAGS.prune_end_fraction)))
+    _run(demo_pipeline.export_command(run_dir, export))
+    return export
+
+
+def _row(name, result, params):
+    s = result["summary"]
+
+    def pm(key, spec):
+        return f"{s[key]['mean']:{spec}} +- {s[key]['std']:{spec}}"
+
+    return (f"| {name} | {params:,} | {pm('fid', '.2f')} | "
+            f"{pm('intra_fid', '.2f')} | {pm('class_accuracy', '.4f')} |")
+
+
+def main(argv):
+    del argv
+    teacher_dir = FLAGS.teacher_dir or teachers.shipped_teacher_dir()
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    exports = {"ppcd": FLAGS.baseline_export or _student("ppcd",
+                                                         teacher_dir)}
+    for name in FLAGS.ablations:
+        exports[name] = _student(name, teacher_dir)
+    results, lines = {}, [
+        "| variant | G params | FID | intra-FID | class accuracy |",
+        "|---|---|---|---|---|"]
+    for name, export in exports.items():
+        result = evaluation.evaluate_generator(
+            saved_model=export, num_samples=FLAGS.num_samples,
+            seeds=FLAGS.seeds, cache_dir=FLAGS.cache_dir,
+            output=export + ".eval.json")
+        results[name] = {"export": export, "summary": result["summary"],
+                         "params": result["generator"]["params"]}
+        lines.append(_row(name, result, result["generator"]["params"]))
+    table = "\n".join(lines)
+    with open(os.path.join(FLAGS.output_dir, "ablations.json"), "w") as f:
+        json.dump({"steps": FLAGS.ppcd_steps, "seeds": FLAGS.seeds,
+                   "num_samples": FLAGS.num_samples, "results": results,
+                   "table": table}, f, indent=2)
+    with open(os.path.join(FLAGS.output_dir, "ablations.md"), "w") as f:
+        f.write(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    app.run(main)

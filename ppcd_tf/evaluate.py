@@ -27,13 +27,12 @@ record of how they were computed to `--output` (default:
 Exit status 2 on bad arguments, 3 when data or weights are missing.
 """
 
-import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from ppcd_tf import evaluation
+from ppcd_tf import files
 from ppcd_tf.data import sources
 from ppcd_tf.metrics import feature_networks
 
@@ -69,22 +68,16 @@ flags.DEFINE_string("output", None, "Result JSON path.")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
+    with files.exit_on_errors(
+            bad_input=(evaluation.EvaluationError,
+                       feature_networks.FeatureNetworkError, ValueError),
+            missing=(FileNotFoundError, sources.DataNotFoundError)):
         result = evaluation.evaluate_generator(
             FLAGS.saved_model, FLAGS.model_dir, FLAGS.dataset,
             FLAGS.split, FLAGS.num_real, FLAGS.data_dir,
             FLAGS.feature_network, FLAGS.feature_weights, FLAGS.num_samples,
             FLAGS.seeds, FLAGS.truncation, FLAGS.batch_size,
             FLAGS.cache_dir, FLAGS.output)
-    except (FileNotFoundError, sources.DataNotFoundError) as error:
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(3)
-    except (evaluation.EvaluationError,
-            feature_networks.FeatureNetworkError, ValueError) as error:
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     print(evaluation.format_summary(result))
     print(f"Wrote {result['output']}")
 

@@ -17,13 +17,12 @@ Exit status 2 on bad arguments, 3 when data or weights are missing.
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from ppcd_tf import evaluation
+from ppcd_tf import files
 from ppcd_tf import reporting
 from ppcd_tf.data import sources
 from ppcd_tf.metrics import feature_networks
@@ -73,7 +72,10 @@ def check_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
+    with files.exit_on_errors(
+            bad_input=(evaluation.EvaluationError,
+                       feature_networks.FeatureNetworkError, ValueError),
+            missing=(FileNotFoundError, sources.DataNotFoundError)):
         check_flags()
         report = reporting.run_comparison(
             FLAGS.teacher_dir, FLAGS.ppcd_dir, FLAGS.teacher_export,
@@ -84,15 +86,6 @@ def main(argv):
             seeds=evaluation.parse_seeds(FLAGS.seeds),
             gen_batch=FLAGS.gen_batch, repeats=FLAGS.repeats,
             train_repeats=FLAGS.train_repeats, cache_dir=FLAGS.cache_dir)
-    except (FileNotFoundError, sources.DataNotFoundError) as error:
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(3)
-    except (evaluation.EvaluationError,
-            feature_networks.FeatureNetworkError, ValueError) as error:
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     print(reporting.render_markdown(report).split("\n## How")[0])
     print(f"Report written to {FLAGS.output_dir}/report.md")
 

@@ -17,7 +17,6 @@ Output directory (written through a temporary directory renamed into place):
 
 import json
 import os
-import shutil
 import tempfile
 import time
 
@@ -26,6 +25,7 @@ import tensorflow as tf
 from absl import logging
 
 from ppcd_tf import evaluation
+from ppcd_tf import files
 from ppcd_tf import ppcd_trainer
 from ppcd_tf import serving
 from ppcd_tf import summaries
@@ -369,12 +369,7 @@ def build_report(teacher_export, student_export, ppcd_dir, output_dir,
     }
     report["targets"] = [dict(r, wanted=r.pop("target"))
                          for r in targets(report)]
-    output_dir = os.path.normpath(output_dir)
-    tmp = f"{output_dir}.tmp-{os.getpid()}"
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp)
-    os.makedirs(tmp)
-    try:
+    with files.staged_directory(output_dir) as tmp:
         classes = list(range(min(results["teacher"]["num_classes"],
                                  MAX_GRID_ROWS)))
         write_grids(teacher_export, student_export, tmp, classes,
@@ -386,12 +381,6 @@ def build_report(teacher_export, student_export, ppcd_dir, output_dir,
         evaluation.write_json(report, os.path.join(tmp, "report.json"))
         with open(os.path.join(tmp, "report.md"), "w") as f:
             f.write(render_markdown(report))
-        if os.path.exists(output_dir):
-            shutil.rmtree(output_dir)
-        os.replace(tmp, output_dir)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
     return report
 
 

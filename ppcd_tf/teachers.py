@@ -19,6 +19,7 @@ import shutil
 
 import tensorflow as tf
 
+from ppcd_tf import files
 from ppcd_tf import trainer as trainer_lib
 from ppcd_tf.models import discriminator as discriminator_lib
 from ppcd_tf.models import generator as generator_lib
@@ -88,10 +89,7 @@ def write_slim_teacher(model_dir, output_dir, step=None, record=None,
                  step=step_variable)
     tf.train.Checkpoint(**items).restore(source).expect_partial() \
         .assert_existing_objects_matched()
-    tmp = f"{os.path.normpath(output_dir)}.tmp-{os.getpid()}"
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp)
-    try:
+    with files.staged_directory(output_dir) as tmp:
         manager = tf.train.CheckpointManager(
             tf.train.Checkpoint(**items), os.path.join(tmp, "checkpoints"),
             max_to_keep=1)
@@ -109,12 +107,6 @@ def write_slim_teacher(model_dir, output_dir, step=None, record=None,
             json.dump(record, f, indent=2, sort_keys=True)
             f.write("\n")
         _relative_checkpoint_state(os.path.join(tmp, "checkpoints"))
-        if os.path.exists(output_dir):
-            shutil.rmtree(output_dir)
-        os.replace(tmp, output_dir)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
     return os.path.join(output_dir, "checkpoints",
                         os.path.basename(written))
 

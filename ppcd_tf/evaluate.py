@@ -33,7 +33,6 @@ from absl import flags
 
 from ppcd_tf import evaluation
 from ppcd_tf import files
-from ppcd_tf.data import sources
 from ppcd_tf.metrics import feature_networks
 
 FLAGS = flags.FLAGS
@@ -65,13 +64,12 @@ flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
     "Where real-image features are cached.")
 flags.DEFINE_string("output", None, "Result JSON path.")
 
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    with files.exit_on_errors(
-            bad_input=(evaluation.EvaluationError,
-                       feature_networks.FeatureNetworkError, ValueError),
-            missing=(FileNotFoundError, sources.DataNotFoundError)):
+    with files.exit_on_errors(bad_input=evaluation.BAD_INPUT_ERRORS,
+                              missing=evaluation.MISSING_ERRORS):
         result = evaluation.evaluate_generator(
             FLAGS.saved_model, FLAGS.model_dir, FLAGS.dataset,
             FLAGS.split, FLAGS.num_real, FLAGS.data_dir,

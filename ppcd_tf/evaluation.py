@@ -25,6 +25,7 @@ from ppcd_tf import exporting
 from ppcd_tf import serving
 from ppcd_tf import trainer as trainer_lib
 from ppcd_tf.data import pipeline
+from ppcd_tf.data import sources
 from ppcd_tf.metrics import feature_networks
 from ppcd_tf.metrics import gan_metrics
 
@@ -46,6 +47,13 @@ METRIC_NAMES = ("fid", "kid", "inception_score", "intra_fid",
 
 class EvaluationError(ValueError):
     """Bad evaluation input (the message says what to change)."""
+
+
+# What the evaluate and report commands turn into exit status 2 (bad input)
+# and 3 (data or weights missing), see `files.exit_on_errors`.
+BAD_INPUT_ERRORS = (EvaluationError, feature_networks.FeatureNetworkError,
+                    ValueError)
+MISSING_ERRORS = (FileNotFoundError, sources.DataNotFoundError)
 
 
 @dataclasses.dataclass

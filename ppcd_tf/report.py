@@ -24,7 +24,6 @@ from absl import flags
 from ppcd_tf import evaluation
 from ppcd_tf import files
 from ppcd_tf import reporting
-from ppcd_tf.data import sources
 from ppcd_tf.metrics import feature_networks
 
 FLAGS = flags.FLAGS
@@ -72,10 +71,8 @@ def check_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    with files.exit_on_errors(
-            bad_input=(evaluation.EvaluationError,
-                       feature_networks.FeatureNetworkError, ValueError),
-            missing=(FileNotFoundError, sources.DataNotFoundError)):
+    with files.exit_on_errors(bad_input=evaluation.BAD_INPUT_ERRORS,
+                              missing=evaluation.MISSING_ERRORS):
         check_flags()
         report = reporting.run_comparison(
             FLAGS.teacher_dir, FLAGS.ppcd_dir, FLAGS.teacher_export,

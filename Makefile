@@ -37,11 +37,11 @@ data:
 setup: $(STAMP) data
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 # Everything but the multi-second integration tests.
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -rs -m "not slow"
 
 # The demo: PPCD compression of the shipped Fashion-MNIST 32x32 teacher to
 # DEMO_TARGET_RATIO of its generator parameters (5.26x smaller), export of

@@ -7,6 +7,8 @@ one. `restore_latest` falls back to older checkpoints if the newest cannot be
 read.
 """
 
+import os
+
 import tensorflow as tf
 from absl import logging
 
@@ -17,9 +19,23 @@ class Checkpointer:
     def __init__(self, directory, max_to_keep=3, **trackables):
         self.directory = directory
         self.checkpoint = tf.train.Checkpoint(**trackables)
+        self._set_aside_damaged_index()
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, directory, max_to_keep=max_to_keep,
             checkpoint_name="ckpt")
+
+    def _set_aside_damaged_index(self):
+        """Renames an unreadable `checkpoint` index file to
+        `checkpoint.damaged` (kept for inspection) so the manager starts
+        from the ckpt-N files themselves (see `candidates`)."""
+        try:
+            tf.train.get_checkpoint_state(self.directory)
+        except (UnicodeDecodeError, tf.errors.OpError, ValueError) as error:
+            index = os.path.join(self.directory, "checkpoint")
+            logging.warning("The checkpoint index %s cannot be read (%s); "
+                            "moved to %s.damaged, restoring from the "
+                            "ckpt-N files.", index, error, index)
+            tf.io.gfile.rename(index, index + ".damaged", overwrite=True)
 
     @property
     def latest(self):
@@ -30,15 +46,46 @@ class Checkpointer:
         logging.info("Saved checkpoint %s.", path)
         return path
 
+    def candidates(self):
+        """Checkpoint prefixes to try, newest first: those of the index file
+        `checkpoint` and, should it be missing, damaged or incomplete, every
+        `ckpt-N.index` in the directory (by step N). Never silently empty
+        while checkpoints exist, so a run never restarts over them."""
+        found = {}
+        pattern = tf.io.gfile.join(self.directory, "ckpt-*.index")
+        for index in tf.io.gfile.glob(pattern):
+            prefix = index[:-len(".index")]
+            number = prefix.rsplit("-", 1)[-1]
+            if number.isdigit():
+                found[prefix] = int(number)
+        try:
+            state = tf.train.get_checkpoint_state(self.directory)
+        except (UnicodeDecodeError, tf.errors.OpError,
+                ValueError) as error:  # a damaged text proto
+            logging.warning("The checkpoint index of %s cannot be read (%s);"
+                            " using the ckpt-N files found.", self.directory,
+                            error)
+            state = None
+        if state is not None:
+            for path in list(state.all_model_checkpoint_paths) + [
+                    state.model_checkpoint_path]:
+                if not os.path.isabs(path):
+                    path = os.path.join(self.directory, path)
+                number = path.rsplit("-", 1)[-1]
+                if tf.io.gfile.exists(path + ".index") and number.isdigit():
+                    found[path] = int(number)
+        return sorted(found, key=found.get, reverse=True)
+
     def restore_latest(self):
         """Restores the newest readable checkpoint; returns its path or None."""
-        candidates = list(reversed(self.manager.checkpoints))
+        candidates = self.candidates()
         for path in candidates:
             try:
                 self.checkpoint.restore(path).expect_partial()
                 return path
             except (tf.errors.NotFoundError, tf.errors.DataLossError,
-                    ValueError) as error:
+                    tf.errors.OutOfRangeError, ValueError,
+                    IndexError) as error:  # IndexError: a truncated file
                 logging.warning("Could not restore %s (%s); trying an older "
                                 "checkpoint.", path, error)
         if candidates:

@@ -21,9 +21,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ppcd_tf import exporting
+from ppcd_tf import run_dir
 from ppcd_tf import serving
-from ppcd_tf import trainer as trainer_lib
 from ppcd_tf.data import pipeline
 from ppcd_tf.data import sources
 from ppcd_tf.metrics import feature_networks
@@ -34,7 +33,7 @@ DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_BATCH_SIZE = 500
 # z of the `sample` signature and the sample tool: a normal truncated at
 # +-TRUNCATION_BOUND, scaled by the truncation factor.
-TRUNCATION_BOUND = 2.0
+TRUNCATION_BOUND = serving.TRUNCATION_BOUND
 # Order of the real and fake sets is shuffled with this seed before KID
 # (tensorflow-gan's block estimator assumes random order).
 _KID_SHUFFLE_SEED = 1234
@@ -98,33 +97,31 @@ class GeneratorSource:
                     "step": metadata.get("source", {}).get("step")})
 
     @classmethod
-    def from_run(cls, model_dir):
+    def from_run(cls, model_dir, checkpoint=None):
+        """The run's EMA generator of its newest (or the given) checkpoint."""
         try:
-            generator, masks, _, step, checkpoint = exporting.load_run(
-                model_dir)
-        except exporting.ExportError as error:
+            restored = run_dir.restore_generator(model_dir, checkpoint)
+        except run_dir.RunDirError as error:
             raise EvaluationError(str(error)) from error
-        kwargs = {}
-        if masks is not None:
-            values = masks()
-            kwargs = dict(masks=values, keep=masks.keep(values))
-
-        @tf.function(reduce_retracing=True)
-        def call(z, labels):
-            return generator(z, labels, training=False, **kwargs)
+        generator = restored.generator
+        call = tf.function(restored.generate, reduce_retracing=True)
 
         def generate(z, labels):
             return call(tf.constant(z, tf.float32),
                         tf.constant(labels, tf.int32)).numpy()
 
-        with open(os.path.join(model_dir, trainer_lib.MODELS_FILE)) as f:
-            dataset = json.load(f).get("dataset", {}).get("name")
+        weights = "EMA generator"
+        if restored.keep is not None:
+            weights += " (hard masks)"
+        elif restored.masks is not None:
+            weights += " (soft masks)"
+        elif restored.kind == "ppcd":
+            weights += " (compact student)"
         return cls(generate, generator.dim_z, generator.num_classes,
-                   generator.channels.resolution, dataset,
-                   {"kind": "checkpoint", "path": checkpoint, "step": step,
-                    "weights": "EMA generator" +
-                               (" (hard masks)" if masks is not None
-                                else "")})
+                   generator.channels.resolution,
+                   restored.configs.get("dataset", {}).get("name"),
+                   {"kind": "checkpoint", "path": restored.checkpoint,
+                    "step": restored.step, "weights": weights})
 
 
 def sample_inputs(num_samples, dim_z, num_classes, seed, truncation=None):
@@ -139,8 +136,7 @@ def sample_inputs(num_samples, dim_z, num_classes, seed, truncation=None):
     if truncation is None:
         z = tf.random.stateless_normal((num_samples, dim_z), key)
     else:
-        z = truncation * tf.random.stateless_truncated_normal(
-            (num_samples, dim_z), key)
+        z = serving.truncated_z((num_samples, dim_z), key, truncation)
     labels = np.arange(num_samples, dtype=np.int32) % num_classes
     return z.numpy(), labels
 

@@ -1,12 +1,13 @@
 """From a training run's checkpoint to a compact, served generator.
 
 `export_run(model_dir, output_dir)`:
-  1. rebuilds the run's generator from `models.json` and restores its EMA
-     weights (and, for a PPCD run, its channel masks) from the newest
-     checkpoint;
+  1. restores the run's EMA generator from its newest checkpoint
+     (`run_dir.restore_generator`: with its channel masks for a PPCD run in
+     its masked phase, compact for a PPCD run trained compact after the
+     cut);
   2. decides the kept channels: the hard masks of a hardened PPCD run (a
      run still in its soft phase is refused unless `binarize_threshold` is
-     given), every channel for a teacher run;
+     given); a teacher or an already compact student is exported as it is;
   3. builds the compact generator (`pruning.surgery.build_compact`) and checks
      compact(z, y) == hard-masked generator(z, y) on a batch (max abs diff
      <= `tolerance`), refusing to export otherwise;
@@ -18,12 +19,11 @@
 import json
 import os
 
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from ppcd_tf import run_dir
 from ppcd_tf import serving
-from ppcd_tf import trainer as trainer_lib
 from ppcd_tf.models import complexity
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.pruning import channel_masks
@@ -32,11 +32,41 @@ from ppcd_tf.pruning import surgery
 DEFAULT_TOLERANCE = 1e-4
 VERIFY_BATCH = 16
 METRICS_FILE = "metrics.json"
-_MASKS_PREFIX = "channel_masks/"
 
 
 class ExportError(ValueError):
     """The run cannot be exported as asked (message says why and what to do)."""
+
+
+def load_run(model_dir):
+    """The run's EMA generator as `run_dir.RestoredGenerator`."""
+    try:
+        return run_dir.restore_generator(model_dir)
+    except run_dir.RunDirError as error:
+        raise ExportError(str(error)) from error
+
+
+def decide_keep(restored, binarize_threshold=None):
+    """{mask key: bool [width]} of the channels to export, or None when the
+    restored generator is already compact (a teacher, or a PPCD student
+    trained compact after its cut)."""
+    if restored.masks is None:
+        return restored.keep
+    if not restored.hardened and binarize_threshold is None:
+        raise ExportError(
+            "This PPCD checkpoint is still in its soft-mask phase (masks not "
+            "yet hardened to the budget); its compact network would not "
+            "equal the trained one. Train past "
+            "PPCDTrainer.prune_end_fraction, or pass --binarize_threshold T "
+            "to keep the channels whose mask logit exceeds T.")
+    threshold = 0.0 if binarize_threshold is None else binarize_threshold
+    keep = run_dir.full_keep(restored.generator)
+    for key, logit in restored.masks.logits.items():
+        keep[key] = logit.numpy() > threshold
+        if not keep[key].any():
+            raise ExportError(f"Mask {key!r} keeps no channel at threshold "
+                              f"{threshold}; lower --binarize_threshold.")
+    return keep
 
 
 def _read_json(path):
@@ -49,70 +79,6 @@ def _read_text(path):
         return ""
     with tf.io.gfile.GFile(path) as f:
         return f.read()
-
-
-def _checkpoint_keys(path):
-    return {name for name, _ in tf.train.list_variables(path)}
-
-
-def load_run(model_dir):
-    """(EMA generator, keep masks or None, hardened, step, checkpoint path)."""
-    models_path = os.path.join(model_dir, trainer_lib.MODELS_FILE)
-    if not tf.io.gfile.exists(models_path):
-        raise ExportError(
-            f"{models_path} not found: --model_dir must be the directory of "
-            "a training run (python -m ppcd_tf.train --model_dir ...).")
-    checkpoint = tf.train.latest_checkpoint(
-        os.path.join(model_dir, "checkpoints"))
-    if checkpoint is None:
-        raise ExportError(f"No checkpoint in {model_dir}/checkpoints.")
-    configs = _read_json(models_path)
-    generator = generator_lib.Generator.from_config(
-        dict(configs["generator"], name="generator_ema"))
-    generator.build()
-    keys = _checkpoint_keys(checkpoint)
-    mask_keys = sorted({k.split("/")[1][len("logit_"):] for k in keys
-                        if k.startswith(_MASKS_PREFIX)
-                        and k.split("/")[1].startswith("logit_")})
-    items = {"generator_ema": generator}
-    step = tf.Variable(0, dtype=tf.int64)
-    items["step"] = step
-    masks = hardened = None
-    if mask_keys:
-        widths = channel_masks.mask_widths(generator.channels,
-                                           prune_attention=True)
-        widths = {k: w for k, w in widths.items() if k in mask_keys}
-        masks = channel_masks.ChannelMasks(widths, name="channel_masks")
-        hardened = tf.Variable(False)
-        items.update(channel_masks=masks, hardened=hardened)
-    tf.train.Checkpoint(**items).restore(checkpoint).expect_partial() \
-        .assert_existing_objects_matched()
-    return generator, masks, (None if hardened is None
-                              else bool(hardened.numpy())), \
-        int(step.numpy()), checkpoint
-
-
-def decide_keep(generator, masks, hardened, binarize_threshold=None):
-    """{mask key: bool [width]} of the channels to export."""
-    widths = channel_masks.mask_widths(generator.channels,
-                                       prune_attention=True)
-    if masks is None:
-        return {k: np.ones(w, bool) for k, w in widths.items()}
-    if not hardened and binarize_threshold is None:
-        raise ExportError(
-            "This PPCD checkpoint is still in its soft-mask phase (masks not "
-            "yet hardened to the budget); its compact network would not "
-            "equal the trained one. Train past "
-            "PPCDTrainer.prune_end_fraction, or pass --binarize_threshold T "
-            "to keep the channels whose mask logit exceeds T.")
-    threshold = 0.0 if binarize_threshold is None else binarize_threshold
-    keep = {k: np.ones(w, bool) for k, w in widths.items()}
-    for key, logit in masks.logits.items():
-        keep[key] = logit.numpy() > threshold
-        if not keep[key].any():
-            raise ExportError(f"Mask {key!r} keeps no channel at threshold "
-                              f"{threshold}; lower --binarize_threshold.")
-    return keep
 
 
 def verify(generator, compact, keep, tolerance=DEFAULT_TOLERANCE,
@@ -131,10 +97,10 @@ def verify(generator, compact, keep, tolerance=DEFAULT_TOLERANCE,
     return worst
 
 
-def _layer_report(generator, keep):
-    widths = channel_masks.mask_widths(generator.channels,
-                                       prune_attention=True)
-    return [{"layer": key, "original": width, "kept": int(np.sum(keep[key]))}
+def _layer_report(full, compact):
+    widths = channel_masks.mask_widths(full.channels, prune_attention=True)
+    kept = channel_masks.mask_widths(compact.channels, prune_attention=True)
+    return [{"layer": key, "original": width, "kept": int(kept[key])}
             for key, width in widths.items()]
 
 
@@ -145,20 +111,26 @@ def export_run(model_dir, output_dir, overwrite=False,
         raise FileExistsError(
             f"{output_dir} exists; choose another --output or pass "
             "--overwrite to replace it.")
-    generator, masks, hardened, step, checkpoint = load_run(model_dir)
-    keep = decide_keep(generator, masks, hardened, binarize_threshold)
-    compact = surgery.build_compact(generator, keep)
-    difference = verify(generator, compact, keep, tolerance)
-    shape = complexity.GeneratorShape.of(generator)
-    full_params = generator_lib.count_trainable_parameters(generator)
+    restored = load_run(model_dir)
+    keep = decide_keep(restored, binarize_threshold)
+    if keep is None:
+        compact, difference = restored.generator, 0.0
+    else:
+        compact = surgery.build_compact(restored.generator, keep)
+        difference = verify(restored.generator, compact, keep, tolerance)
+    full = generator_lib.Generator.from_config(
+        dict(restored.full_config, name="full_generator"))
+    full.build()
+    shape = complexity.GeneratorShape.of(full)
+    full_params = generator_lib.count_trainable_parameters(full)
     compact_params = generator_lib.count_trainable_parameters(compact)
-    full_macs = complexity.generator_macs(generator.channels, shape)
+    full_macs = complexity.generator_macs(full.channels, shape)
     compact_macs = complexity.generator_macs(compact.channels, shape)
-    configs = _read_json(os.path.join(model_dir, trainer_lib.MODELS_FILE))
-    dataset = configs.get("dataset", {})
+    dataset = restored.configs.get("dataset", {})
     metrics_path = os.path.join(model_dir, METRICS_FILE)
     metrics = (_read_json(metrics_path) if tf.io.gfile.exists(metrics_path)
                else {})
+    step, checkpoint = restored.step, restored.checkpoint
     metadata = {
         "resolution": compact.channels.resolution,
         "dim_z": compact.dim_z,
@@ -175,7 +147,9 @@ def export_run(model_dir, output_dir, overwrite=False,
         "source": {"model_dir": os.path.abspath(model_dir),
                    "checkpoint": checkpoint, "step": step,
                    "weights": "EMA generator",
-                   "kind": "ppcd" if masks is not None else "teacher",
+                   "kind": restored.kind,
+                   "trained_compact": restored.kind == "ppcd"
+                                      and restored.masks is None,
                    "binarize_threshold": binarize_threshold,
                    "verified_max_abs_diff": difference},
         "signatures": {
@@ -195,7 +169,7 @@ def export_run(model_dir, output_dir, overwrite=False,
                                      overwrite=overwrite)
     report = {
         "output": os.path.abspath(output_dir),
-        "layers": _layer_report(generator, keep),
+        "layers": _layer_report(full, compact),
         "source_params": full_params, "params": compact_params,
         "source_macs_per_image": full_macs, "macs_per_image": compact_macs,
         "compression": full_params / compact_params,

@@ -1,14 +1,14 @@
-"""Atomic output directories and the command-line error convention."""
+"""Atomic outputs: files (`write_json`, `write_text`) and directories."""
 
 import contextlib
 import os
+import json
 import shutil
-import sys
 
-from absl import logging
+import tensorflow as tf
 
-EXIT_BAD_INPUT = 2
-EXIT_MISSING = 3
+from ppcd_tf.errors import EXIT_BAD_INPUT, EXIT_MISSING  # noqa: F401
+from ppcd_tf.errors import exit_on_errors  # noqa: F401
 
 
 @contextlib.contextmanager
@@ -31,17 +31,24 @@ def staged_directory(output_dir):
             shutil.rmtree(tmp)
 
 
-@contextlib.contextmanager
-def exit_on_errors(bad_input, missing):
-    """Turns `missing` exceptions into exit status 3 and `bad_input` ones
-    into exit status 2, printing the message (what to change) to stderr."""
+def write_text(path, text):
+    """Writes `text` to `path` atomically (a temporary sibling renamed into
+    place; local paths and tf.io.gfile's remote file systems alike), creating
+    the parent directory; a failed write leaves `path` as it was."""
+    directory = os.path.dirname(path)
+    if directory:
+        tf.io.gfile.makedirs(directory)
+    tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        yield
-    except missing as error:
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(EXIT_MISSING)
-    except bad_input as error:
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            f.write(text)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    finally:
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.remove(tmp)
+
+
+def write_json(path, content):
+    """Writes `content` as indented JSON to `path` atomically."""
+    write_text(path, json.dumps(content, indent=2, sort_keys=True,
+                                default=list) + "\n")

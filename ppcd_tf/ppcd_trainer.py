@@ -34,67 +34,24 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from ppcd_tf import checkpointing
+from ppcd_tf import ema as ema_lib
+from ppcd_tf import run_dir
 from ppcd_tf import summaries
 from ppcd_tf import trainer as trainer_lib
 from ppcd_tf.distill import losses as distill_losses
+from ppcd_tf.distill import objective as distill_objective
 from ppcd_tf.models import complexity
 from ppcd_tf.models import discriminator as discriminator_lib
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.pruning import budget as budget_lib
 from ppcd_tf.pruning import channel_masks
+from ppcd_tf.pruning import compaction
+from ppcd_tf.pruning import controller as controller_lib
 from ppcd_tf.pruning import schedules
 
-CAM_DISCRIMINATORS = ("teacher", "student")
-HARDEN_RULES = ("global", "uniform")
 # Logit given to kept / removed channels when masks are hardened.
 HARD_LOGIT = 1.0
-
-
-PRUNING_HISTORY_FILE = "pruning_history.jsonl"
-
-
-def read_pruning_history(model_dir):
-    """The lines of a PPCD run's pruning history, one per step (the last
-    written for a step wins, so resumed runs read cleanly), sorted by step."""
-    path = os.path.join(model_dir, PRUNING_HISTORY_FILE)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(
-            f"{path} not found: --ppcd_dir must be the --model_dir of a PPCD "
-            "run (gin/stage/ppcd.gin), which writes it at every log step.")
-    by_step = {}
-    with tf.io.gfile.GFile(path) as f:
-        for text in f:
-            if text.strip():
-                line = json.loads(text)
-                by_step[line["step"]] = line
-    return [by_step[s] for s in sorted(by_step)]
-
-
-class TeacherNotFoundError(FileNotFoundError):
-    """The teacher directory lacks its checkpoint or model configs."""
-
-
-def load_model_configs(model_dir):
-    """The models.json a Trainer wrote into `model_dir`."""
-    path = os.path.join(model_dir, trainer_lib.MODELS_FILE)
-    if not tf.io.gfile.exists(path):
-        raise TeacherNotFoundError(
-            f"{path} not found: TEACHER_DIR must be the --model_dir of a "
-            "finished teacher run (python -m ppcd_tf.train with "
-            "gin/stage/teacher.gin), which writes models.json and "
-            "checkpoints/.")
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
-def latest_checkpoint(model_dir):
-    path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    if path is None:
-        raise TeacherNotFoundError(
-            f"No checkpoint in {os.path.join(model_dir, 'checkpoints')}: "
-            "train the teacher first (python -m ppcd_tf.train ... "
-            "--model_dir TEACHER_DIR).")
-    return path
 
 
 @gin.configurable(denylist=["model_dir", "strategy"])
@@ -108,8 +65,8 @@ class PPCDTrainer(trainer_lib.Trainer):
       target_params: absolute parameter budget.
       prune_end_fraction: fraction of `num_steps` after which masks are
         hardened to the budget and frozen.
-      initial_bound: mask bound at step 0 (the schedule decays it to 0).
-      bound_kind: schedule shape ('cube', 'linear', 'cosine', 'constant').
+      bound_schedule: `schedules.BoundSchedule` (class; gin binds its
+        `initial_bound` and `kind`; its end step is the cut).
       mask_init: initial mask logit (>= initial_bound: masks start open).
       mask_function: 'smooth_step' (DMAD), 'straight_through' or 'sigmoid'.
       mask_optimizer_cls: optimizer class of the mask logits.
@@ -132,12 +89,22 @@ class PPCDTrainer(trainer_lib.Trainer):
       distillation: `DistillationWeights` (class; gin binds its weights).
       cam_discriminator: 'teacher' (frozen teacher D) or 'student' (the D
         being fine-tuned) computes the class activation maps.
+      train_compact_after_cut: at the cut, replace the hard-masked student
+        (and its EMA copy) by the compact generator its masks define
+        (surgery, verified equal within `compaction_tolerance`) and train
+        that for the rest of the run; checkpoints after the cut hold the
+        compact student, `pruning.json` its channel configuration.
+      carry_optimizer_state: slice the G optimizer's moments to the kept
+        channels at the switch (False: a fresh optimizer).
+      compaction_tolerance: largest |compact - masked| accepted at the cut.
+      retrain: `schedules.RetrainSchedule` (class; gin binds it): learning
+        rate scales and decay of G and D after the cut.
     """
 
     def __init__(self, model_dir, strategy, teacher_dir=gin.REQUIRED,
                  target_param_ratio=0.19, target_params=None,
-                 prune_end_fraction=0.5, initial_bound=1.0,
-                 bound_kind="cube", mask_init=1.0,
+                 prune_end_fraction=0.5,
+                 bound_schedule=schedules.BoundSchedule, mask_init=1.0,
                  mask_function="smooth_step",
                  mask_optimizer_cls=keras.optimizers.SGD,
                  prune_attention=True, min_channels=4,
@@ -146,7 +113,9 @@ class PPCDTrainer(trainer_lib.Trainer):
                  budget_lambda_max=10.0, harden_rule="global",
                  use_masks=True,
                  distillation=distill_losses.DistillationWeights,
-                 cam_discriminator="teacher", **kwargs):
+                 cam_discriminator="teacher", train_compact_after_cut=True,
+                 carry_optimizer_state=True, compaction_tolerance=1e-4,
+                 retrain=schedules.RetrainSchedule, **kwargs):
         if teacher_dir is gin.REQUIRED or not teacher_dir:
             raise ValueError("PPCDTrainer needs teacher_dir: bind "
                              "TEACHER_DIR = '/path/to/teacher_run'.")
@@ -162,24 +131,24 @@ class PPCDTrainer(trainer_lib.Trainer):
                 f"band (-{budget_surrogate_width}, {budget_surrogate_width}):"
                 " the budget could never move the masks. Raise "
                 "PPCDTrainer.budget_surrogate_width.")
-        if harden_rule not in HARDEN_RULES:
-            raise ValueError(f"harden_rule must be one of {HARDEN_RULES}, "
+        if harden_rule not in controller_lib.HARDEN_RULES:
+            raise ValueError(f"harden_rule must be one of "
+                             f"{controller_lib.HARDEN_RULES}, "
                              f"got {harden_rule!r}.")
         if not 0.0 < budget_ramp_fraction <= 1.0:
             raise ValueError(f"budget_ramp_fraction must be in (0, 1], got "
                              f"{budget_ramp_fraction}.")
-        if cam_discriminator not in CAM_DISCRIMINATORS:
+        if cam_discriminator not in distill_objective.CAM_DISCRIMINATORS:
             raise ValueError(f"cam_discriminator must be one of "
-                             f"{CAM_DISCRIMINATORS}, got "
+                             f"{distill_objective.CAM_DISCRIMINATORS}, got "
                              f"{cam_discriminator!r}.")
         self.teacher_dir = teacher_dir
-        self.teacher_configs = load_model_configs(teacher_dir)
-        self.teacher_checkpoint = latest_checkpoint(teacher_dir)
+        self.teacher_configs = run_dir.read_model_configs(teacher_dir)
+        self.teacher_checkpoint = run_dir.latest_checkpoint(teacher_dir)
         self.target_param_ratio = float(target_param_ratio)
         self.target_params_arg = target_params
         self.prune_end_fraction = float(prune_end_fraction)
-        self.initial_bound = float(initial_bound)
-        self.bound_kind = bound_kind
+        self.bound_schedule_cls = bound_schedule
         self.mask_init = float(mask_init)
         self.mask_function = mask_function
         self.mask_optimizer_cls = mask_optimizer_cls
@@ -194,7 +163,33 @@ class PPCDTrainer(trainer_lib.Trainer):
         self.use_masks = bool(use_masks)
         self.weights = distillation()
         self.cam_discriminator = cam_discriminator
+        self.train_compact_after_cut = bool(train_compact_after_cut)
+        self.carry_optimizer_state = bool(carry_optimizer_state)
+        self.compaction_tolerance = float(compaction_tolerance)
+        self.retrain = retrain()
+        self.structure = run_dir.read_pruning_structure(model_dir)
+        self.compacted = self._resumes_compact(model_dir)
         super().__init__(model_dir, strategy, **kwargs)
+        self.base_learning_rates = {
+            "g": float(np.asarray(self._inner(self.g_optimizer)
+                                  .learning_rate)),
+            "d": float(np.asarray(self._inner(self.d_optimizer)
+                                  .learning_rate))}
+
+    def _resumes_compact(self, model_dir):
+        """Whether the newest checkpoint holds the compact student."""
+        if not run_dir.is_compact_checkpoint(self.structure, 1 << 62):
+            return False
+        try:
+            checkpoint = run_dir.latest_checkpoint(model_dir)
+        except run_dir.RunDirError:
+            return False
+        return run_dir.is_compact_checkpoint(
+            self.structure, run_dir.checkpoint_step(checkpoint))
+
+    @staticmethod
+    def _inner(optimizer):
+        return getattr(optimizer, "inner_optimizer", optimizer)
 
     # ------------------------------------------------------------------
     # Construction.
@@ -214,7 +209,10 @@ class PPCDTrainer(trainer_lib.Trainer):
                 f"{image_channels} with {num_classes} classes: use the data "
                 "gin file the teacher was trained with.")
         student_config = dict(g_config, name="generator")
-        if not self.use_masks:
+        self.full_student_config = dict(student_config)
+        if self.compacted:
+            student_config["channels"] = self.structure["compact_channels"]
+        elif not self.use_masks:
             full = budget_lib.live_parameters(
                 teacher.channels, complexity.GeneratorShape.of(teacher),
                 dict(channel_masks.mask_widths(teacher.channels,
@@ -243,66 +241,96 @@ class PPCDTrainer(trainer_lib.Trainer):
         self.teacher_generator.trainable = False
         self.teacher_discriminator.trainable = False
         self._load_teacher()
+        self.objective = distill_objective.DistillationObjective(
+            self.weights, self.teacher_generator,
+            self.teacher_discriminator, self.cam_discriminator)
 
         channels = self.teacher_generator.channels
         self.shape = complexity.GeneratorShape.of(self.teacher_generator)
+        self.prune_end_step = max(
+            1, int(round(self.prune_end_fraction * self.num_steps)))
+        self.bound_schedule = self.bound_schedule_cls(
+            begin_step=0, end_step=self.prune_end_step)
         widths = channel_masks.mask_widths(channels, self.prune_attention)
         self.masks = channel_masks.ChannelMasks(
             widths, initial_value=self.mask_init,
-            initial_bound=self.initial_bound,
+            initial_bound=self.bound_schedule.initial_bound,
             mask_function=self.mask_function, name="channel_masks")
-        self.floors = budget_lib.channel_floors(
-            widths, self.min_channels, self.min_channel_fraction)
-        self.full_params = budget_lib.live_parameters(
-            channels, self.shape, dict(widths))
-        self.target_params = int(
-            self.target_params_arg if self.target_params_arg is not None
-            else round(self.target_param_ratio * self.full_params))
-        floor_params = budget_lib.live_parameters(channels, self.shape,
-                                                  self.floors)
-        if self.target_params < floor_params:
-            raise ValueError(
-                f"Target of {self.target_params:,} parameters is below the "
-                f"{floor_params:,} that the per-layer floors keep; lower "
-                "PPCDTrainer.min_channels or raise the target.")
-        self.gradient_scale = 0.5 * sum(widths.values())
+        self.controller = controller_lib.BudgetController(
+            channels, self.shape, widths, self.target_param_ratio,
+            self.target_params_arg, self.min_channels,
+            self.min_channel_fraction, self.budget_surrogate_width,
+            self.budget_ramp_fraction, self.budget_lambda_rate,
+            self.budget_lambda_max, self.prune_end_step)
+        self.budget_lambda = self.controller.budget_lambda
+        self.floors = self.controller.floors
+        self.full_params = self.controller.full_params
+        self.target_params = self.controller.target_params
         self.student_params = generator_lib.count_trainable_parameters(
             self.generator)
-        self.prune_end_step = max(
-            1, int(round(self.prune_end_fraction * self.num_steps)))
         # Average only the hardened student: weights from before the cut
         # belong to a different network.
         self.ema.start_step = max(self.ema.start_step, self.prune_end_step)
-        self.bound_schedule = schedules.BoundSchedule(
-            initial_bound=self.initial_bound, begin_step=0,
-            end_step=self.prune_end_step, kind=self.bound_kind)
         self.mask_optimizer = self.mask_optimizer_cls(name="mask_optimizer")
         self.mask_optimizer.build(list(self.masks.logits.values()))
-        if not self.use_masks:
-            # Fixed thinner student: masks stay open, nothing is pruned.
+        if not self.use_masks or self.compacted:
+            # Fixed thinner student (masks stay open, nothing is pruned), or
+            # the compact student after the cut (the masks are spent).
             self.masks = None
-        self.budget_lambda = tf.Variable(
-            0.0, trainable=False, name="budget_lambda",
-            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.hardened = tf.Variable(
             False, trainable=False, name="hardened",
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
     def _load_teacher(self):
-        """Teacher EMA G and D from the teacher checkpoint; student copies."""
+        """Teacher EMA G and D from the teacher checkpoint; student copies
+        (by weight name, shapes checked). A resumed run overwrites the
+        copies from its own checkpoint."""
         source = tf.train.Checkpoint(
             generator_ema=self.teacher_generator,
             discriminator=self.teacher_discriminator)
         status = source.restore(self.teacher_checkpoint)
         status.expect_partial().assert_existing_objects_matched()
         pairs = [(self.teacher_discriminator, self.discriminator)]
-        if self.use_masks:  # a thinner student cannot copy the teacher
+        # A thinner or compact student cannot copy the teacher.
+        if self.use_masks and not self.compacted:
             pairs.append((self.teacher_generator, self.generator))
         for src, dst in pairs:
-            for s, d in zip(src.weights, dst.weights):
-                d.assign(s)
+            compaction.copy_weights_by_name(src, dst)
         logging.info("Teacher loaded from %s (student starts as its copy).",
                      self.teacher_checkpoint)
+
+    def write_model_configs(self):
+        """models.json holds the full-width student (the compact channels
+        after a cut are in pruning.json); PPCD runs also write
+        pruning.json, the pruning structure, before their first step."""
+        super().write_model_configs()
+        content = run_dir.read_model_configs(self.model_dir)
+        content["generator"] = self.full_student_config
+        run_dir.write_model_configs(self.model_dir, content)
+        if self.use_masks and not self.compacted:
+            self.write_pruning_structure(None, None)
+
+    def write_pruning_structure(self, cut_step, keep):
+        """pruning.json: the masks' set-up and, after a cut at `cut_step`
+        with hard masks `keep`, the compact channel configuration."""
+        widths = channel_masks.mask_widths(self.teacher_generator.channels,
+                                           self.prune_attention)
+        structure = {
+            "mask_widths": dict(widths),
+            "mask_function": self.mask_function,
+            "prune_attention": self.prune_attention,
+            "phase": (run_dir.PHASE_MASKS if cut_step is None
+                      else run_dir.PHASE_COMPACT),
+            "cut_step": cut_step,
+            "compact_channels": (None if cut_step is None else
+                                 self.generator.channels.to_dict()),
+            "kept_indices": (None if keep is None else
+                             compaction.kept_index_lists(
+                                 self.teacher_generator, keep)),
+        }
+        self.structure = structure
+        if self.is_chief:
+            run_dir.write_pruning_structure(self.model_dir, structure)
 
     def checkpoint_items(self):
         items = super().checkpoint_items()
@@ -339,87 +367,36 @@ class PPCDTrainer(trainer_lib.Trainer):
 
     def param_ratio(self):
         """Hard live parameters / full parameters (float32 scalar tensor)."""
+        if self.compacted:
+            return tf.constant(self.controller.ratio_of_counts(
+                self.kept_channels()), tf.float32)
         if self.masks is None:
             return tf.constant(self.student_params / float(self.full_params),
                                tf.float32)
-        counts = {k: tf.cast(v, tf.float32)
-                  for k, v in self.masks.hard_counts().items()}
-        live = budget_lib.live_parameters(self.teacher_generator.channels,
-                                          self.shape, counts)
-        return live / float(self.full_params)
+        return self.controller.hard_ratio(self.masks)
 
     def desired_ratio(self, step):
         """The hard ratio the controller steers to at G step `step`."""
-        target = self.target_params / self.full_params
-        ramp_end = max(1.0, self.budget_ramp_fraction * self.prune_end_step)
-        progress = tf.minimum(tf.cast(step, tf.float32) / ramp_end, 1.0)
-        return 1.0 - (1.0 - target) * progress
-
-    def _class_activation_maps(self, fake, teacher_images, labels,
-                               student_d_features):
-        if self.cam_discriminator == "teacher":
-            _, feats = self.teacher_discriminator(
-                tf.concat([teacher_images, fake], axis=0),
-                tf.concat([labels, labels], axis=0), training=False,
-                return_features=True)
-            cams = distill_losses.class_activation_map(
-                feats["features"], feats["class_embedding"])
-            teacher_cam, student_cam = tf.split(cams, 2, axis=0)
-        else:
-            _, feats = self.discriminator(teacher_images, labels,
-                                          training=False,
-                                          return_features=True)
-            teacher_cam = distill_losses.class_activation_map(
-                feats["features"], feats["class_embedding"])
-            student_cam = distill_losses.class_activation_map(
-                student_d_features["features"],
-                student_d_features["class_embedding"])
-        return tf.stop_gradient(teacher_cam), student_cam
+        return self.controller.desired_ratio(step)
 
     def generator_losses(self, z, labels, step):
         fake, student_features = self.generate(z, labels, training=True,
                                                return_features=True)
-        teacher_images, teacher_features = self.teacher_generator(
-            z, labels, training=False, return_features=True)
-        teacher_images = tf.stop_gradient(teacher_images)
-        teacher_features = {k: tf.stop_gradient(v)
-                            for k, v in teacher_features.items()}
         logits, d_features = self.discriminator(fake, labels, training=True,
                                                 return_features=True)
-        weights = self.weights
         terms = {"g_loss_adversarial":
                  self._scaled_mean(self.g_loss_fn(logits))}
-        terms["g_loss_attention"] = weights.attention * self._scaled_mean(
-            distill_losses.attention_transfer_loss(
-                student_features, teacher_features,
-                layers=weights.attention_layers))
-        teacher_cam, student_cam = self._class_activation_maps(
-            fake, teacher_images, labels, d_features)
-        terms["g_loss_class_aware"] = weights.class_aware * self._scaled_mean(
-            distill_losses.class_aware_loss(student_cam, teacher_cam))
-        terms["g_loss_output_l1"] = (
-            weights.output_l1_weight(step) * self._scaled_mean(
-                distill_losses.output_l1_loss(fake, teacher_images)))
+        terms.update(self.objective.terms(
+            z, labels, step, fake, student_features, d_features,
+            self.discriminator, self._scaled_mean))
         if self.masks is None:
             terms["g_loss_budget"] = tf.constant(0.0)
             terms["info_param_ratio"] = self._global_scalar(
                 self.param_ratio())
             return terms
-        counts = budget_lib.straight_through_counts(
-            self.masks.logits, self.budget_surrogate_width, self.floors)
-        live = budget_lib.live_parameters(self.teacher_generator.channels,
-                                          self.shape, counts)
-        ratio = live / float(self.full_params)
-        # Value lambda * ratio; gradient scaled by (mask channels / 2), the
-        # inverse of the mean per-channel share of the ratio (the count is
-        # quadratic in widths), so an average channel's budget gradient is
-        # ~lambda / (2 * surrogate width) whatever the model's size.
-        scaled = ratio + (self.gradient_scale - 1.0) * (
-            ratio - tf.stop_gradient(ratio))
-        terms["g_loss_budget"] = self._global_scalar(
-            tf.stop_gradient(self.budget_lambda) * scaled)
-        terms["info_param_ratio"] = self._global_scalar(
-            tf.stop_gradient(ratio))
+        loss, ratio = self.controller.budget_loss(self.masks.logits)
+        terms["g_loss_budget"] = self._global_scalar(loss)
+        terms["info_param_ratio"] = self._global_scalar(ratio)
         return terms
 
     def extra_generator_loss_names(self):
@@ -433,37 +410,87 @@ class PPCDTrainer(trainer_lib.Trainer):
         """Controller update (cross-replica): lambda tracks the excess."""
         if self.masks is None:
             return
-        excess = self.param_ratio() - self.desired_ratio(step)
         pruning = tf.logical_and(step < self.prune_end_step,
                                  tf.logical_not(self.hardened))
-        updated = tf.clip_by_value(
-            self.budget_lambda + self.budget_lambda_rate * excess, 0.0,
-            self.budget_lambda_max)
-        # Stop pushing as soon as the count is on or below the line (no
-        # wind-up carried past the crossing).
-        updated = tf.where(excess > 0.0, updated, 0.0)
-        self.budget_lambda.assign(tf.where(pruning, updated, 0.0))
+        self.controller.update(step, self.param_ratio(), pruning)
 
     def extra_boundaries(self):
         return (self.prune_end_step,)
 
     def train_loop_begin(self):
-        if self.masks is None:
-            return
         step = int(self.step.numpy())
-        if step >= self.prune_end_step and not bool(self.hardened.numpy()):
-            self.harden()
-        elif not bool(self.hardened.numpy()):
-            self.masks.bound.assign(self.bound_schedule(step))
+        if self.masks is not None:
+            hardened = bool(self.hardened.numpy())
+            if step >= self.prune_end_step and not hardened:
+                self.harden()
+                hardened = True
+            elif not hardened:
+                self.masks.bound.assign(self.bound_schedule(step))
+            if hardened and self.train_compact_after_cut:
+                self.switch_to_compact(step)
+        self.set_learning_rates(step)
+
+    def set_learning_rates(self, step):
+        """G and D learning rates: the optimizers' own before the cut, the
+        retraining schedule's (`schedules.RetrainSchedule`) after it."""
+        for name, optimizer in (("g", self.g_optimizer),
+                                ("d", self.d_optimizer)):
+            factor = self.retrain.factor(name, step, self.prune_end_step,
+                                         self.num_steps)
+            self._inner(optimizer).learning_rate.assign(
+                self.base_learning_rates[name] * factor)
+
+    def switch_to_compact(self, step):
+        """Replaces the hard-masked student, its EMA copy and the G optimizer
+        by compact ones (verified equal; optimizer moments sliced when
+        `carry_optimizer_state`), records the cut in pruning.json and
+        rebuilds the checkpoint and the compiled step around them."""
+        keep = run_dir.full_keep(self.generator)
+        keep.update({k: v.numpy() > 0.0
+                     for k, v in self.masks.logits.items()})
+        full_generator = self.generator
+        with self.strategy.scope():
+            compact, difference = compaction.compact_student(
+                self.generator, keep, "generator", self.compaction_tolerance)
+            compact_ema, _ = compaction.compact_student(
+                self.generator_ema, keep, "generator_ema",
+                self.compaction_tolerance)
+            inner = self._inner(self.g_optimizer)
+            optimizer = self._make_optimizer(
+                lambda name: type(inner).from_config(
+                    dict(inner.get_config(), name=name)), "g_optimizer")
+            optimizer.build(compact.trainable_variables)
+            carried = []
+            if self.carry_optimizer_state:
+                carried = compaction.carry_optimizer_state(
+                    self.g_optimizer, optimizer, full_generator, compact,
+                    keep)
+        self.generator, self.generator_ema = compact, compact_ema
+        self.g_optimizer = optimizer
+        self.ema = ema_lib.ExponentialMovingAverage(
+            compact, compact_ema, self.ema.decay, self.ema.start_step)
+        self.masks = None
+        self.compacted = True
+        self.student_params = generator_lib.count_trainable_parameters(
+            compact)
+        self.write_pruning_structure(step, keep)
+        self.checkpointer = checkpointing.Checkpointer(
+            self.checkpointer.directory,
+            max_to_keep=self.checkpointer.manager._max_to_keep,
+            **self.checkpoint_items())
+        self._train_fn = None
+        logging.info(
+            "Switched to the compact student at step %d: %s trainable G "
+            "parameters (max |compact - masked| %.2e), optimizer %s.", step,
+            f"{self.student_params:,}", difference,
+            f"state carried ({', '.join(carried)})" if carried
+            else "rebuilt")
 
     def harden(self):
         """Cuts the masks exactly to the budget and freezes them."""
         logits = {k: v.numpy() for k, v in self.masks.logits.items()}
         before = float(self.param_ratio().numpy())
-        harden = (budget_lib.harden_to_budget if self.harden_rule == "global"
-                  else budget_lib.harden_uniform)
-        keep = harden(logits, self.teacher_generator.channels, self.shape,
-                      self.target_params, self.floors)
+        keep = self.controller.harden(logits, self.harden_rule)
         for key, variable in self.masks.logits.items():
             variable.assign(np.where(keep[key], HARD_LOGIT,
                                      -HARD_LOGIT).astype(np.float32))
@@ -530,14 +557,14 @@ class PPCDTrainer(trainer_lib.Trainer):
         {"step", "param_ratio", "live_params", "full_params",
         "target_params", "kept_channels": {mask key: count}}. A resumed run
         appends again from its checkpoint; readers keep the last line of
-        each step (see `read_pruning_history`)."""
+        each step (see `run_dir.read_pruning_history`)."""
         line = {"step": int(step), "param_ratio": ratio,
                 "live_params": int(round(ratio * self.full_params)),
                 "full_params": int(self.full_params),
                 "target_params": int(round(self.target_params)),
                 "hardened": bool(self.hardened.numpy()),
                 "kept_channels": {k: int(v) for k, v in kept.items()}}
-        path = os.path.join(self.model_dir, PRUNING_HISTORY_FILE)
+        path = os.path.join(self.model_dir, run_dir.PRUNING_HISTORY_FILE)
         with tf.io.gfile.GFile(path, "a") as f:
             f.write(json.dumps(line, sort_keys=True) + "\n")
 

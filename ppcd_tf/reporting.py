@@ -27,6 +27,7 @@ from absl import logging
 from ppcd_tf import evaluation
 from ppcd_tf import files
 from ppcd_tf import ppcd_trainer
+from ppcd_tf import run_dir
 from ppcd_tf import serving
 from ppcd_tf import summaries
 from ppcd_tf.metrics import feature_networks
@@ -96,7 +97,12 @@ def measure_train_step_ratio(teacher_config, ppcd_config, repeats=5,
                              warmup=2, extra_bindings=()):
     """Median seconds per G step of the teacher and of PPCD training, built
     from the runs' config.gin files in fresh temporary run directories and
-    timed alternately. Returns {"teacher": s, "ppcd": s, "ratio": ppcd/t}."""
+    timed alternately: the teacher, PPCD in its pruning phase (the masked
+    full-width student) and, for runs trained compact after the cut, PPCD
+    after it (the compact student at the run's budget). Returns
+    {"teacher_seconds_per_step", "ppcd_seconds_per_step", "ratio" (PPCD
+    pruning phase / teacher), "ppcd_compact_seconds_per_step",
+    "compact_ratio"}."""
     import gin  # Deferred: only this measurement re-parses run configs.
     from ppcd_tf import benchmarking
     from ppcd_tf import config as config_lib
@@ -106,13 +112,23 @@ def measure_train_step_ratio(teacher_config, ppcd_config, repeats=5,
     strategy = strategy_lib.get_strategy("one_device")
     timers = {}
     with tempfile.TemporaryDirectory() as root:
-        for name, config, cls in (
-                ("teacher", teacher_config, trainer_lib.Trainer),
-                ("ppcd", ppcd_config, ppcd_trainer.PPCDTrainer)):
+        for name, config, cls, cut in (
+                ("teacher", teacher_config, trainer_lib.Trainer, False),
+                ("ppcd", ppcd_config, ppcd_trainer.PPCDTrainer, False),
+                ("ppcd_compact", ppcd_config, ppcd_trainer.PPCDTrainer,
+                 True)):
             gin.clear_config()
             config_lib.parse_gin([config], list(extra_bindings))
             trainer = cls(model_dir=os.path.join(root, name),
                           strategy=strategy)
+            if cut:
+                if not (trainer.masks is not None
+                        and trainer.train_compact_after_cut):
+                    continue
+                # The step after the cut: the compact student at the run's
+                # budget (the masks cut as at the end of the pruning phase).
+                trainer.harden()
+                trainer.switch_to_compact(0)
             iterator = trainer.make_iterator(0)
             # Warm-up traces the step while this config is the parsed one.
             benchmarking.median_seconds(
@@ -127,9 +143,14 @@ def measure_train_step_ratio(teacher_config, ppcd_config, repeats=5,
                 times[name].append(time.perf_counter() - start)
     teacher = float(np.median(times["teacher"]))
     ppcd = float(np.median(times["ppcd"]))
-    return {"teacher_seconds_per_step": teacher,
-            "ppcd_seconds_per_step": ppcd, "ratio": ppcd / teacher,
-            "repeats": repeats, "step_times": times}
+    result = {"teacher_seconds_per_step": teacher,
+              "ppcd_seconds_per_step": ppcd, "ratio": ppcd / teacher,
+              "repeats": repeats, "step_times": times}
+    if "ppcd_compact" in times:
+        compact = float(np.median(times["ppcd_compact"]))
+        result.update(ppcd_compact_seconds_per_step=compact,
+                      compact_ratio=compact / teacher)
+    return result
 
 
 def write_grids(teacher_path, student_path, out_dir, classes, columns,
@@ -293,7 +314,11 @@ def render_markdown(report):
                   "alternately): teacher "
                   f"{step['teacher_seconds_per_step']:.3f}"
                   f" s, PPCD {step['ppcd_seconds_per_step']:.3f} s, ratio "
-                  f"{report['train_step_ratio']:.2f}."]
+                  f"{report['train_step_ratio']:.2f}" + (
+                      "; after the cut (compact student) "
+                      f"{step['ppcd_compact_seconds_per_step']:.3f} s, ratio "
+                      f"{step['compact_ratio']:.2f}."
+                      if "compact_ratio" in step else ".")]
     lines += ["", "## Targets", "", "| target | wanted | measured | met |",
               "|---|---|---|---|"]
     lines += [f"| {r['name']} | {r['wanted']} | {r['measured']:.3f} | "
@@ -341,7 +366,7 @@ def build_report(teacher_export, student_export, ppcd_dir, output_dir,
       network, real: feature network and `evaluation.RealFeatures`.
       step_ratio: result of `measure_train_step_ratio`, or None.
     """
-    history = ppcd_trainer.read_pruning_history(ppcd_dir)
+    history = run_dir.read_pruning_history(ppcd_dir)
     results = {}
     for name, path in (("teacher", teacher_export),
                        ("student", student_export)):

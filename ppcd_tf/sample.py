@@ -26,7 +26,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from ppcd_tf import exporting
+from ppcd_tf import run_dir
 from ppcd_tf import serving
 from ppcd_tf import summaries
 
@@ -56,8 +56,8 @@ def _grid_inputs(classes, n):
 
 def _column_z(dim_z, n, rows, truncation, seed):
     """z [rows * n, dim_z]: the same n vectors repeated for every row."""
-    z = tf.random.stateless_truncated_normal((n, dim_z), (seed, 0))
-    return tf.tile(z * truncation, (rows, 1))
+    z = serving.truncated_z((n, dim_z), (seed, 0), truncation)
+    return tf.tile(z, (rows, 1))
 
 
 def sample_saved_model(path, classes, n, truncation, seed):
@@ -79,20 +79,23 @@ def _metadata(path):
 
 def sample_run(model_dir, classes, n, truncation, seed):
     """Images from a training run's EMA generator (masks applied if any)."""
-    generator, masks, _, _, _ = exporting.load_run(model_dir)
-    z = _column_z(generator.dim_z, n, len(classes), truncation, seed)
-    labels = _grid_inputs(classes, n)
-    if masks is None:
-        return generator(z, labels, training=False).numpy()
-    values = masks()
-    return generator(z, labels, training=False, masks=values,
-                     keep=masks.keep(values)).numpy()
+    restored = _restore(model_dir)
+    z = _column_z(restored.generator.dim_z, n, len(classes), truncation,
+                  seed)
+    return restored.generate(z, _grid_inputs(classes, n)).numpy()
+
+
+def _restore(model_dir):
+    try:
+        return run_dir.restore_generator(model_dir)
+    except run_dir.RunDirError as error:
+        raise SampleError(str(error)) from error
 
 
 def num_classes_of(saved_model=None, model_dir=None):
     if saved_model:
         return int(_metadata(saved_model)["num_classes"])
-    return exporting.load_run(model_dir)[0].num_classes
+    return _restore(model_dir).generator.num_classes
 
 
 def check_args(saved_model, model_dir, classes, n, truncation, out):
@@ -149,7 +152,7 @@ def main(argv):
         else:
             images = sample_run(FLAGS.model_dir, classes, FLAGS.n,
                                 FLAGS.truncation, FLAGS.seed)
-    except (SampleError, exporting.ExportError) as error:
+    except SampleError as error:
         logging.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

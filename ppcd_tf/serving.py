@@ -29,7 +29,16 @@ import keras
 import tensorflow as tf
 
 ASSETS_DIR = "assets.extra"
-TRUNCATION_BOUND = 2.0  # z ~ N(0, 1) truncated at +-2, times `truncation`
+# z ~ N(0, 1) truncated at +-2 (tf.random.stateless_truncated_normal's
+# bound), times `truncation`: the sample endpoint's, the sample tool's and the
+# evaluation's truncated draws all come from `truncated_z`.
+TRUNCATION_BOUND = 2.0
+
+
+def truncated_z(shape, seed, truncation):
+    """float32 z of `shape`: a normal truncated at +-TRUNCATION_BOUND, times
+    `truncation` (scalar in (0, 1]); `seed` a stateless seed [2]."""
+    return tf.random.stateless_truncated_normal(shape, seed) * truncation
 
 
 def _validated(generator, z, labels):
@@ -68,8 +77,7 @@ def make_archive(generator):
             tf.logical_and(truncation > 0.0, truncation <= 1.0), True,
             message="truncation must be in (0, 1]")
         with tf.control_dependencies([check]):
-            z = tf.random.stateless_truncated_normal(
-                (tf.shape(labels)[0], dim_z), seed) * truncation
+            z = truncated_z((tf.shape(labels)[0], dim_z), seed, truncation)
         z, labels = _validated(generator, z, labels)
         return {"images": generator(z, labels, training=False)}
 

@@ -31,6 +31,7 @@ from absl import flags
 from absl import logging
 
 from ppcd_tf import config as config_lib
+from ppcd_tf import errors
 from ppcd_tf import configurables  # noqa: F401  (registers Keras symbols)
 from ppcd_tf import losses  # noqa: F401  (gin configurables)
 from ppcd_tf import strategy as strategy_lib
@@ -72,7 +73,8 @@ def main(argv):
             config_lib.write_config(FLAGS.model_dir, files, FLAGS.gin_param)
         logging.info("Gin config:\n%s", gin.config_str())
         trainer_lib.run(FLAGS.model_dir, strategy)
-    except (config_lib.ConfigError, sources.DataNotFoundError) as error:
+    except (config_lib.ConfigError, sources.DataNotFoundError,
+            errors.MissingInputError) as error:
         logging.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2 if isinstance(error, config_lib.ConfigError) else 3)

@@ -13,6 +13,7 @@ import tensorflow as tf
 from ppcd_tf import config as config_lib
 from ppcd_tf import demo_pipeline
 from ppcd_tf import ppcd_trainer
+from ppcd_tf import run_dir
 from ppcd_tf import reporting
 from ppcd_tf import teachers
 from ppcd_tf import trainer as trainer_lib
@@ -138,7 +139,7 @@ class TinyDemoTest(tf.test.TestCase):
                                                      "pruning.png"))), 3)
 
     def test_pruning_history_reaches_the_budget(self):
-        history = ppcd_trainer.read_pruning_history(
+        history = run_dir.read_pruning_history(
             os.path.join(self.output_dir, "ppcd"))
         self.assertEqual([h["step"] for h in history],
                          list(range(1, PPCD_STEPS + 1)))

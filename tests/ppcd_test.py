@@ -17,6 +17,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from ppcd_tf import ppcd_trainer
+from ppcd_tf import run_dir
 from ppcd_tf import trainer as trainer_lib
 from ppcd_tf.models import complexity
 from ppcd_tf.models import discriminator as discriminator_lib
@@ -152,8 +153,12 @@ class StudentInitTest(tf.test.TestCase):
 class PPCDRunTest(tf.test.TestCase):
 
     def test_prunes_to_budget_hardens_freezes_and_resumes(self):
+        # The masked student is trained on after hardening (the option
+        # without the switch to the compact student, see compaction_test).
         model_dir = self.create_tempdir().full_path
-        trainer = _ppcd(model_dir, extra=["Trainer.num_steps = 8"])
+        masked = ["Trainer.num_steps = 8",
+                  "PPCDTrainer.train_compact_after_cut = False"]
+        trainer = _ppcd(model_dir, extra=masked)
         self.assertEqual(trainer.prune_end_step, 4)
         initial = _logits(trainer)
         hardened_logits = []
@@ -180,7 +185,7 @@ class PPCDRunTest(tf.test.TestCase):
         self.assertGreater(mid_bound, 0.0)
 
         # Resume mid-pruning: a second trainer restores everything.
-        resumed = _ppcd(model_dir, extra=["Trainer.num_steps = 8"])
+        resumed = _ppcd(model_dir, extra=masked)
         self.assertEqual(resumed.restore(), 4)
         for key, value in mid_logits.items():
             self.assertAllEqual(resumed.masks.logits[key].numpy(), value)
@@ -231,7 +236,7 @@ class PPCDRunTest(tf.test.TestCase):
                              trainer.generator))
 
         # Resume after hardening.
-        resumed = _ppcd(model_dir, extra=["Trainer.num_steps = 8"])
+        resumed = _ppcd(model_dir, extra=masked)
         self.assertEqual(resumed.restore(), 8)
         self.assertTrue(bool(resumed.hardened.numpy()))
         self.assertEqual(float(resumed.masks.bound.numpy()), 0.0)
@@ -347,7 +352,8 @@ class DistributedPPCDTest(tf.test.TestCase):
     def test_mask_state_identical_across_replicas(self):
         strategy = helpers.two_replicas()
         trainer = _ppcd(self.create_tempdir().full_path, strategy,
-                        extra=["Trainer.num_steps = 2"])
+                        extra=["Trainer.num_steps = 2",
+                               "PPCDTrainer.train_compact_after_cut = False"])
         self.assertEqual(trainer.num_replicas, 2)
         self.assertEqual(trainer.prune_end_step, 1)
         initial = _logits(trainer)
@@ -372,7 +378,7 @@ class PPCDErrorTest(tf.test.TestCase):
         empty = self.create_tempdir().full_path
         helpers.parse(["debug.gin", "stage/ppcd.gin"],
                       _bindings(empty, ["Trainer.num_steps = 2"]))
-        with self.assertRaisesRegex(ppcd_trainer.TeacherNotFoundError,
+        with self.assertRaisesRegex(run_dir.RunDirError,
                                     "models.json"):
             ppcd_trainer.PPCDTrainer(model_dir=self.create_tempdir().full_path,
                                      strategy=helpers.one_device())
@@ -382,7 +388,7 @@ class PPCDErrorTest(tf.test.TestCase):
         shutil.copy(os.path.join(_teacher_dir(), "models.json"), partial)
         helpers.parse(["debug.gin", "stage/ppcd.gin"],
                       _bindings(partial, ["Trainer.num_steps = 2"]))
-        with self.assertRaisesRegex(ppcd_trainer.TeacherNotFoundError,
+        with self.assertRaisesRegex(run_dir.RunDirError,
                                     "checkpoint"):
             ppcd_trainer.PPCDTrainer(model_dir=self.create_tempdir().full_path,
                                      strategy=helpers.one_device())

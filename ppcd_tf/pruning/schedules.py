@@ -152,3 +152,64 @@ class BoundSchedule:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+RETRAIN_DECAYS = ("none", "linear", "cosine")
+
+
+@gin.configurable
+class RetrainSchedule:
+    """Learning-rate factors of the student's G and D after the cut.
+
+    Before `cut_step` both factors are 1 (the optimizers' own rates). From
+    the cut to the end of the run, with t = (step - cut) / (end - cut):
+
+      factor = scale * (final_fraction + (1 - final_fraction) * d(t)),
+      d = 1 ('none'), 1 - t ('linear') or (1 + cos(pi t)) / 2 ('cosine').
+
+    A short retraining at a constant rate leaves the student wandering
+    (quality is not monotone in steps); decaying the rate to a small final
+    fraction lets it settle by the end of the run.
+
+    Args:
+      g_lr_scale, d_lr_scale: factors of G's and D's base rates after the cut.
+      decay: one of RETRAIN_DECAYS.
+      final_fraction: the decayed factor's value at the last step, in [0, 1].
+      decay_discriminator: also decay D's rate (else D keeps d_lr_scale).
+    """
+
+    def __init__(self, g_lr_scale=1.0, d_lr_scale=1.0, decay="none",
+                 final_fraction=0.0, decay_discriminator=True):
+        if decay not in RETRAIN_DECAYS:
+            raise ValueError(f"RetrainSchedule.decay must be one of "
+                             f"{RETRAIN_DECAYS}, got {decay!r}.")
+        if not 0.0 <= final_fraction <= 1.0:
+            raise ValueError(f"RetrainSchedule.final_fraction must be in "
+                             f"[0, 1], got {final_fraction}.")
+        for name, value in (("g_lr_scale", g_lr_scale),
+                            ("d_lr_scale", d_lr_scale)):
+            if not value > 0.0:
+                raise ValueError(f"RetrainSchedule.{name} must be > 0, got "
+                                 f"{value}.")
+        self.scales = {"g": float(g_lr_scale), "d": float(d_lr_scale)}
+        self.decay = decay
+        self.final_fraction = float(final_fraction)
+        self.decay_discriminator = bool(decay_discriminator)
+
+    def decay_factor(self, step, cut_step, end_step):
+        """d(t) mapped to [final_fraction, 1] (1 before the cut)."""
+        if self.decay == "none" or step < cut_step or end_step <= cut_step:
+            return 1.0
+        t = min(1.0, (step - cut_step) / float(end_step - cut_step))
+        shape = (1.0 - t if self.decay == "linear"
+                 else _COSINE_HALF * (1.0 + math.cos(math.pi * t)))
+        return self.final_fraction + (1.0 - self.final_fraction) * shape
+
+    def factor(self, network, step, cut_step, end_step):
+        """Learning-rate factor of `network` ('g' or 'd') at G step `step`."""
+        if step < cut_step:
+            return 1.0
+        factor = self.scales[network]
+        if network == "g" or self.decay_discriminator:
+            factor *= self.decay_factor(step, cut_step, end_step)
+        return factor

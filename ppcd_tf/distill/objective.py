@@ -1,0 +1,91 @@
+"""The distillation objective of PPCD: the student G's loss terms against a
+frozen teacher (DESIGN.md section 4.4).
+
+`DistillationObjective.terms(...)` returns, each already reduced over the
+global batch by the caller's `reduce` (per-example sum / global batch):
+
+  g_loss_attention    attention transfer at every G block / attention output
+  g_loss_class_aware  class activation maps of the teacher's and the
+                      student's images under the CAM discriminator
+  g_loss_output_l1    L1 between the student's and the teacher's images,
+                      weighted by `DistillationWeights.output_l1_weight(step)`
+"""
+
+import tensorflow as tf
+
+from ppcd_tf.distill import losses as distill_losses
+
+CAM_DISCRIMINATORS = ("teacher", "student")
+TERM_NAMES = ("g_loss_attention", "g_loss_class_aware", "g_loss_output_l1")
+
+
+class DistillationObjective:
+    """Teacher-side forward passes and the distillation terms.
+
+    Args:
+      weights: `distill_losses.DistillationWeights`.
+      teacher_generator, teacher_discriminator: frozen teacher models.
+      cam_discriminator: 'teacher' (the frozen teacher D) or 'student' (the D
+        being trained) computes the class activation maps.
+    """
+
+    def __init__(self, weights, teacher_generator, teacher_discriminator,
+                 cam_discriminator="teacher"):
+        if cam_discriminator not in CAM_DISCRIMINATORS:
+            raise ValueError(f"cam_discriminator must be one of "
+                             f"{CAM_DISCRIMINATORS}, got "
+                             f"{cam_discriminator!r}.")
+        self.weights = weights
+        self.teacher_generator = teacher_generator
+        self.teacher_discriminator = teacher_discriminator
+        self.cam_discriminator = cam_discriminator
+
+    def teacher_outputs(self, z, labels):
+        """(teacher images [B, H, W, C], {tap: features}), no gradient."""
+        images, features = self.teacher_generator(
+            z, labels, training=False, return_features=True)
+        return (tf.stop_gradient(images),
+                {k: tf.stop_gradient(v) for k, v in features.items()})
+
+    def class_activation_maps(self, fake, teacher_images, labels,
+                              student_d_features, student_discriminator):
+        """(teacher CAMs [B, h*w] without gradient, student CAMs [B, h*w])."""
+        if self.cam_discriminator == "teacher":
+            _, feats = self.teacher_discriminator(
+                tf.concat([teacher_images, fake], axis=0),
+                tf.concat([labels, labels], axis=0), training=False,
+                return_features=True)
+            cams = distill_losses.class_activation_map(
+                feats["features"], feats["class_embedding"])
+            teacher_cam, student_cam = tf.split(cams, 2, axis=0)
+        else:
+            _, feats = student_discriminator(teacher_images, labels,
+                                             training=False,
+                                             return_features=True)
+            teacher_cam = distill_losses.class_activation_map(
+                feats["features"], feats["class_embedding"])
+            student_cam = distill_losses.class_activation_map(
+                student_d_features["features"],
+                student_d_features["class_embedding"])
+        return tf.stop_gradient(teacher_cam), student_cam
+
+    def terms(self, z, labels, step, fake, student_features,
+              student_d_features, student_discriminator, reduce):
+        """{TERM_NAMES: scalar} for the student's images `fake` [B, H, W, C]
+        and feature taps at inputs (z [B, dim_z], labels [B]); `reduce`
+        turns per-example values [B] into the global-batch share."""
+        weights = self.weights
+        teacher_images, teacher_features = self.teacher_outputs(z, labels)
+        teacher_cam, student_cam = self.class_activation_maps(
+            fake, teacher_images, labels, student_d_features,
+            student_discriminator)
+        return {
+            "g_loss_attention": weights.attention * reduce(
+                distill_losses.attention_transfer_loss(
+                    student_features, teacher_features,
+                    layers=weights.attention_layers)),
+            "g_loss_class_aware": weights.class_aware * reduce(
+                distill_losses.class_aware_loss(student_cam, teacher_cam)),
+            "g_loss_output_l1": weights.output_l1_weight(step) * reduce(
+                distill_losses.output_l1_loss(fake, teacher_images)),
+        }

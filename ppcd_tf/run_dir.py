@@ -1,0 +1,291 @@
+"""A training run's directory: its layout and the one place that reads it.
+
+Layout of `--model_dir` (written by `trainer.Trainer` and `PPCDTrainer`):
+
+  models.json             generator / discriminator configs (the full-width
+                          generator the run started from) and the dataset
+  config.gin              the bindings asked for; operative_config.gin: used
+  checkpoints/ckpt-N.*    tf.train checkpoints (N = the G step)
+  pruning.json            PPCD runs only: the pruning structure (mask widths,
+                          mask function, attention masking) and, once the
+                          student was cut, the cut step and the compact
+                          channel configuration it is trained in from then on
+  pruning_history.jsonl   PPCD runs only: one line per log step
+  train/, samples/        TensorBoard events, PNG grids
+
+`restore_generator(model_dir)` rebuilds the run's EMA generator from the
+newest checkpoint in whatever phase the run is (teacher, soft/hard masks,
+compact student after the cut); every command that reads a run (export,
+evaluate, sample, report, the PPCD trainer reading its teacher) uses it.
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from ppcd_tf import errors
+from ppcd_tf import files
+from ppcd_tf.models import discriminator as discriminator_lib
+from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.pruning import channel_masks
+from ppcd_tf.pruning import surgery
+
+MODELS_FILE = "models.json"
+PRUNING_FILE = "pruning.json"
+PRUNING_HISTORY_FILE = "pruning_history.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
+PHASE_MASKS = "masks"
+PHASE_COMPACT = "compact"
+
+
+class RunDirError(errors.MissingInputError):
+    """A run directory lacks a file it needs, or holds a damaged one."""
+
+
+def _read_json(path, what):
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as error:
+        raise RunDirError(f"{path} is not valid JSON ({error}): the {what} "
+                          "is damaged; restore it from a copy of the run."
+                          ) from error
+
+
+def checkpoint_dir(model_dir):
+    return os.path.join(model_dir, CHECKPOINT_DIR)
+
+
+def read_model_configs(model_dir):
+    """models.json of a run: {"generator", "discriminator", "dataset"}."""
+    path = os.path.join(model_dir, MODELS_FILE)
+    if not tf.io.gfile.exists(path):
+        raise RunDirError(
+            f"{path} not found: the directory must be the --model_dir of a "
+            "training run (python -m ppcd_tf.train --model_dir ...), which "
+            "writes models.json and checkpoints/.")
+    return _read_json(path, "run's model configuration")
+
+
+def write_model_configs(model_dir, content):
+    files.write_json(os.path.join(model_dir, MODELS_FILE), content)
+
+
+def latest_checkpoint(model_dir):
+    """Path prefix of the newest checkpoint of a run; RunDirError if none."""
+    directory = checkpoint_dir(model_dir)
+    try:
+        path = tf.train.latest_checkpoint(directory)
+    except (UnicodeDecodeError, tf.errors.OpError) as error:
+        raise RunDirError(f"{directory}/checkpoint cannot be read ({error})."
+                          ) from error
+    if path is None:
+        raise RunDirError(
+            f"No checkpoint in {directory}: train the run first "
+            "(python -m ppcd_tf.train ... --model_dir "
+            f"{model_dir}).")
+    return path
+
+
+def checkpoint_step(path):
+    """The G step stored in checkpoint `path`."""
+    return int(tf.train.load_checkpoint(path).get_tensor(STEP_KEY))
+
+
+# ---------------------------------------------------------------------------
+# Pruning structure.
+
+
+def read_pruning_structure(model_dir):
+    """pruning.json of a PPCD run, or None for a run without masks."""
+    path = os.path.join(model_dir, PRUNING_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    return _read_json(path, "pruning structure")
+
+
+def write_pruning_structure(model_dir, structure):
+    """Writes pruning.json atomically. `structure`:
+    {"mask_widths": {key: width}, "mask_function": str,
+     "prune_attention": bool, "phase": "masks" | "compact",
+     "cut_step": int | None, "compact_channels": ChannelConfig dict | None,
+     "kept_indices": {key: [int]} | None}."""
+    files.write_json(os.path.join(model_dir, PRUNING_FILE), structure)
+
+
+def is_compact_checkpoint(structure, step):
+    """Whether a checkpoint of `step` holds the compact student: the run was
+    cut at `cut_step` and the checkpoint comes from after the cut (the
+    checkpoint of the cut step itself is the masked student before it)."""
+    return (structure is not None
+            and structure.get("phase") == PHASE_COMPACT
+            and step > int(structure["cut_step"]))
+
+
+def read_pruning_history(model_dir):
+    """The lines of a PPCD run's pruning history, one per step (the last
+    written for a step wins, so resumed runs read cleanly), sorted by step."""
+    path = os.path.join(model_dir, PRUNING_HISTORY_FILE)
+    if not tf.io.gfile.exists(path):
+        raise RunDirError(
+            f"{path} not found: --ppcd_dir must be the --model_dir of a PPCD "
+            "run (gin/stage/ppcd.gin), which writes it at every log step.")
+    by_step = {}
+    with tf.io.gfile.GFile(path) as f:
+        for number, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            try:
+                line = json.loads(text)
+            except json.JSONDecodeError:
+                # A line cut by a kill mid-write; the resumed run rewrites
+                # its step.
+                continue
+            if not isinstance(line, dict) or "step" not in line:
+                raise RunDirError(f"{path} line {number} is not a pruning "
+                                  "history record.")
+            by_step[line["step"]] = line
+    return [by_step[s] for s in sorted(by_step)]
+
+
+# ---------------------------------------------------------------------------
+# Restoring the generator.
+
+
+@dataclasses.dataclass
+class RestoredGenerator:
+    """A run's EMA generator as of a checkpoint.
+
+    Attributes:
+      generator: the Generator holding the checkpoint's EMA weights (full
+        width for teacher and masked runs, compact after a PPCD cut).
+      keep: {mask key: bool [width]} hard masks to apply to `generator`, or
+        None (teacher runs and compact students need none).
+      masks: the run's ChannelMasks (masked phase of a PPCD run) or None.
+      hardened: whether the masks were hardened (None without masks).
+      kind: 'teacher' or 'ppcd'.
+      step: the checkpoint's G step; checkpoint: its path.
+      full_config: the full-width generator config of models.json.
+      configs: the whole models.json.
+    """
+    generator: object
+    keep: object
+    masks: object
+    hardened: object
+    kind: str
+    step: int
+    checkpoint: str
+    full_config: dict
+    configs: dict
+
+    def generate(self, z, labels):
+        """Images [N, H, W, C] of the (hard-masked where needed) generator."""
+        if self.masks is not None and self.keep is None:
+            values = self.masks()
+            return self.generator(z, labels, training=False, masks=values,
+                                  keep=self.masks.keep(values))
+        if self.keep is None:
+            return self.generator(z, labels, training=False)
+        masks = surgery.masks_from_keep(self.keep)
+        return self.generator(z, labels, training=False, masks=masks,
+                              keep=masks)
+
+    def compact_generator(self):
+        """The compact Generator: surgery of the hard masks, or the
+        generator itself when there are none."""
+        if self.keep is None:
+            return self.generator
+        return surgery.build_compact(self.generator, self.keep)
+
+
+def _restore(checkpoint, items):
+    try:
+        tf.train.Checkpoint(**items).restore(checkpoint).expect_partial() \
+            .assert_existing_objects_matched()
+    except (tf.errors.OpError, ValueError, AssertionError) as error:
+        raise RunDirError(
+            f"Checkpoint {checkpoint} cannot be read into the run's models "
+            f"({type(error).__name__}: {str(error).splitlines()[0]}). It is "
+            "damaged or belongs to another configuration; remove it so that "
+            "the previous checkpoint is used.") from error
+
+
+def restore_generator(model_dir, checkpoint=None):
+    """RestoredGenerator of a run's newest (or the given) checkpoint."""
+    configs = read_model_configs(model_dir)
+    checkpoint = checkpoint or latest_checkpoint(model_dir)
+    try:
+        step = checkpoint_step(checkpoint)
+    except (tf.errors.OpError, ValueError) as error:
+        raise RunDirError(f"Checkpoint {checkpoint} cannot be read "
+                          f"({str(error).splitlines()[0]}).") from error
+    structure = read_pruning_structure(model_dir)
+    full_config = configs["generator"]
+    if structure is None:
+        names = {name for name, _ in tf.train.list_variables(checkpoint)}
+        if any(name.startswith("channel_masks/") for name in names):
+            raise RunDirError(
+                f"{model_dir} holds channel masks but no {PRUNING_FILE}: it "
+                "was written by an older ppcd_tf; export it with that "
+                "version.")
+        generator = generator_lib.Generator.from_config(
+            dict(full_config, name="generator_ema"))
+        generator.build()
+        _restore(checkpoint, dict(generator_ema=generator))
+        return RestoredGenerator(generator, None, None, None, "teacher",
+                                 step, checkpoint, full_config, configs)
+    if is_compact_checkpoint(structure, step):
+        generator = generator_lib.Generator.from_config(
+            dict(full_config, channels=structure["compact_channels"],
+                 name="generator_ema"))
+        generator.build()
+        _restore(checkpoint, dict(generator_ema=generator))
+        return RestoredGenerator(generator, None, None, True, "ppcd", step,
+                                 checkpoint, full_config, configs)
+    generator = generator_lib.Generator.from_config(
+        dict(full_config, name="generator_ema"))
+    generator.build()
+    masks = channel_masks.ChannelMasks(
+        {k: int(w) for k, w in structure["mask_widths"].items()},
+        mask_function=structure.get("mask_function", "smooth_step"),
+        name="channel_masks")
+    hardened = tf.Variable(False)
+    _restore(checkpoint, dict(generator_ema=generator, channel_masks=masks,
+                              hardened=hardened))
+    hardened = bool(hardened.numpy())
+    keep = None
+    if hardened:
+        keep = full_keep(generator)
+        keep.update({k: v.numpy() > 0.0 for k, v in masks.logits.items()})
+    return RestoredGenerator(generator, keep, masks, hardened, "ppcd", step,
+                             checkpoint, full_config, configs)
+
+
+def full_keep(generator):
+    """{mask key: all-True bool [width]} for every prunable width."""
+    return {k: np.ones(w, bool) for k, w in
+            channel_masks.mask_widths(generator.channels,
+                                      prune_attention=True).items()}
+
+
+def restore_teacher(model_dir, generator_name="teacher_generator",
+                    discriminator_name="teacher_discriminator"):
+    """(EMA generator, discriminator, checkpoint path) of a teacher run."""
+    configs = read_model_configs(model_dir)
+    checkpoint = latest_checkpoint(model_dir)
+    if read_pruning_structure(model_dir) is not None:
+        raise RunDirError(f"{model_dir} is a PPCD run, not a teacher run: "
+                          "TEACHER_DIR must be a run of stage/teacher.gin.")
+    generator = generator_lib.Generator.from_config(
+        dict(configs["generator"], name=generator_name))
+    discriminator = discriminator_lib.Discriminator.from_config(
+        dict(configs["discriminator"], name=discriminator_name))
+    generator.build()
+    discriminator.build()
+    _restore(checkpoint, dict(generator_ema=generator,
+                              discriminator=discriminator))
+    return generator, discriminator, checkpoint

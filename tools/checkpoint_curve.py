@@ -1,0 +1,89 @@
+r"""Quality of a run's EMA generator at each of its checkpoints.
+
+  python tools/checkpoint_curve.py --model_dir runs/exp/B \
+      --num_samples 2000 --seeds 0 --reference runs/exp/teacher_eval2k.json
+
+Evaluates every checkpoint from `--min_step` on (shipped classifier features
+against the test split by default, as `python -m ppcd_tf.evaluate`), prints
+one line per step (FID, class accuracy and, with `--reference`, the ratios to
+a reference evaluation such as the teacher's with the same samples and
+seeds) and appends them to `<model_dir>/checkpoint_curve.jsonl`. Used to
+screen retraining recipes (BENCHMARKS.md): one run gives the whole curve.
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+
+from ppcd_tf import errors
+from ppcd_tf import evaluation
+from ppcd_tf import run_dir
+from ppcd_tf.checkpointing import Checkpointer
+from ppcd_tf.metrics import feature_networks
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "The run directory.")
+flags.DEFINE_integer("min_step", 0, "First checkpoint step evaluated.")
+flags.DEFINE_integer("num_samples", 2000, "Samples per seed.")
+flags.DEFINE_list("seeds", ["0"], "Evaluation seeds.")
+flags.DEFINE_string("reference", None, "Result JSON of python -m "
+                    "ppcd_tf.evaluate to divide by (same samples and seeds).")
+flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
+                    "Real-feature cache.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    with errors.exit_on_errors(bad_input=evaluation.BAD_INPUT_ERRORS,
+                               missing=evaluation.MISSING_ERRORS):
+        reference = None
+        if FLAGS.reference:
+            with open(FLAGS.reference) as f:
+                reference = json.load(f)["summary"]
+        checkpoints = Checkpointer(
+            run_dir.checkpoint_dir(FLAGS.model_dir)).candidates()
+        steps = {path: run_dir.checkpoint_step(path) for path in checkpoints}
+        chosen = sorted((p for p in checkpoints
+                         if steps[p] >= FLAGS.min_step), key=steps.get)
+        if not chosen:
+            raise evaluation.EvaluationError(
+                f"No checkpoint of step >= {FLAGS.min_step} in "
+                f"{FLAGS.model_dir}.")
+        dataset = run_dir.read_model_configs(FLAGS.model_dir)["dataset"]
+        network = feature_networks.build(
+            feature_networks.default_for_dataset(dataset["name"]))
+        real = evaluation.real_features(
+            network, dataset["name"], evaluation.default_split(
+                dataset["name"]), dataset["resolution"], FLAGS.cache_dir)
+        seeds = evaluation.parse_seeds(FLAGS.seeds)
+        out = os.path.join(FLAGS.model_dir, "checkpoint_curve.jsonl")
+        for path in chosen:
+            source = evaluation.GeneratorSource.from_run(FLAGS.model_dir,
+                                                         path)
+            result = evaluation.evaluate(source, network, real,
+                                         FLAGS.num_samples, seeds)
+            metrics = result["summary"]
+            line = {"step": steps[path], "num_samples": FLAGS.num_samples,
+                    "seeds": seeds,
+                    "fid": metrics["fid"]["mean"],
+                    "class_accuracy": metrics["class_accuracy"]["mean"]}
+            text = (f"step {line['step']}: FID {line['fid']:.3f}, class "
+                    f"accuracy {line['class_accuracy']:.4f}")
+            if reference:
+                line["fid_ratio"] = line["fid"] / reference["fid"]["mean"]
+                line["accuracy_drop_points"] = 100.0 * (
+                    reference["class_accuracy"]["mean"]
+                    - line["class_accuracy"])
+                text += (f" | FID ratio {line['fid_ratio']:.3f}, accuracy "
+                         f"drop {line['accuracy_drop_points']:.2f} points")
+            print(text, flush=True)
+            with open(out, "a") as f:
+                f.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("model_dir")
+    app.run(main)

@@ -74,25 +74,18 @@ class GeneratorSource:
 
     @classmethod
     def from_saved_model(cls, path):
-        metadata_path = os.path.join(path, serving.ASSETS_DIR,
-                                     "metadata.json")
-        if not os.path.isfile(metadata_path):
-            raise EvaluationError(
-                f"{metadata_path} not found: --saved_model must be a "
-                "directory written by python -m ppcd_tf.export.")
-        with open(metadata_path) as f:
-            metadata = json.load(f)
-        serve = tf.saved_model.load(path).signatures["serving_default"]
+        try:
+            export = serving.load_export(path)
+        except serving.ExportNotFoundError as error:
+            raise EvaluationError(str(error)) from error
+        metadata = export.metadata
 
         def generate(z, labels):
-            return serve(z=tf.constant(z, tf.float32),
-                         labels=tf.constant(labels, tf.int32))[
-                             "images"].numpy()
+            return export.generate(z, labels).numpy()
 
-        return cls(generate, int(metadata["dim_z"]),
-                   int(metadata["num_classes"]),
-                   int(metadata["resolution"]), metadata.get("dataset"),
-                   {"kind": "saved_model", "path": os.path.abspath(path),
+        return cls(generate, export.dim_z, export.num_classes,
+                   export.resolution, metadata.get("dataset"),
+                   {"kind": "saved_model", "path": export.path,
                     "params": metadata.get("params"),
                     "step": metadata.get("source", {}).get("step")})
 

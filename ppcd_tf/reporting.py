@@ -54,8 +54,7 @@ REPORT_FILES = ("report.json", "report.md", "teacher_samples.png",
 
 def saved_model_facts(path):
     """{params, macs, saved_model, saved_model_bytes} of an export."""
-    with open(os.path.join(path, serving.ASSETS_DIR, "metadata.json")) as f:
-        metadata = json.load(f)
+    metadata = serving.read_metadata(path)
     return {"params": int(metadata["params"]),
             "macs": int(metadata["macs_per_image"]),
             "saved_model": os.path.abspath(path),
@@ -69,14 +68,10 @@ def measure_generation(paths, batch_size=DEFAULT_GEN_BATCH,
     per round, so machine noise hits all alike). Returns {path: {...}}."""
     serves, inputs = {}, {}
     for path in paths:
-        with open(os.path.join(path, serving.ASSETS_DIR,
-                               "metadata.json")) as f:
-            metadata = json.load(f)
-        serves[path] = tf.saved_model.load(path).signatures[
-            "serving_default"]
+        export = serving.load_export(path)
+        serves[path] = export.signature()
         inputs[path] = evaluation.sample_inputs(
-            batch_size, int(metadata["dim_z"]), int(metadata["num_classes"]),
-            seed)
+            batch_size, export.dim_z, export.num_classes, seed)
     times = {path: [] for path in paths}
     for round_index in range(warmup + repeats):
         for path in paths:

@@ -16,7 +16,6 @@ run's EMA generator (with its current masks for a PPCD run) give the same
 images for the same seed.
 """
 
-import json
 import os
 import sys
 
@@ -62,19 +61,23 @@ def _column_z(dim_z, n, rows, truncation, seed):
 
 def sample_saved_model(path, classes, n, truncation, seed):
     """Images [len(classes) * n, H, W, C] from an exported SavedModel."""
-    serve = tf.saved_model.load(path).signatures["serving_default"]
-    z = _column_z(int(_metadata(path)["dim_z"]), n, len(classes), truncation,
-                  seed)
-    return serve(z=z, labels=_grid_inputs(classes, n))["images"].numpy()
+    export = _load_export(path)
+    z = _column_z(export.dim_z, n, len(classes), truncation, seed)
+    return export.generate(z, _grid_inputs(classes, n)).numpy()
+
+
+def _load_export(path):
+    try:
+        return serving.load_export(path)
+    except serving.ExportNotFoundError as error:
+        raise SampleError(str(error)) from error
 
 
 def _metadata(path):
-    metadata = os.path.join(path, serving.ASSETS_DIR, "metadata.json")
-    if not os.path.isfile(metadata):
-        raise SampleError(f"{metadata} not found: --saved_model must be a "
-                          "directory written by python -m ppcd_tf.export.")
-    with open(metadata) as f:
-        return json.load(f)
+    try:
+        return serving.read_metadata(path)
+    except serving.ExportNotFoundError as error:
+        raise SampleError(str(error)) from error
 
 
 def sample_run(model_dir, classes, n, truncation, seed):

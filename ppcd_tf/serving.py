@@ -22,11 +22,14 @@ class names, output range, parameters, MACs, metrics, how it was made),
 
 import json
 import os
+import json
 import shutil
 import tempfile
 
 import keras
 import tensorflow as tf
+
+from ppcd_tf import errors
 
 ASSETS_DIR = "assets.extra"
 # z ~ N(0, 1) truncated at +-2 (tf.random.stateless_truncated_normal's
@@ -145,3 +148,64 @@ def write_saved_model(generator, output_dir, assets, overwrite=False):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory_bytes(output_dir)
+
+
+class ExportNotFoundError(errors.MissingInputError):
+    """A path that is not (or no longer) an export of ppcd_tf."""
+
+
+def read_metadata(path):
+    """assets.extra/metadata.json of an export (ExportNotFoundError if the
+    directory is not one, or the file is damaged)."""
+    metadata_path = os.path.join(path, ASSETS_DIR, "metadata.json")
+    if not os.path.isfile(metadata_path):
+        raise ExportNotFoundError(
+            f"{metadata_path} not found: --saved_model must be a directory "
+            "written by python -m ppcd_tf.export.")
+    try:
+        with open(metadata_path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as error:
+        raise ExportNotFoundError(
+            f"{metadata_path} is damaged ({error}); export the run "
+            "again.") from error
+
+
+class LoadedExport:
+    """An exported generator: its metadata and its two signatures.
+
+    Attributes:
+      path: the export directory; metadata: its metadata.json.
+      dim_z, num_classes, resolution: shape facts from the metadata.
+    """
+
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+        self.metadata = read_metadata(path)
+        self.dim_z = int(self.metadata["dim_z"])
+        self.num_classes = int(self.metadata["num_classes"])
+        self.resolution = int(self.metadata["resolution"])
+        self._signatures = tf.saved_model.load(path).signatures
+
+    def signature(self, name="serving_default"):
+        """The concrete function of a signature ('serving_default',
+        'sample'), for callers that time or trace it themselves."""
+        return self._signatures[name]
+
+    def generate(self, z, labels):
+        """Images float32 [N, H, W, C] (tensor) for z [N, dim_z], labels [N]."""
+        return self._signatures["serving_default"](
+            z=tf.convert_to_tensor(z, tf.float32),
+            labels=tf.convert_to_tensor(labels, tf.int32))["images"]
+
+    def sample(self, labels, truncation, seed):
+        """Images of the `sample` signature: z drawn inside the model."""
+        return self._signatures["sample"](
+            labels=tf.convert_to_tensor(labels, tf.int32),
+            truncation=tf.constant(truncation, tf.float32),
+            seed=tf.convert_to_tensor(seed, tf.int32))["images"]
+
+
+def load_export(path):
+    """`LoadedExport` of an export directory."""
+    return LoadedExport(path)

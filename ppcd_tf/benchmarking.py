@@ -5,11 +5,14 @@ is a median over repeated timings, and comparisons are made side by side in
 one process.
 """
 
+import os
+import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
 
+from ppcd_tf import errors
 from ppcd_tf.models import complexity
 from ppcd_tf.models import generator as generator_lib
 
@@ -62,3 +65,76 @@ def measure_generation(generator, batch_size=64, repeats=10, warmup=3,
         "params": generator_lib.count_trainable_parameters(generator),
         "batch_times": times,
     }
+
+
+def run_config_paths(teacher_dir, ppcd_dir):
+    """The two runs' config.gin; MissingInputError if one is absent."""
+    paths = [os.path.join(teacher_dir, "config.gin"),
+             os.path.join(ppcd_dir, "config.gin")]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise errors.MissingInputError(
+            f"{missing} not found: runs started with python -m ppcd_tf.train "
+            "write config.gin into their --model_dir.")
+    return paths
+
+
+def measure_train_steps(teacher_config, ppcd_config, repeats=5,
+                        warmup=2, extra_bindings=()):
+    """Median seconds per G step of the teacher and of PPCD training, built
+    from the runs' config.gin files in fresh temporary run directories and
+    timed alternately: the teacher, PPCD in its pruning phase (the masked
+    full-width student) and, for runs trained compact after the cut, PPCD
+    after it (the compact student at the run's budget). Returns
+    {"teacher_seconds_per_step", "ppcd_seconds_per_step", "ratio" (PPCD
+    pruning phase / teacher), "ppcd_compact_seconds_per_step",
+    "compact_ratio"}."""
+    # Deferred: only this measurement builds trainers from run configs.
+    import gin
+    from ppcd_tf import config as config_lib
+    from ppcd_tf import ppcd_trainer
+    from ppcd_tf import strategy as strategy_lib
+    from ppcd_tf import trainer as trainer_lib
+
+    strategy = strategy_lib.get_strategy("one_device")
+    timers = {}
+    with tempfile.TemporaryDirectory() as root:
+        for name, config, cls, cut in (
+                ("teacher", teacher_config, trainer_lib.Trainer, False),
+                ("ppcd", ppcd_config, ppcd_trainer.PPCDTrainer, False),
+                ("ppcd_compact", ppcd_config, ppcd_trainer.PPCDTrainer,
+                 True)):
+            gin.clear_config()
+            config_lib.parse_gin([config], list(extra_bindings))
+            trainer = cls(model_dir=os.path.join(root, name),
+                          strategy=strategy)
+            if cut:
+                if not (trainer.masks is not None
+                        and trainer.train_compact_after_cut):
+                    continue
+                # The step after the cut: the compact student at the run's
+                # budget (the masks cut as at the end of the pruning phase).
+                trainer.harden()
+                trainer.switch_to_compact(0)
+            iterator = trainer.make_iterator(0)
+            # Warm-up traces the step while this config is the parsed one.
+            median_seconds(
+                lambda t=trainer, i=iterator: t.run_steps(i, 1), 1, warmup)
+            timers[name] = (trainer, iterator)
+        gin.clear_config()
+        times = {name: [] for name in timers}
+        for _ in range(repeats):
+            for name, (trainer, iterator) in timers.items():
+                start = time.perf_counter()
+                trainer.run_steps(iterator, 1)
+                times[name].append(time.perf_counter() - start)
+    teacher = float(np.median(times["teacher"]))
+    ppcd = float(np.median(times["ppcd"]))
+    result = {"teacher_seconds_per_step": teacher,
+              "ppcd_seconds_per_step": ppcd, "ratio": ppcd / teacher,
+              "repeats": repeats, "step_times": times}
+    if "ppcd_compact" in times:
+        compact = float(np.median(times["ppcd_compact"]))
+        result.update(ppcd_compact_seconds_per_step=compact,
+                      compact_ratio=compact / teacher)
+    return result

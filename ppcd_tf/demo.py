@@ -11,7 +11,9 @@ its newest checkpoint and redoes the cheap stages):
      `python -m ppcd_tf.train ... stage/ppcd.gin` -> <output_dir>/ppcd
   2. export of the teacher and of the compact student as SavedModels:
      <output_dir>/teacher_export, <output_dir>/student_export
-  3. the report (`python -m ppcd_tf.report`): <output_dir>/report/
+  3. training step timing (`python -m ppcd_tf.time_training`, skipped with
+     `--train_repeats 0`): <output_dir>/train_steps.json
+  4. the report (`python -m ppcd_tf.report`): <output_dir>/report/
      report.md, report.json, sample grids, pruning plot.
 """
 

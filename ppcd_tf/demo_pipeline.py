@@ -38,6 +38,10 @@ def train_command(ppcd_dir, teacher_dir, target_ratio, ppcd_steps,
                 f"TARGET_PARAM_RATIO = {target_ratio}",
                 f"NUM_STEPS = {ppcd_steps}",
                 f"EMA_DECAY = {ema_decay}",
+                # The PPCD trainer starts the EMA at the cut at the earliest;
+                # 0 makes it start exactly there (the data file's 1,000
+                # would leave a 1,000-step run without any averaging).
+                "EMA_START_STEP = 0",
                 f"Trainer.log_every = {log_every}",
                 f"Trainer.sample_every = {max(ppcd_steps // 4, 1)}",
                 f"Trainer.checkpoint_every = {max(ppcd_steps // 6, 1)}"]
@@ -67,6 +71,7 @@ def commands(output_dir, teacher_dir, target_ratio, ppcd_steps, log_every,
     train = train_command(ppcd_dir, teacher_dir, target_ratio, ppcd_steps,
                           log_every, gin_params, ema_decay,
                           prune_end_fraction=prune_end_fraction)
+    train_steps = os.path.join(output_dir, "train_steps.json")
     report = [python, "-m", "ppcd_tf.report",
               "--teacher_dir", teacher_dir, "--ppcd_dir", ppcd_dir,
               "--teacher_export", teacher_export,
@@ -74,14 +79,19 @@ def commands(output_dir, teacher_dir, target_ratio, ppcd_steps, log_every,
               "--output_dir", os.path.join(output_dir, "report"),
               "--num_samples", str(num_samples),
               "--seeds", ",".join(str(s) for s in seeds),
-              "--train_repeats", str(train_repeats),
               "--repeats", str(repeats),
               "--cache_dir", cache_dir or os.path.join(output_dir, "cache")]
     if num_real:
         report += ["--num_real", str(num_real)]
-    return [
+    stages = [
         ("PPCD compression", train),
         ("teacher export", export_command(teacher_dir, teacher_export)),
         ("student export", export_command(ppcd_dir, student_export)),
-        ("report", report),
     ]
+    if train_repeats > 0:
+        stages.append(("training step timing", [
+            python, "-m", "ppcd_tf.time_training",
+            "--teacher_dir", teacher_dir, "--ppcd_dir", ppcd_dir,
+            "--output", train_steps, "--repeats", str(train_repeats)]))
+        report += ["--train_steps", train_steps]
+    return stages + [("report", report)]

@@ -9,13 +9,16 @@ Example (what `make demo` runs last):
 
 Evaluates both exported SavedModels with the same feature network, real
 statistics, seeds and sample counts (see `ppcd_tf.evaluate`), times their
-generation alternately, times PPCD against teacher training steps (built
-from the two runs' config.gin; `--train_repeats 0` skips it), draws sample
-grids with the same z and the pruning plot, and writes report.md,
+generation alternately, includes the training step times measured by
+`python -m ppcd_tf.time_training` when `--train_steps` names its JSON (the
+report itself only reads artefacts: exports, the PPCD run's pruning history
+and that file), draws sample grids with the same z and the pruning plot,
+and writes report.md,
 report.json and the images to `--output_dir` (see `ppcd_tf.reporting`).
 Exit status 2 on bad arguments, 3 when data or weights are missing.
 """
 
+import json
 import os
 
 from absl import app
@@ -49,8 +52,8 @@ flags.DEFINE_integer("gen_batch", reporting.DEFAULT_GEN_BATCH,
                      "Batch size of the throughput measurement.")
 flags.DEFINE_integer("repeats", reporting.DEFAULT_REPEATS,
                      "Timed generation rounds (median reported).")
-flags.DEFINE_integer("train_repeats", 5, "Timed training steps of each "
-                     "kind (0: do not time training).")
+flags.DEFINE_string("train_steps", None, "JSON written by python -m "
+                    "ppcd_tf.time_training (optional).")
 flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
                     "Where real-image features are cached.")
 
@@ -68,6 +71,18 @@ def check_flags():
                 f"--{name} {getattr(FLAGS, name)} is not a directory.")
 
 
+def read_train_steps(path):
+    """The training step timing JSON, or None without `path`."""
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"--train_steps {path} not found: write it with python -m "
+            "ppcd_tf.time_training, or leave the flag out.")
+    with open(path) as f:
+        return json.load(f)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -82,7 +97,8 @@ def main(argv):
             num_real=FLAGS.num_real, num_samples=FLAGS.num_samples,
             seeds=evaluation.parse_seeds(FLAGS.seeds),
             gen_batch=FLAGS.gen_batch, repeats=FLAGS.repeats,
-            train_repeats=FLAGS.train_repeats, cache_dir=FLAGS.cache_dir)
+            train_steps=read_train_steps(FLAGS.train_steps),
+            cache_dir=FLAGS.cache_dir)
     print(reporting.render_markdown(report).split("\n## How")[0])
     print(f"Report written to {FLAGS.output_dir}/report.md")
 

@@ -17,7 +17,6 @@ Output directory (written through a temporary directory renamed into place):
 
 import json
 import os
-import tempfile
 import time
 
 import numpy as np
@@ -26,7 +25,6 @@ from absl import logging
 
 from ppcd_tf import evaluation
 from ppcd_tf import files
-from ppcd_tf import ppcd_trainer
 from ppcd_tf import run_dir
 from ppcd_tf import serving
 from ppcd_tf import summaries
@@ -86,66 +84,6 @@ def measure_generation(paths, batch_size=DEFAULT_GEN_BATCH,
                    "images_per_sec": batch_size / float(np.median(t)),
                    "batch_times": t}
             for path, t in times.items()}
-
-
-def measure_train_step_ratio(teacher_config, ppcd_config, repeats=5,
-                             warmup=2, extra_bindings=()):
-    """Median seconds per G step of the teacher and of PPCD training, built
-    from the runs' config.gin files in fresh temporary run directories and
-    timed alternately: the teacher, PPCD in its pruning phase (the masked
-    full-width student) and, for runs trained compact after the cut, PPCD
-    after it (the compact student at the run's budget). Returns
-    {"teacher_seconds_per_step", "ppcd_seconds_per_step", "ratio" (PPCD
-    pruning phase / teacher), "ppcd_compact_seconds_per_step",
-    "compact_ratio"}."""
-    import gin  # Deferred: only this measurement re-parses run configs.
-    from ppcd_tf import benchmarking
-    from ppcd_tf import config as config_lib
-    from ppcd_tf import strategy as strategy_lib
-    from ppcd_tf import trainer as trainer_lib
-
-    strategy = strategy_lib.get_strategy("one_device")
-    timers = {}
-    with tempfile.TemporaryDirectory() as root:
-        for name, config, cls, cut in (
-                ("teacher", teacher_config, trainer_lib.Trainer, False),
-                ("ppcd", ppcd_config, ppcd_trainer.PPCDTrainer, False),
-                ("ppcd_compact", ppcd_config, ppcd_trainer.PPCDTrainer,
-                 True)):
-            gin.clear_config()
-            config_lib.parse_gin([config], list(extra_bindings))
-            trainer = cls(model_dir=os.path.join(root, name),
-                          strategy=strategy)
-            if cut:
-                if not (trainer.masks is not None
-                        and trainer.train_compact_after_cut):
-                    continue
-                # The step after the cut: the compact student at the run's
-                # budget (the masks cut as at the end of the pruning phase).
-                trainer.harden()
-                trainer.switch_to_compact(0)
-            iterator = trainer.make_iterator(0)
-            # Warm-up traces the step while this config is the parsed one.
-            benchmarking.median_seconds(
-                lambda t=trainer, i=iterator: t.run_steps(i, 1), 1, warmup)
-            timers[name] = (trainer, iterator)
-        gin.clear_config()
-        times = {name: [] for name in timers}
-        for _ in range(repeats):
-            for name, (trainer, iterator) in timers.items():
-                start = time.perf_counter()
-                trainer.run_steps(iterator, 1)
-                times[name].append(time.perf_counter() - start)
-    teacher = float(np.median(times["teacher"]))
-    ppcd = float(np.median(times["ppcd"]))
-    result = {"teacher_seconds_per_step": teacher,
-              "ppcd_seconds_per_step": ppcd, "ratio": ppcd / teacher,
-              "repeats": repeats, "step_times": times}
-    if "ppcd_compact" in times:
-        compact = float(np.median(times["ppcd_compact"]))
-        result.update(ppcd_compact_seconds_per_step=compact,
-                      compact_ratio=compact / teacher)
-    return result
 
 
 def write_grids(teacher_path, student_path, out_dir, classes, columns,
@@ -411,11 +349,12 @@ def run_comparison(teacher_dir, ppcd_dir, teacher_export, student_export,
                    num_samples=evaluation.DEFAULT_NUM_SAMPLES,
                    seeds=evaluation.DEFAULT_SEEDS,
                    gen_batch=DEFAULT_GEN_BATCH, repeats=DEFAULT_REPEATS,
-                   train_repeats=5, cache_dir=evaluation.DEFAULT_CACHE_DIR):
+                   train_steps=None, cache_dir=evaluation.DEFAULT_CACHE_DIR):
     """Everything `python -m ppcd_tf.report` does: picks the feature network
-    and real statistics for the student's dataset, times training steps
-    (when both runs have their config.gin and `train_repeats` > 0) and
-    writes the report directory. Returns the report dict."""
+    and real statistics for the student's dataset and writes the report
+    directory, including `train_steps` (the result of
+    `benchmarking.measure_train_steps`, measured by `python -m
+    ppcd_tf.time_training`) when given. Returns the report dict."""
     student = evaluation.GeneratorSource.from_saved_model(student_export)
     dataset = student.dataset
     network = feature_networks.build(
@@ -424,18 +363,6 @@ def run_comparison(teacher_dir, ppcd_dir, teacher_export, student_export,
     real = evaluation.real_features(
         network, dataset, split or evaluation.default_split(dataset),
         student.resolution, cache_dir, max_examples=num_real)
-    step_ratio = None
-    configs = [os.path.join(teacher_dir, "config.gin"),
-               os.path.join(ppcd_dir, "config.gin")]
-    missing = [c for c in configs if not os.path.isfile(c)]
-    if train_repeats > 0 and missing:
-        logging.warning("Not timing training steps: %s missing (runs "
-                        "started with python -m ppcd_tf.train write it).",
-                        missing)
-    elif train_repeats > 0:
-        logging.info("Timing teacher and PPCD training steps ...")
-        step_ratio = measure_train_step_ratio(*configs,
-                                              repeats=train_repeats)
     return build_report(teacher_export, student_export, ppcd_dir, output_dir,
                         network, real, num_samples, seeds, gen_batch,
-                        repeats, step_ratio=step_ratio)
+                        repeats, step_ratio=train_steps)

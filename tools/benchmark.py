@@ -103,14 +103,21 @@ def _table(results):
 def compare(compare_dir):
     """The side-by-side compression benchmark of a demo directory."""
     teacher_dir = FLAGS.teacher_dir or teachers.shipped_teacher_dir()
+    ppcd_dir = os.path.join(compare_dir, "ppcd")
+    train_steps = None
+    if FLAGS.train_repeats > 0:
+        logging.info("Timing teacher and PPCD training steps ...")
+        train_steps = benchmarking.measure_train_steps(
+            *benchmarking.run_config_paths(teacher_dir, ppcd_dir),
+            repeats=FLAGS.train_repeats)
     report = reporting.run_comparison(
-        teacher_dir, os.path.join(compare_dir, "ppcd"),
+        teacher_dir, ppcd_dir,
         os.path.join(compare_dir, "teacher_export"),
         os.path.join(compare_dir, "student_export"),
         os.path.join(compare_dir, "benchmark_report"),
         num_samples=FLAGS.num_samples, seeds=[int(s) for s in FLAGS.seeds],
         gen_batch=FLAGS.gen_batch, repeats=FLAGS.repeats,
-        train_repeats=FLAGS.train_repeats,
+        train_steps=train_steps,
         cache_dir=os.path.join(compare_dir, "cache"))
     text = reporting.render_markdown(report).split("\n## Samples")[0]
     print(text)

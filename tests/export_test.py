@@ -372,9 +372,12 @@ def _e2e():
     teacher = _train_teacher(root)
     procs.start("teacher_refused",
                 _export_command(teacher.model_dir, out["teacher"]))
-    # Hardened at the start of step 2 (prune_end_fraction 0.5 of 4 steps).
+    # Hardened at the start of step 2 (prune_end_fraction 0.5 of 4 steps);
+    # the hard-masked student is trained on (the export's surgery path; a
+    # run trained compact after the cut is exported in compaction_test).
     hard = _train_ppcd(root, "ppcd", teacher.model_dir,
-                       ["Trainer.num_steps = 4"])
+                       ["Trainer.num_steps = 4",
+                        "PPCDTrainer.train_compact_after_cut = False"])
     procs.start("ppcd", _export_command(hard.model_dir, out["ppcd"]))
     # prune_end_step = num_steps = 2: hardening would happen at the start of
     # a loop at step >= 2, which never runs, so the last checkpoint (step 2)

@@ -18,6 +18,7 @@ class Checkpointer:
 
     def __init__(self, directory, max_to_keep=3, **trackables):
         self.directory = directory
+        self.max_to_keep = max_to_keep
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self._set_aside_damaged_index()
         self.manager = tf.train.CheckpointManager(

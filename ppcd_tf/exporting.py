@@ -60,9 +60,8 @@ def decide_keep(restored, binarize_threshold=None):
             "PPCDTrainer.prune_end_fraction, or pass --binarize_threshold T "
             "to keep the channels whose mask logit exceeds T.")
     threshold = 0.0 if binarize_threshold is None else binarize_threshold
-    keep = run_dir.full_keep(restored.generator)
-    for key, logit in restored.masks.logits.items():
-        keep[key] = logit.numpy() > threshold
+    keep = run_dir.hard_keep(restored.generator, restored.masks, threshold)
+    for key in restored.masks.logits:
         if not keep[key].any():
             raise ExportError(f"Mask {key!r} keeps no channel at threshold "
                               f"{threshold}; lower --binarize_threshold.")

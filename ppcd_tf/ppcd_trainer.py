@@ -178,7 +178,8 @@ class PPCDTrainer(trainer_lib.Trainer):
 
     def _resumes_compact(self, model_dir):
         """Whether the newest checkpoint holds the compact student."""
-        if not run_dir.is_compact_checkpoint(self.structure, 1 << 62):
+        if (self.structure is None
+                or self.structure.get("phase") != run_dir.PHASE_COMPACT):
             return False
         try:
             checkpoint = run_dir.latest_checkpoint(model_dir)
@@ -445,9 +446,7 @@ class PPCDTrainer(trainer_lib.Trainer):
         by compact ones (verified equal; optimizer moments sliced when
         `carry_optimizer_state`), records the cut in pruning.json and
         rebuilds the checkpoint and the compiled step around them."""
-        keep = run_dir.full_keep(self.generator)
-        keep.update({k: v.numpy() > 0.0
-                     for k, v in self.masks.logits.items()})
+        keep = run_dir.hard_keep(self.generator, self.masks)
         full_generator = self.generator
         with self.strategy.scope():
             compact, difference = compaction.compact_student(
@@ -476,7 +475,7 @@ class PPCDTrainer(trainer_lib.Trainer):
         self.write_pruning_structure(step, keep)
         self.checkpointer = checkpointing.Checkpointer(
             self.checkpointer.directory,
-            max_to_keep=self.checkpointer.manager._max_to_keep,
+            max_to_keep=self.checkpointer.max_to_keep,
             **self.checkpoint_items())
         self._train_fn = None
         logging.info(

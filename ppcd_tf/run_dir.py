@@ -257,12 +257,17 @@ def restore_generator(model_dir, checkpoint=None):
     _restore(checkpoint, dict(generator_ema=generator, channel_masks=masks,
                               hardened=hardened))
     hardened = bool(hardened.numpy())
-    keep = None
-    if hardened:
-        keep = full_keep(generator)
-        keep.update({k: v.numpy() > 0.0 for k, v in masks.logits.items()})
+    keep = hard_keep(generator, masks) if hardened else None
     return RestoredGenerator(generator, keep, masks, hardened, "ppcd", step,
                              checkpoint, full_config, configs)
+
+
+def hard_keep(generator, masks, threshold=0.0):
+    """{mask key: bool [width]}: channels whose mask logit exceeds
+    `threshold`; widths without a mask keep every channel."""
+    keep = full_keep(generator)
+    keep.update({k: v.numpy() > threshold for k, v in masks.logits.items()})
+    return keep
 
 
 def full_keep(generator):

@@ -6,11 +6,14 @@ import tokenize
 import gin
 import tensorflow as tf
 
+from ppcd_tf import errors
+from ppcd_tf import files
+
 DEFAULT_GIN_SEARCH_PATH = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.BadInputError):
     """A gin file or binding that cannot be used."""
 
 
@@ -68,7 +71,4 @@ def write_config(model_dir, gin_files, gin_params):
     header = ["# Config of this run (files in order, then bindings).",
               "# Files: " + ", ".join(gin_files)]
     header += [f"# Binding: {p}" for p in gin_params]
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write("\n".join(header) + "\n\n" + gin.config_str())
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    files.write_text(path, "\n".join(header) + "\n\n" + gin.config_str())

@@ -18,7 +18,6 @@ its newest checkpoint and redoes the cheap stages):
 """
 
 import os
-import sys
 import time
 
 from absl import app
@@ -26,6 +25,7 @@ from absl import flags
 from absl import logging
 
 from ppcd_tf import demo_pipeline
+from ppcd_tf import errors
 from ppcd_tf import teachers
 
 FLAGS = flags.FLAGS
@@ -55,18 +55,15 @@ flags.DEFINE_integer("repeats", 10, "Timed generation rounds.")
 flags.DEFINE_string("cache_dir", None, "Real-feature cache (default: "
                     "<output_dir>/cache).")
 
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
+    with errors.exit_on_errors():
         teacher_dir = FLAGS.teacher_dir or teachers.shipped_teacher_dir()
-    except teachers.TeacherError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(3)
-    if not os.path.isdir(teacher_dir):
-        print(f"error: --teacher_dir {teacher_dir} is not a directory.",
-              file=sys.stderr)
-        sys.exit(2)
+        if not os.path.isdir(teacher_dir):
+            raise errors.BadInputError(
+                f"--teacher_dir {teacher_dir} is not a directory.")
     stages = demo_pipeline.commands(
         FLAGS.output_dir, teacher_dir, FLAGS.target_ratio,
         FLAGS.ppcd_steps, FLAGS.log_every, FLAGS.gin_param,

@@ -12,6 +12,8 @@ replica's copy receives the same value.
 
 import tensorflow as tf
 
+from ppcd_tf import errors
+
 # Variables whose name ends with one of these are copied, not averaged.
 COPIED_VARIABLE_SUFFIXES = ("sn_u",)
 
@@ -27,21 +29,24 @@ class ExponentialMovingAverage:
 
     def __init__(self, source, target, decay, start_step):
         if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1), got {decay}.")
+            raise errors.BadInputError(
+                f"EMA decay must be in [0, 1), got {decay}.")
         if start_step < 0:
-            raise ValueError(f"EMA start step must be >= 0, got {start_step}.")
+            raise errors.BadInputError(
+                f"EMA start step must be >= 0, got {start_step}.")
         self.decay = float(decay)
         self.start_step = int(start_step)
         source_vars = source.weights
         target_vars = target.weights
         if len(source_vars) != len(target_vars):
-            raise ValueError(
+            raise errors.BadInputError(
                 f"EMA source has {len(source_vars)} weights, target has "
                 f"{len(target_vars)}: the models differ in structure.")
         for s, t in zip(source_vars, target_vars):
             if tuple(s.shape) != tuple(t.shape):
-                raise ValueError(f"EMA weight shapes differ: {s.path} "
-                                 f"{s.shape} vs {t.path} {t.shape}.")
+                raise errors.BadInputError(
+                    f"EMA weight shapes differ: {s.path} "
+                    f"{s.shape} vs {t.path} {t.shape}.")
         self._pairs = list(zip(source_vars, target_vars))
 
     def copy_weights(self):

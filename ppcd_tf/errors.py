@@ -2,12 +2,17 @@
 
   BadInputError      -> exit 2: an argument, flag or gin binding is wrong
                         (the message says which and what to use instead)
-  MissingInputError  -> exit 3: data, weights or a run's files are missing or
-                        damaged (the message says how to get or repair them)
+  MissingInputError  -> exit 3: data, weights or a run's files are missing
+  DamagedInputError  -> exit 3: ... or present but unreadable (the message
+                        says how to get or repair them)
+  DivergedError      -> exit 1: training produced a non-finite loss (the
+                        message names the step; lower the learning rates)
   anything else      -> a traceback: a bug, never reported as bad input
 
 `exit_on_errors()` wraps a binary's main; library code raises these
-exceptions (or subclasses) and never calls sys.exit.
+exceptions (or subclasses) and never calls sys.exit. The subclasses keep the
+built-in bases (ValueError, FileNotFoundError, FloatingPointError) that
+callers caught before this hierarchy existed.
 """
 
 import contextlib
@@ -15,6 +20,7 @@ import sys
 
 from absl import logging
 
+EXIT_DIVERGED = 1
 EXIT_BAD_INPUT = 2
 EXIT_MISSING = 3
 
@@ -27,25 +33,44 @@ class BadInputError(PPCDError, ValueError):
     """An argument or configuration the user gave is wrong."""
 
 
+class OutputExistsError(BadInputError, FileExistsError):
+    """An output would replace existing files without --overwrite."""
+
+
 class MissingInputError(PPCDError, FileNotFoundError):
-    """Data, weights or a run's files are missing or damaged."""
+    """Data, weights or a run's files are missing."""
+
+
+class DamagedInputError(MissingInputError, ValueError):
+    """Data, weights or a run's files exist but cannot be read."""
+
+
+class DivergedError(PPCDError, FloatingPointError):
+    """Training produced a non-finite loss."""
+
+
+def exit_status(error):
+    """The exit status a command ends with for `error`, or None for a bug."""
+    if isinstance(error, MissingInputError):
+        return EXIT_MISSING
+    if isinstance(error, BadInputError):
+        return EXIT_BAD_INPUT
+    if isinstance(error, DivergedError):
+        return EXIT_DIVERGED
+    return None
 
 
 @contextlib.contextmanager
-def exit_on_errors(bad_input=(), missing=()):
-    """Turns MissingInputError (and `missing`) into exit status 3 and
-    BadInputError (and `bad_input`) into exit status 2, printing the message
-    to stderr. Other exceptions propagate (a traceback: a bug)."""
+def exit_on_errors():
+    """Ends the command with `exit_status(error)` and the message on stderr
+    for the errors of this hierarchy; anything else propagates (a traceback:
+    a bug)."""
     try:
         yield
-    except (MissingInputError,) + tuple(missing) as error:
-        _report(error)
-        sys.exit(EXIT_MISSING)
-    except (BadInputError,) + tuple(bad_input) as error:
-        _report(error)
-        sys.exit(EXIT_BAD_INPUT)
-
-
-def _report(error):
-    logging.error("%s", error)
-    print(f"error: {error}", file=sys.stderr)
+    except PPCDError as error:
+        status = exit_status(error)
+        if status is None:
+            raise
+        logging.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(status)

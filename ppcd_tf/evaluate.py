@@ -31,13 +31,16 @@ Exit status 2 on bad arguments, 3 when data or weights are missing.
 from absl import app
 from absl import flags
 
+from ppcd_tf import errors
 from ppcd_tf import evaluation
-from ppcd_tf import files
 from ppcd_tf.metrics import feature_networks
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "An exported SavedModel directory.")
 flags.DEFINE_string("model_dir", None, "A training run directory.")
+flags.DEFINE_string("checkpoint", "latest", "Which checkpoint of --model_dir:"
+                    " latest, best (the best validation score, in "
+                    "<model_dir>/best/) or a checkpoint path prefix.")
 flags.DEFINE_string("dataset", None, "Dataset of the real images (default: "
                     "the one the generator was trained on).")
 flags.DEFINE_string("split", None, "Split of the real images (default: "
@@ -61,21 +64,20 @@ flags.DEFINE_float("truncation", None, "Truncation in (0, 1] (default: none,"
 flags.DEFINE_integer("batch_size", evaluation.DEFAULT_BATCH_SIZE,
                      "Generation batch size.")
 flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
-    "Where real-image features are cached.")
+                    "Where real-image features are cached.")
 flags.DEFINE_string("output", None, "Result JSON path.")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    with files.exit_on_errors(bad_input=evaluation.BAD_INPUT_ERRORS,
-                              missing=evaluation.MISSING_ERRORS):
+    with errors.exit_on_errors():
         result = evaluation.evaluate_generator(
             FLAGS.saved_model, FLAGS.model_dir, FLAGS.dataset,
             FLAGS.split, FLAGS.num_real, FLAGS.data_dir,
             FLAGS.feature_network, FLAGS.feature_weights, FLAGS.num_samples,
             FLAGS.seeds, FLAGS.truncation, FLAGS.batch_size,
-            FLAGS.cache_dir, FLAGS.output)
+            FLAGS.cache_dir, FLAGS.output, FLAGS.checkpoint)
     print(evaluation.format_summary(result))
     print(f"Wrote {result['output']}")
 

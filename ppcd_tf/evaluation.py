@@ -21,10 +21,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from ppcd_tf import errors
+from ppcd_tf import files
 from ppcd_tf import run_dir
 from ppcd_tf import serving
 from ppcd_tf.data import pipeline
-from ppcd_tf.data import sources
 from ppcd_tf.metrics import feature_networks
 from ppcd_tf.metrics import gan_metrics
 
@@ -44,15 +45,8 @@ METRIC_NAMES = ("fid", "kid", "inception_score", "intra_fid",
                 "class_accuracy")
 
 
-class EvaluationError(ValueError):
+class EvaluationError(errors.BadInputError):
     """Bad evaluation input (the message says what to change)."""
-
-
-# What the evaluate and report commands turn into exit status 2 (bad input)
-# and 3 (data or weights missing), see `files.exit_on_errors`.
-BAD_INPUT_ERRORS = (EvaluationError, feature_networks.FeatureNetworkError,
-                    ValueError)
-MISSING_ERRORS = (FileNotFoundError, sources.DataNotFoundError)
 
 
 @dataclasses.dataclass
@@ -92,10 +86,7 @@ class GeneratorSource:
     @classmethod
     def from_run(cls, model_dir, checkpoint=None):
         """The run's EMA generator of its newest (or the given) checkpoint."""
-        try:
-            restored = run_dir.restore_generator(model_dir, checkpoint)
-        except run_dir.RunDirError as error:
-            raise EvaluationError(str(error)) from error
+        restored = run_dir.restore_generator(model_dir, checkpoint)
         generator = restored.generator
         call = tf.function(restored.generate, reduce_retracing=True)
 
@@ -168,16 +159,6 @@ def _cache_paths(cache_dir, dataset, split, resolution, network_name,
     return base + ".npz", base + ".json"
 
 
-def _write_atomically(path, write_fn):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def real_features(network, dataset, split, resolution, cache_dir,
                   max_examples=None, data_dir=None,
                   batch_size=DEFAULT_BATCH_SIZE):
@@ -226,7 +207,7 @@ def real_features(network, dataset, split, resolution, cache_dir,
         "seconds": round(time.time() - start, 1),
     }
     os.makedirs(cache_dir, exist_ok=True)
-    _write_atomically(npz_path, lambda p: _save_npz(
+    files.write_with(npz_path, lambda p: _save_npz(
         p, features=features, labels=labels))
     write_json(record, json_path)
     logging.info("Real features of %d %s/%s images cached in %s (%.1f s)",
@@ -241,7 +222,7 @@ def _save_npz(path, **arrays):
 
 def write_json(obj, path):
     """Writes `obj` as indented JSON to `path` atomically."""
-    _write_atomically(path, lambda p: _dump_json(obj, p))
+    files.write_with(path, lambda p: _dump_json(obj, p))
 
 
 def _dump_json(obj, path):
@@ -382,7 +363,7 @@ def default_output(saved_model, model_dir):
     return os.path.join(model_dir, "eval.json")
 
 
-def load_source(saved_model, model_dir):
+def load_source(saved_model, model_dir, checkpoint=None):
     if bool(saved_model) == bool(model_dir):
         raise EvaluationError(
             "Give exactly one of --saved_model and --model_dir.")
@@ -391,7 +372,7 @@ def load_source(saved_model, model_dir):
         raise EvaluationError(f"{path} is not a directory.")
     if saved_model:
         return GeneratorSource.from_saved_model(saved_model)
-    return GeneratorSource.from_run(model_dir)
+    return GeneratorSource.from_run(model_dir, checkpoint)
 
 
 def parse_seeds(values):
@@ -406,19 +387,19 @@ def parse_seeds(values):
 
 
 def evaluate_generator(saved_model=None, model_dir=None, dataset=None,
-                       split=None,
-        num_real=None, data_dir=None, feature_network=None,
-        feature_weights=None, num_samples=DEFAULT_NUM_SAMPLES,
-        seeds=DEFAULT_SEEDS, truncation=None,
-        batch_size=DEFAULT_BATCH_SIZE, cache_dir=None,
-        output=None):
-    """Evaluates one generator and writes the result JSON; returns it."""
+                       split=None, num_real=None, data_dir=None,
+                       feature_network=None, feature_weights=None,
+                       num_samples=DEFAULT_NUM_SAMPLES, seeds=DEFAULT_SEEDS,
+                       truncation=None, batch_size=DEFAULT_BATCH_SIZE,
+                       cache_dir=None, output=None, checkpoint=None):
+    """Evaluates one generator and writes the result JSON; returns it.
+    `checkpoint` picks a run's checkpoint ('latest', 'best', a path)."""
     seeds = parse_seeds(seeds)
     # An explicitly named network is built first: missing weights fail at
     # once, before the generator is loaded.
     network = (feature_networks.build(feature_network, feature_weights)
                if feature_network else None)
-    source = load_source(saved_model, model_dir)
+    source = load_source(saved_model, model_dir, checkpoint)
     dataset = dataset or source.dataset
     if not dataset:
         raise EvaluationError(
@@ -431,8 +412,8 @@ def evaluate_generator(saved_model=None, model_dir=None, dataset=None,
         network, dataset, split, source.resolution,
         cache_dir or DEFAULT_CACHE_DIR,
         max_examples=num_real, data_dir=data_dir)
-    result = evaluate(source, network, real, num_samples, seeds,
-                                 truncation, batch_size)
+    result = evaluate(source, network, real, num_samples, seeds, truncation,
+                      batch_size)
     output = output or default_output(saved_model, model_dir)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     write_json(result, output)

@@ -12,19 +12,20 @@ export (`<output>.report.json`). See ppcd_tf/serving.py for the signatures.
 Exit codes: 0 done, 2 the run cannot be exported as asked.
 """
 
-import json
-import sys
-
 from absl import app
 from absl import flags
-from absl import logging
 
+from ppcd_tf import errors
 from ppcd_tf import exporting
+from ppcd_tf import files
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training run directory to export.")
 flags.DEFINE_string("output", None, "SavedModel directory to write.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
+flags.DEFINE_string("checkpoint", "latest", "Which checkpoint of the run: "
+                    "latest, best (the best validation score, in "
+                    "<model_dir>/best/) or a checkpoint path prefix.")
 flags.DEFINE_float("binarize_threshold", None,
                    "Export a soft-mask (not yet hardened) PPCD checkpoint by "
                    "keeping channels whose mask logit exceeds this value.")
@@ -35,18 +36,13 @@ flags.DEFINE_float("tolerance", exporting.DEFAULT_TOLERANCE,
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
+    with errors.exit_on_errors():
         report = exporting.export_run(
             FLAGS.model_dir, FLAGS.output, overwrite=FLAGS.overwrite,
             binarize_threshold=FLAGS.binarize_threshold,
-            tolerance=FLAGS.tolerance)
-    except (exporting.ExportError, FileExistsError) as error:
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+            tolerance=FLAGS.tolerance, checkpoint=FLAGS.checkpoint)
     print(exporting.format_report(report))
-    with open(FLAGS.output.rstrip("/") + ".report.json", "w") as f:
-        json.dump(report, f, indent=2)
+    files.write_json(FLAGS.output.rstrip("/") + ".report.json", report)
 
 
 def run_main():

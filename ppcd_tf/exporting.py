@@ -22,6 +22,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from ppcd_tf import errors
 from ppcd_tf import run_dir
 from ppcd_tf import serving
 from ppcd_tf.models import complexity
@@ -34,16 +35,15 @@ VERIFY_BATCH = 16
 METRICS_FILE = "metrics.json"
 
 
-class ExportError(ValueError):
+class ExportError(errors.BadInputError):
     """The run cannot be exported as asked (message says why and what to do)."""
 
 
-def load_run(model_dir):
-    """The run's EMA generator as `run_dir.RestoredGenerator`."""
-    try:
-        return run_dir.restore_generator(model_dir)
-    except run_dir.RunDirError as error:
-        raise ExportError(str(error)) from error
+def load_run(model_dir, checkpoint=None):
+    """The run's EMA generator as `run_dir.RestoredGenerator`, from
+    `checkpoint` ('latest' by default, 'best' or a path prefix); a missing
+    or damaged run raises run_dir.RunDirError (exit status 3)."""
+    return run_dir.restore_generator(model_dir, checkpoint)
 
 
 def decide_keep(restored, binarize_threshold=None):
@@ -104,13 +104,15 @@ def _layer_report(full, compact):
 
 
 def export_run(model_dir, output_dir, overwrite=False,
-               binarize_threshold=None, tolerance=DEFAULT_TOLERANCE):
-    """Exports a run's compact EMA generator; returns the report dict."""
+               binarize_threshold=None, tolerance=DEFAULT_TOLERANCE,
+               checkpoint=None):
+    """Exports a run's compact EMA generator (of its newest checkpoint, or
+    of `checkpoint`: 'best' or a path prefix); returns the report dict."""
     if os.path.exists(output_dir) and not overwrite:
-        raise FileExistsError(
+        raise errors.OutputExistsError(
             f"{output_dir} exists; choose another --output or pass "
             "--overwrite to replace it.")
-    restored = load_run(model_dir)
+    restored = load_run(model_dir, checkpoint)
     keep = decide_keep(restored, binarize_threshold)
     if keep is None:
         compact, difference = restored.generator, 0.0
@@ -147,8 +149,9 @@ def export_run(model_dir, output_dir, overwrite=False,
                    "checkpoint": checkpoint, "step": step,
                    "weights": "EMA generator",
                    "kind": restored.kind,
-                   "trained_compact": restored.kind == "ppcd"
-                                      and restored.masks is None,
+                   "trained_compact": (restored.kind == "ppcd"
+                                       and restored.masks is None),
+                   "validation": _best_record(model_dir, checkpoint),
                    "binarize_threshold": binarize_threshold,
                    "verified_max_abs_diff": difference},
         "signatures": {
@@ -173,10 +176,21 @@ def export_run(model_dir, output_dir, overwrite=False,
         "source_macs_per_image": full_macs, "macs_per_image": compact_macs,
         "compression": full_params / compact_params,
         "saved_model_bytes": size, "verified_max_abs_diff": difference,
-        "step": step,
+        "step": step, "checkpoint": checkpoint,
     }
     logging.info("Exported %s", output_dir)
     return report
+
+
+def _best_record(model_dir, checkpoint):
+    """best.json when `checkpoint` is the run's best checkpoint (its
+    validation figures go into the export's metadata), else None."""
+    record = run_dir.read_best(model_dir)
+    if record is None:
+        return None
+    best = os.path.join(model_dir, run_dir.BEST_DIR, record["checkpoint"])
+    same = os.path.abspath(best) == os.path.abspath(checkpoint)
+    return record if same else None
 
 
 def format_report(report):

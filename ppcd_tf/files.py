@@ -1,14 +1,12 @@
 """Atomic outputs: files (`write_json`, `write_text`) and directories."""
 
 import contextlib
-import os
 import json
+import os
 import shutil
+import uuid
 
 import tensorflow as tf
-
-from ppcd_tf.errors import EXIT_BAD_INPUT, EXIT_MISSING  # noqa: F401
-from ppcd_tf.errors import exit_on_errors  # noqa: F401
 
 
 @contextlib.contextmanager
@@ -17,9 +15,7 @@ def staged_directory(output_dir):
     succeeds it replaces `output_dir` (renamed into place), when it fails it
     is removed and `output_dir` is left as it was."""
     output_dir = os.path.normpath(output_dir)
-    tmp = f"{output_dir}.tmp-{os.getpid()}"
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp)
+    tmp = temporary_sibling(output_dir)
     os.makedirs(tmp)
     try:
         yield tmp
@@ -31,21 +27,43 @@ def staged_directory(output_dir):
             shutil.rmtree(tmp)
 
 
-def write_text(path, text):
-    """Writes `text` to `path` atomically (a temporary sibling renamed into
-    place; local paths and tf.io.gfile's remote file systems alike), creating
-    the parent directory; a failed write leaves `path` as it was."""
+def temporary_sibling(path, suffix=""):
+    """A fresh temporary name next to `path` (unique per process and call,
+    so concurrent writers never share one), ending in `suffix`."""
+    return f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def write_with(path, write_fn, suffix=""):
+    """Atomically creates `path` with `write_fn(temporary_path)`: the
+    function writes a temporary sibling, which is renamed into place (local
+    paths and tf.io.gfile's remote file systems alike). The parent directory
+    is created; a failed write leaves `path` as it was and no temporary file.
+    `suffix` ends the temporary name (for writers that pick a format by
+    extension, e.g. matplotlib's savefig or np.savez)."""
+    path = os.fspath(path)
     directory = os.path.dirname(path)
     if directory:
         tf.io.gfile.makedirs(directory)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = temporary_sibling(path, suffix)
     try:
-        with tf.io.gfile.GFile(tmp, "w") as f:
-            f.write(text)
+        write_fn(tmp)
         tf.io.gfile.rename(tmp, path, overwrite=True)
     finally:
         if tf.io.gfile.exists(tmp):
             tf.io.gfile.remove(tmp)
+
+
+def write_bytes(path, data):
+    """Writes `data` (bytes) to `path` atomically."""
+    def write(tmp):
+        with tf.io.gfile.GFile(tmp, "wb") as f:
+            f.write(data)
+    write_with(path, write)
+
+
+def write_text(path, text):
+    """Writes `text` to `path` atomically."""
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path, content):

@@ -10,6 +10,8 @@ to the gradient of the global mean (see `ppcd_tf.trainer`).
 import gin
 import tensorflow as tf
 
+from ppcd_tf import errors
+
 
 def hinge_discriminator_loss(real_logits, fake_logits):
     """Hinge D loss: relu(1 - D(x)), relu(1 + D(G(z))). Inputs [B] -> ([B], [B])."""
@@ -42,6 +44,7 @@ LOSSES = {
 def get_gan_loss(name="hinge"):
     """(discriminator_loss_fn, generator_loss_fn) for a loss name."""
     if name not in LOSSES:
-        raise ValueError(f"Unknown GAN loss {name!r}; choose one of "
-                         f"{sorted(LOSSES)}.")
+        raise errors.BadInputError(
+            f"Unknown GAN loss {name!r}; choose one of "
+            f"{sorted(LOSSES)}.")
     return LOSSES[name]

@@ -36,6 +36,7 @@ from absl import logging
 
 from ppcd_tf import checkpointing
 from ppcd_tf import ema as ema_lib
+from ppcd_tf import errors
 from ppcd_tf import run_dir
 from ppcd_tf import summaries
 from ppcd_tf import trainer as trainer_lib
@@ -117,31 +118,37 @@ class PPCDTrainer(trainer_lib.Trainer):
                  carry_optimizer_state=True, compaction_tolerance=1e-4,
                  retrain=schedules.RetrainSchedule, **kwargs):
         if teacher_dir is gin.REQUIRED or not teacher_dir:
-            raise ValueError("PPCDTrainer needs teacher_dir: bind "
-                             "TEACHER_DIR = '/path/to/teacher_run'.")
+            raise errors.BadInputError(
+                "PPCDTrainer needs teacher_dir: bind "
+                "TEACHER_DIR = '/path/to/teacher_run'.")
         if target_params is None and not 0.0 < target_param_ratio <= 1.0:
-            raise ValueError(f"target_param_ratio must be in (0, 1], got "
-                             f"{target_param_ratio}.")
+            raise errors.BadInputError(
+                f"target_param_ratio must be in (0, 1], got "
+                f"{target_param_ratio}.")
         if not 0.0 < prune_end_fraction <= 1.0:
-            raise ValueError(f"prune_end_fraction must be in (0, 1], got "
-                             f"{prune_end_fraction}.")
+            raise errors.BadInputError(
+                f"prune_end_fraction must be in (0, 1], got "
+                f"{prune_end_fraction}.")
         if abs(mask_init) >= budget_surrogate_width:
-            raise ValueError(
+            raise errors.BadInputError(
                 f"mask_init {mask_init} lies outside the budget surrogate's "
                 f"band (-{budget_surrogate_width}, {budget_surrogate_width}):"
                 " the budget could never move the masks. Raise "
                 "PPCDTrainer.budget_surrogate_width.")
         if harden_rule not in controller_lib.HARDEN_RULES:
-            raise ValueError(f"harden_rule must be one of "
-                             f"{controller_lib.HARDEN_RULES}, "
-                             f"got {harden_rule!r}.")
+            raise errors.BadInputError(
+                f"harden_rule must be one of "
+                f"{controller_lib.HARDEN_RULES}, "
+                f"got {harden_rule!r}.")
         if not 0.0 < budget_ramp_fraction <= 1.0:
-            raise ValueError(f"budget_ramp_fraction must be in (0, 1], got "
-                             f"{budget_ramp_fraction}.")
+            raise errors.BadInputError(
+                f"budget_ramp_fraction must be in (0, 1], got "
+                f"{budget_ramp_fraction}.")
         if cam_discriminator not in distill_objective.CAM_DISCRIMINATORS:
-            raise ValueError(f"cam_discriminator must be one of "
-                             f"{distill_objective.CAM_DISCRIMINATORS}, got "
-                             f"{cam_discriminator!r}.")
+            raise errors.BadInputError(
+                f"cam_discriminator must be one of "
+                f"{distill_objective.CAM_DISCRIMINATORS}, got "
+                f"{cam_discriminator!r}.")
         self.teacher_dir = teacher_dir
         self.teacher_configs = run_dir.read_model_configs(teacher_dir)
         self.teacher_checkpoint = run_dir.latest_checkpoint(teacher_dir)
@@ -202,7 +209,7 @@ class PPCDTrainer(trainer_lib.Trainer):
         if (teacher.channels.resolution != resolution
                 or teacher.num_classes != num_classes
                 or teacher.image_channels != image_channels):
-            raise ValueError(
+            raise errors.BadInputError(
                 f"The teacher in {self.teacher_dir} generates "
                 f"{teacher.channels.resolution}x{teacher.channels.resolution}"
                 f"x{teacher.image_channels} images of {teacher.num_classes} "
@@ -417,6 +424,12 @@ class PPCDTrainer(trainer_lib.Trainer):
 
     def extra_boundaries(self):
         return (self.prune_end_step,)
+
+    def validation_allowed(self, step):
+        """Only students of the retraining phase (after the cut, where the
+        structure is final) compete for best/; before it the masks still
+        move. Runs without masks (ablations) follow the same schedule."""
+        return step > self.prune_end_step
 
     def train_loop_begin(self):
         step = int(self.step.numpy())

@@ -24,8 +24,8 @@ import os
 from absl import app
 from absl import flags
 
+from ppcd_tf import errors
 from ppcd_tf import evaluation
-from ppcd_tf import files
 from ppcd_tf import reporting
 from ppcd_tf.metrics import feature_networks
 
@@ -76,7 +76,7 @@ def read_train_steps(path):
     if not path:
         return None
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise errors.MissingInputError(
             f"--train_steps {path} not found: write it with python -m "
             "ppcd_tf.time_training, or leave the flag out.")
     with open(path) as f:
@@ -86,8 +86,7 @@ def read_train_steps(path):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    with files.exit_on_errors(bad_input=evaluation.BAD_INPUT_ERRORS,
-                              missing=evaluation.MISSING_ERRORS):
+    with errors.exit_on_errors():
         check_flags()
         report = reporting.run_comparison(
             FLAGS.teacher_dir, FLAGS.ppcd_dir, FLAGS.teacher_export,

@@ -15,7 +15,6 @@ Output directory (written through a temporary directory renamed into place):
   evaluation_student.json.
 """
 
-import json
 import os
 import time
 
@@ -136,10 +135,11 @@ def plot_pruning(history, path):
     channels_axis.set_title("Kept channels per mask layer")
     channels_axis.legend(fontsize=6, ncol=2)
     figure.tight_layout()
-    tmp = path + ".tmp.png"
-    figure.savefig(tmp, dpi=100)
-    plt.close(figure)
-    os.replace(tmp, path)
+    try:
+        files.write_with(path, lambda tmp: figure.savefig(tmp, dpi=100),
+                         suffix=".png")
+    finally:
+        plt.close(figure)
 
 
 def _mean(result, name):
@@ -340,7 +340,6 @@ def build_report(teacher_export, student_export, ppcd_dir, output_dir,
         with open(os.path.join(tmp, "report.md"), "w") as f:
             f.write(render_markdown(report))
     return report
-
 
 
 def run_comparison(teacher_dir, ppcd_dir, teacher_export, student_export,

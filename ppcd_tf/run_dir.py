@@ -11,11 +11,15 @@ Layout of `--model_dir` (written by `trainer.Trainer` and `PPCDTrainer`):
                           student was cut, the cut step and the compact
                           channel configuration it is trained in from then on
   pruning_history.jsonl   PPCD runs only: one line per log step
+  validation.jsonl        runs with a validator: one line per validation
+  best/ckpt-N.*, best.json  the checkpoint with the best validation score
+                          (a copy of checkpoints/ckpt-N) and its figures
   train/, samples/        TensorBoard events, PNG grids
 
 `restore_generator(model_dir)` rebuilds the run's EMA generator from the
-newest checkpoint in whatever phase the run is (teacher, soft/hard masks,
-compact student after the cut); every command that reads a run (export,
+newest checkpoint (or the one `resolve_checkpoint` names: 'best', a path)
+in whatever phase the run is (teacher, soft/hard masks, compact student
+after the cut); every command that reads a run (export,
 evaluate, sample, report, the PPCD trainer reading its teacher) uses it.
 """
 
@@ -40,6 +44,11 @@ CHECKPOINT_DIR = "checkpoints"
 STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
 PHASE_MASKS = "masks"
 PHASE_COMPACT = "compact"
+VALIDATION_HISTORY_FILE = "validation.jsonl"
+BEST_DIR = "best"
+BEST_RECORD = "best.json"
+LATEST = "latest"
+BEST = "best"
 
 
 class RunDirError(errors.MissingInputError):
@@ -89,6 +98,42 @@ def latest_checkpoint(model_dir):
             "(python -m ppcd_tf.train ... --model_dir "
             f"{model_dir}).")
     return path
+
+
+def read_best(model_dir):
+    """best/best.json of a run ({step, checkpoint, figures}), or None when
+    it has no best checkpoint."""
+    path = os.path.join(model_dir, BEST_DIR, BEST_RECORD)
+    if not tf.io.gfile.exists(path):
+        return None
+    return _read_json(path, "best-checkpoint record")
+
+
+def best_checkpoint(model_dir):
+    """Path prefix of the run's best checkpoint; RunDirError if it has none
+    (it was trained without a validator)."""
+    record = read_best(model_dir)
+    if record is None:
+        raise RunDirError(
+            f"{model_dir} has no best checkpoint ({BEST_DIR}/{BEST_RECORD}):"
+            " it was trained without Trainer.validator; use the latest "
+            "checkpoint.")
+    return os.path.join(model_dir, BEST_DIR, record["checkpoint"])
+
+
+def resolve_checkpoint(model_dir, which=None):
+    """The checkpoint `which` names: None or 'latest' (the newest), 'best'
+    (best/ of a validated run) or a checkpoint path prefix."""
+    if which in (None, "", LATEST):
+        return latest_checkpoint(model_dir)
+    if which == BEST:
+        return best_checkpoint(model_dir)
+    if not tf.io.gfile.exists(which + ".index"):
+        raise RunDirError(f"Checkpoint {which} does not exist (no "
+                          f"{which}.index); give 'latest', 'best' or a "
+                          "path prefix such as <model_dir>/checkpoints/"
+                          "ckpt-1000.")
+    return which
 
 
 def checkpoint_step(path):
@@ -215,9 +260,10 @@ def _restore(checkpoint, items):
 
 
 def restore_generator(model_dir, checkpoint=None):
-    """RestoredGenerator of a run's newest (or the given) checkpoint."""
+    """RestoredGenerator of a run's newest checkpoint, or of `checkpoint`
+    ('latest', 'best' or a path prefix; see resolve_checkpoint)."""
     configs = read_model_configs(model_dir)
-    checkpoint = checkpoint or latest_checkpoint(model_dir)
+    checkpoint = resolve_checkpoint(model_dir, checkpoint)
     try:
         step = checkpoint_step(checkpoint)
     except (tf.errors.OpError, ValueError) as error:

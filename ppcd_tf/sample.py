@@ -17,14 +17,13 @@ images for the same seed.
 """
 
 import os
-import sys
 
 import numpy as np
 import tensorflow as tf
 from absl import app
 from absl import flags
-from absl import logging
 
+from ppcd_tf import errors
 from ppcd_tf import run_dir
 from ppcd_tf import serving
 from ppcd_tf import summaries
@@ -32,6 +31,8 @@ from ppcd_tf import summaries
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "An exported SavedModel directory.")
 flags.DEFINE_string("model_dir", None, "A training run directory (EMA G).")
+flags.DEFINE_string("checkpoint", "latest", "Which checkpoint of --model_dir:"
+                    " latest, best or a checkpoint path prefix.")
 flags.DEFINE_list("classes", None, "Class ids, e.g. 3,7 (default: the "
                   "first min(classes, 10)).")
 flags.DEFINE_integer("n", 8, "Images per class.")
@@ -44,7 +45,7 @@ flags.DEFINE_bool("individual", False, "One PNG per image in --out.")
 DEFAULT_MAX_CLASSES = 10
 
 
-class SampleError(ValueError):
+class SampleError(errors.BadInputError):
     """Bad arguments (the message says what to change)."""
 
 
@@ -80,25 +81,20 @@ def _metadata(path):
         raise SampleError(str(error)) from error
 
 
-def sample_run(model_dir, classes, n, truncation, seed):
-    """Images from a training run's EMA generator (masks applied if any)."""
-    restored = _restore(model_dir)
+def sample_run(model_dir, classes, n, truncation, seed, checkpoint=None):
+    """Images from a training run's EMA generator (masks applied if any) of
+    its newest checkpoint or `checkpoint` ('best', a path prefix)."""
+    restored = run_dir.restore_generator(model_dir, checkpoint)
     z = _column_z(restored.generator.dim_z, n, len(classes), truncation,
                   seed)
     return restored.generate(z, _grid_inputs(classes, n)).numpy()
 
 
-def _restore(model_dir):
-    try:
-        return run_dir.restore_generator(model_dir)
-    except run_dir.RunDirError as error:
-        raise SampleError(str(error)) from error
-
-
 def num_classes_of(saved_model=None, model_dir=None):
     if saved_model:
         return int(_metadata(saved_model)["num_classes"])
-    return _restore(model_dir).generator.num_classes
+    return run_dir.read_model_configs(model_dir)["generator"][
+        "num_classes"]
 
 
 def check_args(saved_model, model_dir, classes, n, truncation, out):
@@ -145,7 +141,7 @@ def write(images, classes, n, out, individual):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
+    with errors.exit_on_errors():
         classes = check_args(FLAGS.saved_model, FLAGS.model_dir,
                              FLAGS.classes, FLAGS.n, FLAGS.truncation,
                              FLAGS.out)
@@ -154,11 +150,8 @@ def main(argv):
                                         FLAGS.truncation, FLAGS.seed)
         else:
             images = sample_run(FLAGS.model_dir, classes, FLAGS.n,
-                                FLAGS.truncation, FLAGS.seed)
-    except SampleError as error:
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+                                FLAGS.truncation, FLAGS.seed,
+                                FLAGS.checkpoint)
     paths = write(images, classes, FLAGS.n, FLAGS.out, FLAGS.individual)
     print(f"Wrote {len(paths)} file(s): {paths[0]}"
           + (" ..." if len(paths) > 1 else ""))

@@ -22,7 +22,6 @@ class names, output range, parameters, MACs, metrics, how it was made),
 
 import json
 import os
-import json
 import shutil
 import tempfile
 
@@ -119,7 +118,7 @@ def write_saved_model(generator, output_dir, assets, overwrite=False):
     """
     output_dir = os.path.abspath(output_dir)
     if os.path.exists(output_dir) and not overwrite:
-        raise FileExistsError(
+        raise errors.OutputExistsError(
             f"{output_dir} exists; choose another --output or pass "
             "--overwrite to replace it.")
     parent = os.path.dirname(output_dir)

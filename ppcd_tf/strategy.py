@@ -21,6 +21,8 @@ import gin
 import tensorflow as tf
 from absl import logging
 
+from ppcd_tf import errors
+
 STRATEGY_NAMES = ("auto", "one_device", "mirrored", "multi_worker", "tpu",
                   "default")
 
@@ -29,8 +31,9 @@ STRATEGY_NAMES = ("auto", "one_device", "mirrored", "multi_worker", "tpu",
 def get_strategy(name="auto", devices=None, tpu=""):
     """Builds the strategy named `name` (see the module docstring)."""
     if name not in STRATEGY_NAMES:
-        raise ValueError(f"Unknown strategy {name!r}; choose one of "
-                         f"{list(STRATEGY_NAMES)}.")
+        raise errors.BadInputError(
+            f"Unknown strategy {name!r}; choose one of "
+            f"{list(STRATEGY_NAMES)}.")
     # Listing devices starts the TF runtime; MultiWorkerMirroredStrategy and
     # TPUs must be configured before that, so only look when needed.
     needs_devices = name in ("auto", "one_device", "mirrored")
@@ -50,7 +53,7 @@ def get_strategy(name="auto", devices=None, tpu=""):
         strategy = tf.distribute.MirroredStrategy(devices or None)
     elif name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
-            raise ValueError(
+            raise errors.BadInputError(
                 "strategy 'multi_worker' needs the TF_CONFIG environment "
                 "variable describing the cluster, e.g. TF_CONFIG='{\"cluster\":"
                 " {\"worker\": [\"host1:12345\", \"host2:12345\"]}, \"task\": "

@@ -1,9 +1,9 @@
 """Sample grids and TensorBoard summary helpers."""
 
-import os
-
 import numpy as np
 import tensorflow as tf
+
+from ppcd_tf import files
 
 GRID_PADDING = 1  # pixels between images in a grid
 GRID_PAD_VALUE = 1.0  # white in [-1, 1]
@@ -34,11 +34,7 @@ def write_png(grid, path):
     """Writes a [1, H, W, C] grid in [0, 1] as an 8-bit PNG (atomically)."""
     pixels = np.round(np.asarray(grid)[0] * 255.0).astype(np.uint8)
     encoded = tf.io.encode_png(pixels).numpy()
-    tmp = path + ".tmp"
-    tf.io.gfile.makedirs(os.path.dirname(path) or ".")
-    with tf.io.gfile.GFile(tmp, "wb") as f:
-        f.write(encoded)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    files.write_bytes(path, encoded)
 
 
 def write_scalars(values, step, prefix=""):

@@ -19,6 +19,7 @@ import shutil
 
 import tensorflow as tf
 
+from ppcd_tf import errors
 from ppcd_tf import files
 from ppcd_tf import trainer as trainer_lib
 from ppcd_tf.models import discriminator as discriminator_lib
@@ -32,7 +33,7 @@ _COPIED_FILES = (trainer_lib.MODELS_FILE, "config.gin",
                  "operative_config.gin")
 
 
-class TeacherError(FileNotFoundError):
+class TeacherError(errors.MissingInputError):
     """A shipped teacher or a teacher run is missing or incomplete."""
 
 
@@ -74,7 +75,8 @@ def write_slim_teacher(model_dir, output_dir, step=None, record=None,
     None) to `output_dir` (through a temporary directory renamed into
     place). Returns the written checkpoint path."""
     if os.path.exists(output_dir) and not overwrite:
-        raise FileExistsError(f"{output_dir} exists; pass overwrite=True.")
+        raise errors.OutputExistsError(
+            f"{output_dir} exists; pass overwrite=True.")
     source = _checkpoint_path(model_dir, step)
     with open(os.path.join(model_dir, trainer_lib.MODELS_FILE)) as f:
         configs = json.load(f)

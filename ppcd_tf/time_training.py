@@ -17,7 +17,6 @@ directories you trust (your own runs, the shipped teacher).
 Exit status 2 on bad arguments, 3 when a run's config.gin is missing.
 """
 
-import os
 
 from absl import app
 from absl import flags

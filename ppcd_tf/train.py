@@ -20,9 +20,11 @@ mirrored strategy on one machine).
 
 Gin files are looked up relative to the working directory and to the
 repository's `gin/` directory (`--gin_search_path`).
-"""
 
-import sys
+Exit status (ppcd_tf.errors): 2 for a wrong flag or binding, 3 for missing
+or damaged data, weights or run files, 1 when the losses diverge; anything
+else ends in a traceback (a bug).
+"""
 
 import gin
 import tensorflow as tf
@@ -31,13 +33,13 @@ from absl import flags
 from absl import logging
 
 from ppcd_tf import config as config_lib
-from ppcd_tf import errors
 from ppcd_tf import configurables  # noqa: F401  (registers Keras symbols)
+from ppcd_tf import errors
 from ppcd_tf import losses  # noqa: F401  (gin configurables)
 from ppcd_tf import strategy as strategy_lib
 from ppcd_tf import trainer as trainer_lib
 from ppcd_tf.data import pipeline  # noqa: F401  (gin configurables)
-from ppcd_tf.data import sources
+from ppcd_tf.data import sources  # noqa: F401  (gin configurables)
 from ppcd_tf.models import builders  # noqa: F401  (gin configurables)
 
 FLAGS = flags.FLAGS
@@ -62,9 +64,9 @@ def main(argv):
         config_lib.configure_logical_cpus(FLAGS.logical_cpus)
     if FLAGS.run_functions_eagerly:
         tf.config.run_functions_eagerly(True)
-    try:
+    with errors.exit_on_errors():
         files = config_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_param,
-                          FLAGS.gin_search_path)
+                                     FLAGS.gin_search_path)
         if FLAGS.strategy:
             strategy = strategy_lib.get_strategy(name=FLAGS.strategy)
         else:
@@ -73,20 +75,6 @@ def main(argv):
             config_lib.write_config(FLAGS.model_dir, files, FLAGS.gin_param)
         logging.info("Gin config:\n%s", gin.config_str())
         trainer_lib.run(FLAGS.model_dir, strategy)
-    except (config_lib.ConfigError, sources.DataNotFoundError,
-            errors.MissingInputError) as error:
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2 if isinstance(error, config_lib.ConfigError) else 3)
-    except ValueError as error:
-        # Raised while building the run from its configuration.
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except FloatingPointError as error:
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
 
 
 def run_main():

@@ -41,9 +41,12 @@ from absl import logging
 
 from ppcd_tf import checkpointing
 from ppcd_tf import ema as ema_lib
+from ppcd_tf import errors
+from ppcd_tf import files
 from ppcd_tf import losses
 from ppcd_tf import strategy as strategy_lib
 from ppcd_tf import summaries
+from ppcd_tf import validation
 from ppcd_tf.data import pipeline
 from ppcd_tf.models import builders
 from ppcd_tf.models import generator as generator_lib
@@ -96,6 +99,10 @@ class Trainer:
       max_sample_classes: cap of the default sample classes.
       samples_per_class: columns of the sample grid.
       seed: seed of noise draws and data order.
+      validator: a `validation.QuickValidator` (None: no validation); the
+        run then keeps its best EMA generator in <model_dir>/best/.
+      validate_every: G steps between validations (a multiple of
+        checkpoint_every; 0: off).
     """
 
     def __init__(self, model_dir, strategy,
@@ -110,11 +117,13 @@ class Trainer:
                  mixed_precision=None, jit_compile=False, steps_per_loop=10,
                  log_every=50, sample_every=500, checkpoint_every=500,
                  max_checkpoints=3, sample_classes=None,
-                 max_sample_classes=10, samples_per_class=8, seed=0):
+                 max_sample_classes=10, samples_per_class=8, seed=0,
+                 validator=None, validate_every=0):
         if mixed_precision not in MIXED_PRECISION_POLICIES:
-            raise ValueError(f"mixed_precision must be one of "
-                             f"{MIXED_PRECISION_POLICIES}, got "
-                             f"{mixed_precision!r}.")
+            raise errors.BadInputError(
+                f"mixed_precision must be one of "
+                f"{MIXED_PRECISION_POLICIES}, got "
+                f"{mixed_precision!r}.")
         for name, value in (("global_batch_size", global_batch_size),
                             ("num_steps", num_steps),
                             ("d_steps_per_g_step", d_steps_per_g_step),
@@ -123,14 +132,15 @@ class Trainer:
                             ("log_every", log_every),
                             ("checkpoint_every", checkpoint_every)):
             if int(value) < 1:
-                raise ValueError(f"Trainer.{name} must be >= 1, got {value}.")
+                raise errors.BadInputError(
+                    f"Trainer.{name} must be >= 1, got {value}.")
         self.model_dir = model_dir
         self.strategy = strategy
         self.num_replicas = strategy.num_replicas_in_sync
         self.global_batch_size = int(global_batch_size)
         per_update = self.num_replicas * int(accumulation_steps)
         if self.global_batch_size % per_update:
-            raise ValueError(
+            raise errors.BadInputError(
                 f"global_batch_size {self.global_batch_size} is not divisible"
                 f" by replicas ({self.num_replicas}) x accumulation_steps "
                 f"({accumulation_steps}) = {per_update}. Choose a global "
@@ -151,6 +161,15 @@ class Trainer:
         self.checkpoint_every = int(checkpoint_every)
         self.seed = int(seed)
         self.is_chief = strategy_lib.is_chief(strategy)
+        self.validator = validator
+        self.validate_every = int(validate_every) if validator else 0
+        if self.validate_every % self.checkpoint_every:
+            raise errors.BadInputError(
+                f"Trainer.validate_every ({validate_every}) must be a "
+                f"multiple of Trainer.checkpoint_every "
+                f"({checkpoint_every}): the best checkpoint is a copy of a "
+                "saved one.")
+        self._best = None
 
         self.dataset = dataset_cls()
         self.num_classes = self.dataset.num_classes
@@ -161,8 +180,9 @@ class Trainer:
                                             max_sample_classes)))
         bad = [c for c in sample_classes if not 0 <= c < self.num_classes]
         if bad:
-            raise ValueError(f"sample_classes {bad} outside [0, "
-                             f"{self.num_classes}).")
+            raise errors.BadInputError(
+                f"sample_classes {bad} outside [0, "
+                f"{self.num_classes}).")
         self.sample_classes = list(sample_classes)
         self.samples_per_class = int(samples_per_class)
 
@@ -499,6 +519,48 @@ class Trainer:
         return images
 
     # ------------------------------------------------------------------
+    # Validation and the best checkpoint.
+
+    def validation_allowed(self, step):
+        """Whether the EMA generator of `step` may become the best one
+        (PPCDTrainer: only once the student has its final structure)."""
+        return True
+
+    def validate(self, step):
+        """Measures the EMA generator on the held-out slice; a new best
+        score copies this step's checkpoint to <model_dir>/best/."""
+        if not self.is_chief:
+            return None
+        if self._best is None:
+            self.validator.prepare(self.dataset.name, self.resolution,
+                                   self.dataset.data_dir)
+            self._best = validation.BestKeeper(self.model_dir)
+
+        def generate(z, labels):
+            return self.generate(z, labels, training=False,
+                                 model=self.generator_ema)
+
+        figures = self.validator.measure(generate, self.dim_z,
+                                         self.num_classes)
+        improved = self._best.offer(
+            step, figures, os.path.join(self.checkpointer.directory,
+                                        f"ckpt-{step}"))
+        for name in ("fid", "class_accuracy", "score"):
+            if figures[name] is not None:
+                tf.summary.scalar(f"validation/{name}", figures[name],
+                                  step=step)
+        accuracy = figures["class_accuracy"]
+        logging.info(
+            "validation at step %d: FID %.4f, class accuracy %s, score %.4f "
+            "(%d samples of %s, %.1f s)%s", step, figures["fid"],
+            "n/a" if accuracy is None else f"{accuracy:.4f}",
+            figures["score"], figures["num_samples"], figures["split"],
+            figures["seconds"],
+            " -> new best, kept in best/" if improved else
+            f" (best: step {self._best.best['step']})")
+        return figures
+
+    # ------------------------------------------------------------------
     # Main loop.
 
     def _summary_dir(self):
@@ -533,11 +595,7 @@ class Trainer:
                                "num_classes": self.num_classes,
                                "image_channels": self.image_channels,
                                "class_names": self.dataset.class_names}}
-        tf.io.gfile.makedirs(self.model_dir)
-        tmp = path + ".tmp"
-        with tf.io.gfile.GFile(tmp, "w") as f:
-            f.write(json.dumps(content, indent=2, default=list))
-        tf.io.gfile.rename(tmp, path, overwrite=True)
+        files.write_text(path, json.dumps(content, indent=2, default=list))
 
     def make_iterator(self, start_step):
         """Iterator over distributed real batches from G step `start_step`."""
@@ -580,7 +638,7 @@ class Trainer:
                 step = int(self.step.numpy())
                 bad = [n for n, v in metrics.items() if not np.isfinite(v)]
                 if bad:
-                    raise FloatingPointError(
+                    raise errors.DivergedError(
                         f"Non-finite losses {bad} at step {step}: "
                         f"{metrics}. Lower the learning rates or enable "
                         "gradient accumulation; the last good checkpoint "
@@ -606,6 +664,9 @@ class Trainer:
                 if (step % self.checkpoint_every == 0
                         or step == self.num_steps):
                     self.checkpointer.save(step)
+                if (self.validate_every and step % self.validate_every == 0
+                        and self.validation_allowed(step)):
+                    self.validate(step)
                 if step - start_step == k and self.is_chief:
                     write_operative_config(self.model_dir)
             if not self.sample_every or self.num_steps % self.sample_every:
@@ -621,7 +682,7 @@ class Trainer:
         """G steps to run in the next compiled call (stops at boundaries)."""
         k = min(self.steps_per_loop, self.num_steps - step)
         for period in (self.log_every, self.checkpoint_every,
-                       self.sample_every):
+                       self.sample_every, self.validate_every):
             if period:
                 k = min(k, period - step % period)
         for point in self.extra_boundaries():
@@ -652,7 +713,4 @@ def run(model_dir, strategy, trainer_cls=Trainer):
 def write_operative_config(model_dir):
     """Writes gin's operative config (only parameters actually used)."""
     path = os.path.join(model_dir, "operative_config.gin")
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(gin.operative_config_str())
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    files.write_text(path, gin.operative_config_str())

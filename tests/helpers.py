@@ -1,8 +1,11 @@
 """Shared helpers of the test suite (tiny configs, strategies, subprocess runs)."""
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import gin
 import tensorflow as tf
@@ -84,3 +87,29 @@ def run_train(model_dir, gin_files, bindings=(), extra_flags=(), timeout=300):
         train_command(model_dir, gin_files, bindings, extra_flags),
         cwd=REPO_ROOT, env=python_env(), capture_output=True, text=True,
         timeout=timeout, check=False)
+
+
+_TINY_TEACHER = {}
+
+
+def tiny_teacher_dir():
+    """Model dir of the session's tiny teacher (debug.gin, ch 4, 2 steps,
+    EMA from step 1 with decay 0.5, so that its EMA differs from its G).
+
+    Trained once per test session and shared by every test that needs a
+    teacher run but does not train it further (PPCD runs, sampling, the gin
+    files' PPCD stages); leaves gin's configuration cleared.
+    """
+    if "dir" not in _TINY_TEACHER:
+        from ppcd_tf import trainer as trainer_lib
+        root = tempfile.mkdtemp(prefix="ppcd_tiny_teacher_")
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        model_dir = os.path.join(root, "teacher")
+        parse(["debug.gin"], list(TINY_BINDINGS) + [
+            "Trainer.num_steps = 2", "Trainer.ema_start_step = 1",
+            "Trainer.ema_decay = 0.5"])
+        trainer_lib.Trainer(model_dir=model_dir,
+                            strategy=one_device()).train()
+        gin.clear_config()
+        _TINY_TEACHER["dir"] = model_dir
+    return _TINY_TEACHER["dir"]

@@ -9,7 +9,6 @@ import glob
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 import pytest
@@ -18,7 +17,6 @@ from absl.testing import parameterized
 
 from ppcd_tf import ppcd_trainer
 from ppcd_tf import run_dir
-from ppcd_tf import trainer as trainer_lib
 from ppcd_tf.models import complexity
 from ppcd_tf.models import discriminator as discriminator_lib
 from ppcd_tf.models import generator as generator_lib
@@ -34,21 +32,10 @@ ABLATIONS = sorted(
     os.path.relpath(path, helpers.GIN_DIR) for path in glob.glob(
         os.path.join(helpers.GIN_DIR, "stage", "ablation_*.gin")))
 
-_TEACHER = {}
-
 
 def _teacher_dir():
-    """Model dir of a 2-step tiny teacher whose EMA differs from its G."""
-    if "dir" not in _TEACHER:
-        root = tempfile.mkdtemp(prefix="ppcd_teacher_")
-        model_dir = os.path.join(root, "teacher")
-        helpers.parse(["debug.gin"], list(helpers.TINY_BINDINGS) + [
-            "Trainer.num_steps = 2", "Trainer.ema_start_step = 1",
-            "Trainer.ema_decay = 0.5"])
-        trainer_lib.Trainer(model_dir=model_dir,
-                            strategy=helpers.one_device()).train()
-        _TEACHER["dir"] = model_dir
-    return _TEACHER["dir"]
+    """The session's tiny teacher (2 steps, its EMA differs from its G)."""
+    return helpers.tiny_teacher_dir()
 
 
 def _bindings(teacher_dir, extra=()):

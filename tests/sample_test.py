@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 
 from ppcd_tf import exporting
-from ppcd_tf import trainer as trainer_lib
 from tests import helpers
 
 CLASSES = (1, 3)
@@ -35,12 +34,8 @@ class SampleToolTest(tf.test.TestCase):
     def setUpClass(cls):
         super().setUpClass()
         root = tf.compat.v1.test.get_temp_dir()
-        cls.model_dir = os.path.join(root, "sample_teacher")
+        cls.model_dir = helpers.tiny_teacher_dir()
         cls.export_dir = os.path.join(root, "sample_export")
-        helpers.parse(["debug.gin"], list(helpers.TINY_BINDINGS)
-                      + ["Trainer.num_steps = 1"])
-        trainer_lib.Trainer(model_dir=cls.model_dir,
-                            strategy=helpers.one_device()).train()
         exporting.export_run(cls.model_dir, cls.export_dir, overwrite=True)
 
     def test_saved_model_and_run_give_the_same_grid(self):

@@ -37,8 +37,7 @@ flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    with errors.exit_on_errors(bad_input=evaluation.BAD_INPUT_ERRORS,
-                               missing=evaluation.MISSING_ERRORS):
+    with errors.exit_on_errors():
         reference = None
         if FLAGS.reference:
             with open(FLAGS.reference) as f:

@@ -25,6 +25,9 @@ import struct
 from absl import logging
 import tensorflow_datasets as tfds
 
+from ppcd_tf import errors
+from ppcd_tf import files
+
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 BUILDER_NAME = "fashion_mnist"
@@ -62,7 +65,7 @@ _LOCK_FILE_NAME = ".ppcd_prepare.lock"
 _HASH_CHUNK_BYTES = 1 << 20
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(errors.MissingInputError):
     """The requested data is not on disk and will not be downloaded."""
 
 
@@ -115,7 +118,7 @@ def _deflate_offset(data, name):
     if (len(data) < _GZIP_FIXED_HEADER_BYTES
             or data[:2] != _GZIP_MAGIC
             or data[2] != _GZIP_METHOD_DEFLATE):
-        raise ValueError(f"{name} is not a gzip (deflate) file.")
+        raise errors.DamagedInputError(f"{name} is not a gzip (deflate) file.")
     flags = data[3]
     offset = _GZIP_FIXED_HEADER_BYTES
     if flags & _GZIP_FLAG_FEXTRA:
@@ -167,13 +170,6 @@ def _missing_files_message(source_dir, missing, manual_dir):
         f"{UPSTREAM_URL}) in {source_dir} or in {manual_dir}.")
 
 
-def _write_atomically(path, data):
-    tmp_path = f"{path}.tmp{os.getpid()}"
-    with open(tmp_path, "wb") as f:
-        f.write(data)
-    os.replace(tmp_path, path)
-
-
 def _is_valid_copy(path, size, checksum):
     return (os.path.isfile(path) and os.path.getsize(path) == size
             and sha256_of_file(path) == checksum)
@@ -221,7 +217,7 @@ def write_upstream_files(source_dir, manual_dir, checksums):
                 f"Reinstall it with `apt-get install --reinstall -y "
                 f"{DEBIAN_PACKAGE}` or put the upstream file from "
                 f"{UPSTREAM_URL} in {manual_dir}.")
-        _write_atomically(target, fixed)
+        files.write_bytes(target, fixed)
         logging.info("Wrote upstream %s (sha256 %s)", target, actual)
 
 

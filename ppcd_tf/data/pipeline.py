@@ -12,6 +12,7 @@ yielded from batch `k` on, also across epoch boundaries.
 import gin
 import tensorflow as tf
 
+from ppcd_tf import errors
 from ppcd_tf.data import sources
 
 _VALID_CHANNELS = (1, 3)
@@ -94,21 +95,23 @@ class ImageDataset:
             sources.DataNotFoundError: the data is not on disk.
         """
         if resolution is gin.REQUIRED or name is gin.REQUIRED:
-            raise ValueError(
+            raise errors.BadInputError(
                 "ImageDataset needs `name` and `resolution`; pass them or "
                 "bind ImageDataset.name / ImageDataset.resolution in gin.")
         if int(resolution) < 1:
-            raise ValueError(f"resolution must be >= 1, got {resolution}.")
+            raise errors.BadInputError(
+                f"resolution must be >= 1, got {resolution}.")
         if image_channels is not None and image_channels not in (
                 _VALID_CHANNELS):
-            raise ValueError(
+            raise errors.BadInputError(
                 f"image_channels must be None, 1 or 3, got {image_channels}.")
         if shuffle_buffer < 1:
-            raise ValueError(
+            raise errors.BadInputError(
                 f"shuffle_buffer must be >= 1, got {shuffle_buffer}.")
         self._name = name
         self._resolution = int(resolution)
         self._split = split
+        self._data_dir = data_dir
         self._shuffle_buffer = int(shuffle_buffer)
         self._cache = bool(cache)
         self._seed = int(seed)
@@ -119,7 +122,7 @@ class ImageDataset:
             fake_resolution=self._resolution,
             fake_channels=image_channels or _RGB, seed=self._seed)
         if self._info.image_channels not in _VALID_CHANNELS:
-            raise ValueError(
+            raise errors.BadInputError(
                 f"Source {name!r} has {self._info.image_channels}-channel "
                 f"images; only grey (1) and RGB (3) are supported.")
         self._image_channels = image_channels or self._info.image_channels
@@ -139,6 +142,14 @@ class ImageDataset:
     @property
     def name(self):
         return self._name
+
+    @property
+    def split(self):
+        return self._split
+
+    @property
+    def data_dir(self):
+        return self._data_dir
 
     @property
     def class_names(self):
@@ -230,7 +241,7 @@ class ImageDataset:
             num_pipelines = input_context.num_input_pipelines
             pipeline_id = input_context.input_pipeline_id
         if start_example < 0 or start_example % num_pipelines:
-            raise ValueError(
+            raise errors.BadInputError(
                 f"start_example ({start_example}) must be >= 0 and a "
                 f"multiple of the {num_pipelines} input pipelines; resume "
                 f"at a step boundary (step * global batch size).")
@@ -241,7 +252,7 @@ class ImageDataset:
             per_pipeline = len(range(pipeline_id, self.num_examples,
                                      num_pipelines))
         if per_pipeline < 1:
-            raise ValueError(
+            raise errors.BadInputError(
                 f"Input pipeline {pipeline_id} of {num_pipelines} gets no "
                 f"examples of the {self.num_examples} in split "
                 f"{self._split!r}; use fewer input pipelines.")
@@ -283,7 +294,8 @@ class ImageDataset:
             `[batch_size, R, R, C]` in [-1, 1] and int32 `[batch_size]`.
         """
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+            raise errors.BadInputError(
+                f"batch_size must be >= 1, got {batch_size}.")
         dataset = self._examples(int(start_example), input_context)
         dataset = dataset.batch(batch_size, drop_remainder=True)
         dataset = dataset.prefetch(tf.data.AUTOTUNE)
@@ -310,7 +322,7 @@ class ImageDataset:
         replicas = strategy.num_replicas_in_sync
         if global_batch_size < 1 or global_batch_size % replicas:
             lower = max(replicas, global_batch_size // replicas * replicas)
-            raise ValueError(
+            raise errors.BadInputError(
                 f"global_batch_size {global_batch_size} is not divisible by "
                 f"the {replicas} replicas in sync; use a multiple of "
                 f"{replicas} (e.g. {lower} or {lower + replicas}).")

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from ppcd_tf import errors
 from ppcd_tf.data import fashion_mnist_offline
 from ppcd_tf.data.fashion_mnist_offline import DataNotFoundError
 from ppcd_tf.data.fashion_mnist_offline import default_data_dir
@@ -79,7 +80,7 @@ def _info_from_builder(builder, split):
 def _check_split(builder, name, split):
     available = sorted(builder.info.splits.keys())
     if _base_split(split) not in available:
-        raise ValueError(
+        raise errors.BadInputError(
             f"Split {split!r} is not in dataset {name!r}; available splits: "
             f"{available}.")
 
@@ -148,7 +149,7 @@ def _load_cifar10(split, data_dir):
 def _load_imagenet2012(split, data_dir):
     base = _base_split(split)
     if base not in IMAGENET_SPLIT_ARCHIVES:
-        raise ValueError(
+        raise errors.BadInputError(
             f"Split {split!r} is not in dataset {IMAGENET2012!r}; available "
             f"splits: {sorted(IMAGENET_SPLIT_ARCHIVES)}.")
     # tfds 4.9's imagenet2012 builder always opens the validation archive
@@ -165,7 +166,7 @@ def _load_imagenet2012(split, data_dir):
 
 def _load_image_folder(split, image_folder):
     if not image_folder:
-        raise ValueError(
+        raise errors.BadInputError(
             f"Source {IMAGE_FOLDER!r} needs `image_folder`: a directory laid "
             f"out as <image_folder>/<split>/<class>/<image>.png|jpg.")
     split_dir = os.path.join(os.path.expanduser(image_folder), split)
@@ -191,7 +192,7 @@ def _load_fake(split, num_examples, num_classes, resolution, channels, seed):
     class-dependent grey level, so labels carry some signal.
     """
     if num_examples < 1 or num_classes < 1:
-        raise ValueError(
+        raise errors.BadInputError(
             f"fake_num_examples ({num_examples}) and fake_num_classes "
             f"({num_classes}) must be >= 1.")
     rng = np.random.default_rng(_split_seed(seed, split))
@@ -240,7 +241,7 @@ def load_split(name, split, data_dir=None, image_folder=None,
             files to put where.
     """
     if name not in VALID_NAMES:
-        raise ValueError(
+        raise errors.BadInputError(
             f"Unknown dataset name {name!r}; valid names: "
             f"{', '.join(VALID_NAMES)}.")
     if name == FAKE:

@@ -35,6 +35,8 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from ppcd_tf import errors
+
 # Lower bound on the squared L2 norm in the per-example normalisation (the
 # `epsilon` of tf.math.l2_normalize): an all-zero map stays zero, finite.
 NORMALISATION_EPSILON = 1e-12
@@ -47,8 +49,9 @@ def _float32(x):
 def _static_spatial(x, what):
     height, width = x.shape[1], x.shape[2]
     if height is None or width is None:
-        raise ValueError(f"{what} needs static spatial dimensions, got shape "
-                         f"{x.shape}.")
+        raise errors.BadInputError(
+            f"{what} needs static spatial dimensions, got shape "
+            f"{x.shape}.")
     return height, width
 
 
@@ -162,19 +165,22 @@ def attention_transfer_loss(student_features, teacher_features, layers=None,
         layers = sorted(set(student_features) & set(teacher_features))
     layers = list(layers)
     if not layers:
-        raise ValueError(f"No common layers to distil: student has "
-                         f"{sorted(student_features)}, teacher has "
-                         f"{sorted(teacher_features)}.")
+        raise errors.BadInputError(
+            f"No common layers to distil: student has "
+            f"{sorted(student_features)}, teacher has "
+            f"{sorted(teacher_features)}.")
     for name in layers:
         if name not in student_features or name not in teacher_features:
-            raise ValueError(f"Layer {name!r} is missing: student has "
-                             f"{sorted(student_features)}, teacher has "
-                             f"{sorted(teacher_features)}.")
+            raise errors.BadInputError(
+                f"Layer {name!r} is missing: student has "
+                f"{sorted(student_features)}, teacher has "
+                f"{sorted(teacher_features)}.")
     weights = dict(weights or {})
     unknown = sorted(set(weights) - set(layers))
     if unknown:
-        raise ValueError(f"weights name layers {unknown} that are not "
-                         f"distilled; layers are {layers}.")
+        raise errors.BadInputError(
+            f"weights name layers {unknown} that are not "
+            f"distilled; layers are {layers}.")
     total = None
     for name in layers:
         teacher = _attention_grid(tf.stop_gradient(teacher_features[name]))
@@ -247,8 +253,9 @@ def output_l1_loss(student_images, teacher_images):
 def _check_weight(name, value):
     if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
             and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got "
-                         f"{value!r}.")
+        raise errors.BadInputError(
+            f"{name} must be a finite number >= 0, got "
+            f"{value!r}.")
     return float(value)
 
 
@@ -280,8 +287,9 @@ class DistillationWeights:
                 isinstance(output_l1_decay_steps, numbers.Integral)
                 and not isinstance(output_l1_decay_steps, bool)
                 and output_l1_decay_steps > 0):
-            raise ValueError(f"output_l1_decay_steps must be None or an int "
-                             f"> 0, got {output_l1_decay_steps!r}.")
+            raise errors.BadInputError(
+                f"output_l1_decay_steps must be None or an int "
+                f"> 0, got {output_l1_decay_steps!r}.")
         self.output_l1_decay_steps = (
             None if output_l1_decay_steps is None
             else int(output_l1_decay_steps))

@@ -13,6 +13,7 @@ global batch by the caller's `reduce` (per-example sum / global batch):
 
 import tensorflow as tf
 
+from ppcd_tf import errors
 from ppcd_tf.distill import losses as distill_losses
 
 CAM_DISCRIMINATORS = ("teacher", "student")
@@ -32,9 +33,10 @@ class DistillationObjective:
     def __init__(self, weights, teacher_generator, teacher_discriminator,
                  cam_discriminator="teacher"):
         if cam_discriminator not in CAM_DISCRIMINATORS:
-            raise ValueError(f"cam_discriminator must be one of "
-                             f"{CAM_DISCRIMINATORS}, got "
-                             f"{cam_discriminator!r}.")
+            raise errors.BadInputError(
+                f"cam_discriminator must be one of "
+                f"{CAM_DISCRIMINATORS}, got "
+                f"{cam_discriminator!r}.")
         self.weights = weights
         self.teacher_generator = teacher_generator
         self.teacher_discriminator = teacher_discriminator

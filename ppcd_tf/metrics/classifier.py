@@ -17,6 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ppcd_tf import errors
+
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "assets")
 WEIGHTS_FILE = "fmnist_classifier.weights.h5"
@@ -54,7 +56,7 @@ def load_shipped_classifier(assets_dir=ASSETS_DIR):
     """(model, record) of the shipped classifier; clear error if missing."""
     weights, record = shipped_paths(assets_dir)
     if not (os.path.isfile(weights) and os.path.isfile(record)):
-        raise FileNotFoundError(
+        raise errors.MissingInputError(
             f"The Fashion-MNIST classifier is missing ({weights}); recreate "
             "it with: python -m ppcd_tf.train_classifier")
     model = build_classifier()

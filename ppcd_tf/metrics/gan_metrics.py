@@ -51,12 +51,13 @@ import io
 import json
 import math
 import os
-import uuid
 import zipfile
 from typing import Dict, NamedTuple
 
 import numpy as np
 import tensorflow as tf
+
+from ppcd_tf import files
 
 # tensorflow-gan's default KID block size (`max_block_size`).
 KID_MAX_BLOCK_SIZE = 1024
@@ -587,17 +588,7 @@ def save_statistics(path, mu, sigma, meta=None):
     buf = io.BytesIO()
     np.savez(buf, mu=mu, sigma=sigma, meta=np.array(meta_json),
              format_version=np.array(_STATS_FORMAT_VERSION))
-    path = os.fspath(path)
-    tf.io.gfile.makedirs(os.path.dirname(path) or ".")
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    try:
-        with tf.io.gfile.GFile(tmp, "wb") as f:
-            f.write(buf.getvalue())
-        tf.io.gfile.rename(tmp, path, overwrite=True)
-    except BaseException:
-        if tf.io.gfile.exists(tmp):
-            tf.io.gfile.remove(tmp)
-        raise
+    files.write_bytes(os.fspath(path), buf.getvalue())
 
 
 def load_statistics(path):

@@ -19,6 +19,8 @@ resolutions).
 import dataclasses
 import json
 
+from ppcd_tf import errors
+
 # Generator: residual stream multipliers, stream[0] is the first linear's output
 # width; block i maps stream[i-1] -> stream[i] and doubles the resolution.
 _G_STREAM_MULTIPLIERS = {
@@ -63,7 +65,7 @@ def parse_attention(attention):
 
 def _check_resolution(resolution):
     if resolution not in _G_STREAM_MULTIPLIERS:
-        raise ValueError(
+        raise errors.BadInputError(
             f"Unsupported resolution {resolution}; BigGAN tables exist for "
             f"{SUPPORTED_RESOLUTIONS}.")
 
@@ -98,25 +100,29 @@ class ChannelConfig:
                                key=lambda kv: int(kv[0]))})
         num_blocks = len(self.hidden)
         if num_blocks < 1:
-            raise ValueError("ChannelConfig needs at least one block.")
+            raise errors.BadInputError(
+                "ChannelConfig needs at least one block.")
         if len(self.stream) != num_blocks + 1:
-            raise ValueError(
+            raise errors.BadInputError(
                 f"ChannelConfig.stream must have num_blocks + 1 = "
                 f"{num_blocks + 1} entries, got {len(self.stream)}.")
         if min(self.stream + self.hidden) < 1:
-            raise ValueError(f"ChannelConfig widths must be >= 1, got stream="
-                             f"{self.stream}, hidden={self.hidden}.")
+            raise errors.BadInputError(
+                f"ChannelConfig widths must be >= 1, got stream="
+                f"{self.stream}, hidden={self.hidden}.")
         if self.bottom_width * 2 ** num_blocks != self.resolution:
-            raise ValueError(
+            raise errors.BadInputError(
                 f"bottom_width {self.bottom_width} * 2**{num_blocks} blocks "
                 f"!= resolution {self.resolution}.")
         for block, widths in self.attention.items():
             if not 1 <= block <= num_blocks:
-                raise ValueError(f"Attention after block {block}, but blocks "
-                                 f"are 1..{num_blocks}.")
+                raise errors.BadInputError(
+                    f"Attention after block {block}, but blocks "
+                    f"are 1..{num_blocks}.")
             if min(widths) < 1:
-                raise ValueError(f"Attention widths must be >= 1, got "
-                                 f"{widths} after block {block}.")
+                raise errors.BadInputError(
+                    f"Attention widths must be >= 1, got "
+                    f"{widths} after block {block}.")
 
     @property
     def num_blocks(self):
@@ -178,14 +184,15 @@ def generator_channels(resolution, ch, attention="64",
     multipliers = tuple(stream_multipliers or _G_STREAM_MULTIPLIERS[resolution])
     num_blocks = len(_G_STREAM_MULTIPLIERS[resolution]) - 1
     if len(multipliers) != num_blocks + 1:
-        raise ValueError(
+        raise errors.BadInputError(
             f"stream_multipliers for resolution {resolution} need "
             f"{num_blocks + 1} entries, got {len(multipliers)}.")
     stream = [int(round(m * ch)) for m in multipliers]
     hidden_mult = tuple(hidden_multipliers or multipliers[1:])
     if len(hidden_mult) != num_blocks:
-        raise ValueError(f"hidden_multipliers need {num_blocks} entries, "
-                         f"got {len(hidden_mult)}.")
+        raise errors.BadInputError(
+            f"hidden_multipliers need {num_blocks} entries, "
+            f"got {len(hidden_mult)}.")
     hidden = [int(round(m * ch)) for m in hidden_mult]
     bottom_width = resolution // 2 ** num_blocks
     wanted = parse_attention(attention)
@@ -197,7 +204,7 @@ def generator_channels(resolution, ch, attention="64",
                        max(1, width // ATTENTION_VALUE_DIVISOR))
     unknown = wanted - {bottom_width * 2 ** i for i in range(1, num_blocks + 1)}
     if unknown:
-        raise ValueError(
+        raise errors.BadInputError(
             f"Attention resolutions {sorted(unknown)} do not exist in the "
             f"{resolution}x{resolution} generator (block outputs: "
             f"{[bottom_width * 2 ** i for i in range(1, num_blocks + 1)]}).")
@@ -226,8 +233,9 @@ class DiscriminatorConfig:
         object.__setattr__(self, "downsample",
                            tuple(bool(d) for d in self.downsample))
         if len(self.out) != len(self.downsample):
-            raise ValueError("DiscriminatorConfig.out and .downsample differ "
-                             "in length.")
+            raise errors.BadInputError(
+                "DiscriminatorConfig.out and .downsample differ "
+                "in length.")
 
     def to_dict(self):
         return {"resolution": self.resolution, "out": list(self.out),
@@ -257,7 +265,7 @@ def discriminator_channels(resolution, ch, attention="64"):
                        max(1, width // ATTENTION_VALUE_DIVISOR))
     unknown = wanted - set(table["resolution"])
     if unknown:
-        raise ValueError(
+        raise errors.BadInputError(
             f"Attention resolutions {sorted(unknown)} do not exist in the "
             f"{resolution}x{resolution} discriminator (block outputs: "
             f"{list(table['resolution'])}).")

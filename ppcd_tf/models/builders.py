@@ -7,6 +7,7 @@ gin-configurable (see STYLE.md), only these factories are.
 
 import gin
 
+from ppcd_tf import errors
 from ppcd_tf.models import arch
 from ppcd_tf.models import discriminator
 from ppcd_tf.models import generator
@@ -42,8 +43,9 @@ def build_generator(resolution, num_classes, image_channels, ch=gin.REQUIRED,
     elif isinstance(channels, dict):
         channels = arch.ChannelConfig.from_dict(channels)
     if channels.resolution != resolution:
-        raise ValueError(f"Generator channel config is for resolution "
-                         f"{channels.resolution}, data is {resolution}.")
+        raise errors.BadInputError(
+            f"Generator channel config is for resolution "
+            f"{channels.resolution}, data is {resolution}.")
     return generator.Generator(
         channels, num_classes, dim_z=dim_z, shared_dim=shared_dim,
         image_channels=image_channels, hierarchical=hierarchical,

@@ -24,6 +24,7 @@ in BigGAN-PyTorch.
 import keras
 import tensorflow as tf
 
+from ppcd_tf import errors
 from ppcd_tf.models import arch
 from ppcd_tf.models import layers
 
@@ -49,7 +50,8 @@ class Discriminator(layers.NamedBlocksMixin, keras.Model):
         if isinstance(config, dict):
             config = arch.DiscriminatorConfig.from_dict(config)
         if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+            raise errors.BadInputError(
+                f"num_classes must be >= 1, got {num_classes}.")
         self.config = config
         self.num_classes = int(num_classes)
         self.image_channels = int(image_channels)

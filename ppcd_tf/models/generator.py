@@ -34,6 +34,7 @@ PyTorch checkpoint needs that permutation.
 import keras
 import tensorflow as tf
 
+from ppcd_tf import errors
 from ppcd_tf.models import arch
 from ppcd_tf.models import layers
 
@@ -82,9 +83,10 @@ class Generator(layers.NamedBlocksMixin, keras.Model):
         if isinstance(channels, dict):
             channels = arch.ChannelConfig.from_dict(channels)
         if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+            raise errors.BadInputError(
+                f"num_classes must be >= 1, got {num_classes}.")
         if image_channels < 1:
-            raise ValueError(
+            raise errors.BadInputError(
                 f"image_channels must be >= 1, got {image_channels}.")
         self.channels = channels
         self.num_classes = int(num_classes)
@@ -98,8 +100,9 @@ class Generator(layers.NamedBlocksMixin, keras.Model):
         num_slots = channels.num_blocks + 1 if self.hierarchical else 1
         self.z_chunk_size = int(dim_z) // num_slots
         if self.z_chunk_size < 1:
-            raise ValueError(f"dim_z={dim_z} is smaller than the {num_slots} "
-                             "hierarchical z chunks.")
+            raise errors.BadInputError(
+                f"dim_z={dim_z} is smaller than the {num_slots} "
+                "hierarchical z chunks.")
         self.requested_dim_z = int(dim_z)
         self.dim_z = self.z_chunk_size * num_slots
 

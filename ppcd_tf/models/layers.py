@@ -25,6 +25,8 @@ Layers are deliberately not gin-configurable: models pass explicit arguments.
 import keras
 import tensorflow as tf
 
+from ppcd_tf import errors
+
 _PACKAGE = "ppcd_tf"
 
 
@@ -109,7 +111,8 @@ class SNDense(_SpectralNormMixin, keras.layers.Layer):
                  kernel_initializer="orthogonal", **kwargs):
         super().__init__(autocast=False, **kwargs)
         if units <= 0:
-            raise ValueError(f"SNDense units must be positive, got {units}.")
+            raise errors.BadInputError(
+                f"SNDense units must be positive, got {units}.")
         self.units = int(units)
         self.use_bias = bool(use_bias)
         self.sn_eps = float(sn_eps)
@@ -157,11 +160,12 @@ class SNConv2D(_SpectralNormMixin, keras.layers.Layer):
                  kernel_initializer="orthogonal", **kwargs):
         super().__init__(autocast=False, **kwargs)
         if filters <= 0:
-            raise ValueError(
+            raise errors.BadInputError(
                 f"SNConv2D filters must be positive, got {filters}.")
         if kernel_size <= 0 or kernel_size % 2 == 0:
-            raise ValueError("SNConv2D kernel_size must be a positive odd "
-                             f"number, got {kernel_size}.")
+            raise errors.BadInputError(
+                "SNConv2D kernel_size must be a positive odd "
+                f"number, got {kernel_size}.")
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.use_bias = bool(use_bias)
@@ -214,8 +218,9 @@ class SNEmbedding(_SpectralNormMixin, keras.layers.Layer):
                  embeddings_initializer="orthogonal", **kwargs):
         super().__init__(autocast=False, **kwargs)
         if input_dim <= 0 or output_dim <= 0:
-            raise ValueError("SNEmbedding dims must be positive, got "
-                             f"input_dim={input_dim}, output_dim={output_dim}.")
+            raise errors.BadInputError(
+                "SNEmbedding dims must be positive, got "
+                f"input_dim={input_dim}, output_dim={output_dim}.")
         self.input_dim = int(input_dim)
         self.output_dim = int(output_dim)
         self.sn_eps = float(sn_eps)
@@ -330,8 +335,9 @@ class SelfAttention(keras.layers.Layer):
                  kernel_initializer="orthogonal", **kwargs):
         super().__init__(**kwargs)
         if qk_width <= 0 or value_width <= 0:
-            raise ValueError("SelfAttention widths must be positive, got "
-                             f"qk_width={qk_width}, value_width={value_width}.")
+            raise errors.BadInputError(
+                "SelfAttention widths must be positive, got "
+                f"qk_width={qk_width}, value_width={value_width}.")
         self.qk_width = int(qk_width)
         self.value_width = int(value_width)
         self.sn_eps = float(sn_eps)
@@ -468,7 +474,7 @@ class GBlock(keras.layers.Layer):
                  kernel_initializer="orthogonal", **kwargs):
         super().__init__(**kwargs)
         if out_channels <= 0:
-            raise ValueError(
+            raise errors.BadInputError(
                 f"GBlock out_channels must be positive, got {out_channels}.")
         self.out_channels = int(out_channels)
         self.hidden_channels = int(hidden_channels or out_channels)
@@ -559,7 +565,7 @@ class DBlock(keras.layers.Layer):
                  **kwargs):
         super().__init__(**kwargs)
         if out_channels <= 0:
-            raise ValueError(
+            raise errors.BadInputError(
                 f"DBlock out_channels must be positive, got {out_channels}.")
         self.out_channels = int(out_channels)
         self.downsample = bool(downsample)

@@ -21,6 +21,7 @@ import collections
 import keras
 import tensorflow as tf
 
+from ppcd_tf import errors
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.pruning import masks as mask_fns
 
@@ -60,7 +61,8 @@ class ChannelMasks(keras.layers.Layer):
                  mask_function="smooth_step", **kwargs):
         super().__init__(**kwargs)
         if not widths:
-            raise ValueError("ChannelMasks needs at least one mask width.")
+            raise errors.BadInputError(
+                "ChannelMasks needs at least one mask width.")
         self.widths = collections.OrderedDict(
             (str(k), int(v)) for k, v in dict(widths).items())
         self.initial_value = float(initial_value)
@@ -69,7 +71,7 @@ class ChannelMasks(keras.layers.Layer):
         self._mask_fn = mask_fns.mask_function(mask_function)
         for key, width in self.widths.items():
             if width < 1:
-                raise ValueError(f"Mask {key!r} has width {width}.")
+                raise errors.BadInputError(f"Mask {key!r} has width {width}.")
             # One attribute per logit: tf.train.Checkpoint tracks attributes,
             # not variables inside plain dicts.
             setattr(self, f"logit_{key}", self.add_weight(

@@ -15,6 +15,7 @@ weights by their path below the model's name and checks every shape.
 import tensorflow as tf
 from absl import logging
 
+from ppcd_tf import errors
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.pruning import surgery
 
@@ -47,7 +48,7 @@ def copy_weights_by_name(source, target):
     unexpected = sorted(set(by_name) - {_relative_path(v)
                                         for v in target.weights})
     if missing or shapes or unexpected:
-        raise ValueError(
+        raise errors.BadInputError(
             f"Cannot copy {source.name} into {target.name}: missing "
             f"{missing}, unexpected {unexpected}, shapes differ {shapes}.")
     for variable in target.weights:

@@ -16,6 +16,7 @@ the rules that use them:
 
 import tensorflow as tf
 
+from ppcd_tf import errors
 from ppcd_tf.pruning import budget as budget_lib
 
 HARDEN_RULES = ("global", "uniform")
@@ -53,7 +54,7 @@ class BudgetController:
         floor_params = budget_lib.live_parameters(channels, shape,
                                                   self.floors)
         if self.target_params < floor_params:
-            raise ValueError(
+            raise errors.BadInputError(
                 f"Target of {self.target_params:,} parameters is below the "
                 f"{floor_params:,} that the per-layer floors keep; lower "
                 "PPCDTrainer.min_channels or raise the target.")
@@ -117,8 +118,9 @@ class BudgetController:
     def harden(self, logits, rule):
         """{mask key: bool [width]} kept at the cut, within the budget."""
         if rule not in HARDEN_RULES:
-            raise ValueError(f"harden_rule must be one of {HARDEN_RULES}, "
-                             f"got {rule!r}.")
+            raise errors.BadInputError(
+                f"harden_rule must be one of {HARDEN_RULES}, "
+                f"got {rule!r}.")
         harden = (budget_lib.harden_to_budget if rule == "global"
                   else budget_lib.harden_uniform)
         return harden(logits, self.channels, self.shape, self.target_params,

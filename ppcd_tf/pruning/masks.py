@@ -28,6 +28,8 @@ https://arxiv.org/abs/2011.08382 (code: SJLeo/DMAD, `models/MaskLayer.py`).
 import gin
 import tensorflow as tf
 
+from ppcd_tf import errors
+
 # Half-width of the band |w| <= STE_CLIP where the straight-through estimator
 # passes the gradient through (the classic "hard tanh" STE).
 STE_CLIP = 1.0
@@ -39,8 +41,9 @@ def _as_tensor(w):
     """`w` as a float tensor (variables are read, so tapes still see them)."""
     w = tf.convert_to_tensor(w)
     if not w.dtype.is_floating:
-        raise ValueError(f"Mask logits must be floating point, got dtype "
-                         f"{w.dtype!r}.")
+        raise errors.BadInputError(
+            f"Mask logits must be floating point, got dtype "
+            f"{w.dtype!r}.")
     return w
 
 
@@ -161,7 +164,8 @@ def sigmoid_mask(w, temperature):
         ValueError: if `temperature` is a Python number <= 0.
     """
     if isinstance(temperature, (int, float)) and temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}.")
+        raise errors.BadInputError(
+            f"temperature must be > 0, got {temperature!r}.")
     w = _as_tensor(w)
     return tf.sigmoid(w / _as_scalar(temperature, w.dtype))
 
@@ -203,12 +207,14 @@ def mask_function(name="smooth_step", min_temperature=MIN_TEMPERATURE):
         ValueError: on an unknown name or a non-positive `min_temperature`.
     """
     if name not in MASK_FUNCTIONS:
-        raise ValueError(f"Unknown mask function {name!r}; choose one of "
-                         f"{sorted(MASK_FUNCTIONS)}.")
+        raise errors.BadInputError(
+            f"Unknown mask function {name!r}; choose one of "
+            f"{sorted(MASK_FUNCTIONS)}.")
     if name == "sigmoid":
         if not min_temperature > 0:
-            raise ValueError(f"min_temperature must be > 0, got "
-                             f"{min_temperature!r}.")
+            raise errors.BadInputError(
+                f"min_temperature must be > 0, got "
+                f"{min_temperature!r}.")
         return _make_sigmoid(min_temperature)
     return MASK_FUNCTIONS[name]
 

@@ -29,6 +29,8 @@ import numbers
 import gin
 import tensorflow as tf
 
+from ppcd_tf import errors
+
 KINDS = ("cube", "linear", "cosine", "constant")
 # Exponent of DMAD's 'cube' rule: b = b0 * (1 - t ** CUBE_EXPONENT).
 CUBE_EXPONENT = 1.0 / 3.0
@@ -69,17 +71,21 @@ class BoundSchedule:
                  kind="cube"):
         if not (_is_python_number(initial_bound)
                 and math.isfinite(initial_bound) and initial_bound >= 0):
-            raise ValueError(f"initial_bound must be a finite number >= 0, "
-                             f"got {initial_bound!r}.")
+            raise errors.BadInputError(
+                f"initial_bound must be a finite number >= 0, "
+                f"got {initial_bound!r}.")
         if not _is_int(begin_step) or begin_step < 0:
-            raise ValueError(f"begin_step must be an int >= 0, got "
-                             f"{begin_step!r}.")
+            raise errors.BadInputError(
+                f"begin_step must be an int >= 0, got "
+                f"{begin_step!r}.")
         if not _is_int(end_step) or end_step <= begin_step:
-            raise ValueError(f"end_step must be an int > begin_step "
-                             f"({begin_step}), got {end_step!r}.")
+            raise errors.BadInputError(
+                f"end_step must be an int > begin_step "
+                f"({begin_step}), got {end_step!r}.")
         if kind not in KINDS:
-            raise ValueError(f"Unknown bound schedule kind {kind!r}; choose "
-                             f"one of {list(KINDS)}.")
+            raise errors.BadInputError(
+                f"Unknown bound schedule kind {kind!r}; choose "
+                f"one of {list(KINDS)}.")
         self.initial_bound = float(initial_bound)
         self.begin_step = int(begin_step)
         self.end_step = int(end_step)
@@ -181,16 +187,19 @@ class RetrainSchedule:
     def __init__(self, g_lr_scale=1.0, d_lr_scale=1.0, decay="none",
                  final_fraction=0.0, decay_discriminator=True):
         if decay not in RETRAIN_DECAYS:
-            raise ValueError(f"RetrainSchedule.decay must be one of "
-                             f"{RETRAIN_DECAYS}, got {decay!r}.")
+            raise errors.BadInputError(
+                f"RetrainSchedule.decay must be one of "
+                f"{RETRAIN_DECAYS}, got {decay!r}.")
         if not 0.0 <= final_fraction <= 1.0:
-            raise ValueError(f"RetrainSchedule.final_fraction must be in "
-                             f"[0, 1], got {final_fraction}.")
+            raise errors.BadInputError(
+                f"RetrainSchedule.final_fraction must be in "
+                f"[0, 1], got {final_fraction}.")
         for name, value in (("g_lr_scale", g_lr_scale),
                             ("d_lr_scale", d_lr_scale)):
             if not value > 0.0:
-                raise ValueError(f"RetrainSchedule.{name} must be > 0, got "
-                                 f"{value}.")
+                raise errors.BadInputError(
+                    f"RetrainSchedule.{name} must be > 0, got "
+                    f"{value}.")
         self.scales = {"g": float(g_lr_scale), "d": float(d_lr_scale)}
         self.decay = decay
         self.final_fraction = float(final_fraction)

@@ -1,0 +1,110 @@
+"""The error hierarchy: exit statuses, what stays a traceback, and that the
+library's errors keep the built-in bases callers catch."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ppcd_tf import config as config_lib
+from ppcd_tf import errors
+from ppcd_tf import evaluation
+from ppcd_tf import exporting
+from ppcd_tf import run_dir
+from ppcd_tf import serving
+from ppcd_tf import teachers
+from ppcd_tf.data import fashion_mnist_offline
+from ppcd_tf.metrics import feature_networks
+from tests import helpers
+
+
+@pytest.mark.parametrize("error, status", [
+    (errors.BadInputError("x"), 2),
+    (errors.OutputExistsError("x"), 2),
+    (errors.MissingInputError("x"), 3),
+    (errors.DamagedInputError("x"), 3),
+    (errors.DivergedError("x"), 1),
+    (ValueError("x"), None),
+    (FileNotFoundError("x"), None),
+    (KeyError("x"), None),
+])
+def test_exit_status(error, status):
+    assert errors.exit_status(error) == status
+
+
+@pytest.mark.parametrize("cls, status, builtin", [
+    (config_lib.ConfigError, 2, ValueError),
+    (evaluation.EvaluationError, 2, ValueError),
+    (exporting.ExportError, 2, ValueError),
+    (feature_networks.FeatureNetworkError, 2, ValueError),
+    (errors.OutputExistsError, 2, FileExistsError),
+    (teachers.TeacherError, 3, FileNotFoundError),
+    (fashion_mnist_offline.DataNotFoundError, 3, FileNotFoundError),
+    (run_dir.RunDirError, 3, FileNotFoundError),
+    (serving.ExportNotFoundError, 3, FileNotFoundError),
+    (errors.DamagedInputError, 3, ValueError),
+    (errors.DivergedError, 1, FloatingPointError),
+])
+def test_library_errors_map_to_their_status(cls, status, builtin):
+    error = cls("message")
+    assert errors.exit_status(error) == status
+    assert isinstance(error, builtin)
+
+
+@pytest.mark.parametrize("error, status", [
+    (errors.BadInputError("wrong flag"), 2),
+    (errors.MissingInputError("no weights"), 3),
+    (errors.DivergedError("nan at step 7"), 1),
+])
+def test_exit_on_errors_exits_with_the_message(error, status, capsys):
+    with pytest.raises(SystemExit) as exited:
+        with errors.exit_on_errors():
+            raise error
+    assert exited.value.code == status
+    assert f"error: {error}" in capsys.readouterr().err
+
+
+def test_exit_on_errors_lets_bugs_through():
+    # A plain ValueError is a bug, not bad input: it keeps its traceback.
+    with pytest.raises(ValueError, match="a bug"):
+        with errors.exit_on_errors():
+            raise ValueError("a bug")
+
+
+def test_a_wrong_binding_inside_the_run_is_bad_input(tmp_path):
+    # Validation in a gin-configured constructor (EMA decay outside [0, 1))
+    # ends with status 2 and the message, not a traceback.
+    result = helpers.run_train(
+        str(tmp_path / "run"), ["debug.gin"],
+        list(helpers.TINY_BINDINGS) + ["Trainer.ema_decay = 1.5",
+                                       "Trainer.num_steps = 1"],
+        timeout=180)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "EMA decay must be in [0, 1)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_teacher_dir_is_missing_input(tmp_path):
+    result = helpers.run_train(
+        str(tmp_path / "run"), ["debug.gin", "stage/ppcd.gin"],
+        list(helpers.TINY_BINDINGS) + [
+            f"TEACHER_DIR = '{tmp_path / 'no_teacher'}'",
+            "Trainer.num_steps = 1"],
+        timeout=180)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "no_teacher" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_export_binary_refuses_a_run_without_checkpoints(tmp_path):
+    empty_run = tmp_path / "run"
+    empty_run.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "ppcd_tf.export", "--model_dir",
+         str(empty_run), "--output", str(tmp_path / "out")],
+        cwd=helpers.REPO_ROOT, env=helpers.python_env(), capture_output=True,
+        text=True, timeout=120, check=False)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "out")

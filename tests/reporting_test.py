@@ -1,0 +1,64 @@
+"""The report's target logic (reporting.targets) on hand-made reports."""
+
+import pytest
+
+from ppcd_tf import reporting
+
+
+def _report(student_params=100, student_fid=1.05, student_acc=0.88,
+            student_ips=600.0, student_macs=10, step_ratio=None):
+    return {
+        "teacher": {"params": 530, "fid": 1.0, "class_accuracy": 0.89,
+                    "images_per_sec": 100.0, "macs": 64},
+        "student": {"params": student_params, "fid": student_fid,
+                    "class_accuracy": student_acc,
+                    "images_per_sec": student_ips, "macs": student_macs},
+        "train_step_ratio": step_ratio,
+    }
+
+
+def test_all_targets_met():
+    rows = reporting.targets(_report(step_ratio=1.2))
+    assert [row["met"] for row in rows] == [True] * 5
+    compression, fid, accuracy, speed, step = rows
+    assert compression["measured"] == pytest.approx(5.3)
+    assert fid["measured"] == pytest.approx(1.05)
+    assert accuracy["measured"] == pytest.approx(1.0)  # points
+    assert speed["measured"] == pytest.approx(6.0)
+    assert "5.12" in speed["target"]  # 0.8 x the MAC ratio 6.4
+    assert step["measured"] == pytest.approx(1.2)
+
+
+@pytest.mark.parametrize("changes, missed", [
+    (dict(student_params=110), 0),     # 4.8x < 5.2x
+    (dict(student_fid=1.11), 1),       # FID ratio 1.11 > 1.10
+    (dict(student_acc=0.869), 2),      # 2.1 points > 2
+    (dict(student_ips=400.0), 3),      # 4.0x < 0.8 x 6.4 = 5.12x
+])
+def test_each_miss_is_reported(changes, missed):
+    rows = reporting.targets(_report(**changes))
+    assert [i for i, row in enumerate(rows) if not row["met"]] == [missed]
+
+
+def test_boundaries_count_as_met():
+    report = _report(student_fid=1.10)
+    report["teacher"]["params"], report["student"]["params"] = 520, 100
+    compression, fid = reporting.targets(report)[:2]
+    assert compression["measured"] == 5.2 and compression["met"]
+    assert fid["measured"] == 1.10 and fid["met"]
+
+
+def test_missing_metrics_leave_their_rows_out():
+    report = _report()
+    report["student"]["fid"] = None
+    report["teacher"]["class_accuracy"] = None
+    names = [row["name"] for row in reporting.targets(report)]
+    assert not any("FID" in name for name in names)
+    assert not any("accuracy" in name for name in names)
+    assert len(names) == 2  # compression and throughput
+
+
+def test_step_ratio_row_only_when_measured():
+    assert len(reporting.targets(_report(step_ratio=None))) == 4
+    rows = reporting.targets(_report(step_ratio=1.8))
+    assert len(rows) == 5 and not rows[-1]["met"]

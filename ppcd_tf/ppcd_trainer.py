@@ -408,8 +408,8 @@ class PPCDTrainer(trainer_lib.Trainer):
         return terms
 
     def extra_generator_loss_names(self):
-        return ("g_loss_attention", "g_loss_class_aware", "g_loss_output_l1",
-                "g_loss_budget", "info_param_ratio")
+        return self.objective.term_names + ("g_loss_budget",
+                                            "info_param_ratio")
 
     # ------------------------------------------------------------------
     # Schedule, controller, hardening.

@@ -166,6 +166,27 @@ class OutputL1Test(tf.test.TestCase):
         self.assertAllClose(loss, np.ones(BATCH))
 
 
+class FeatureMatchingTest(tf.test.TestCase):
+
+    def test_values_sum_over_maps_and_gradient_only_to_student(self):
+        teacher = [tf.zeros((BATCH, 4, 4, 2)), tf.zeros((BATCH, 2, 2, 8))]
+        student = [tf.fill((BATCH, 4, 4, 2), 0.5),
+                   tf.concat([tf.zeros((1, 2, 2, 8)),
+                              -2.0 * tf.ones((BATCH - 1, 2, 2, 8))], 0)]
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(student + teacher)
+            loss = losses.feature_matching_loss(student, teacher)
+        self.assertAllClose(loss, [0.5] + [2.5] * (BATCH - 1))
+        self.assertIsNotNone(tape.gradient(loss, student[1]))
+        self.assertIsNone(tape.gradient(loss, teacher[0]))
+        self.assertAllClose(losses.feature_matching_loss(teacher, teacher),
+                            np.zeros(BATCH))
+
+    def test_needs_matching_lists(self):
+        with self.assertRaisesRegex(ValueError, "equally many"):
+            losses.feature_matching_loss([tf.zeros((1, 2, 2, 1))], [])
+
+
 class DistillationWeightsTest(tf.test.TestCase):
 
     def test_defaults_constant(self):

@@ -17,6 +17,7 @@ from absl.testing import parameterized
 
 from ppcd_tf import ppcd_trainer
 from ppcd_tf import run_dir
+from ppcd_tf.distill import losses as distill_losses
 from ppcd_tf.models import complexity
 from ppcd_tf.models import discriminator as discriminator_lib
 from ppcd_tf.models import generator as generator_lib
@@ -319,6 +320,26 @@ class AblationTest(tf.test.TestCase, parameterized.TestCase):
                              (0.0, 0.0))
             self.assertEqual(metrics["g_loss_output_l1"], 0.0)
             self.assertGreater(weights.attention, 0.0)
+
+    def test_teacher_d_feature_matching_term(self):
+        trainer = _ppcd(self.create_tempdir().full_path,
+                        extra=["Trainer.num_steps = 2",
+                               "DistillationWeights.d_features = 2.0"])
+        self.assertIn("g_loss_d_features", trainer.metric_names())
+        metrics = _eager_steps(trainer, 1)
+        self.assertGreater(metrics["g_loss_d_features"], 0.0)
+        # The term is the weight times the per-example loss over the batch.
+        z = tf.random.normal((4, trainer.dim_z))
+        labels = tf.constant([0, 1, 2, 3])
+        fake = trainer.generate(z, labels, training=False)
+        teacher_images, _ = trainer.objective.teacher_outputs(z, labels)
+        teacher_half, student_half = trainer.objective.teacher_d_features(
+            fake, teacher_images, labels)
+        expected = distill_losses.feature_matching_loss(
+            student_half["blocks"], teacher_half["blocks"])
+        self.assertEqual(len(student_half["blocks"]),
+                         len(trainer.teacher_discriminator.blocks))
+        self.assertAllGreater(expected, 0.0)
 
 
 @pytest.mark.slow

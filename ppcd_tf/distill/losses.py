@@ -18,6 +18,9 @@ are channels-last, [B, H, W, C].
     class activation map <embed_D(y), phi(x)[h, w]>, [B, h*w], normalised.
   * `class_aware_loss(cam_s, cam_t)`: per-example squared L2 distance.
   * `output_l1_loss(x_s, x_t)`: per-example mean |x_s - x_t| (TinyGAN).
+  * `feature_matching_loss(f_s, f_t)`: per-example mean |f_s - f_t| over a
+    list of discriminator feature maps, summed over the maps (TinyGAN's
+    feature-level distillation, here in the frozen teacher D's features).
   * `DistillationWeights`: the gin-configurable weights of these terms,
     with an optional linear decay of the output-L1 weight.
 
@@ -250,6 +253,31 @@ def output_l1_loss(student_images, teacher_images):
     return tf.reduce_mean(_flatten(diff), axis=1)
 
 
+def feature_matching_loss(student_features, teacher_features):
+    """Per-example feature-matching distance over discriminator features.
+
+    Args:
+        student_features: list of float tensors [B, h_i, w_i, c_i], a
+            discriminator's block outputs on the student's images.
+        teacher_features: the same list on the teacher's images (treated as
+            constants).
+
+    Returns:
+        float32 tensor [B]: sum over the maps of mean |f_s - f_t|.
+    """
+    if len(student_features) != len(teacher_features) or not (
+            student_features):
+        raise errors.BadInputError(
+            f"feature_matching_loss needs equally many (>= 1) feature maps,"
+            f" got {len(student_features)} and {len(teacher_features)}.")
+    total = 0.0
+    for student, teacher in zip(student_features, teacher_features):
+        diff = tf.abs(_float32(student)
+                      - tf.stop_gradient(_float32(teacher)))
+        total += tf.reduce_mean(_flatten(diff), axis=1)
+    return total
+
+
 def _check_weight(name, value):
     if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
             and math.isfinite(value) and value >= 0):
@@ -272,6 +300,9 @@ class DistillationWeights:
             this step, and stays 0.
         attention_layers: feature names for attention transfer; None means
             all layers the student and teacher share.
+        d_features: weight of `feature_matching_loss` on the frozen teacher
+            D's block outputs for the student's vs the teacher's images
+            (0: off, the teacher D is then run only for the CAMs).
 
     Raises:
         ValueError: on a negative or non-finite weight or a non-positive
@@ -279,8 +310,10 @@ class DistillationWeights:
     """
 
     def __init__(self, attention=1.0, class_aware=1.0, output_l1=1.0,
-                 output_l1_decay_steps=None, attention_layers=None):
+                 output_l1_decay_steps=None, attention_layers=None,
+                 d_features=0.0):
         self.attention = _check_weight("attention", attention)
+        self.d_features = _check_weight("d_features", d_features)
         self.class_aware = _check_weight("class_aware", class_aware)
         self.output_l1 = _check_weight("output_l1", output_l1)
         if output_l1_decay_steps is not None and not (
@@ -328,6 +361,7 @@ class DistillationWeights:
             "output_l1": self.output_l1,
             "output_l1_decay_steps": self.output_l1_decay_steps,
             "attention_layers": self.attention_layers,
+            "d_features": self.d_features,
         }
 
     @classmethod

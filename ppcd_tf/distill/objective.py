@@ -9,6 +9,9 @@ global batch by the caller's `reduce` (per-example sum / global batch):
                       student's images under the CAM discriminator
   g_loss_output_l1    L1 between the student's and the teacher's images,
                       weighted by `DistillationWeights.output_l1_weight(step)`
+  g_loss_d_features   (only with DistillationWeights.d_features > 0) L1
+                      between the frozen teacher D's block outputs on the
+                      student's and on the teacher's images
 """
 
 import tensorflow as tf
@@ -18,6 +21,7 @@ from ppcd_tf.distill import losses as distill_losses
 
 CAM_DISCRIMINATORS = ("teacher", "student")
 TERM_NAMES = ("g_loss_attention", "g_loss_class_aware", "g_loss_output_l1")
+FEATURE_MATCHING_TERM = "g_loss_d_features"
 
 
 class DistillationObjective:
@@ -49,17 +53,43 @@ class DistillationObjective:
         return (tf.stop_gradient(images),
                 {k: tf.stop_gradient(v) for k, v in features.items()})
 
+    @property
+    def term_names(self):
+        """Names of the terms `terms` returns."""
+        if self.weights.d_features > 0:
+            return TERM_NAMES + (FEATURE_MATCHING_TERM,)
+        return TERM_NAMES
+
+    def teacher_d_features(self, fake, teacher_images, labels):
+        """The frozen teacher D's features of the teacher's and the
+        student's images, one pass over both: (teacher half, student half),
+        each {features, class_embedding, blocks} as the D returns them."""
+        _, feats = self.teacher_discriminator(
+            tf.concat([teacher_images, fake], axis=0),
+            tf.concat([labels, labels], axis=0), training=False,
+            return_features=True)
+        halves = ({}, {})
+        for name in ("features", "class_embedding"):
+            halves[0][name], halves[1][name] = tf.split(feats[name], 2, 0)
+        halves[0]["blocks"], halves[1]["blocks"] = [], []
+        for block in feats["blocks"]:
+            teacher_half, student_half = tf.split(block, 2, axis=0)
+            halves[0]["blocks"].append(teacher_half)
+            halves[1]["blocks"].append(student_half)
+        return halves
+
     def class_activation_maps(self, fake, teacher_images, labels,
-                              student_d_features, student_discriminator):
-        """(teacher CAMs [B, h*w] without gradient, student CAMs [B, h*w])."""
+                              student_d_features, student_discriminator,
+                              teacher_d=None):
+        """(teacher CAMs [B, h*w] without gradient, student CAMs [B, h*w]).
+        `teacher_d`: `teacher_d_features(...)` when already computed."""
         if self.cam_discriminator == "teacher":
-            _, feats = self.teacher_discriminator(
-                tf.concat([teacher_images, fake], axis=0),
-                tf.concat([labels, labels], axis=0), training=False,
-                return_features=True)
-            cams = distill_losses.class_activation_map(
-                feats["features"], feats["class_embedding"])
-            teacher_cam, student_cam = tf.split(cams, 2, axis=0)
+            teacher_half, student_half = (teacher_d or self.teacher_d_features(
+                fake, teacher_images, labels))
+            teacher_cam = distill_losses.class_activation_map(
+                teacher_half["features"], teacher_half["class_embedding"])
+            student_cam = distill_losses.class_activation_map(
+                student_half["features"], student_half["class_embedding"])
         else:
             _, feats = student_discriminator(teacher_images, labels,
                                              training=False,
@@ -78,10 +108,13 @@ class DistillationObjective:
         turns per-example values [B] into the global-batch share."""
         weights = self.weights
         teacher_images, teacher_features = self.teacher_outputs(z, labels)
+        teacher_d = None
+        if weights.d_features > 0 or self.cam_discriminator == "teacher":
+            teacher_d = self.teacher_d_features(fake, teacher_images, labels)
         teacher_cam, student_cam = self.class_activation_maps(
             fake, teacher_images, labels, student_d_features,
-            student_discriminator)
-        return {
+            student_discriminator, teacher_d)
+        terms = {
             "g_loss_attention": weights.attention * reduce(
                 distill_losses.attention_transfer_loss(
                     student_features, teacher_features,
@@ -91,3 +124,8 @@ class DistillationObjective:
             "g_loss_output_l1": weights.output_l1_weight(step) * reduce(
                 distill_losses.output_l1_loss(fake, teacher_images)),
         }
+        if weights.d_features > 0:
+            terms[FEATURE_MATCHING_TERM] = weights.d_features * reduce(
+                distill_losses.feature_matching_loss(
+                    teacher_d[1]["blocks"], teacher_d[0]["blocks"]))
+        return terms

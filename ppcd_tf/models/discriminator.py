@@ -93,10 +93,12 @@ class Discriminator(layers.NamedBlocksMixin, keras.Model):
 
     def call(self, images, labels, training=False, return_features=False):
         h = images
+        block_outputs = []
         for i, block in enumerate(self.blocks, start=1):
             h = block(h, training=training)
             if i in self.attentions:
                 h = self.attentions[i](h, training=training)
+            block_outputs.append(h)
         features = tf.nn.relu(h)
         pooled = tf.reduce_sum(features, axis=[1, 2])
         embedding = self.embed(labels, training=training)
@@ -106,7 +108,8 @@ class Discriminator(layers.NamedBlocksMixin, keras.Model):
         logits = tf.cast(logits, tf.float32)
         if return_features:
             return logits, {"features": features,
-                            "class_embedding": embedding}
+                            "class_embedding": embedding,
+                            "blocks": block_outputs}
         return logits
 
     def get_config(self):

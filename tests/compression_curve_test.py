@@ -1,0 +1,73 @@
+"""The compression-quality curve's rows, table, plot and equal-time steps."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ppcd_tf import compression_curve
+from tests import helpers
+
+REFERENCE = {"fid": {"mean": 1.0}, "class_accuracy": {"mean": 0.9}}
+
+
+def _record(method, target, params, fid, accuracy, steps=1000,
+            seconds=600.0):
+    return {"method": method, "target_compression": target,
+            "params": params, "teacher_params": 400, "steps": steps,
+            "train_seconds": seconds, "fid": fid,
+            "class_accuracy": accuracy}
+
+
+def test_equal_time_steps():
+    # A run twice as fast gets twice the steps, within [steps, 4 x steps].
+    assert compression_curve.equal_time_steps(1000, 300.0, 600.0) == 2000
+    assert compression_curve.equal_time_steps(1000, 900.0, 600.0) == 1000
+    assert compression_curve.equal_time_steps(1000, 10.0, 600.0) == 4000
+    with pytest.raises(ValueError):
+        compression_curve.equal_time_steps(1000, 0.0, 600.0)
+
+
+def test_rows_are_ratios_to_the_teacher_sorted_by_method_and_compression():
+    rows = compression_curve.curve_rows([
+        _record("no_masks", 2, 200, 1.5, 0.85),
+        _record("ppcd", 4, 100, 1.2, 0.89),
+        _record("ppcd", 2, 200, 1.05, 0.895),
+    ], REFERENCE)
+    assert [(r["method"], r["compression"]) for r in rows] == [
+        ("ppcd", 2.0), ("ppcd", 4.0), ("no_masks", 2.0)]
+    assert rows[0]["fid_ratio"] == pytest.approx(1.05)
+    assert rows[0]["accuracy_drop_points"] == pytest.approx(0.5)
+    assert rows[2]["accuracy_drop_points"] == pytest.approx(5.0)
+
+
+def test_table_and_plot(tmp_path):
+    rows = compression_curve.curve_rows([
+        _record("ppcd", 2, 200, 1.05, 0.895),
+        _record("uniform_pruning", 2, 199, 1.3, 0.88)], REFERENCE)
+    table = compression_curve.render_markdown(rows, REFERENCE)
+    assert "| ppcd | 2x | 2.00x | 200 | 1,000 | 10.0 | 1.050 | 1.05 |" \
+        in table
+    assert "uniform_pruning" in table
+    path = str(tmp_path / "curve.png")
+    compression_curve.plot(rows, path)
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(tmp_path) == ["curve.png"]
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--methods=ppcd,bogus", "Unknown --methods"),
+    ("--ratios=2,1", "must all be > 1"),
+])
+def test_the_tool_refuses_bad_flags(tmp_path, flag, message):
+    result = subprocess.run(
+        [sys.executable, os.path.join(helpers.REPO_ROOT, "tools",
+                                      "compression_curve.py"), flag,
+         f"--output_dir={tmp_path / 'curve'}"],
+        cwd=helpers.REPO_ROOT, env=helpers.python_env(), capture_output=True,
+        text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr
+    assert not os.path.exists(tmp_path / "curve")

@@ -1,0 +1,201 @@
+r"""The compression-quality curve: PPCD against the two baselines.
+
+For every target compression in --ratios and every method in --methods
+(ppcd; uniform_pruning = gin/stage/ablation_uniform_pruning.gin; no_masks =
+gin/stage/ablation_no_masks.gin, a thinner student trained from the start
+with the same distillation) trains a student of the shipped (or --teacher_dir)
+teacher with the demo's recipe and --gin_param, exports it and evaluates it
+(--num_samples per seed, --seeds, the report's protocol). Methods compare at
+equal wall-clock: a method faster per step than PPCD at the same ratio
+(no_masks) is trained on, in the same run directory, until its training
+time matches PPCD's (`compression_curve.equal_time_steps`).
+
+Writes <output_dir>/curve.json (every run's record), curve.md (the table)
+and curve.png (FID ratio and accuracy drop over compression, a line per
+method). Every stage resumes when rerun: finished runs, exports and
+evaluations are read back, an interrupted run continues from its newest
+checkpoint.
+
+Example (the issue's sweep, ~20 runs: hours on 2 CPU cores):
+  python tools/compression_curve.py --ratios 2,3,4,5.2,8,12 \
+      --teacher_eval runs/exp/teacher_eval2k.json
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+from ppcd_tf import compression_curve  # noqa: E402
+from ppcd_tf import demo_pipeline  # noqa: E402
+from ppcd_tf import errors  # noqa: E402
+from ppcd_tf import evaluation  # noqa: E402
+from ppcd_tf import files  # noqa: E402
+from ppcd_tf import run_dir  # noqa: E402
+from ppcd_tf import serving  # noqa: E402
+from ppcd_tf import teachers  # noqa: E402
+from ppcd_tf.models import generator as generator_lib  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("teacher_dir", None, "Teacher (default: shipped).")
+flags.DEFINE_string("output_dir", os.path.join("runs", "curve"),
+                    "Runs, exports, evaluations and the curve go here.")
+flags.DEFINE_list("ratios", ["2", "3", "4", "5.2", "8", "12"],
+                  "Target compressions (teacher / student G parameters).")
+flags.DEFINE_list("methods", list(compression_curve.METHODS),
+                  "Methods: " + ", ".join(compression_curve.METHODS) + ".")
+flags.DEFINE_integer("ppcd_steps", 1000, "Steps of a PPCD run.")
+flags.DEFINE_float("prune_end_fraction", 0.3, "Pruning-phase fraction.")
+flags.DEFINE_float("ema_decay", 0.99, "EMA decay of the students.")
+flags.DEFINE_multi_string("gin_param", [], "Recipe bindings (all runs).")
+flags.DEFINE_bool("equal_wall_clock", True, "Train faster methods on until "
+                  "their training time matches PPCD's at the same ratio.")
+flags.DEFINE_integer("num_samples", 2000, "Samples per seed.")
+flags.DEFINE_list("seeds", ["0"], "Evaluation seeds.")
+flags.DEFINE_string("teacher_eval", None, "The teacher's evaluation JSON "
+                    "with the same samples and seeds (default: evaluate the "
+                    "teacher here).")
+flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
+                    "Real-feature cache.")
+
+RECORD_FILE = "curve_record.json"
+_ABLATION_FILES = {"uniform_pruning": "stage/ablation_uniform_pruning.gin",
+                   "no_masks": "stage/ablation_no_masks.gin"}
+
+
+def _run(argv):
+    logging.info("[curve] %s", " ".join(argv))
+    status = subprocess.call(argv)
+    if status:
+        raise errors.PPCDError(f"{argv[:3]} failed with exit status "
+                               f"{status}.")
+
+
+def _train(directory, teacher_dir, ratio, method, steps):
+    """Trains (or resumes) one run to `steps`; returns its train seconds
+    (added up over every call that trained it)."""
+    record_path = os.path.join(directory, RECORD_FILE)
+    record = {}
+    if os.path.isfile(record_path):
+        with open(record_path) as f:
+            record = json.load(f)
+    if record.get("steps", 0) >= steps:
+        return record["train_seconds"]
+    extra = [_ABLATION_FILES[method]] if method in _ABLATION_FILES else []
+    start = time.monotonic()
+    _run(demo_pipeline.train_command(
+        directory, teacher_dir, 1.0 / ratio, steps, 50,
+        gin_params=FLAGS.gin_param, ema_decay=FLAGS.ema_decay,
+        extra_gin_files=extra, prune_end_fraction=FLAGS.prune_end_fraction))
+    seconds = record.get("train_seconds", 0.0) + time.monotonic() - start
+    files.write_json(record_path, {"steps": steps, "train_seconds": seconds})
+    return seconds
+
+
+def _evaluate_export(directory, export):
+    if not os.path.isdir(export):
+        _run(demo_pipeline.export_command(directory, export))
+    output = export + ".eval.json"
+    if os.path.isfile(output):
+        with open(output) as f:
+            return json.load(f)
+    return evaluation.evaluate_generator(
+        saved_model=export, num_samples=FLAGS.num_samples, seeds=FLAGS.seeds,
+        cache_dir=FLAGS.cache_dir, output=output)
+
+
+def _teacher_reference(teacher_dir):
+    if FLAGS.teacher_eval:
+        with open(FLAGS.teacher_eval) as f:
+            return json.load(f)["summary"]
+    export = os.path.join(FLAGS.output_dir, "teacher_export")
+    return _evaluate_export(teacher_dir, export)["summary"]
+
+
+def _teacher_params(teacher_dir):
+    generator = run_dir.restore_generator(teacher_dir).generator
+    return generator_lib.count_trainable_parameters(generator)
+
+
+def _one(teacher_dir, ratio, method, ppcd_seconds, teacher_params):
+    name = f"{method}_{ratio:g}x"
+    directory = os.path.join(FLAGS.output_dir, name)
+    steps = FLAGS.ppcd_steps
+    seconds = _train(directory, teacher_dir, ratio, method, steps)
+    if (FLAGS.equal_wall_clock and ppcd_seconds
+            and seconds < 0.95 * ppcd_seconds):
+        steps = compression_curve.equal_time_steps(steps, seconds,
+                                                   ppcd_seconds)
+        logging.info("[curve] %s: %.0f s vs PPCD's %.0f s -> trained on to "
+                     "%d steps", name, seconds, ppcd_seconds, steps)
+        seconds = _train(directory, teacher_dir, ratio, method, steps)
+    export = os.path.join(FLAGS.output_dir, name + "_export")
+    summary = _evaluate_export(directory, export)["summary"]
+    metadata = serving.read_metadata(export)
+    return {"method": method, "target_compression": ratio,
+            "params": metadata["params"],
+            "teacher_params": teacher_params, "steps": steps,
+            "train_seconds": seconds,
+            "fid": summary["fid"]["mean"],
+            "class_accuracy": summary["class_accuracy"]["mean"]}
+
+
+def _settings():
+    names = ("ratios", "methods", "ppcd_steps", "prune_end_fraction",
+             "ema_decay", "gin_param", "equal_wall_clock", "num_samples",
+             "seeds", "teacher_dir", "teacher_eval")
+    return {name: FLAGS[name].value for name in names}
+
+
+def main(argv):
+    del argv
+    with errors.exit_on_errors():
+        unknown = set(FLAGS.methods) - set(compression_curve.METHODS)
+        if unknown:
+            raise errors.BadInputError(
+                f"Unknown --methods {sorted(unknown)}; choose from "
+                f"{list(compression_curve.METHODS)}.")
+        try:
+            ratios = [float(r) for r in FLAGS.ratios]
+        except ValueError as error:
+            raise errors.BadInputError(
+                f"--ratios must be numbers: {error}") from error
+        if any(r <= 1.0 for r in ratios):
+            raise errors.BadInputError("--ratios must all be > 1.")
+        teacher_dir = FLAGS.teacher_dir or teachers.shipped_teacher_dir()
+        os.makedirs(FLAGS.output_dir, exist_ok=True)
+        reference = _teacher_reference(teacher_dir)
+        teacher_params = _teacher_params(teacher_dir)
+        records = []
+        for ratio in ratios:
+            ppcd_seconds = None
+            for method in sorted(FLAGS.methods,
+                                 key=lambda m: m != "ppcd"):
+                record = _one(teacher_dir, ratio, method, ppcd_seconds,
+                              teacher_params)
+                if method == "ppcd":
+                    ppcd_seconds = record["train_seconds"]
+                records.append(record)
+                rows = compression_curve.curve_rows(records, reference)
+                files.write_json(os.path.join(FLAGS.output_dir,
+                                              "curve.json"),
+                                 {"reference": reference, "rows": rows,
+                                  "settings": _settings()})
+                files.write_text(
+                    os.path.join(FLAGS.output_dir, "curve.md"),
+                    compression_curve.render_markdown(rows, reference))
+                compression_curve.plot(
+                    rows, os.path.join(FLAGS.output_dir, "curve.png"))
+    print(compression_curve.render_markdown(rows, reference))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -9,12 +9,16 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 DEMO_DIR := runs/demo
 DEMO_PPCD_STEPS ?= 1000
 DEMO_TARGET_RATIO ?= 0.19
+# make reproduce: the longer recipe at 5.2x and at 8x, best students kept.
+REPRODUCE_DIR := runs/reproduce
+REPRODUCE_STEPS ?= 3000
+REPRODUCE_VALIDATE_EVERY ?= 100
 # The shipped teacher's run (make teacher reproduces it).
 TEACHER_RUN := runs/fmnist_teacher
 TEACHER_STEPS := 5000
 SHIPPED_TEACHER := ppcd_tf/assets/teacher_fashion_mnist32
 
-.PHONY: setup data test test-fast demo teacher tensorboard clean
+.PHONY: setup data test test-fast demo reproduce teacher tensorboard clean
 
 $(STAMP): requirements.txt requirements-test.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +54,17 @@ test-fast: setup
 demo: setup
 	$(PY) -m ppcd_tf.demo --output_dir $(DEMO_DIR) \
 	  --ppcd_steps $(DEMO_PPCD_STEPS) --target_ratio $(DEMO_TARGET_RATIO)
+
+# The issue's longer recipe: the demo pipeline at REPRODUCE_STEPS steps with
+# quick validation (the best student is exported), at 5.26x (ratio 0.19)
+# and at 8x (0.125); one report per ratio under $(REPRODUCE_DIR)/. Resumable.
+reproduce: setup
+	$(PY) -m ppcd_tf.demo --output_dir $(REPRODUCE_DIR)/ratio_0.19 \
+	  --ppcd_steps $(REPRODUCE_STEPS) --target_ratio 0.19 \
+	  --validate_every $(REPRODUCE_VALIDATE_EVERY)
+	$(PY) -m ppcd_tf.demo --output_dir $(REPRODUCE_DIR)/ratio_0.125 \
+	  --ppcd_steps $(REPRODUCE_STEPS) --target_ratio 0.125 \
+	  --validate_every $(REPRODUCE_VALIDATE_EVERY)
 
 # Reproduces the shipped teacher (about 75 min on 2 CPU cores; resumable),
 # slims it into the package and measures it.

@@ -36,6 +36,10 @@ flags.DEFINE_string("teacher_dir", None, "Teacher run (default: the shipped "
 flags.DEFINE_float("target_ratio", 0.19, "Kept fraction of the generator's "
                    "parameters (0.19: 5.26x smaller).")
 flags.DEFINE_integer("ppcd_steps", 1000, "PPCD training steps.")
+flags.DEFINE_integer("validate_every", 0, "With N > 0: validate the student "
+                     "every N steps after the cut on a held-out slice of "
+                     "the training split (extras/validation.gin) and export"
+                     " the best one (0: export the last).")
 flags.DEFINE_float("prune_end_fraction", 0.3, "Fraction of the steps in the "
                    "pruning phase; the hardened student trains for the "
                    "rest (on this short run that retraining is what closes "
@@ -69,7 +73,7 @@ def main(argv):
         FLAGS.ppcd_steps, FLAGS.log_every, FLAGS.gin_param,
         FLAGS.num_samples, FLAGS.seeds, FLAGS.train_repeats, FLAGS.repeats,
         FLAGS.cache_dir, FLAGS.num_real, FLAGS.ema_decay,
-        FLAGS.prune_end_fraction)
+        FLAGS.prune_end_fraction, FLAGS.validate_every)
     start = time.time()
     for index, (stage, command) in enumerate(stages, 1):
         logging.info("[demo] stage %d/%d: %s", index, len(stages), stage)

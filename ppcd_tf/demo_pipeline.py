@@ -12,6 +12,9 @@ import time
 
 from absl import logging
 
+from ppcd_tf import run_dir
+
+VALIDATION_GIN_FILE = "extras/validation.gin"
 PPCD_GIN_FILES = ("data/fashion_mnist32.gin", "model/biggan32.gin",
                   "stage/teacher.gin", "stage/ppcd.gin")
 
@@ -29,10 +32,16 @@ def run_stage(stage, command):
 
 def train_command(ppcd_dir, teacher_dir, target_ratio, ppcd_steps,
                   log_every, gin_params=(), ema_decay=0.99,
-                  extra_gin_files=(), prune_end_fraction=None):
-    """argv of the PPCD run of `teacher_dir` into `ppcd_dir`."""
+                  extra_gin_files=(), prune_end_fraction=None,
+                  validate_every=0):
+    """argv of the PPCD run of `teacher_dir` into `ppcd_dir`; with
+    `validate_every` > 0 the run validates (extras/validation.gin) and
+    checkpoints every `validate_every` steps and keeps its best student."""
     train = [sys.executable, "-m", "ppcd_tf.train"]
-    for name in tuple(PPCD_GIN_FILES) + tuple(extra_gin_files):
+    extra_gin_files = tuple(extra_gin_files)
+    if validate_every:
+        extra_gin_files += (VALIDATION_GIN_FILE,)
+    for name in tuple(PPCD_GIN_FILES) + extra_gin_files:
         train += ["--gin_file", name]
     bindings = [f"TEACHER_DIR = '{os.path.abspath(teacher_dir)}'",
                 f"TARGET_PARAM_RATIO = {target_ratio}",
@@ -44,7 +53,10 @@ def train_command(ppcd_dir, teacher_dir, target_ratio, ppcd_steps,
                 "EMA_START_STEP = 0",
                 f"Trainer.log_every = {log_every}",
                 f"Trainer.sample_every = {max(ppcd_steps // 4, 1)}",
-                f"Trainer.checkpoint_every = {max(ppcd_steps // 6, 1)}"]
+                "Trainer.checkpoint_every = "
+                f"{validate_every or max(ppcd_steps // 6, 1)}"]
+    if validate_every:
+        bindings.append(f"Trainer.validate_every = {validate_every}")
     if prune_end_fraction is not None:
         bindings.append(
             f"PPCDTrainer.prune_end_fraction = {prune_end_fraction}")
@@ -53,24 +65,28 @@ def train_command(ppcd_dir, teacher_dir, target_ratio, ppcd_steps,
     return train + ["--model_dir", ppcd_dir]
 
 
-def export_command(model_dir, output):
-    """argv of the export of a run's (compact) EMA generator."""
-    return [sys.executable, "-m", "ppcd_tf.export", "--overwrite",
+def export_command(model_dir, output, checkpoint=None):
+    """argv of the export of a run's (compact) EMA generator (of its newest
+    checkpoint, or `checkpoint`: 'best' or a path prefix)."""
+    argv = [sys.executable, "-m", "ppcd_tf.export", "--overwrite",
             "--model_dir", model_dir, "--output", output]
+    return argv + (["--checkpoint", checkpoint] if checkpoint else [])
 
 
 def commands(output_dir, teacher_dir, target_ratio, ppcd_steps, log_every,
              gin_params, num_samples, seeds, train_repeats, repeats,
              cache_dir, num_real=None, ema_decay=0.99,
-             prune_end_fraction=None):
-    """[(stage name, argv)] of the demo, in order."""
+             prune_end_fraction=None, validate_every=0):
+    """[(stage name, argv)] of the demo, in order (with `validate_every`,
+    the student export is the run's best checkpoint)."""
     python = sys.executable
     ppcd_dir = os.path.join(output_dir, "ppcd")
     teacher_export = os.path.join(output_dir, "teacher_export")
     student_export = os.path.join(output_dir, "student_export")
     train = train_command(ppcd_dir, teacher_dir, target_ratio, ppcd_steps,
                           log_every, gin_params, ema_decay,
-                          prune_end_fraction=prune_end_fraction)
+                          prune_end_fraction=prune_end_fraction,
+                          validate_every=validate_every)
     train_steps = os.path.join(output_dir, "train_steps.json")
     report = [python, "-m", "ppcd_tf.report",
               "--teacher_dir", teacher_dir, "--ppcd_dir", ppcd_dir,
@@ -86,7 +102,9 @@ def commands(output_dir, teacher_dir, target_ratio, ppcd_steps, log_every,
     stages = [
         ("PPCD compression", train),
         ("teacher export", export_command(teacher_dir, teacher_export)),
-        ("student export", export_command(ppcd_dir, student_export)),
+        ("student export", export_command(
+            ppcd_dir, student_export,
+            run_dir.BEST if validate_every else None)),
     ]
     if train_repeats > 0:
         stages.append(("training step timing", [

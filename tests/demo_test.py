@@ -192,3 +192,21 @@ def test_slim_teacher_keeps_only_what_ppcd_reads(tmp_path):
     with pytest.raises(FileExistsError):
         teachers.write_slim_teacher(run_dir, moved)
     del trainer
+
+
+def test_validating_pipeline_exports_the_best_student():
+    stages = dict(demo_pipeline.commands(
+        "out", "teacher", 0.19, 3000, 50, [], 100, [0], 0, 1, None,
+        validate_every=150))
+    train = stages["PPCD compression"]
+    assert "extras/validation.gin" in train
+    assert "Trainer.validate_every = 150" in train
+    assert "Trainer.checkpoint_every = 150" in train
+    export = stages["student export"]
+    assert export[export.index("--checkpoint") + 1] == "best"
+    assert "--checkpoint" not in stages["teacher export"]
+    # Without validation: the newest checkpoint, no validation file.
+    plain = dict(demo_pipeline.commands(
+        "out", "teacher", 0.19, 3000, 50, [], 100, [0], 0, 1, None))
+    assert "extras/validation.gin" not in plain["PPCD compression"]
+    assert "--checkpoint" not in plain["student export"]

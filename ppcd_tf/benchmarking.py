@@ -105,7 +105,7 @@ def measure_train_steps(teacher_config, ppcd_config, repeats=5,
                 ("ppcd_compact", ppcd_config, ppcd_trainer.PPCDTrainer,
                  True)):
             gin.clear_config()
-            config_lib.parse_gin([config], list(extra_bindings))
+            config_lib.parse_run_config(config, extra_bindings)
             trainer = cls(model_dir=os.path.join(root, name),
                           strategy=strategy)
             if cut:

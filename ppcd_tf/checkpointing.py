@@ -38,6 +38,22 @@ class Checkpointer:
                             "ckpt-N files.", index, error, index)
             tf.io.gfile.rename(index, index + ".damaged", overwrite=True)
 
+    def remove_leftovers(self):
+        """Removes what killed saves leave behind: TensorFlow's temporary
+        `ckpt-N_temp*` directories (a save writes there, then renames).
+        Call it only while holding the run's lock (run_dir.locked): no
+        other save can be in progress. Returns the removed paths."""
+        removed = []
+        pattern = tf.io.gfile.join(self.directory, "*_temp*")
+        for path in tf.io.gfile.glob(pattern):
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+                removed.append(path)
+        if removed:
+            logging.info("Removed leftovers of interrupted saves: %s",
+                         removed)
+        return removed
+
     @property
     def latest(self):
         return self.manager.latest_checkpoint
@@ -97,6 +113,6 @@ class Checkpointer:
         return None
 
     def restore(self, path):
-        """Restores a specific checkpoint path (all saved objects must match)."""
+        """Restores checkpoint `path` (all saved objects must match)."""
         self.checkpoint.restore(path).expect_partial()
         return path

@@ -8,23 +8,53 @@ import uuid
 
 import tensorflow as tf
 
+from ppcd_tf.errors import OutputExistsError
+
+
+def _refuse_existing(output_dir):
+    raise OutputExistsError(
+        f"{output_dir} exists; choose another output directory or pass "
+        "--overwrite to replace it.")
+
 
 @contextlib.contextmanager
-def staged_directory(output_dir):
+def staged_directory(output_dir, overwrite=False):
     """Yields a fresh temporary sibling of `output_dir`; when the block
-    succeeds it replaces `output_dir` (renamed into place), when it fails it
-    is removed and `output_dir` is left as it was."""
+    succeeds it is renamed into place, when it fails it is removed and
+    `output_dir` is left as it was.
+
+    An existing non-empty `output_dir` is replaced only with `overwrite`
+    (checked before the block runs and again at the rename, so a directory
+    another process wrote meanwhile is never silently replaced); the old
+    one is put back if the replacement fails.
+    """
     output_dir = os.path.normpath(output_dir)
+    if not overwrite and os.path.isdir(output_dir) and os.listdir(
+            output_dir):
+        _refuse_existing(output_dir)
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise OutputExistsError(f"{output_dir} is a file, not a directory.")
     tmp = temporary_sibling(output_dir)
     os.makedirs(tmp)
+    old = temporary_sibling(output_dir, ".old")
     try:
         yield tmp
-        if os.path.exists(output_dir):
-            shutil.rmtree(output_dir)
-        os.replace(tmp, output_dir)
+        if overwrite and os.path.exists(output_dir):
+            os.rename(output_dir, old)
+            try:
+                os.rename(tmp, output_dir)
+            except BaseException:
+                os.rename(old, output_dir)
+                raise
+        else:
+            try:
+                os.rename(tmp, output_dir)
+            except OSError:
+                _refuse_existing(output_dir)
     finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
+        for leftover in (tmp, old):
+            if os.path.exists(leftover):
+                shutil.rmtree(leftover)
 
 
 def temporary_sibling(path, suffix=""):

@@ -56,6 +56,8 @@ flags.DEFINE_string("train_steps", None, "JSON written by python -m "
                     "ppcd_tf.time_training (optional).")
 flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
                     "Where real-image features are cached.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty "
+                  "--output_dir.")
 
 _REQUIRED = ("teacher_dir", "ppcd_dir", "teacher_export", "student_export",
              "output_dir")
@@ -69,6 +71,18 @@ def check_flags():
         if not os.path.isdir(getattr(FLAGS, name)):
             raise evaluation.EvaluationError(
                 f"--{name} {getattr(FLAGS, name)} is not a directory.")
+    output = FLAGS.output_dir
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise evaluation.EvaluationError(
+            f"--output_dir {output} is a file, not a directory.")
+    if os.path.isdir(output) and os.listdir(output) and not FLAGS.overwrite:
+        raise errors.OutputExistsError(
+            f"--output_dir {output} exists and is not empty; choose another "
+            "one or pass --overwrite to replace it.")
+    for name in ("num_samples", "repeats", "gen_batch"):
+        if getattr(FLAGS, name) < 1:
+            raise evaluation.EvaluationError(
+                f"--{name} must be >= 1, got {getattr(FLAGS, name)}.")
 
 
 def read_train_steps(path):
@@ -97,7 +111,7 @@ def main(argv):
             seeds=evaluation.parse_seeds(FLAGS.seeds),
             gen_batch=FLAGS.gen_batch, repeats=FLAGS.repeats,
             train_steps=read_train_steps(FLAGS.train_steps),
-            cache_dir=FLAGS.cache_dir)
+            cache_dir=FLAGS.cache_dir, overwrite=FLAGS.overwrite)
     print(reporting.render_markdown(report).split("\n## How")[0])
     print(f"Report written to {FLAGS.output_dir}/report.md")
 

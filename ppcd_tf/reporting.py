@@ -290,8 +290,9 @@ def build_report(teacher_export, student_export, ppcd_dir, output_dir,
                  seeds=evaluation.DEFAULT_SEEDS,
                  gen_batch=DEFAULT_GEN_BATCH, repeats=DEFAULT_REPEATS,
                  warmup=DEFAULT_WARMUP, step_ratio=None,
-                 grid_columns=DEFAULT_GRID_COLUMNS):
-    """Writes the report directory; returns the report dict.
+                 grid_columns=DEFAULT_GRID_COLUMNS, overwrite=False):
+    """Writes the report directory (an existing non-empty one only with
+    `overwrite`); returns the report dict.
 
     Args:
       teacher_export, student_export: exported SavedModel directories.
@@ -327,7 +328,7 @@ def build_report(teacher_export, student_export, ppcd_dir, output_dir,
     }
     report["targets"] = [dict(r, wanted=r.pop("target"))
                          for r in targets(report)]
-    with files.staged_directory(output_dir) as tmp:
+    with files.staged_directory(output_dir, overwrite=overwrite) as tmp:
         classes = list(range(min(results["teacher"]["num_classes"],
                                  MAX_GRID_ROWS)))
         write_grids(teacher_export, student_export, tmp, classes,
@@ -348,7 +349,8 @@ def run_comparison(teacher_dir, ppcd_dir, teacher_export, student_export,
                    num_samples=evaluation.DEFAULT_NUM_SAMPLES,
                    seeds=evaluation.DEFAULT_SEEDS,
                    gen_batch=DEFAULT_GEN_BATCH, repeats=DEFAULT_REPEATS,
-                   train_steps=None, cache_dir=evaluation.DEFAULT_CACHE_DIR):
+                   train_steps=None, cache_dir=evaluation.DEFAULT_CACHE_DIR,
+                   overwrite=False):
     """Everything `python -m ppcd_tf.report` does: picks the feature network
     and real statistics for the student's dataset and writes the report
     directory, including `train_steps` (the result of
@@ -364,4 +366,4 @@ def run_comparison(teacher_dir, ppcd_dir, teacher_export, student_export,
         student.resolution, cache_dir, max_examples=num_real)
     return build_report(teacher_export, student_export, ppcd_dir, output_dir,
                         network, real, num_samples, seeds, gen_batch,
-                        repeats, step_ratio=train_steps)
+                        repeats, step_ratio=train_steps, overwrite=overwrite)

@@ -15,6 +15,7 @@ Layout of `--model_dir` (written by `trainer.Trainer` and `PPCDTrainer`):
   best/ckpt-N.*, best.json  the checkpoint with the best validation score
                           (a copy of checkpoints/ckpt-N) and its figures
   train/, samples/        TensorBoard events, PNG grids
+  .trainer.lock           held (flock) by the trainer using the directory
 
 `restore_generator(model_dir)` rebuilds the run's EMA generator from the
 newest checkpoint (or the one `resolve_checkpoint` names: 'best', a path)
@@ -23,9 +24,12 @@ after the cut); every command that reads a run (export,
 evaluate, sample, report, the PPCD trainer reading its teacher) uses it.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
+import socket
 
 import numpy as np
 import tensorflow as tf
@@ -44,6 +48,7 @@ CHECKPOINT_DIR = "checkpoints"
 STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
 PHASE_MASKS = "masks"
 PHASE_COMPACT = "compact"
+LOCK_FILE = ".trainer.lock"
 VALIDATION_HISTORY_FILE = "validation.jsonl"
 BEST_DIR = "best"
 BEST_RECORD = "best.json"
@@ -340,3 +345,48 @@ def restore_teacher(model_dir, generator_name="teacher_generator",
     _restore(checkpoint, dict(generator_ema=generator,
                               discriminator=discriminator))
     return generator, discriminator, checkpoint
+
+
+# ---------------------------------------------------------------------------
+# One trainer per run directory.
+
+
+class RunLockedError(errors.BadInputError):
+    """Another trainer is using the run directory."""
+
+
+@contextlib.contextmanager
+def locked(model_dir):
+    """Holds <model_dir>/.trainer.lock (an exclusive flock) for the block.
+
+    A second trainer on the same directory fails at once with
+    RunLockedError naming the holder (pid and host written in the file).
+    The operating system releases the lock when its process dies, so a
+    killed run never leaves a stale lock. Remote (gs://...) directories are
+    not locked: flock needs a local file system.
+    """
+    if "://" in model_dir:
+        yield
+        return
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, LOCK_FILE)
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown process"
+            raise RunLockedError(
+                f"{model_dir} is in use by another trainer ({holder}); stop"
+                " it or choose another --model_dir.") from error
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        handle.close()

@@ -134,7 +134,7 @@ def write_saved_model(generator, output_dir, assets, overwrite=False):
                 content = json.dumps(content, indent=2, sort_keys=True)
             with open(os.path.join(extra, name), "w") as f:
                 f.write(content)
-        if os.path.exists(output_dir):
+        if overwrite and os.path.exists(output_dir):
             old = os.path.join(tmp, "old")
             os.rename(output_dir, old)
             try:
@@ -143,7 +143,13 @@ def write_saved_model(generator, output_dir, assets, overwrite=False):
                 os.rename(old, output_dir)  # put the previous export back
                 raise
         else:
-            os.rename(staging, output_dir)
+            try:
+                os.rename(staging, output_dir)
+            except OSError as error:
+                # Another export wrote output_dir meanwhile: keep it.
+                raise errors.OutputExistsError(
+                    f"{output_dir} was written by someone else during this "
+                    "export; pass --overwrite to replace it.") from error
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory_bytes(output_dir)

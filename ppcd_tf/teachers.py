@@ -91,7 +91,7 @@ def write_slim_teacher(model_dir, output_dir, step=None, record=None,
                  step=step_variable)
     tf.train.Checkpoint(**items).restore(source).expect_partial() \
         .assert_existing_objects_matched()
-    with files.staged_directory(output_dir) as tmp:
+    with files.staged_directory(output_dir, overwrite=overwrite) as tmp:
         manager = tf.train.CheckpointManager(
             tf.train.Checkpoint(**items), os.path.join(tmp, "checkpoints"),
             max_to_keep=1)

@@ -12,8 +12,10 @@ student) and PPCD after the cut (the compact student at the run's budget).
 The report (`python -m ppcd_tf.report --train_steps FILE`) and
 `tools/benchmark.py --compare_dir` show the result.
 
-Parsing a config.gin runs what its bindings name: use this only on run
-directories you trust (your own runs, the shipped teacher).
+A run's config.gin is checked before gin reads it
+(`config.check_run_config`): only `import ppcd_tf...` lines and bindings of
+registered configurables are accepted, so a downloaded run cannot make gin
+import other modules or call other functions (exit 2 names the line).
 Exit status 2 on bad arguments, 3 when a run's config.gin is missing.
 """
 

@@ -44,6 +44,7 @@ from ppcd_tf import ema as ema_lib
 from ppcd_tf import errors
 from ppcd_tf import files
 from ppcd_tf import losses
+from ppcd_tf import run_dir
 from ppcd_tf import strategy as strategy_lib
 from ppcd_tf import summaries
 from ppcd_tf import validation
@@ -577,12 +578,39 @@ class Trainer:
                 np.asarray(inner.learning_rate))
         return rates
 
+    def _constant_learning_rates(self):
+        """{name: (optimizer, rate)} of the optimizers with a constant
+        learning rate (a schedule's rate follows its step)."""
+        rates = {}
+        for name, optimizer in (("g", self.g_optimizer),
+                                ("d", self.d_optimizer)):
+            inner = getattr(optimizer, "inner_optimizer", optimizer)
+            schedule = inner._learning_rate  # pylint: disable=W0212
+            if isinstance(schedule,
+                          keras.optimizers.schedules.LearningRateSchedule):
+                continue
+            rates[name] = (inner, float(np.asarray(inner.learning_rate)))
+        return rates
+
     def restore(self):
-        """Restores the latest checkpoint if any; returns the step."""
+        """Restores the latest checkpoint if any; returns the step.
+
+        The checkpoint holds the optimizers' learning rates; the configured
+        ones win (a lower rate bound on resume, e.g. after a divergence,
+        takes effect and is logged), so the operative config records what
+        runs."""
+        configured = self._constant_learning_rates()
         restored = self.checkpointer.restore_latest()
         step = int(self.step.numpy())
         if restored:
             logging.info("Resumed from %s at step %d.", restored, step)
+            for name, (inner, rate) in configured.items():
+                saved = float(np.asarray(inner.learning_rate))
+                if saved != rate:
+                    inner.learning_rate.assign(rate)
+                    logging.info("%s learning rate %.6g (configured) "
+                                 "replaces the checkpoint's %.6g.",
+                                 name.upper(), rate, saved)
         return step
 
     def write_model_configs(self):
@@ -613,7 +641,16 @@ class Trainer:
                 self._train_fn(iterator, tf.constant(num_steps)).items()}
 
     def train(self):
-        """Trains to `num_steps`, resuming from the latest checkpoint."""
+        """Trains to `num_steps`, resuming from the latest checkpoint. The
+        chief holds the run directory's lock meanwhile (one trainer per
+        directory; run_dir.locked)."""
+        if not self.is_chief:
+            return self._train()
+        with run_dir.locked(self.model_dir):
+            self.checkpointer.remove_leftovers()
+            return self._train()
+
+    def _train(self):
         start_step = self.restore()
         if start_step >= self.num_steps:
             logging.info("Already at step %d >= num_steps %d; nothing to do.",

@@ -159,7 +159,7 @@ class BestKeeper:
                   "checkpoint": os.path.basename(checkpoint),
                   "source": checkpoint, "figures": figures}
         target = os.path.join(self.model_dir, BEST_DIR)
-        with files.staged_directory(target) as staged:
+        with files.staged_directory(target, overwrite=True) as staged:
             for name in tf.io.gfile.glob(checkpoint + ".*"):
                 shutil.copyfile(name, os.path.join(staged,
                                                    os.path.basename(name)))

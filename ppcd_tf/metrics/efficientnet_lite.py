@@ -213,6 +213,25 @@ class _RestrictedUnpickler(pickle.Unpickler):
                            view_offset=int(view_offset))
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles plain data only (numbers, strings, lists, dicts): the
+    legacy format's header pickles. Every global and persistent id is
+    refused, so no code named by the file can run."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(
+            f"Refusing to load {module}.{name} from a torch weights file "
+            "header (headers hold plain data only).")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError(
+            f"Unexpected persistent id {pid!r} in a torch file header.")
+
+
+def _load_plain(f):
+    return _PlainUnpickler(f).load()
+
+
 def _materialise(ref, buffers, name):
     """numpy copy of a tensor: strided view of its storage's flat array."""
     flat = buffers[ref.storage.key]
@@ -263,18 +282,18 @@ def _load_zip(path):
 
 def _load_legacy(path):
     with open(path, "rb") as f:
-        if pickle.load(f) != _LEGACY_MAGIC_NUMBER:
+        if _load_plain(f) != _LEGACY_MAGIC_NUMBER:
             raise errors.DamagedInputError(f"{path}: not a torch weights file.")
-        if pickle.load(f) != _LEGACY_PROTOCOL_VERSION:
+        if _load_plain(f) != _LEGACY_PROTOCOL_VERSION:
             raise errors.DamagedInputError(
                 f"{path}: unsupported torch protocol version.")
-        sys_info = pickle.load(f)
+        sys_info = _load_plain(f)
         if not sys_info.get("little_endian", True):
             raise errors.DamagedInputError(
                 f"{path}: big-endian files are not supported.")
         unpickler = _RestrictedUnpickler(f, legacy=True)
         result = unpickler.load()
-        keys = pickle.load(f)
+        keys = _load_plain(f)
         buffers = {}
         for key in keys:
             storage = unpickler.storages[key]
@@ -300,12 +319,19 @@ def read_torch_state_dict(path):
       and storage offsets resolved; C-contiguous copies), in file order.
 
     Raises:
-      ValueError / pickle.UnpicklingError: not a state dict of plain tensors.
+      errors.DamagedInputError (a ValueError): not a readable state dict of
+        plain tensors (anything else the file names is refused before it
+        could run: every pickle goes through a restricted unpickler).
     """
-    if zipfile.is_zipfile(path):
-        result, buffers = _load_zip(path)
-    else:
-        result, buffers = _load_legacy(path)
+    try:
+        if zipfile.is_zipfile(path):
+            result, buffers = _load_zip(path)
+        else:
+            result, buffers = _load_legacy(path)
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile,
+            KeyError, TypeError, AttributeError) as error:
+        raise errors.DamagedInputError(
+            f"{path} is not a readable torch state dict ({error}).") from error
     if not isinstance(result, dict):
         raise errors.DamagedInputError(
             f"{path}: holds a {type(result).__name__}, "

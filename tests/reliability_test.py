@@ -1,0 +1,209 @@
+"""Reliability and security probes (a hostile but realistic user).
+
+No code runs from a file a user may download (torch files, a run's gin
+config); nothing is replaced without --overwrite; a run directory has one
+trainer at a time; damaged files give a message, not a traceback.
+"""
+
+import io
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import tensorflow as tf
+
+from ppcd_tf import checkpointing
+from ppcd_tf import config as config_lib
+from ppcd_tf import errors
+from ppcd_tf import files
+from ppcd_tf import run_dir
+from ppcd_tf import trainer as trainer_lib
+from ppcd_tf.metrics import efficientnet_lite
+from tests import helpers
+
+
+class _RunsCode:
+    """Pickles to a call of os.system (what a malicious file would hold)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("position", ["magic", "protocol", "sys_info"])
+def test_legacy_torch_header_runs_no_code(tmp_path, position):
+    marker = tmp_path / "ran"
+    path = str(tmp_path / "weights.pth")
+    with open(path, "wb") as f:
+        objects = {"magic": [_RunsCode(marker)],
+                   "protocol": [efficientnet_lite._LEGACY_MAGIC_NUMBER,
+                                _RunsCode(marker)],
+                   "sys_info": [efficientnet_lite._LEGACY_MAGIC_NUMBER,
+                                efficientnet_lite._LEGACY_PROTOCOL_VERSION,
+                                _RunsCode(marker)]}[position]
+        for obj in objects:
+            pickle.dump(obj, f, protocol=2)
+    with pytest.raises(errors.DamagedInputError, match="Refusing"):
+        efficientnet_lite.read_torch_state_dict(path)
+    assert not marker.exists()
+
+
+def test_zip_torch_file_runs_no_code(tmp_path):
+    marker = tmp_path / "ran"
+    path = str(tmp_path / "weights.pt")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl",
+                         pickle.dumps({"w": _RunsCode(marker)}, protocol=2))
+    with pytest.raises(errors.DamagedInputError, match="Refusing"):
+        efficientnet_lite.read_torch_state_dict(path)
+    assert not marker.exists()
+
+
+def test_truncated_torch_file_is_a_damaged_input(tmp_path):
+    path = str(tmp_path / "weights.pth")
+    buffer = io.BytesIO()
+    pickle.dump(efficientnet_lite._LEGACY_MAGIC_NUMBER, buffer, protocol=2)
+    with open(path, "wb") as f:
+        f.write(buffer.getvalue()[:-1])
+    with pytest.raises(errors.DamagedInputError):
+        efficientnet_lite.read_torch_state_dict(path)
+
+
+@pytest.mark.parametrize("line", [
+    "from __gin__ import dynamic_registration",
+    "import os",
+    "import subprocess as ppcd_tf_sub",
+    "include '/tmp/other.gin'",
+])
+def test_run_config_that_could_run_code_is_refused(tmp_path, line):
+    marker = tmp_path / "ran"
+    path = tmp_path / "config.gin"
+    path.write_text("import ppcd_tf.trainer\n"
+                    f"{line}\n"
+                    f"Trainer.num_steps = @os.system('touch {marker}')\n")
+    with pytest.raises(errors.BadInputError, match="Refusing to parse"):
+        config_lib.parse_run_config(str(path))
+    assert not marker.exists()
+
+
+def test_a_trainer_written_config_is_accepted(tmp_path):
+    path = tmp_path / "config.gin"
+    path.write_text("# Config of this run\n"
+                    "import ppcd_tf.trainer as ppcd_tf2\n"
+                    "Trainer.num_steps = 3  # a comment\n")
+    config_lib.check_run_config(str(path))
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def test_staged_directory_never_replaces_without_overwrite(tmp_path):
+    out = str(tmp_path / "report")
+    with files.staged_directory(out) as tmp:
+        _write(os.path.join(tmp, "a.txt"), "first")
+    with pytest.raises(errors.OutputExistsError, match="--overwrite"):
+        with files.staged_directory(out):
+            pytest.fail("the block must not run")
+    # Another writer creates the directory while this one works: kept.
+    with pytest.raises(errors.OutputExistsError):
+        with files.staged_directory(str(tmp_path / "race")) as tmp:
+            _write(os.path.join(tmp, "mine.txt"), "mine")
+            os.makedirs(tmp_path / "race")
+            _write(str(tmp_path / "race" / "theirs.txt"), "theirs")
+    assert os.listdir(tmp_path / "race") == ["theirs.txt"]
+    with files.staged_directory(out, overwrite=True) as tmp:
+        _write(os.path.join(tmp, "b.txt"), "second")
+    assert os.listdir(out) == ["b.txt"]
+    # Nothing is left behind: no temporary siblings.
+    assert sorted(os.listdir(tmp_path)) == ["race", "report"]
+
+
+def test_staged_directory_keeps_the_old_output_when_the_block_fails(
+        tmp_path):
+    out = str(tmp_path / "report")
+    with files.staged_directory(out) as tmp:
+        _write(os.path.join(tmp, "a.txt"), "first")
+    with pytest.raises(RuntimeError):
+        with files.staged_directory(out, overwrite=True) as tmp:
+            _write(os.path.join(tmp, "b.txt"), "half")
+            raise RuntimeError("killed")
+    assert os.listdir(out) == ["a.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["report"]
+
+
+def test_one_trainer_per_run_directory(tmp_path):
+    model_dir = str(tmp_path / "run")
+    with run_dir.locked(model_dir):
+        with pytest.raises(run_dir.RunLockedError,
+                           match=f"pid {os.getpid()}"):
+            with run_dir.locked(model_dir):
+                pytest.fail("a second holder")
+    with run_dir.locked(model_dir):  # released by the first block
+        pass
+
+
+def test_a_killed_holder_releases_the_lock(tmp_path):
+    model_dir = str(tmp_path / "run")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from ppcd_tf import run_dir\n"
+         f"with run_dir.locked({model_dir!r}):\n"
+         "    print('locked', flush=True)\n"
+         "    time.sleep(120)\n"],
+        cwd=helpers.REPO_ROOT, env=helpers.python_env(),
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(errors.BadInputError,
+                           match=f"pid {holder.pid}"):
+            with run_dir.locked(model_dir):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    with run_dir.locked(model_dir):
+        pass
+
+
+@pytest.mark.slow
+def test_a_learning_rate_given_on_resume_takes_effect(tmp_path):
+    model_dir = str(tmp_path / "run")
+
+    def trainer(steps, bindings=()):
+        helpers.parse(["debug.gin"], list(helpers.TINY_BINDINGS) + [
+            f"Trainer.num_steps = {steps}"] + list(bindings))
+        return trainer_lib.Trainer(model_dir=model_dir,
+                                   strategy=helpers.one_device())
+
+    first = trainer(2)
+    first.train()
+    assert float(first.g_optimizer.learning_rate) == pytest.approx(1e-4)
+    resumed = trainer(2, ["generator/keras.optimizers.Adam.learning_rate"
+                          " = 1e-5",
+                          "discriminator/keras.optimizers.Adam."
+                          "learning_rate = 2e-5"])
+    assert resumed.restore() == 2
+    assert float(resumed.g_optimizer.learning_rate) == pytest.approx(1e-5)
+    assert float(resumed.d_optimizer.learning_rate) == pytest.approx(2e-5)
+
+
+def test_leftovers_of_a_killed_save_are_removed(tmp_path):
+    directory = str(tmp_path / "checkpoints")
+    checkpointer = checkpointing.Checkpointer(
+        directory, step=tf.Variable(3, dtype=tf.int64))
+    checkpointer.save(3)
+    leftover = os.path.join(directory, "ckpt-4_temp", "part-00000-of-00001")
+    os.makedirs(leftover)
+    removed = checkpointer.remove_leftovers()
+    assert removed == [os.path.join(directory, "ckpt-4_temp")]
+    assert sorted(os.listdir(directory)) == [
+        "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index"]

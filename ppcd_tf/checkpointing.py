@@ -12,6 +12,39 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from ppcd_tf import errors
+
+
+def candidates(directory):
+    """Checkpoint prefixes to try, newest first: those of the index file
+    `checkpoint` and, should it be missing, damaged or incomplete, every
+    `ckpt-N.index` in the directory (by step N). Never silently empty while
+    checkpoints exist, so a run never restarts over them."""
+    found = {}
+    pattern = tf.io.gfile.join(directory, "ckpt-*.index")
+    for index in tf.io.gfile.glob(pattern):
+        prefix = index[:-len(".index")]
+        number = prefix.rsplit("-", 1)[-1]
+        if number.isdigit():
+            found[prefix] = int(number)
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except (UnicodeDecodeError, tf.errors.OpError,
+            ValueError) as error:  # a damaged text proto
+        logging.warning("The checkpoint index of %s cannot be read (%s);"
+                        " using the ckpt-N files found.", directory,
+                        error)
+        state = None
+    if state is not None:
+        for path in list(state.all_model_checkpoint_paths) + [
+                state.model_checkpoint_path]:
+            if not os.path.isabs(path):
+                path = os.path.join(directory, path)
+            number = path.rsplit("-", 1)[-1]
+            if tf.io.gfile.exists(path + ".index") and number.isdigit():
+                found[path] = int(number)
+    return sorted(found, key=found.get, reverse=True)
+
 
 class Checkpointer:
     """Saves and restores a set of trackables under `directory`."""
@@ -64,52 +97,25 @@ class Checkpointer:
         return path
 
     def candidates(self):
-        """Checkpoint prefixes to try, newest first: those of the index file
-        `checkpoint` and, should it be missing, damaged or incomplete, every
-        `ckpt-N.index` in the directory (by step N). Never silently empty
-        while checkpoints exist, so a run never restarts over them."""
-        found = {}
-        pattern = tf.io.gfile.join(self.directory, "ckpt-*.index")
-        for index in tf.io.gfile.glob(pattern):
-            prefix = index[:-len(".index")]
-            number = prefix.rsplit("-", 1)[-1]
-            if number.isdigit():
-                found[prefix] = int(number)
-        try:
-            state = tf.train.get_checkpoint_state(self.directory)
-        except (UnicodeDecodeError, tf.errors.OpError,
-                ValueError) as error:  # a damaged text proto
-            logging.warning("The checkpoint index of %s cannot be read (%s);"
-                            " using the ckpt-N files found.", self.directory,
-                            error)
-            state = None
-        if state is not None:
-            for path in list(state.all_model_checkpoint_paths) + [
-                    state.model_checkpoint_path]:
-                if not os.path.isabs(path):
-                    path = os.path.join(self.directory, path)
-                number = path.rsplit("-", 1)[-1]
-                if tf.io.gfile.exists(path + ".index") and number.isdigit():
-                    found[path] = int(number)
-        return sorted(found, key=found.get, reverse=True)
+        """`candidates(self.directory)`."""
+        return candidates(self.directory)
 
     def restore_latest(self):
         """Restores the newest readable checkpoint; returns its path or None."""
-        candidates = self.candidates()
-        for path in candidates:
+        paths = self.candidates()
+        for path in paths:
             try:
                 self.checkpoint.restore(path).expect_partial()
                 return path
-            except (tf.errors.NotFoundError, tf.errors.DataLossError,
-                    tf.errors.OutOfRangeError, ValueError,
+            except (tf.errors.OpError, ValueError,
                     IndexError) as error:  # IndexError: a truncated file
                 logging.warning("Could not restore %s (%s); trying an older "
                                 "checkpoint.", path, error)
-        if candidates:
-            raise RuntimeError(
+        if paths:
+            raise errors.DamagedInputError(
                 f"No checkpoint in {self.directory} could be restored "
-                f"(tried {candidates}). Move the directory aside to start "
-                "afresh.")
+                f"(tried {paths}): they are damaged. Restore the run from a "
+                "copy, or move the directory aside to start afresh.")
         return None
 
     def restore(self, path):

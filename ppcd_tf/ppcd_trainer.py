@@ -293,11 +293,10 @@ class PPCDTrainer(trainer_lib.Trainer):
         """Teacher EMA G and D from the teacher checkpoint; student copies
         (by weight name, shapes checked). A resumed run overwrites the
         copies from its own checkpoint."""
-        source = tf.train.Checkpoint(
-            generator_ema=self.teacher_generator,
-            discriminator=self.teacher_discriminator)
-        status = source.restore(self.teacher_checkpoint)
-        status.expect_partial().assert_existing_objects_matched()
+        self.teacher_checkpoint = run_dir.restore_newest(
+            self.teacher_dir, dict(generator_ema=self.teacher_generator,
+                                   discriminator=self.teacher_discriminator),
+            "teacher")
         pairs = [(self.teacher_discriminator, self.discriminator)]
         # A thinner or compact student cannot copy the teacher.
         if self.use_masks and not self.compacted:

@@ -33,7 +33,9 @@ import socket
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
+from ppcd_tf import checkpointing
 from ppcd_tf import errors
 from ppcd_tf import files
 from ppcd_tf.models import discriminator as discriminator_lib
@@ -90,13 +92,12 @@ def write_model_configs(model_dir, content):
 
 
 def latest_checkpoint(model_dir):
-    """Path prefix of the newest checkpoint of a run; RunDirError if none."""
+    """Path prefix of the newest checkpoint of a run (found from the
+    `checkpoint` state file or, when that is missing or damaged, from the
+    ckpt-N files); RunDirError if none."""
     directory = checkpoint_dir(model_dir)
-    try:
-        path = tf.train.latest_checkpoint(directory)
-    except (UnicodeDecodeError, tf.errors.OpError) as error:
-        raise RunDirError(f"{directory}/checkpoint cannot be read ({error})."
-                          ) from error
+    paths = checkpointing.candidates(directory)
+    path = paths[0] if paths else None
     if path is None:
         raise RunDirError(
             f"No checkpoint in {directory}: train the run first "
@@ -256,7 +257,8 @@ def _restore(checkpoint, items):
     try:
         tf.train.Checkpoint(**items).restore(checkpoint).expect_partial() \
             .assert_existing_objects_matched()
-    except (tf.errors.OpError, ValueError, AssertionError) as error:
+    except (tf.errors.OpError, ValueError, AssertionError,
+            IndexError) as error:  # IndexError: a truncated file
         raise RunDirError(
             f"Checkpoint {checkpoint} cannot be read into the run's models "
             f"({type(error).__name__}: {str(error).splitlines()[0]}). It is "
@@ -265,13 +267,34 @@ def _restore(checkpoint, items):
 
 
 def restore_generator(model_dir, checkpoint=None):
-    """RestoredGenerator of a run's newest checkpoint, or of `checkpoint`
-    ('latest', 'best' or a path prefix; see resolve_checkpoint)."""
+    """RestoredGenerator of a run's newest readable checkpoint (a damaged
+    newest one is skipped with a warning naming it, older ones are tried in
+    turn), or of `checkpoint` ('best' or a path prefix; see
+    resolve_checkpoint)."""
     configs = read_model_configs(model_dir)
-    checkpoint = resolve_checkpoint(model_dir, checkpoint)
+    if checkpoint not in (None, "", LATEST):
+        return _restore_generator(model_dir, configs,
+                                  resolve_checkpoint(model_dir, checkpoint))
+    candidates = checkpointing.candidates(checkpoint_dir(model_dir))
+    if not candidates:
+        latest_checkpoint(model_dir)  # raises the "train it first" message
+    failures = []
+    for path in candidates:
+        try:
+            return _restore_generator(model_dir, configs, path)
+        except RunDirError as error:
+            logging.warning("Skipping checkpoint %s: %s", path, error)
+            failures.append(os.path.basename(path))
+    raise RunDirError(
+        f"No checkpoint of {model_dir} can be read (tried "
+        f"{', '.join(failures)}): they are damaged; restore the run from a "
+        "copy.")
+
+
+def _restore_generator(model_dir, configs, checkpoint):
     try:
         step = checkpoint_step(checkpoint)
-    except (tf.errors.OpError, ValueError) as error:
+    except (tf.errors.OpError, ValueError, IndexError) as error:
         raise RunDirError(f"Checkpoint {checkpoint} cannot be read "
                           f"({str(error).splitlines()[0]}).") from error
     structure = read_pruning_structure(model_dir)
@@ -331,8 +354,13 @@ def full_keep(generator):
 def restore_teacher(model_dir, generator_name="teacher_generator",
                     discriminator_name="teacher_discriminator"):
     """(EMA generator, discriminator, checkpoint path) of a teacher run."""
+    if not tf.io.gfile.isdir(model_dir):
+        raise RunDirError(
+            f"TEACHER_DIR {model_dir} is not a directory: bind TEACHER_DIR "
+            "to a teacher run's --model_dir (or the shipped "
+            "ppcd_tf/assets/teacher_fashion_mnist32).")
     configs = read_model_configs(model_dir)
-    checkpoint = latest_checkpoint(model_dir)
+    latest_checkpoint(model_dir)  # "no checkpoint" with what to do
     if read_pruning_structure(model_dir) is not None:
         raise RunDirError(f"{model_dir} is a PPCD run, not a teacher run: "
                           "TEACHER_DIR must be a run of stage/teacher.gin.")
@@ -342,9 +370,31 @@ def restore_teacher(model_dir, generator_name="teacher_generator",
         dict(configs["discriminator"], name=discriminator_name))
     generator.build()
     discriminator.build()
-    _restore(checkpoint, dict(generator_ema=generator,
-                              discriminator=discriminator))
+    checkpoint = restore_newest(
+        model_dir, dict(generator_ema=generator, discriminator=discriminator),
+        "teacher")
     return generator, discriminator, checkpoint
+
+
+def restore_newest(model_dir, items, what="run"):
+    """Restores `items` ({checkpoint key: trackable}) from the newest
+    checkpoint of a run that holds them readably (a damaged one is skipped
+    with a warning naming it); returns its path. RunDirError when none can
+    be read."""
+    failures = []
+    for checkpoint in checkpointing.candidates(checkpoint_dir(model_dir)):
+        try:
+            _restore(checkpoint, items)
+            return checkpoint
+        except RunDirError as error:
+            logging.warning("Skipping %s checkpoint %s: %s", what,
+                            checkpoint, error)
+            failures.append(os.path.basename(checkpoint))
+    if not failures:
+        latest_checkpoint(model_dir)  # raises "no checkpoint: train it"
+    raise RunDirError(f"No checkpoint of the {what} {model_dir} can be read"
+                      f" (tried {', '.join(failures)}): restore it from a "
+                      "copy.")
 
 
 # ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ trainer at a time; damaged files give a message, not a traceback.
 import io
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -207,3 +208,62 @@ def test_leftovers_of_a_killed_save_are_removed(tmp_path):
     assert removed == [os.path.join(directory, "ckpt-4_temp")]
     assert sorted(os.listdir(directory)) == [
         "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index"]
+
+
+@pytest.fixture(scope="module")
+def two_checkpoint_run(tmp_path_factory):
+    """A tiny teacher run with checkpoints at steps 1 and 2."""
+    model_dir = str(tmp_path_factory.mktemp("damage") / "run")
+    helpers.parse(["debug.gin"], list(helpers.TINY_BINDINGS) + [
+        "Trainer.num_steps = 2", "Trainer.checkpoint_every = 1",
+        "Trainer.sample_every = 0"])
+    trainer_lib.Trainer(model_dir=model_dir,
+                        strategy=helpers.one_device()).train()
+    return model_dir
+
+
+def _copy_run(source, tmp_path):
+    target = str(tmp_path / "copy")
+    shutil.copytree(source, target)
+    return target, os.path.join(target, "checkpoints")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncated_data", "empty_index"])
+def test_a_damaged_newest_checkpoint_falls_back(two_checkpoint_run,
+                                                tmp_path, damage):
+    model_dir, directory = _copy_run(two_checkpoint_run, tmp_path)
+    if damage == "truncated_data":
+        path = os.path.join(directory, "ckpt-2.data-00000-of-00001")
+        size = os.path.getsize(path)
+        with open(path, "r+b") as f:
+            f.truncate(size // 2)
+    else:
+        open(os.path.join(directory, "ckpt-2.index"), "w").close()
+    assert run_dir.restore_generator(model_dir).step == 1
+    step = tf.Variable(0, dtype=tf.int64)
+    checkpointer = checkpointing.Checkpointer(directory, step=step)
+    assert checkpointer.restore_latest().endswith("ckpt-1")
+
+
+@pytest.mark.slow
+def test_checkpoints_without_their_state_file_are_found(two_checkpoint_run,
+                                                        tmp_path):
+    model_dir, directory = _copy_run(two_checkpoint_run, tmp_path)
+    os.remove(os.path.join(directory, "checkpoint"))
+    assert run_dir.latest_checkpoint(model_dir).endswith("ckpt-2")
+    assert run_dir.restore_generator(model_dir).step == 2
+
+
+@pytest.mark.slow
+def test_no_readable_checkpoint_is_a_damaged_input(two_checkpoint_run,
+                                                   tmp_path):
+    model_dir, directory = _copy_run(two_checkpoint_run, tmp_path)
+    for step in (1, 2):
+        open(os.path.join(directory, f"ckpt-{step}.index"), "w").close()
+    with pytest.raises(errors.MissingInputError, match="ckpt-2, ckpt-1"):
+        run_dir.restore_generator(model_dir)
+    checkpointer = checkpointing.Checkpointer(
+        directory, step=tf.Variable(0, dtype=tf.int64))
+    with pytest.raises(errors.DamagedInputError, match="damaged"):
+        checkpointer.restore_latest()

@@ -140,6 +140,7 @@ def export_run(model_dir, output_dir, overwrite=False,
         "class_names": dataset.get("class_names"),
         "dataset": dataset.get("name"),
         "output_range": [-1.0, 1.0],
+        "max_batch": serving.MAX_BATCH,
         "params": compact_params,
         "macs_per_image": compact_macs,
         "source_params": full_params,
@@ -155,8 +156,9 @@ def export_run(model_dir, output_dir, overwrite=False,
                    "binarize_threshold": binarize_threshold,
                    "verified_max_abs_diff": difference},
         "signatures": {
-            "serving_default": "z float32 [N, dim_z], labels int32 [N] -> "
-                               "images float32 [N, H, W, C] in [-1, 1]",
+            "serving_default": "z float32 [N, dim_z] (finite), labels int32 "
+                               "[N], 1 <= N <= max_batch -> images float32 "
+                               "[N, H, W, C] in [-1, 1]",
             "sample": "labels int32 [N], truncation float32 [] in (0, 1], "
                       "seed int32 [2] -> images (z: normal truncated at "
                       f"+-{serving.TRUNCATION_BOUND} x truncation)"},

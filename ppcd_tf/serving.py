@@ -35,6 +35,10 @@ ASSETS_DIR = "assets.extra"
 # bound), times `truncation`: the sample endpoint's, the sample tool's and the
 # evaluation's truncated draws all come from `truncated_z`.
 TRUNCATION_BOUND = 2.0
+# Largest batch one call of a signature accepts (32x32 images: ~50 MB of
+# activations per 1,000 images in the teacher); LoadedExport.generate splits
+# larger requests.
+MAX_BATCH = 4096
 
 
 def truncated_z(shape, seed, truncation):
@@ -46,10 +50,19 @@ def truncated_z(shape, seed, truncation):
 def _validated(generator, z, labels):
     dim_z = generator.dim_z
     num_classes = generator.num_classes
+    batch = tf.shape(labels)[0]
     checks = [
+        tf.debugging.assert_positive(
+            batch, message="the batch must hold at least one example"),
+        tf.debugging.assert_less_equal(
+            batch, MAX_BATCH,
+            message=f"the batch must hold at most {MAX_BATCH} examples; "
+                    "split larger requests"),
         tf.debugging.assert_equal(
             tf.shape(z)[1], dim_z,
             message=f"z must have shape [batch, {dim_z}]"),
+        tf.debugging.assert_all_finite(
+            z, message="z must be finite (no NaN or Inf)"),
         tf.debugging.assert_equal(
             tf.shape(z)[0], tf.shape(labels)[0],
             message="z and labels must have the same batch size"),
@@ -190,6 +203,7 @@ class LoadedExport:
         self.dim_z = int(self.metadata["dim_z"])
         self.num_classes = int(self.metadata["num_classes"])
         self.resolution = int(self.metadata["resolution"])
+        self.max_batch = int(self.metadata.get("max_batch", MAX_BATCH))
         self._signatures = tf.saved_model.load(path).signatures
 
     def signature(self, name="serving_default"):
@@ -198,10 +212,18 @@ class LoadedExport:
         return self._signatures[name]
 
     def generate(self, z, labels):
-        """Images float32 [N, H, W, C] (tensor) for z [N, dim_z], labels [N]."""
-        return self._signatures["serving_default"](
-            z=tf.convert_to_tensor(z, tf.float32),
-            labels=tf.convert_to_tensor(labels, tf.int32))["images"]
+        """Images float32 [N, H, W, C] (tensor) for z [N, dim_z], labels [N]
+        (requests above the export's maximum batch are split)."""
+        z = tf.convert_to_tensor(z, tf.float32)
+        labels = tf.convert_to_tensor(labels, tf.int32)
+        call = self._signatures["serving_default"]
+        total = int(labels.shape[0])
+        if total <= self.max_batch:
+            return call(z=z, labels=labels)["images"]
+        return tf.concat([
+            call(z=z[start:start + self.max_batch],
+                 labels=labels[start:start + self.max_batch])["images"]
+            for start in range(0, total, self.max_batch)], axis=0)
 
     def sample(self, labels, truncation, seed):
         """Images of the `sample` signature: z drawn inside the model."""

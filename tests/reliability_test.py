@@ -14,14 +14,17 @@ import subprocess
 import sys
 import zipfile
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from ppcd_tf import checkpointing
 from ppcd_tf import config as config_lib
 from ppcd_tf import errors
+from ppcd_tf import exporting
 from ppcd_tf import files
 from ppcd_tf import run_dir
+from ppcd_tf import serving
 from ppcd_tf import trainer as trainer_lib
 from ppcd_tf.metrics import efficientnet_lite
 from tests import helpers
@@ -267,3 +270,41 @@ def test_no_readable_checkpoint_is_a_damaged_input(two_checkpoint_run,
         directory, step=tf.Variable(0, dtype=tf.int64))
     with pytest.raises(errors.DamagedInputError, match="damaged"):
         checkpointer.restore_latest()
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("serving") / "export")
+    exporting.export_run(helpers.tiny_teacher_dir(), path)
+    return serving.load_export(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch, bad, message", [
+    (2, "nan", "z must be finite"),
+    (2, "inf", "z must be finite"),
+    (0, None, "at least one example"),
+])
+def test_serving_refuses_bad_requests_with_what_it_expects(
+        tiny_export, batch, bad, message):
+    z = np.zeros((batch, tiny_export.dim_z), np.float32)
+    if bad:
+        z[0, 0] = float(bad)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        tiny_export.signature()(z=tf.constant(z),
+                                labels=tf.zeros((batch,), tf.int32))
+
+
+@pytest.mark.slow
+def test_serving_batch_limit_and_client_side_split(tiny_export):
+    assert tiny_export.metadata["max_batch"] == serving.MAX_BATCH
+    z = tf.random.normal((7, tiny_export.dim_z), seed=1)
+    labels = tf.constant([0, 1, 2, 3, 4, 5, 6]) % tiny_export.num_classes
+    whole = tiny_export.generate(z, labels).numpy()
+    tiny_export.max_batch = 3  # split into 3 + 3 + 1
+    try:
+        split = tiny_export.generate(z, labels).numpy()
+    finally:
+        tiny_export.max_batch = serving.MAX_BATCH
+    # (batch-size-dependent float32 kernels: agreement to ~1e-6)
+    np.testing.assert_allclose(split, whole, atol=1e-5)

@@ -26,6 +26,7 @@ from ppcd_tf import files
 from ppcd_tf import run_dir
 from ppcd_tf import serving
 from ppcd_tf.data import pipeline
+from ppcd_tf.data import sources
 from ppcd_tf.metrics import feature_networks
 from ppcd_tf.metrics import gan_metrics
 
@@ -386,6 +387,39 @@ def parse_seeds(values):
     return seeds
 
 
+def _check_writable_dir(flag, path):
+    """Refuses, before any work, an output path under an existing file."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise EvaluationError(f"{flag} is under {path}, which is a file.")
+
+
+def check_arguments(dataset=None, num_real=None, num_samples=2,
+                    batch_size=1, output=None, cache_dir=None):
+    """The evaluation's arguments, checked before anything is loaded."""
+    if dataset is not None and dataset not in sources.VALID_NAMES:
+        raise EvaluationError(
+            f"Unknown --dataset {dataset!r}; choose one of "
+            f"{', '.join(sources.VALID_NAMES)}.")
+    if num_real is not None and num_real < 1:
+        raise EvaluationError(f"--num_real must be >= 1, got {num_real}.")
+    if num_samples < 2:
+        raise EvaluationError(
+            f"--num_samples must be >= 2, got {num_samples}.")
+    if batch_size < 1:
+        raise EvaluationError(f"--batch_size must be >= 1, got {batch_size}.")
+    if output:
+        if os.path.isdir(output):
+            raise EvaluationError(f"--output {output} is a directory; give "
+                                  "a file path.")
+        _check_writable_dir("--output", os.path.dirname(
+            os.path.abspath(output)))
+    if cache_dir:
+        _check_writable_dir("--cache_dir", cache_dir)
+
+
 def evaluate_generator(saved_model=None, model_dir=None, dataset=None,
                        split=None, num_real=None, data_dir=None,
                        feature_network=None, feature_weights=None,
@@ -395,6 +429,8 @@ def evaluate_generator(saved_model=None, model_dir=None, dataset=None,
     """Evaluates one generator and writes the result JSON; returns it.
     `checkpoint` picks a run's checkpoint ('latest', 'best', a path)."""
     seeds = parse_seeds(seeds)
+    check_arguments(dataset, num_real, num_samples, batch_size, output,
+                    cache_dir)
     # An explicitly named network is built first: missing weights fail at
     # once, before the generator is loaded.
     network = (feature_networks.build(feature_network, feature_weights)

@@ -97,7 +97,8 @@ def num_classes_of(saved_model=None, model_dir=None):
         "num_classes"]
 
 
-def check_args(saved_model, model_dir, classes, n, truncation, out):
+def check_args(saved_model, model_dir, classes, n, truncation, out,
+               individual=False):
     if bool(saved_model) == bool(model_dir):
         raise SampleError("Give exactly one of --saved_model and --model_dir.")
     source = saved_model or model_dir
@@ -105,6 +106,10 @@ def check_args(saved_model, model_dir, classes, n, truncation, out):
         raise SampleError(f"{source} is not a directory.")
     if not out:
         raise SampleError("--out is required.")
+    if os.path.isdir(out) and not individual:
+        raise SampleError(f"--out {out} is a directory; give a PNG path (or "
+                          "pass --individual to write one PNG per image "
+                          "there).")
     if n < 1:
         raise SampleError(f"--n must be >= 1, got {n}.")
     if not 0.0 < truncation <= 1.0:
@@ -144,7 +149,7 @@ def main(argv):
     with errors.exit_on_errors():
         classes = check_args(FLAGS.saved_model, FLAGS.model_dir,
                              FLAGS.classes, FLAGS.n, FLAGS.truncation,
-                             FLAGS.out)
+                             FLAGS.out, FLAGS.individual)
         if FLAGS.saved_model:
             images = sample_saved_model(FLAGS.saved_model, classes, FLAGS.n,
                                         FLAGS.truncation, FLAGS.seed)

@@ -26,6 +26,8 @@ or damaged data, weights or run files, 1 when the losses diverge; anything
 else ends in a traceback (a bug).
 """
 
+import os
+
 import gin
 import tensorflow as tf
 from absl import app
@@ -65,6 +67,15 @@ def main(argv):
     if FLAGS.run_functions_eagerly:
         tf.config.run_functions_eagerly(True)
     with errors.exit_on_errors():
+        if not FLAGS.gin_file:
+            raise errors.BadInputError(
+                "Give at least one --gin_file (e.g. --gin_file "
+                "data/fashion_mnist32.gin --gin_file model/biggan32.gin "
+                "--gin_file stage/teacher.gin).")
+        if os.path.exists(FLAGS.model_dir) and not os.path.isdir(
+                FLAGS.model_dir):
+            raise errors.BadInputError(
+                f"--model_dir {FLAGS.model_dir} is a file; give a directory.")
         files = config_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_param,
                                      FLAGS.gin_search_path)
         if FLAGS.strategy:

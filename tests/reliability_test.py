@@ -308,3 +308,52 @@ def test_serving_batch_limit_and_client_side_split(tiny_export):
         tiny_export.max_batch = serving.MAX_BATCH
     # (batch-size-dependent float32 kernels: agreement to ~1e-6)
     np.testing.assert_allclose(split, whole, atol=1e-5)
+
+
+def _cli(module, args, tmp_path):
+    return subprocess.run(
+        [sys.executable, "-m", module] + args, cwd=helpers.REPO_ROOT,
+        env=helpers.python_env(), capture_output=True, text=True,
+        timeout=120, check=False)
+
+
+def _a_file(tmp_path):
+    path = tmp_path / "a_file"
+    path.write_text("x")
+    return str(path)
+
+
+@pytest.mark.parametrize("module, args, status, phrase", [
+    ("ppcd_tf.evaluate", ["--saved_model", "{tmp}", "--num_real", "-3"], 2,
+     "--num_real must be >= 1"),
+    ("ppcd_tf.evaluate", ["--saved_model", "{tmp}", "--dataset", "bogus"], 2,
+     "Unknown --dataset 'bogus'"),
+    ("ppcd_tf.evaluate", ["--saved_model", "{tmp}", "--batch_size", "0"], 2,
+     "--batch_size must be >= 1"),
+    ("ppcd_tf.evaluate", ["--saved_model", "{tmp}", "--output",
+                          "{file}/x.json"], 2, "which is a file"),
+    ("ppcd_tf.evaluate", ["--saved_model", "{tmp}", "--cache_dir",
+                          "{file}/cache"], 2, "which is a file"),
+    ("ppcd_tf.sample", ["--saved_model", "{tmp}", "--out", "{tmp}"], 2,
+     "is a directory"),
+    ("ppcd_tf.train", ["--model_dir", "{tmp}/run"], 2,
+     "at least one --gin_file"),
+    ("ppcd_tf.train", ["--model_dir", "{file}", "--gin_file", "debug.gin"],
+     2, "is a file"),
+    ("ppcd_tf.report", ["--teacher_dir", "{tmp}", "--ppcd_dir", "{tmp}",
+                        "--teacher_export", "{tmp}", "--student_export",
+                        "{tmp}", "--output_dir", "{tmp}"], 2,
+     "--overwrite"),
+    ("ppcd_tf.report", ["--teacher_dir", "{tmp}", "--ppcd_dir", "{tmp}",
+                        "--teacher_export", "{tmp}", "--student_export",
+                        "{tmp}", "--output_dir", "{tmp}/new",
+                        "--repeats", "0"], 2, "--repeats must be >= 1"),
+])
+def test_bad_invocations_fail_at_once_with_a_message(
+        tmp_path, module, args, status, phrase):
+    (tmp_path / "not_empty.txt").write_text("x")
+    values = {"tmp": str(tmp_path), "file": _a_file(tmp_path)}
+    result = _cli(module, [a.format(**values) for a in args], tmp_path)
+    assert result.returncode == status, result.stderr[-2000:]
+    assert phrase in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

@@ -108,6 +108,33 @@ def make_archive(generator):
     return archive
 
 
+_STAGING_PREFIX = ".export-"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_staging(parent):
+    """Removes `.export-<pid>-*` staging directories in `parent` whose
+    exporting process is gone (a killed export); returns them."""
+    removed = []
+    for name in os.listdir(parent):
+        if not name.startswith(_STAGING_PREFIX):
+            continue
+        pid = name[len(_STAGING_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
 def directory_bytes(path):
     """Total size of the files under `path`."""
     total = 0
@@ -136,7 +163,9 @@ def write_saved_model(generator, output_dir, assets, overwrite=False):
             "--overwrite to replace it.")
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    remove_stale_staging(parent)
+    tmp = tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{os.getpid()}-",
+                           dir=parent)
     try:
         staging = os.path.join(tmp, "model")
         make_archive(generator).write_out(staging, verbose=False)

@@ -357,3 +357,14 @@ def test_bad_invocations_fail_at_once_with_a_message(
     assert result.returncode == status, result.stderr[-2000:]
     assert phrase in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def test_staging_of_a_killed_export_is_removed(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".export-{dead.pid}-abc"
+    live = tmp_path / f".export-{os.getpid()}-def"
+    for path in (stale, live):
+        (path / "model").mkdir(parents=True)
+    assert serving.remove_stale_staging(str(tmp_path)) == [stale.name]
+    assert sorted(os.listdir(tmp_path)) == [live.name]

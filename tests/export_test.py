@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import types
 import unittest
 from unittest import mock
 
@@ -39,8 +40,8 @@ from absl.testing import parameterized
 
 from ppcd_tf import exporting
 from ppcd_tf import ppcd_trainer
+from ppcd_tf import run_dir
 from ppcd_tf import serving
-from ppcd_tf import trainer as trainer_lib
 from ppcd_tf.models import arch
 from ppcd_tf.models import complexity
 from ppcd_tf.models import generator as generator_lib
@@ -296,13 +297,16 @@ with open(os.path.join(out_dir, "load.json"), "w") as f:
 """ % (NON_TRAINABLE_NAMES,)
 
 
-def _train_teacher(root):
-    helpers.parse(["debug.gin"], list(helpers.TINY_BINDINGS) + [
-        "Trainer.num_steps = 2", "Trainer.sample_every = 0"])
-    teacher = trainer_lib.Trainer(model_dir=os.path.join(root, "teacher"),
-                                  strategy=helpers.one_device())
-    teacher.train()
-    return teacher
+def _shared_teacher():
+    """The session's tiny teacher run with its EMA and G restored."""
+    model_dir = helpers.tiny_teacher_dir()
+    restored = run_dir.restore_generator(model_dir)
+    generator = generator_lib.Generator.from_config(
+        dict(restored.generator.get_config(), name="generator"))
+    generator.build()
+    return types.SimpleNamespace(model_dir=model_dir,
+                                 generator_ema=restored.generator,
+                                 generator=generator)
 
 
 def _train_ppcd(root, name, teacher_dir, extra):
@@ -369,7 +373,7 @@ def _e2e():
         f.write("old")
     procs = _Processes()
 
-    teacher = _train_teacher(root)
+    teacher = _shared_teacher()
     procs.start("teacher_refused",
                 _export_command(teacher.model_dir, out["teacher"]))
     # Hardened at the start of step 2 (prune_end_fraction 0.5 of 4 steps);

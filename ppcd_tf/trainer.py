@@ -363,10 +363,27 @@ class Trainer:
                 terms_sum[name] = terms_sum.get(name, 0.0) + value
         start = 0
         for group_optimizer, group in groups:
-            group_optimizer.apply_gradients(
-                zip(total[start:start + len(group)], group))
+            grads = total[start:start + len(group)]
+            if (self.mixed_precision == "mixed_float16"
+                    and group_optimizer is not optimizer
+                    and not isinstance(group_optimizer,
+                                       keras.optimizers.LossScaleOptimizer)):
+                grads = self._unscaled(grads, optimizer)
+            group_optimizer.apply_gradients(zip(grads, group))
             start += len(group)
         return terms_sum
+
+    @staticmethod
+    def _unscaled(grads, scaled_optimizer):
+        """Gradients of the loss `scaled_optimizer` scaled (fp16 loss
+        scaling), for an optimizer without its own scaling (the PPCD mask
+        logits): divided by the scale; when any is not finite the loss-scale
+        optimizer skips this step, so these become zeros."""
+        scale = tf.cast(scaled_optimizer.dynamic_scale, tf.float32)
+        grads = [tf.cast(g, tf.float32) / scale for g in grads]
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g))
+                                for g in grads])
+        return [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
 
     def _micro(self, tensor, index):
         size = self.micro_batch

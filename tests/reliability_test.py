@@ -14,6 +14,7 @@ import subprocess
 import sys
 import zipfile
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -368,3 +369,17 @@ def test_staging_of_a_killed_export_is_removed(tmp_path):
         (path / "model").mkdir(parents=True)
     assert serving.remove_stale_staging(str(tmp_path)) == [stale.name]
     assert sorted(os.listdir(tmp_path)) == [live.name]
+
+
+def test_fp16_loss_scale_is_removed_from_unwrapped_groups():
+    variable = tf.Variable([1.0, 2.0])
+    scaled = keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.SGD(0.1), initial_scale=128.0)
+    scaled.build([variable])
+    grads = trainer_lib.Trainer._unscaled(
+        [tf.constant([128.0, 256.0])], scaled)
+    np.testing.assert_allclose(grads[0].numpy(), [1.0, 2.0])
+    # An overflow: the scaled optimizer skips the step, so must the others.
+    grads = trainer_lib.Trainer._unscaled(
+        [tf.constant([np.inf, 256.0]), tf.constant([1.0])], scaled)
+    assert all(float(tf.reduce_sum(tf.abs(g))) == 0.0 for g in grads)

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 DEMO_DIR := runs/demo
-DEMO_PPCD_STEPS ?= 1000
+DEMO_PPCD_STEPS ?= 1500
 DEMO_TARGET_RATIO ?= 0.19
 # make reproduce: the longer recipe at 5.2x and at 8x, best students kept.
 REPRODUCE_DIR := runs/reproduce

@@ -35,15 +35,16 @@ flags.DEFINE_string("teacher_dir", None, "Teacher run (default: the shipped "
                     "Fashion-MNIST 32x32 teacher).")
 flags.DEFINE_float("target_ratio", 0.19, "Kept fraction of the generator's "
                    "parameters (0.19: 5.26x smaller).")
-flags.DEFINE_integer("ppcd_steps", 1000, "PPCD training steps.")
+flags.DEFINE_integer("ppcd_steps", 1500, "PPCD training steps.")
 flags.DEFINE_integer("validate_every", 0, "With N > 0: validate the student "
                      "every N steps after the cut on a held-out slice of "
                      "the training split (extras/validation.gin) and export"
                      " the best one (0: export the last).")
-flags.DEFINE_float("prune_end_fraction", 0.3, "Fraction of the steps in the "
-                   "pruning phase; the hardened student trains for the "
-                   "rest (on this short run that retraining is what closes "
-                   "most of the gap to the teacher).")
+flags.DEFINE_float("prune_end_fraction", 0.2, "Fraction of the steps in the "
+                   "pruning phase (0.2 of 1,500: the cut at step 300); the "
+                   "compact student trains for the rest (on this short run "
+                   "that retraining is what closes most of the gap to the "
+                   "teacher).")
 flags.DEFINE_float("ema_decay", 0.99, "EMA decay of the student (its EMA "
                    "starts when the masks are hardened; a short run needs a "
                    "short EMA).")

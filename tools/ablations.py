@@ -41,8 +41,8 @@ flags.DEFINE_list("ablations", ["no_class_aware", "no_retraining"],
 flags.DEFINE_string("baseline_export", None, "Export of the full method "
                     "trained with the same settings (default: train it).")
 flags.DEFINE_float("target_ratio", 0.19, "Kept parameter fraction.")
-flags.DEFINE_integer("ppcd_steps", 1000, "PPCD steps of every run.")
-flags.DEFINE_float("prune_end_fraction", 0.3, "Pruning-phase fraction of "
+flags.DEFINE_integer("ppcd_steps", 1500, "PPCD steps of every run.")
+flags.DEFINE_float("prune_end_fraction", 0.2, "Pruning-phase fraction of "
                    "the full method (as in the demo).")
 flags.DEFINE_float("ema_decay", 0.99, "EMA decay of the students.")
 flags.DEFINE_integer("num_samples", 10000, "Samples per seed.")

@@ -52,8 +52,8 @@ flags.DEFINE_list("ratios", ["2", "3", "4", "5.2", "8", "12"],
                   "Target compressions (teacher / student G parameters).")
 flags.DEFINE_list("methods", list(compression_curve.METHODS),
                   "Methods: " + ", ".join(compression_curve.METHODS) + ".")
-flags.DEFINE_integer("ppcd_steps", 1000, "Steps of a PPCD run.")
-flags.DEFINE_float("prune_end_fraction", 0.3, "Pruning-phase fraction.")
+flags.DEFINE_integer("ppcd_steps", 1500, "Steps of a PPCD run.")
+flags.DEFINE_float("prune_end_fraction", 0.2, "Pruning-phase fraction.")
 flags.DEFINE_float("ema_decay", 0.99, "EMA decay of the students.")
 flags.DEFINE_multi_string("gin_param", [], "Recipe bindings (all runs).")
 flags.DEFINE_bool("equal_wall_clock", True, "Train faster methods on until "

@@ -13,7 +13,7 @@ student trained from the start) are given more steps, `equal_time_steps`.
 
 import math
 
-from ppcd_tf import files
+from ppcd_tf import summaries
 
 METHODS = {
     "ppcd": "PPCD (masks + class-aware distillation)",
@@ -105,8 +105,4 @@ def plot(rows, path, fid_target=1.10, drop_target=2.0):
         axis.set_xlabel("compression (teacher / student G parameters)")
         axis.legend(fontsize=7)
     figure.tight_layout()
-    try:
-        files.write_with(path, lambda tmp: figure.savefig(tmp, dpi=100),
-                         suffix=".png")
-    finally:
-        plt.close(figure)
+    summaries.write_figure(figure, path)

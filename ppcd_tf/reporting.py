@@ -135,11 +135,7 @@ def plot_pruning(history, path):
     channels_axis.set_title("Kept channels per mask layer")
     channels_axis.legend(fontsize=6, ncol=2)
     figure.tight_layout()
-    try:
-        files.write_with(path, lambda tmp: figure.savefig(tmp, dpi=100),
-                         suffix=".png")
-    finally:
-        plt.close(figure)
+    summaries.write_figure(figure, path)
 
 
 def _mean(result, name):

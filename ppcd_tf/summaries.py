@@ -37,6 +37,16 @@ def write_png(grid, path):
     files.write_bytes(path, encoded)
 
 
+def write_figure(figure, path, dpi=100):
+    """Writes a matplotlib figure as a PNG (atomically) and closes it."""
+    from matplotlib import pyplot as plt  # Deferred: only plots need it.
+    try:
+        files.write_with(path, lambda tmp: figure.savefig(tmp, dpi=dpi),
+                         suffix=".png")
+    finally:
+        plt.close(figure)
+
+
 def write_scalars(values, step, prefix=""):
     """Writes a dict of scalars to the default summary writer."""
     for name, value in values.items():

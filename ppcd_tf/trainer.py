@@ -560,9 +560,9 @@ class Trainer:
 
         figures = self.validator.measure(generate, self.dim_z,
                                          self.num_classes)
-        improved = self._best.offer(
-            step, figures, os.path.join(self.checkpointer.directory,
-                                        f"ckpt-{step}"))
+        # validate_every is a multiple of checkpoint_every: the newest
+        # checkpoint is this step's.
+        improved = self._best.offer(step, figures, self.checkpointer.latest)
         for name in ("fid", "class_accuracy", "score"):
             if figures[name] is not None:
                 tf.summary.scalar(f"validation/{name}", figures[name],

@@ -105,19 +105,14 @@ class QuickValidator:
         if self._real is None:
             raise RuntimeError("QuickValidator.prepare was not called.")
         start = time.time()
-        z, labels = evaluation.sample_inputs(self.num_samples, dim_z,
-                                             num_classes, self.seed)
-        features, logits = [], []
-        for begin in range(0, self.num_samples, self.batch_size):
-            end = begin + self.batch_size
-            images = np.asarray(generate(tf.constant(z[begin:end]),
-                                         tf.constant(labels[begin:end])))
-            batch_features, batch_logits = (
-                self._network.features_and_logits(images))
-            features.append(batch_features)
-            logits.append(batch_logits)
-        features = np.concatenate(features)
-        logits = np.concatenate(logits)
+        source = evaluation.GeneratorSource(
+            generate=lambda z, labels: np.asarray(
+                generate(tf.constant(z), tf.constant(labels))),
+            dim_z=dim_z, num_classes=num_classes, resolution=None,
+            dataset=None, description={})
+        features, logits, labels = evaluation.generated_features(
+            source, self._network, self.num_samples, self.seed,
+            batch_size=self.batch_size)
         fid = float(gan_metrics.fid_from_activations(self._real.features,
                                                      features))
         accuracy = None

@@ -275,20 +275,9 @@ def restore_generator(model_dir, checkpoint=None):
     if checkpoint not in (None, "", LATEST):
         return _restore_generator(model_dir, configs,
                                   resolve_checkpoint(model_dir, checkpoint))
-    candidates = checkpointing.candidates(checkpoint_dir(model_dir))
-    if not candidates:
-        latest_checkpoint(model_dir)  # raises the "train it first" message
-    failures = []
-    for path in candidates:
-        try:
-            return _restore_generator(model_dir, configs, path)
-        except RunDirError as error:
-            logging.warning("Skipping checkpoint %s: %s", path, error)
-            failures.append(os.path.basename(path))
-    raise RunDirError(
-        f"No checkpoint of {model_dir} can be read (tried "
-        f"{', '.join(failures)}): they are damaged; restore the run from a "
-        "copy.")
+    return _newest_readable(
+        model_dir, lambda path: _restore_generator(model_dir, configs, path),
+        "run")
 
 
 def _restore_generator(model_dir, configs, checkpoint):
@@ -381,11 +370,22 @@ def restore_newest(model_dir, items, what="run"):
     checkpoint of a run that holds them readably (a damaged one is skipped
     with a warning naming it); returns its path. RunDirError when none can
     be read."""
+
+    def read(checkpoint):
+        _restore(checkpoint, items)
+        return checkpoint
+
+    return _newest_readable(model_dir, read, what)
+
+
+def _newest_readable(model_dir, read, what):
+    """`read(checkpoint)` of the run's newest checkpoint it can read,
+    trying older ones in turn (each skipped one is named in a warning);
+    RunDirError when none can be read or there is none."""
     failures = []
     for checkpoint in checkpointing.candidates(checkpoint_dir(model_dir)):
         try:
-            _restore(checkpoint, items)
-            return checkpoint
+            return read(checkpoint)
         except RunDirError as error:
             logging.warning("Skipping %s checkpoint %s: %s", what,
                             checkpoint, error)
@@ -393,8 +393,8 @@ def restore_newest(model_dir, items, what="run"):
     if not failures:
         latest_checkpoint(model_dir)  # raises "no checkpoint: train it"
     raise RunDirError(f"No checkpoint of the {what} {model_dir} can be read"
-                      f" (tried {', '.join(failures)}): restore it from a "
-                      "copy.")
+                      f" (tried {', '.join(failures)}): they are damaged; "
+                      "restore it from a copy.")
 
 
 # ---------------------------------------------------------------------------

@@ -45,10 +45,12 @@ from ppcd_tf.distill import objective as distill_objective
 from ppcd_tf.models import complexity
 from ppcd_tf.models import discriminator as discriminator_lib
 from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.models import latency as latency_lib
 from ppcd_tf.pruning import budget as budget_lib
 from ppcd_tf.pruning import channel_masks
 from ppcd_tf.pruning import compaction
 from ppcd_tf.pruning import controller as controller_lib
+from ppcd_tf.pruning import costs
 from ppcd_tf.pruning import schedules
 
 # Logit given to kept / removed channels when masks are hardened.
@@ -64,6 +66,16 @@ class PPCDTrainer(trainer_lib.Trainer):
       target_param_ratio: kept fraction of the generator's parameters
         (0.19 = 5.2x fewer). Ignored when `target_params` is set.
       target_params: absolute parameter budget.
+      target_mac_ratio: optional second budget: kept fraction of the
+        generator's MACs per image (None: not budgeted).
+      target_latency_ratio: optional budget: kept fraction of the full
+        generator's latency predicted by `latency_table` (None: not
+        budgeted). Several budgets at once must all hold at the cut.
+      latency_table: JSON path of the per-layer latency table measured on
+        the serving machine (`tools/latency_table.py`); needed with
+        `target_latency_ratio`.
+      width_multiple: hardened kept counts are multiples of this (or the
+        layer's full width), within the budgets (1: any count).
       prune_end_fraction: fraction of `num_steps` after which masks are
         hardened to the budget and frozen.
       bound_schedule: `schedules.BoundSchedule` (class; gin binds its
@@ -104,6 +116,8 @@ class PPCDTrainer(trainer_lib.Trainer):
 
     def __init__(self, model_dir, strategy, teacher_dir=gin.REQUIRED,
                  target_param_ratio=0.19, target_params=None,
+                 target_mac_ratio=None, target_latency_ratio=None,
+                 latency_table=None, width_multiple=1,
                  prune_end_fraction=0.5,
                  bound_schedule=schedules.BoundSchedule, mask_init=1.0,
                  mask_function="smooth_step",
@@ -125,6 +139,21 @@ class PPCDTrainer(trainer_lib.Trainer):
             raise errors.BadInputError(
                 f"target_param_ratio must be in (0, 1], got "
                 f"{target_param_ratio}.")
+        for name, ratio in (("target_mac_ratio", target_mac_ratio),
+                            ("target_latency_ratio", target_latency_ratio)):
+            if ratio is not None and not 0.0 < ratio <= 1.0:
+                raise errors.BadInputError(
+                    f"PPCDTrainer.{name} must be in (0, 1] or None, got "
+                    f"{ratio}.")
+        if target_latency_ratio is not None and not latency_table:
+            raise errors.BadInputError(
+                "PPCDTrainer.target_latency_ratio needs "
+                "PPCDTrainer.latency_table: measure one on the serving "
+                "machine with tools/latency_table.py.")
+        if int(width_multiple) < 1:
+            raise errors.BadInputError(
+                f"PPCDTrainer.width_multiple must be >= 1, got "
+                f"{width_multiple}.")
         if not 0.0 < prune_end_fraction <= 1.0:
             raise errors.BadInputError(
                 f"prune_end_fraction must be in (0, 1], got "
@@ -154,6 +183,12 @@ class PPCDTrainer(trainer_lib.Trainer):
         self.teacher_checkpoint = run_dir.latest_checkpoint(teacher_dir)
         self.target_param_ratio = float(target_param_ratio)
         self.target_params_arg = target_params
+        self.target_mac_ratio = target_mac_ratio
+        self.target_latency_ratio = target_latency_ratio
+        self.latency_table_path = latency_table
+        self.latency_table = (latency_lib.LatencyTable.read(latency_table)
+                              if target_latency_ratio is not None else None)
+        self.width_multiple = int(width_multiple)
         self.prune_end_fraction = float(prune_end_fraction)
         self.bound_schedule_cls = bound_schedule
         self.mask_init = float(mask_init)
@@ -221,15 +256,17 @@ class PPCDTrainer(trainer_lib.Trainer):
         if self.compacted:
             student_config["channels"] = self.structure["compact_channels"]
         elif not self.use_masks:
-            full = budget_lib.live_parameters(
+            widths = dict(channel_masks.mask_widths(teacher.channels,
+                                                    self.prune_attention))
+            limits = self.budget_limits(
                 teacher.channels, complexity.GeneratorShape.of(teacher),
-                dict(channel_masks.mask_widths(teacher.channels,
-                                               self.prune_attention)))
-            target = (self.target_params_arg if self.target_params_arg
-                      else self.target_param_ratio * full)
-            thin = budget_lib.uniform_channel_config(
-                teacher.channels, complexity.GeneratorShape.of(teacher),
-                target, self.min_channels, self.prune_attention)
+                widths)
+            floors = {key: min(width, self.min_channels)
+                      for key, width in widths.items()}
+            counts = budget_lib.uniform_counts_within(
+                widths, lambda c: costs.all_hold(limits, c), floors,
+                self.width_multiple)
+            thin = budget_lib.kept_channel_config(teacher.channels, counts)
             student_config["channels"] = thin.to_dict()
         student = generator_lib.Generator.from_config(student_config)
         discriminator = discriminator_lib.Discriminator.from_config(
@@ -265,11 +302,12 @@ class PPCDTrainer(trainer_lib.Trainer):
             initial_bound=self.bound_schedule.initial_bound,
             mask_function=self.mask_function, name="channel_masks")
         self.controller = controller_lib.BudgetController(
-            channels, self.shape, widths, self.target_param_ratio,
-            self.target_params_arg, self.min_channels,
+            self.budget_limits(channels, self.shape, widths), widths,
+            self.min_channels,
             self.min_channel_fraction, self.budget_surrogate_width,
             self.budget_ramp_fraction, self.budget_lambda_rate,
-            self.budget_lambda_max, self.prune_end_step)
+            self.budget_lambda_max, self.prune_end_step,
+            self.width_multiple)
         self.budget_lambda = self.controller.budget_lambda
         self.floors = self.controller.floors
         self.full_params = self.controller.full_params
@@ -288,6 +326,22 @@ class PPCDTrainer(trainer_lib.Trainer):
         self.hardened = tf.Variable(
             False, trainable=False, name="hardened",
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+    def budget_limits(self, channels, shape, widths):
+        """The budgeted quantities (`costs.Limit`s) of a generator with
+        this full ChannelConfig and shape: parameters always, MACs and
+        predicted latency when their targets are set."""
+        limits = [costs.parameter_limit(channels, shape, widths,
+                                        self.target_param_ratio,
+                                        self.target_params_arg)]
+        if self.target_mac_ratio is not None:
+            limits.append(costs.mac_limit(channels, shape, widths,
+                                          self.target_mac_ratio))
+        if self.target_latency_ratio is not None:
+            limits.append(costs.latency_limit(
+                channels, shape, widths, self.latency_table,
+                self.target_latency_ratio))
+        return limits
 
     def _load_teacher(self):
         """Teacher EMA G and D from the teacher checkpoint; student copies
@@ -341,7 +395,8 @@ class PPCDTrainer(trainer_lib.Trainer):
 
     def checkpoint_items(self):
         items = super().checkpoint_items()
-        items.update(budget_lambda=self.budget_lambda, hardened=self.hardened)
+        items.update(self.controller.checkpoint_items())
+        items.update(hardened=self.hardened)
         if self.masks is not None:
             items.update(channel_masks=self.masks,
                          mask_optimizer=self.mask_optimizer)
@@ -419,7 +474,9 @@ class PPCDTrainer(trainer_lib.Trainer):
             return
         pruning = tf.logical_and(step < self.prune_end_step,
                                  tf.logical_not(self.hardened))
-        self.controller.update(step, self.param_ratio(), pruning)
+        counts = {k: tf.cast(v, tf.float32)
+                  for k, v in self.masks.hard_counts().items()}
+        self.controller.update(step, counts, pruning)
 
     def extra_boundaries(self):
         return (self.prune_end_step,)
@@ -506,16 +563,29 @@ class PPCDTrainer(trainer_lib.Trainer):
             variable.assign(np.where(keep[key], HARD_LOGIT,
                                      -HARD_LOGIT).astype(np.float32))
         self.masks.bound.assign(0.0)
-        self.budget_lambda.assign(0.0)
+        self.controller.reset()
         self.hardened.assign(True)
         after = float(self.param_ratio().numpy())
         logging.info(
             "Masks hardened to the budget at step %d: parameter ratio %.4f "
-            "-> %.4f (target %.4f, %s of %s parameters); kept channels %s.",
-            int(self.step.numpy()), before, after,
+            "-> %.4f (target %.4f, %s of %s parameters); %s; kept channels "
+            "%s.", int(self.step.numpy()), before, after,
             self.target_params / self.full_params,
             f"{int(round(after * self.full_params)):,}",
-            f"{self.full_params:,}", self.kept_channels())
+            f"{self.full_params:,}", self._budget_summary(),
+            self.kept_channels())
+
+    def budget_ratios(self):
+        """{limit name: hard ratio} of the student's kept channels."""
+        return {name: float(value) for name, value in
+                self.controller.ratios_of_counts(
+                    self.kept_channels()).items()}
+
+    def _budget_summary(self):
+        return ", ".join(
+            f"{limit.name} {self.budget_ratios()[limit.name]:.4f} "
+            f"(target {limit.target_ratio:.4f})"
+            for limit in self.controller.limits)
 
     def kept_channels(self):
         """{mask key: kept count} of the hard masks (of the student)."""
@@ -546,13 +616,21 @@ class PPCDTrainer(trainer_lib.Trainer):
         kept = self.kept_channels()
         for key, count in kept.items():
             tf.summary.scalar(f"kept_channels/{key}", count, step=step)
-        self.append_pruning_history(step, ratio, kept)
+        ratios = self.budget_ratios()
+        for limit in self.controller.limits[1:]:
+            tf.summary.scalar(f"pruning/{limit.name}_ratio",
+                              ratios[limit.name], step=step)
+            tf.summary.scalar(f"pruning/{limit.name}_target_ratio",
+                              limit.target_ratio, step=step)
+        self.append_pruning_history(step, ratio, kept, ratios)
         if self.masks is None:
             return
         bound = float(self.masks.bound.numpy())
         tf.summary.scalar("pruning/bound", bound, step=step)
-        tf.summary.scalar("pruning/budget_lambda",
-                          float(self.budget_lambda.numpy()), step=step)
+        for name, variable in self.controller.lambdas.items():
+            tag = ("pruning/budget_lambda" if name == "params"
+                   else f"pruning/budget_lambda_{name}")
+            tf.summary.scalar(tag, float(variable.numpy()), step=step)
         tf.summary.scalar("pruning/desired_ratio",
                           float(self.desired_ratio(step)), step=step)
         for key, value in self.masks().items():
@@ -563,10 +641,11 @@ class PPCDTrainer(trainer_lib.Trainer):
                      self.full_params / self.target_params, bound,
                      float(self.budget_lambda.numpy()))
 
-    def append_pruning_history(self, step, ratio, kept):
+    def append_pruning_history(self, step, ratio, kept, ratios=None):
         """Appends one JSON line to `<model_dir>/PRUNING_HISTORY_FILE`:
         {"step", "param_ratio", "live_params", "full_params",
-        "target_params", "kept_channels": {mask key: count}}. A resumed run
+        "target_params", "kept_channels": {mask key: count}, and with
+        MAC or latency budgets "macs_ratio" / "latency_ratio"}. A resumed run
         appends again from its checkpoint; readers keep the last line of
         each step (see `run_dir.read_pruning_history`)."""
         line = {"step": int(step), "param_ratio": ratio,
@@ -575,6 +654,9 @@ class PPCDTrainer(trainer_lib.Trainer):
                 "target_params": int(round(self.target_params)),
                 "hardened": bool(self.hardened.numpy()),
                 "kept_channels": {k: int(v) for k, v in kept.items()}}
+        for name, value in (ratios or {}).items():
+            if name != "params":
+                line[f"{name}_ratio"] = value
         path = os.path.join(self.model_dir, run_dir.PRUNING_HISTORY_FILE)
         with tf.io.gfile.GFile(path, "a") as f:
             f.write(json.dumps(line, sort_keys=True) + "\n")

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
+from ppcd_tf import errors
 from ppcd_tf import ppcd_trainer
 from ppcd_tf import run_dir
 from ppcd_tf.distill import losses as distill_losses
@@ -378,6 +379,64 @@ class DistributedPPCDTest(tf.test.TestCase):
         ratio = float(trainer.param_ratio().numpy())
         self.assertLessEqual(ratio, TARGET_RATIO + 1e-7)
         self.assertLessEqual(abs(ratio / TARGET_RATIO - 1.0), RATIO_RTOL)
+
+
+class PPCDMultiBudgetTest(tf.test.TestCase):
+
+    def test_mac_budget_and_width_multiple_hold_at_the_cut(self):
+        """With a MAC budget beside the parameter budget and kept counts in
+        multiples of 4, the cut meets both targets with such counts, the MAC
+        multiplier is checkpointed and the history records the MAC ratio."""
+        model_dir = self.create_tempdir().full_path
+        trainer = _ppcd(model_dir, extra=[
+            "Trainer.num_steps = 4", "TARGET_MAC_RATIO = 0.3",
+            "PPCDTrainer.width_multiple = 4",
+            "PPCDTrainer.train_compact_after_cut = False"])
+        self.assertEqual([limit.name for limit in trainer.controller.limits],
+                         ["params", "macs"])
+        self.assertIn("budget_lambda_macs", trainer.checkpoint_items())
+        _eager_steps(trainer, 2)
+        # Both quantities are above their lines during the ramp: both
+        # multipliers push.
+        for name in ("params", "macs"):
+            self.assertGreater(
+                float(trainer.controller.lambdas[name].numpy()), 0.0, name)
+        trainer.step.assign(trainer.prune_end_step)
+        trainer.train_loop_begin()
+        self.assertTrue(bool(trainer.hardened.numpy()))
+        kept = trainer.kept_channels()
+        ratios = trainer.budget_ratios()
+        self.assertLessEqual(ratios["params"], TARGET_RATIO + 1e-7)
+        self.assertLessEqual(ratios["macs"], 0.3 + 1e-7)
+        widths = channel_masks.mask_widths(trainer.generator.channels)
+        for key, count in kept.items():
+            self.assertTrue(count % 4 == 0 or count == widths[key],
+                            (key, count))
+        for variable in trainer.controller.lambdas.values():
+            self.assertEqual(float(variable.numpy()), 0.0)
+        trainer.extra_summaries(trainer.prune_end_step)
+        history = run_dir.read_pruning_history(model_dir)
+        self.assertAllClose(history[-1]["macs_ratio"], ratios["macs"])
+
+    def test_latency_budget_needs_a_table(self):
+        helpers.parse(["debug.gin", "stage/ppcd.gin"],
+                      _bindings(_teacher_dir(), [
+                          "Trainer.num_steps = 2",
+                          "TARGET_LATENCY_RATIO = 0.5"]))
+        with self.assertRaisesRegex(errors.BadInputError, "latency_table"):
+            ppcd_trainer.PPCDTrainer(
+                model_dir=self.create_tempdir().full_path,
+                strategy=helpers.one_device())
+        helpers.parse(["debug.gin", "stage/ppcd.gin"],
+                      _bindings(_teacher_dir(), [
+                          "Trainer.num_steps = 2",
+                          "TARGET_LATENCY_RATIO = 0.5",
+                          "LATENCY_TABLE = '/nonexistent/latency.json'"]))
+        with self.assertRaisesRegex(errors.MissingInputError,
+                                    "tools/latency_table.py"):
+            ppcd_trainer.PPCDTrainer(
+                model_dir=self.create_tempdir().full_path,
+                strategy=helpers.one_device())
 
 
 class PPCDErrorTest(tf.test.TestCase):

@@ -10,22 +10,25 @@ polynomial in the kept counts. Two evaluations:
     a surrogate, see `masks.budget_keep_surrogate`) for the budget loss, so
     the loss acts on what will be kept (DESIGN.md section 4.3).
 
-`harden_to_budget` ends the pruning phase: it ranks channels by mask logit
-within per-layer floors and cuts (or restores) exactly to the target.
+`harden` ends the pruning phase: it ranks channels by mask logit within
+per-layer floors and cuts (or restores) exactly to the budget, which may be
+several limits at once (`ppcd_tf.pruning.costs`) and may ask every layer's
+kept count to be a multiple of N (widths the hardware likes).
 """
 
 import numpy as np
 import tensorflow as tf
 
+from ppcd_tf import errors
 from ppcd_tf.models import arch
 from ppcd_tf.models import complexity
 from ppcd_tf.models import generator as generator_lib
-from ppcd_tf.pruning import channel_masks
 from ppcd_tf.pruning import masks as mask_fns
 
 
-def _widths_from(channels, kept):
-    """(stream, hidden, attention) kept widths; missing keys keep full width."""
+def widths_from(channels, kept):
+    """(stream, hidden, attention) kept widths of {mask key: kept count};
+    missing keys keep the full width."""
     stream = [kept.get(generator_lib.stream_mask_name(i), width)
               for i, width in enumerate(channels.stream)]
     hidden = [kept.get(generator_lib.hidden_mask_name(i), width)
@@ -45,21 +48,21 @@ def live_parameters(channels, shape, kept):
       shape: `complexity.GeneratorShape`.
       kept: {mask key: kept count} (ints, floats or scalar tensors).
     """
-    stream, hidden, attention = _widths_from(channels, kept)
+    stream, hidden, attention = widths_from(channels, kept)
     return complexity.generator_parameters(channels, shape, stream=stream,
                                            hidden=hidden, attention=attention)
 
 
 def live_macs(channels, shape, kept):
     """MACs per image of the generator with `kept` channels per mask key."""
-    stream, hidden, attention = _widths_from(channels, kept)
+    stream, hidden, attention = widths_from(channels, kept)
     return complexity.generator_macs(channels, shape, stream=stream,
                                      hidden=hidden, attention=attention)
 
 
 def kept_channel_config(channels, kept):
     """The ChannelConfig of the compact generator for integer `kept` counts."""
-    stream, hidden, attention = _widths_from(channels, kept)
+    stream, hidden, attention = widths_from(channels, kept)
     return arch.ChannelConfig(
         resolution=channels.resolution, stream=[int(c) for c in stream],
         hidden=[int(c) for c in hidden],
@@ -94,103 +97,189 @@ def channel_floors(widths, min_channels, min_fraction):
     return floors
 
 
-def harden_to_budget(logits, channels, shape, target_params, floors):
+def harden_floor_count(width, floor, multiple):
+    """The smallest count hardening may leave a layer with: its floor
+    rounded up to a multiple of `multiple`, at most its width."""
+    return min(width, -(-int(floor) // int(multiple)) * int(multiple))
+
+
+def _allowed_counts(width, floor, multiple):
+    """Sorted kept counts a layer may end with: the multiples of `multiple`
+    from its floor (rounded up to a multiple) to its width, and the width."""
+    low = harden_floor_count(width, floor, multiple)
+    return sorted(set(range(low, width + 1, multiple)) | {width})
+
+
+def _channel_order(w):
+    """(channel indices best first, relative rank of each channel).
+
+    Ties in logit (e.g. masks that barely moved) are broken by the channel's
+    relative rank inside its layer, so that without information layers lose
+    channels in proportion to their width.
+    """
+    w = np.asarray(w)
+    rank = np.empty(len(w))
+    rank[np.argsort(w, kind="stable")] = np.arange(len(w))
+    rank /= len(w)
+    order = sorted(range(len(w)), key=lambda i: (-w[i], -rank[i]))
+    return np.asarray(order, dtype=int), rank
+
+
+def harden(logits, holds, floors, multiple=1):
     """Decides the final hard masks: the best-ranked channels within budget.
 
-    Starting from the current hard masks (logit > 0), with every layer
-    raised to its floor (its highest-logit channels), channels are removed
-    in increasing order of logit (never below a floor) while the count
-    exceeds `target_params`; then removed channels are restored in
-    decreasing order of logit wherever they still fit within the target.
+    Every layer keeps its best-ranked channels; only how many is decided.
+    Starting from the current hard masks (logit > 0), each layer's count
+    raised to its floor and to an allowed count (a multiple of `multiple`,
+    or the full width), groups of channels (`multiple` at a time) are removed
+    in increasing order of mean logit (never below a floor) while the budget
+    does not hold; then groups are restored in decreasing order of mean logit
+    wherever the budget still holds. After a cut only what the cut removed
+    can come back (a channel training switched off stays off); this recovers
+    the slack that the last, possibly expensive, removal left. With
+    `multiple` 1 this ranks single channels globally by logit.
+
+    Args:
+      logits: {key: numpy [width]} mask logits.
+      holds: {key: kept count} -> bool, True when every budgeted quantity is
+        within its target (costs must not decrease when a count grows).
+      floors: {key: minimum kept channels}.
+      multiple: kept counts are multiples of this (or the full width).
+
+    Returns:
+      {key: bool numpy [width]} the kept channels.
+    """
+    if int(multiple) < 1:
+        raise errors.BadInputError(
+            f"The width multiple must be >= 1, got {multiple}.")
+    multiple = int(multiple)
+    logits = {key: np.asarray(w, dtype=np.float64)
+              for key, w in logits.items()}
+    orders, ranks, allowed, counts = {}, {}, {}, {}
+    for key, w in logits.items():
+        orders[key], ranks[key] = _channel_order(w)
+        allowed[key] = _allowed_counts(len(w), floors[key], multiple)
+        positive = int((w > 0.0).sum())
+        counts[key] = min(c for c in allowed[key] if c >= positive)
+
+    def group_score(key, low, high):
+        """(mean logit, mean relative rank) of channels low..high-1 in
+        order."""
+        group = orders[key][low:high]
+        return (float(logits[key][group].mean()),
+                float(ranks[key][group].mean()))
+
+    def below(key):
+        smaller = [c for c in allowed[key] if c < counts[key]]
+        return smaller[-1] if smaller else None
+
+    def above(key, ceiling):
+        larger = [c for c in allowed[key] if counts[key] < c <= ceiling]
+        return larger[0] if larger else None
+
+    initial = dict(counts)
+    cut = not holds(counts)
+    while not holds(counts):
+        candidates = [(group_score(key, lower, counts[key]), key, lower)
+                      for key in counts
+                      for lower in [below(key)] if lower is not None]
+        if not candidates:
+            raise errors.BadInputError(
+                f"The budget cannot be met: every layer is at its floor "
+                f"({counts}). Lower PPCDTrainer.min_channels or "
+                "width_multiple, or raise the target.")
+        _, key, lower = min(candidates)
+        counts[key] = lower
+    ceilings = (initial if cut
+                else {key: len(w) for key, w in logits.items()})
+    blocked = set()
+    while True:
+        candidates = []
+        for key in counts:
+            upper = above(key, ceilings[key])
+            if key not in blocked and upper is not None:
+                logit, rank = group_score(key, counts[key], upper)
+                candidates.append(((-logit, -rank), key, upper))
+        if not candidates:
+            break
+        _, key, upper = min(candidates)
+        trial = dict(counts)
+        trial[key] = upper
+        if holds(trial):
+            counts = trial
+        else:
+            # Costs grow with counts, so no later group of it fits either.
+            blocked.add(key)
+    keep = {}
+    for key, w in logits.items():
+        k = np.zeros(len(w), bool)
+        k[orders[key][:counts[key]]] = True
+        keep[key] = k
+    return keep
+
+
+def parameters_within(channels, shape, target_params):
+    """`holds` of `harden` for a parameter budget alone."""
+    def holds(counts):
+        return live_parameters(channels, shape, counts) <= target_params
+    return holds
+
+
+def harden_to_budget(logits, channels, shape, target_params, floors,
+                     multiple=1):
+    """`harden` within a parameter budget of `target_params`.
 
     Args:
       logits: {key: numpy [width]} mask logits.
       channels, shape: the full generator's ChannelConfig and shape.
       target_params: parameter budget.
       floors: {key: minimum kept channels}.
-
-    Returns:
-      {key: bool numpy [width]} the kept channels.
+      multiple: kept counts are multiples of this (or the full width).
     """
-    keep = {}
-    for key, w in logits.items():
-        w = np.asarray(w)
-        k = keep[key] = w > 0.0
-        if k.sum() < floors[key]:
-            k[np.argsort(-w)[:floors[key]]] = True
-
-    def params():
-        return live_parameters(channels, shape,
-                               {key: int(k.sum()) for key, k in keep.items()})
-
-    # Ties in logit (e.g. masks that barely moved) are broken by the
-    # channel's relative rank inside its layer, so that without information
-    # layers lose channels in proportion to their width.
-    relative_rank = {}
-    for key, w in logits.items():
-        ranks = np.empty(len(w))
-        ranks[np.argsort(np.asarray(w), kind="stable")] = np.arange(len(w))
-        relative_rank[key] = ranks / len(w)
-
-    was_on = {key: k.copy() for key, k in keep.items()}
-    current = params()
-    cut = current > target_params
-    if cut:
-        order = sorted(((float(logits[key][i]), relative_rank[key][i], key, i)
-                        for key, k in keep.items() for i in np.flatnonzero(k)))
-        for _, _, key, i in order:
-            if current <= target_params:
-                break
-            if keep[key].sum() <= floors[key]:
-                continue
-            keep[key][i] = False
-            current = params()
-    # Refill: restore channels, best logit first, wherever they still fit.
-    # After a cut only channels the cut removed are candidates (a channel
-    # training switched off stays off); this recovers the slack that the
-    # last, possibly expensive, removal left.
-    candidates = {key: ~k & was_on[key] if cut else ~k
-                  for key, k in keep.items()}
-    order = sorted(((-float(logits[key][i]), -relative_rank[key][i], key, i)
-                    for key, c in candidates.items()
-                    for i in np.flatnonzero(c)))
-    for _, _, key, i in order:
-        keep[key][i] = True
-        if params() > target_params:
-            keep[key][i] = False
-    return keep
+    return harden(logits, parameters_within(channels, shape, target_params),
+                  floors, multiple)
 
 
 # Bisection steps of the uniform kept fraction (2**-30 resolution).
 _BISECTION_STEPS = 30
 
 
-def _uniform_counts(widths, fraction, floors):
-    return {key: min(width, max(floors.get(key, 1),
-                                int(np.floor(fraction * width))))
-            for key, width in widths.items()}
+def _uniform_counts(widths, fraction, floors, multiple=1):
+    counts = {}
+    for key, width in widths.items():
+        allowed = _allowed_counts(width, floors.get(key, 1), multiple)
+        wanted = np.floor(fraction * width)
+        fitting = [c for c in allowed if c <= wanted]
+        counts[key] = fitting[-1] if fitting else allowed[0]
+    return counts
 
 
-def uniform_counts(widths, channels, shape, target_params, floors):
-    """{key: kept count}: the largest uniform fraction of every width (>=
-    its floor) whose parameter count is within `target_params`."""
+def uniform_counts_within(widths, holds, floors, multiple=1):
+    """{key: kept count}: the largest uniform fraction of every width (>= its
+    floor, rounded down to an allowed count) for which the budget holds."""
     low, high = 0.0, 1.0
     for _ in range(_BISECTION_STEPS):
         middle = 0.5 * (low + high)
-        counts = _uniform_counts(widths, middle, floors)
-        if live_parameters(channels, shape, counts) <= target_params:
+        if holds(_uniform_counts(widths, middle, floors, multiple)):
             low = middle
         else:
             high = middle
-    return _uniform_counts(widths, low, floors)
+    return _uniform_counts(widths, low, floors, multiple)
 
 
-def harden_uniform(logits, channels, shape, target_params, floors):
+def uniform_counts(widths, channels, shape, target_params, floors,
+                   multiple=1):
+    """`uniform_counts_within` a parameter budget of `target_params`."""
+    return uniform_counts_within(
+        widths, parameters_within(channels, shape, target_params), floors,
+        multiple)
+
+
+def harden_uniform_within(logits, holds, floors, multiple=1):
     """Uniform-width baseline: the same kept fraction in every layer, the
-    highest-logit channels of each layer kept. Same contract as
-    `harden_to_budget`."""
+    highest-logit channels of each layer kept. Same contract as `harden`."""
     widths = {key: len(w) for key, w in logits.items()}
-    counts = uniform_counts(widths, channels, shape, target_params, floors)
+    counts = uniform_counts_within(widths, holds, floors, multiple)
     keep = {}
     for key, w in logits.items():
         k = np.zeros(len(w), bool)
@@ -199,11 +288,9 @@ def harden_uniform(logits, channels, shape, target_params, floors):
     return keep
 
 
-def uniform_channel_config(channels, shape, target_params, min_channels,
-                           prune_attention=True):
-    """A uniformly thinner ChannelConfig within `target_params`."""
-    widths = dict(channel_masks.mask_widths(channels, prune_attention))
-    floors = {key: min(width, int(min_channels))
-              for key, width in widths.items()}
-    counts = uniform_counts(widths, channels, shape, target_params, floors)
-    return kept_channel_config(channels, counts)
+def harden_uniform(logits, channels, shape, target_params, floors,
+                   multiple=1):
+    """`harden_uniform_within` a parameter budget of `target_params`."""
+    return harden_uniform_within(
+        logits, parameters_within(channels, shape, target_params), floors,
+        multiple)

@@ -1,127 +1,189 @@
-"""The parameter-budget controller of the pruning phase (DESIGN.md 4.3).
+"""The budget controller of the pruning phase (DESIGN.md 4.3).
 
-`BudgetController` owns the budget's numbers (full and target live
-parameters, per-layer floors), the Lagrange-style multiplier `lambda` and
-the rules that use them:
+`BudgetController` owns the budget's numbers (one or more `costs.Limit`s:
+live parameters, and optionally MACs and measured latency; per-layer floors),
+one Lagrange-style multiplier `lambda` per limit and the rules that use them:
 
-  * `budget_loss(logits)`: lambda * P_st / P_full, with straight-through kept
-    counts (value: hard count, gradient: the surrogate), gradient scaled so an
-    average channel's push does not depend on the model's size;
-  * `update(step, hard_ratio, pruning)`: lambda grows while the hard ratio is
-    above the line from 1 to the target (reached at `ramp_fraction` of the
-    pruning phase) and is 0 on or below it, and after the pruning phase;
-  * `harden(logits, rule)`: the kept channels at the cut, exactly within the
-    budget ('global' rank by logit, or 'uniform' widths).
+  * `budget_loss(logits)`: sum over limits of lambda * Q_st / Q_full, with
+    straight-through kept counts (value: hard count, gradient: the
+    surrogate), gradient scaled so an average channel's push does not depend
+    on the model's size;
+  * `update(step, hard_counts, pruning)`: each lambda grows while its
+    quantity's hard ratio is above the line from 1 to its target (reached at
+    `ramp_fraction` of the pruning phase) and is 0 on or below it, and after
+    the pruning phase;
+  * `harden(logits, rule)`: the kept channels at the cut, with every limit
+    holding ('global' rank by logit, or 'uniform' widths), each layer's
+    count a multiple of `width_multiple` (or its full width).
 """
 
 import tensorflow as tf
 
 from ppcd_tf import errors
 from ppcd_tf.pruning import budget as budget_lib
+from ppcd_tf.pruning import costs
 
 HARDEN_RULES = ("global", "uniform")
 
 
+def lambda_variable_name(limit_name):
+    """Checkpoint name of a limit's multiplier ('budget_lambda' for the
+    parameter budget, as in runs written before the other budgets)."""
+    return ("budget_lambda" if limit_name == "params"
+            else f"budget_lambda_{limit_name}")
+
+
 class BudgetController:
-    """Budget bookkeeping and the lambda controller.
+    """Budget bookkeeping and the lambda controllers.
 
     Args:
-      channels: the full ChannelConfig; shape: `complexity.GeneratorShape`.
+      limits: list of `costs.Limit`, the first the parameter budget.
       widths: {mask key: width} of the masked layers.
-      target_ratio: kept fraction of the live parameters (used when
-        `target_params` is None).
-      target_params: absolute budget, or None.
       min_channels, min_channel_fraction: per-layer floors.
       surrogate_width: width of the straight-through counts' surrogate.
       ramp_fraction: fraction of the pruning phase at which the steered line
         reaches the target.
       lambda_rate, lambda_max: controller step and cap.
       prune_end_step: the cut.
+      width_multiple: hardened kept counts are multiples of this (or a
+        layer's full width).
     """
 
-    def __init__(self, channels, shape, widths, target_ratio, target_params,
-                 min_channels, min_channel_fraction, surrogate_width,
-                 ramp_fraction, lambda_rate, lambda_max, prune_end_step):
-        self.channels = channels
-        self.shape = shape
+    def __init__(self, limits, widths, min_channels, min_channel_fraction,
+                 surrogate_width, ramp_fraction, lambda_rate, lambda_max,
+                 prune_end_step, width_multiple=1):
+        if not limits or limits[0].name != "params":
+            raise ValueError("The first limit must be the parameter budget.")
+        if int(width_multiple) < 1:
+            raise errors.BadInputError(
+                f"PPCDTrainer.width_multiple must be >= 1, got "
+                f"{width_multiple}.")
+        self.limits = list(limits)
         self.floors = budget_lib.channel_floors(widths, min_channels,
                                                 min_channel_fraction)
-        self.full_params = budget_lib.live_parameters(channels, shape,
-                                                      dict(widths))
-        self.target_params = int(
-            target_params if target_params is not None
-            else round(target_ratio * self.full_params))
-        floor_params = budget_lib.live_parameters(channels, shape,
-                                                  self.floors)
-        if self.target_params < floor_params:
-            raise errors.BadInputError(
-                f"Target of {self.target_params:,} parameters is below the "
-                f"{floor_params:,} that the per-layer floors keep; lower "
-                "PPCDTrainer.min_channels or raise the target.")
+        self.width_multiple = int(width_multiple)
+        floor_counts = {
+            key: budget_lib.harden_floor_count(width, self.floors[key],
+                                               self.width_multiple)
+            for key, width in widths.items()}
+        for limit in self.limits:
+            at_floors = float(limit.cost(floor_counts))
+            if at_floors > limit.target:
+                raise errors.BadInputError(
+                    f"The {limit.name} target ({limit.target:,.6g}, "
+                    f"{limit.target_ratio:.4f} of full) is below the "
+                    f"{at_floors:,.6g} that the per-layer floors keep; lower "
+                    "PPCDTrainer.min_channels or width_multiple, or raise "
+                    "the target.")
+        self.params = self.limits[0]
+        self.full_params = int(self.params.full)
+        self.target_params = int(self.params.target)
         self.gradient_scale = 0.5 * sum(widths.values())
         self.surrogate_width = float(surrogate_width)
         self.ramp_fraction = float(ramp_fraction)
         self.lambda_rate = float(lambda_rate)
         self.lambda_max = float(lambda_max)
         self.prune_end_step = int(prune_end_step)
-        self.budget_lambda = tf.Variable(
-            0.0, trainable=False, name="budget_lambda",
-            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.lambdas = {
+            limit.name: tf.Variable(
+                0.0, trainable=False, name=lambda_variable_name(limit.name),
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            for limit in self.limits}
+
+    @property
+    def budget_lambda(self):
+        """The parameter budget's multiplier."""
+        return self.lambdas["params"]
+
+    def checkpoint_items(self):
+        """{checkpoint name: variable} of the multipliers."""
+        return {lambda_variable_name(name): variable
+                for name, variable in self.lambdas.items()}
 
     @property
     def target_ratio(self):
-        return self.target_params / self.full_params
+        return self.params.target_ratio
 
     def ratio_of_counts(self, counts):
         """Live parameters of {mask key: kept count} / full parameters."""
-        return budget_lib.live_parameters(self.channels, self.shape,
-                                          counts) / float(self.full_params)
+        return self.params.ratio(counts)
+
+    def ratios_of_counts(self, counts):
+        """{limit name: quantity / full} of {mask key: kept count}."""
+        return {limit.name: limit.ratio(counts) for limit in self.limits}
+
+    @staticmethod
+    def _float_counts(masks):
+        return {k: tf.cast(v, tf.float32)
+                for k, v in masks.hard_counts().items()}
 
     def hard_ratio(self, masks):
-        """The hard masks' live ratio (float32 scalar tensor)."""
-        return self.ratio_of_counts({k: tf.cast(v, tf.float32) for k, v in
-                                     masks.hard_counts().items()})
+        """The hard masks' live parameter ratio (float32 scalar tensor)."""
+        return self.ratio_of_counts(self._float_counts(masks))
 
-    def desired_ratio(self, step):
-        """The hard ratio the controller steers to at G step `step`."""
+    def hard_ratios(self, masks):
+        """{limit name: the hard masks' ratio (float32 scalar tensor)}."""
+        return self.ratios_of_counts(self._float_counts(masks))
+
+    def desired_ratio(self, step, limit=None):
+        """The hard ratio the controller steers `limit` (default: the
+        parameter budget) to at G step `step`."""
+        limit = self.params if limit is None else limit
         ramp_end = max(1.0, self.ramp_fraction * self.prune_end_step)
         progress = tf.minimum(tf.cast(step, tf.float32) / ramp_end, 1.0)
-        return 1.0 - (1.0 - self.target_ratio) * progress
+        return 1.0 - (1.0 - limit.target_ratio) * progress
 
     def budget_loss(self, logits):
-        """(lambda * scaled ratio, ratio without gradient) of the masks'
-        straight-through kept counts."""
+        """(sum of lambda * scaled ratio, parameter ratio without gradient)
+        of the masks' straight-through kept counts."""
         counts = budget_lib.straight_through_counts(
             logits, self.surrogate_width, self.floors)
-        ratio = self.ratio_of_counts(counts)
-        # Value lambda * ratio; gradient scaled by (mask channels / 2), the
-        # inverse of the mean per-channel share of the ratio (the count is
-        # quadratic in widths), so an average channel's budget gradient is
-        # ~lambda / (2 * surrogate width) whatever the model's size.
-        scaled = ratio + (self.gradient_scale - 1.0) * (
-            ratio - tf.stop_gradient(ratio))
-        return (tf.stop_gradient(self.budget_lambda) * scaled,
-                tf.stop_gradient(ratio))
+        loss = 0.0
+        param_ratio = None
+        for limit in self.limits:
+            ratio = tf.cast(limit.ratio(counts), tf.float32)
+            # Value lambda * ratio; gradient scaled by (mask channels / 2),
+            # the inverse of the mean per-channel share of the ratio (the
+            # quantities are quadratic in widths), so an average channel's
+            # budget gradient is ~lambda / (2 * surrogate width) whatever
+            # the model's size.
+            scaled = ratio + (self.gradient_scale - 1.0) * (
+                ratio - tf.stop_gradient(ratio))
+            loss += tf.stop_gradient(self.lambdas[limit.name]) * scaled
+            if limit.name == "params":
+                param_ratio = tf.stop_gradient(ratio)
+        return loss, param_ratio
 
-    def update(self, step, hard_ratio, pruning):
-        """One controller step (cross-replica): lambda tracks the excess of
-        `hard_ratio` over the line while `pruning`, else it is 0."""
-        excess = hard_ratio - self.desired_ratio(step)
-        updated = tf.clip_by_value(
-            self.budget_lambda + self.lambda_rate * excess, 0.0,
-            self.lambda_max)
-        # Stop pushing as soon as the count is on or below the line (no
-        # wind-up carried past the crossing).
-        updated = tf.where(excess > 0.0, updated, 0.0)
-        self.budget_lambda.assign(tf.where(pruning, updated, 0.0))
+    def update(self, step, hard_counts, pruning):
+        """One controller step (cross-replica): each lambda tracks the excess
+        of its quantity's hard ratio (of `hard_counts`, {mask key: float
+        count}) over its line while `pruning`, else it is 0."""
+        for limit in self.limits:
+            variable = self.lambdas[limit.name]
+            excess = (tf.cast(limit.ratio(hard_counts), tf.float32)
+                      - self.desired_ratio(step, limit))
+            updated = tf.clip_by_value(
+                variable + self.lambda_rate * excess, 0.0, self.lambda_max)
+            # Stop pushing as soon as the quantity is on or below the line
+            # (no wind-up carried past the crossing).
+            updated = tf.where(excess > 0.0, updated, 0.0)
+            variable.assign(tf.where(pruning, updated, 0.0))
+
+    def reset(self):
+        """Sets every multiplier to 0 (at the cut)."""
+        for variable in self.lambdas.values():
+            variable.assign(0.0)
+
+    def holds(self, counts):
+        """True when every limit holds for integer `counts`."""
+        return costs.all_hold(self.limits, counts)
 
     def harden(self, logits, rule):
-        """{mask key: bool [width]} kept at the cut, within the budget."""
+        """{mask key: bool [width]} kept at the cut, within every limit."""
         if rule not in HARDEN_RULES:
             raise errors.BadInputError(
                 f"harden_rule must be one of {HARDEN_RULES}, "
                 f"got {rule!r}.")
-        harden = (budget_lib.harden_to_budget if rule == "global"
-                  else budget_lib.harden_uniform)
-        return harden(logits, self.channels, self.shape, self.target_params,
-                      self.floors)
+        harden = (budget_lib.harden if rule == "global"
+                  else budget_lib.harden_uniform_within)
+        return harden(logits, self.holds, self.floors, self.width_multiple)

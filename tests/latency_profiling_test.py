@@ -1,0 +1,122 @@
+"""The latency table measured on this machine (ppcd_tf.latency_profiling and
+tools/latency_table.py), on a tiny generator: every term is measured on its
+grid, the offset makes the prediction at full width equal the measured full
+generator, the term functions compute tensors of the right shapes, and the
+tool writes a readable table and refuses bad flags. (Timing values are not
+asserted: the machine is shared.)"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from ppcd_tf import latency_profiling
+from ppcd_tf.models import arch
+from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.models import latency
+from ppcd_tf.pruning import channel_masks
+from tests import helpers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHANNELS = arch.generator_channels(32, 4, "16")   # widths 16, attention 2/8
+
+
+def _generator():
+    g = generator_lib.Generator(CHANNELS, 3, dim_z=16, shared_dim=8,
+                                image_channels=1)
+    g.build()
+    return g
+
+
+class WidthGridTest(tf.test.TestCase):
+
+    def test_grid(self):
+        self.assertEqual(latency_profiling.width_grid(64, 16, 4),
+                         (4, 16, 32, 48, 64))
+        self.assertEqual(latency_profiling.width_grid(20, 8, 4),
+                         (4, 8, 16, 20))
+        self.assertEqual(latency_profiling.width_grid(2, 16, 4), (2,))
+
+
+class MeasureTableTest(tf.test.TestCase):
+
+    def test_terms_shapes_and_offset(self):
+        generator = _generator()
+        builder = latency_profiling._TermBuilder(generator, 2)  # pylint: disable=protected-access
+        widths = dict(channel_masks.mask_widths(CHANNELS))
+        # Each term computes tensors of the shapes the generator has there.
+        expected = {"linear": (2, 4, 4, 16), "block1.conv1": (2, 8, 8, 16),
+                    "block3.conv2": (2, 32, 32, 16),
+                    "block2.shortcut": (2, 16, 16, 16),
+                    "attention2.mix": (2, 16, 16, 8),
+                    "output": (2, 32, 32, 1)}
+        for name, axes in latency.term_names(CHANNELS):
+            fn, inputs = builder.build(name, [widths[a] for a in axes])
+            outputs = tf.nest.flatten(fn(*inputs))
+            for output in outputs:
+                self.assertTrue(np.all(np.isfinite(output.numpy())), name)
+            if name in expected:
+                self.assertEqual(tuple(outputs[0].shape), expected[name])
+
+        table = latency_profiling.measure_table(
+            generator, batch_size=2, grid_step=8, min_width=4, repeats=1,
+            calls=1)
+        self.assertEqual([t.name for t in table.terms],
+                         [n for n, _ in latency.term_names(CHANNELS)])
+        for term in table.terms:
+            values = np.asarray(term.seconds)
+            self.assertEqual(values.shape, tuple(len(g) for g in term.grid))
+            self.assertTrue(np.all(values >= 0.0), term.name)
+        self.assertEqual(table.terms[0].grid, ((4, 8, 16),))
+        self.assertAllClose(table.predict(widths),
+                            table.measured_full_seconds, rtol=1e-9)
+        rows = latency_profiling.check_prediction(
+            table, generator, [{k: max(1, w // 2) for k, w in widths.items()}],
+            repeats=1)
+        self.assertLen(rows, 1)
+        self.assertGreater(rows[0]["measured_seconds"], 0.0)
+
+
+class LatencyTableToolTest(tf.test.TestCase):
+
+    def _run(self, *flags):
+        return subprocess.run(
+            [sys.executable, os.path.join(ROOT, "tools", "latency_table.py"),
+             *flags], capture_output=True, text=True, cwd=ROOT,
+            check=False, timeout=900)
+
+    def test_writes_a_table_the_trainer_reads(self):
+        output = os.path.join(self.create_tempdir().full_path, "table.json")
+        teacher = helpers.tiny_teacher_dir()
+        result = self._run("--teacher_dir", teacher, "--output", output,
+                           "--batch_size", "2", "--grid_step", "16",
+                           "--repeats", "1", "--calls", "1",
+                           "--check_fractions", "0.5")
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        self.assertIn("widths x0.5: predicted", result.stdout)
+        table = latency.LatencyTable.read(output)
+        with open(os.path.join(teacher, "models.json")) as f:
+            config = json.load(f)["generator"]
+        self.assertEqual(table.generator["channels"], config["channels"])
+        # An existing output is kept unless --overwrite.
+        again = self._run("--teacher_dir", teacher, "--output", output)
+        self.assertEqual(again.returncode, 2)
+        self.assertIn("--overwrite", again.stderr)
+
+    def test_bad_flags(self):
+        output = os.path.join(self.create_tempdir().full_path, "t.json")
+        result = self._run("--teacher_dir", helpers.tiny_teacher_dir(),
+                           "--output", output, "--check_fractions", "1.5")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("--check_fractions", result.stderr)
+        missing = self._run("--teacher_dir", "/nonexistent/run",
+                            "--output", output)
+        self.assertEqual(missing.returncode, 3, missing.stderr[-2000:])
+        self.assertFalse(os.path.exists(output))
+
+
+if __name__ == "__main__":
+    tf.test.main()

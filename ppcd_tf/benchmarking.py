@@ -138,3 +138,57 @@ def measure_train_steps(teacher_config, ppcd_config, repeats=5,
         result.update(ppcd_compact_seconds_per_step=compact,
                       compact_ratio=compact / teacher)
     return result
+
+
+def generation_sweep(teacher_export, student_export, batch_sizes,
+                     repeats=10, warmup=3):
+    """Teacher vs student exported SavedModels at each batch size, timed
+    alternately in one process (`reporting.measure_generation`).
+
+    Returns one row per batch: {"batch_size", "teacher_images_per_sec",
+    "student_images_per_sec", "speedup", "mac_ratio" (teacher / student
+    MACs per image), "fraction_of_mac_limit" (speedup / mac_ratio),
+    "teacher_gmacs_per_sec", "student_gmacs_per_sec",
+    "teacher_seconds_per_batch", "student_seconds_per_batch"}.
+    """
+    from ppcd_tf import reporting  # Deferred: it imports the evaluators.
+
+    macs = {name: reporting.saved_model_facts(path)["macs"]
+            for name, path in (("teacher", teacher_export),
+                               ("student", student_export))}
+    rows = []
+    for batch_size in batch_sizes:
+        speed = reporting.measure_generation(
+            [teacher_export, student_export], batch_size, repeats, warmup)
+        row = {"batch_size": int(batch_size)}
+        for name, path in (("teacher", teacher_export),
+                           ("student", student_export)):
+            row[f"{name}_images_per_sec"] = speed[path]["images_per_sec"]
+            row[f"{name}_seconds_per_batch"] = speed[path][
+                "seconds_per_batch"]
+            row[f"{name}_gmacs_per_sec"] = (
+                speed[path]["images_per_sec"] * macs[name] / 1e9)
+        row["speedup"] = (row["student_images_per_sec"]
+                          / row["teacher_images_per_sec"])
+        row["mac_ratio"] = macs["teacher"] / macs["student"]
+        row["fraction_of_mac_limit"] = row["speedup"] / row["mac_ratio"]
+        rows.append(row)
+    return rows
+
+
+def sweep_markdown(rows):
+    """The sweep as a markdown table."""
+    lines = ["| batch | teacher images/s | student images/s | speed-up | "
+             "MAC ratio | fraction of MAC limit | teacher GMAC/s | "
+             "student GMAC/s | teacher ms/batch | student ms/batch |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['batch_size']} | {r['teacher_images_per_sec']:,.0f} | "
+            f"{r['student_images_per_sec']:,.0f} | {r['speedup']:.2f}x | "
+            f"{r['mac_ratio']:.2f}x | {r['fraction_of_mac_limit']:.2f} | "
+            f"{r['teacher_gmacs_per_sec']:.1f} | "
+            f"{r['student_gmacs_per_sec']:.1f} | "
+            f"{1e3 * r['teacher_seconds_per_batch']:.2f} | "
+            f"{1e3 * r['student_seconds_per_batch']:.2f} |")
+    return "\n".join(lines)

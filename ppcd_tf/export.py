@@ -6,7 +6,10 @@ Example:
 
 For a PPCD run the exporter drops the masks and the pruned filters (after
 checking that the compact generator equals the hard-masked one); for a teacher
-run it exports the EMA generator as it is. It prints a report (channels per
+run it exports the EMA generator as it is. The served graph is precomputed
+where exact (spectral norms frozen, BatchNorm statistics folded into the
+preceding convolutions; --nofold_batch_norm keeps them) and checked again;
+--jit_compile compiles it with XLA. It prints a report (channels per
 layer, parameters, MACs, SavedModel size) and writes it as JSON next to the
 export (`<output>.report.json`). See ppcd_tf/serving.py for the signatures.
 Exit codes: 0 done, 2 the run cannot be exported as asked.
@@ -31,6 +34,11 @@ flags.DEFINE_float("binarize_threshold", None,
                    "keeping channels whose mask logit exceeds this value.")
 flags.DEFINE_float("tolerance", exporting.DEFAULT_TOLERANCE,
                    "Largest allowed |compact - masked| image difference.")
+flags.DEFINE_bool("fold_batch_norm", True, "Fold BatchNorm standing "
+                  "statistics into the preceding convolution where exact "
+                  "(checked within --tolerance).")
+flags.DEFINE_bool("jit_compile", False, "Compile the served computation "
+                  "with XLA.")
 
 
 def main(argv):
@@ -40,7 +48,9 @@ def main(argv):
         report = exporting.export_run(
             FLAGS.model_dir, FLAGS.output, overwrite=FLAGS.overwrite,
             binarize_threshold=FLAGS.binarize_threshold,
-            tolerance=FLAGS.tolerance, checkpoint=FLAGS.checkpoint)
+            tolerance=FLAGS.tolerance, checkpoint=FLAGS.checkpoint,
+            fold_batch_norm=FLAGS.fold_batch_norm,
+            jit_compile=FLAGS.jit_compile)
     print(exporting.format_report(report))
     files.write_json(FLAGS.output.rstrip("/") + ".report.json", report)
 

@@ -11,8 +11,12 @@
   3. builds the compact generator (`pruning.surgery.build_compact`) and checks
      compact(z, y) == hard-masked generator(z, y) on a batch (max abs diff
      <= `tolerance`), refusing to export otherwise;
-  4. writes the SavedModel and its assets atomically (`serving`);
-  5. returns a report: per mask layer original vs kept channels, parameters
+  4. prepares the inference-time graph (`serving_graph`: spectral norms
+     frozen, BatchNorm statistics folded where exact) and checks it against
+     the hard-masked generator again (same tolerance);
+  5. writes the SavedModel (optionally XLA-compiled) and its assets
+     atomically (`serving`);
+  6. returns a report: per mask layer original vs kept channels, parameters
      and MACs of the full and compact generators, SavedModel size.
 """
 
@@ -25,6 +29,7 @@ from absl import logging
 from ppcd_tf import errors
 from ppcd_tf import run_dir
 from ppcd_tf import serving
+from ppcd_tf import serving_graph
 from ppcd_tf.models import complexity
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.pruning import channel_masks
@@ -105,9 +110,11 @@ def _layer_report(full, compact):
 
 def export_run(model_dir, output_dir, overwrite=False,
                binarize_threshold=None, tolerance=DEFAULT_TOLERANCE,
-               checkpoint=None):
+               checkpoint=None, fold_batch_norm=True, jit_compile=False):
     """Exports a run's compact EMA generator (of its newest checkpoint, or
-    of `checkpoint`: 'best' or a path prefix); returns the report dict."""
+    of `checkpoint`: 'best' or a path prefix); returns the report dict.
+    `fold_batch_norm` folds BatchNorm statistics into convolutions where
+    exact; `jit_compile` compiles the served computation with XLA."""
     if os.path.exists(output_dir) and not overwrite:
         raise errors.OutputExistsError(
             f"{output_dir} exists; choose another --output or pass "
@@ -119,6 +126,9 @@ def export_run(model_dir, output_dir, overwrite=False,
     else:
         compact = surgery.build_compact(restored.generator, keep)
         difference = verify(restored.generator, compact, keep, tolerance)
+    compact, serving_record = prepare_serving(
+        restored.generator, compact, keep, tolerance, fold_batch_norm)
+    serving_record["jit_compile"] = bool(jit_compile)
     full = generator_lib.Generator.from_config(
         dict(restored.full_config, name="full_generator"))
     full.build()
@@ -155,6 +165,7 @@ def export_run(model_dir, output_dir, overwrite=False,
                    "validation": _best_record(model_dir, checkpoint),
                    "binarize_threshold": binarize_threshold,
                    "verified_max_abs_diff": difference},
+        "serving_graph": serving_record,
         "signatures": {
             "serving_default": "z float32 [N, dim_z] (finite), labels int32 "
                                "[N], 1 <= N <= max_batch -> images float32 "
@@ -170,7 +181,8 @@ def export_run(model_dir, output_dir, overwrite=False,
             os.path.join(model_dir, "operative_config.gin")),
     }
     size = serving.write_saved_model(compact, output_dir, assets,
-                                     overwrite=overwrite)
+                                     overwrite=overwrite,
+                                     jit_compile=jit_compile)
     report = {
         "output": os.path.abspath(output_dir),
         "layers": _layer_report(full, compact),
@@ -178,10 +190,39 @@ def export_run(model_dir, output_dir, overwrite=False,
         "source_macs_per_image": full_macs, "macs_per_image": compact_macs,
         "compression": full_params / compact_params,
         "saved_model_bytes": size, "verified_max_abs_diff": difference,
+        "serving_graph": serving_record,
         "step": step, "checkpoint": checkpoint,
     }
     logging.info("Exported %s", output_dir)
     return report
+
+
+def prepare_serving(source, compact, keep, tolerance, fold_batch_norm):
+    """(serving copy of `compact`, record): spectral norms frozen and, with
+    `fold_batch_norm`, BatchNorms folded (`serving_graph.prepare`) on a copy,
+    checked against `source` (the hard-masked generator when `keep` is
+    given, else `compact` itself) within `tolerance`."""
+    served = generator_lib.Generator.from_config(
+        dict(compact.get_config(), name=compact.name))
+    served.build()
+    served.set_weights(compact.get_weights())
+    record = serving_graph.prepare(served, fold_batch_norm)
+    z, labels = serving_graph.reference_batch(compact)
+    if keep is None:
+        reference = compact(z, labels, training=False)
+    else:
+        masks = surgery.masks_from_keep(keep)
+        reference = source(z, labels, training=False, masks=masks,
+                           keep=masks)
+    difference = serving_graph.max_difference(reference, served, z, labels)
+    if difference > tolerance:
+        raise ExportError(
+            f"The serving graph (spectral norms frozen, BatchNorms folded: "
+            f"{record['batch_norms_folded']}) differs from the trained "
+            f"generator by {difference:.3g} > {tolerance:g}. Refusing to "
+            "export; pass --nofold_batch_norm to keep the BatchNorms.")
+    record["verified_max_abs_diff"] = difference
+    return served, record
 
 
 def _best_record(model_dir, checkpoint):

@@ -76,16 +76,23 @@ def _validated(generator, z, labels):
         return tf.identity(z), tf.identity(labels)
 
 
-def make_archive(generator):
-    """An ExportArchive with the generator's two serving endpoints."""
+def make_archive(generator, jit_compile=False):
+    """An ExportArchive with the generator's two serving endpoints; with
+    `jit_compile` the generator's computation is compiled by XLA."""
     archive = keras.export.ExportArchive()
     archive.track(generator)
     dim_z = generator.dim_z
 
+    def run(z, labels):
+        return generator(z, labels, training=False)
+
+    if jit_compile:
+        run = tf.function(run, jit_compile=True, autograph=False)
+
     def serve(z, labels):
         z, labels = _validated(generator, z, labels)
         z = tf.reshape(z, (-1, dim_z))
-        return {"images": generator(z, labels, training=False)}
+        return {"images": run(z, labels)}
 
     def sample(labels, truncation, seed):
         check = tf.debugging.assert_equal(
@@ -94,7 +101,7 @@ def make_archive(generator):
         with tf.control_dependencies([check]):
             z = truncated_z((tf.shape(labels)[0], dim_z), seed, truncation)
         z, labels = _validated(generator, z, labels)
-        return {"images": generator(z, labels, training=False)}
+        return {"images": run(z, labels)}
 
     archive.add_endpoint(
         name="serving_default", fn=serve,
@@ -143,7 +150,8 @@ def directory_bytes(path):
     return total
 
 
-def write_saved_model(generator, output_dir, assets, overwrite=False):
+def write_saved_model(generator, output_dir, assets, overwrite=False,
+                      jit_compile=False):
     """Writes the SavedModel atomically; returns its size in bytes.
 
     The model and its assets are written to a temporary directory next to
@@ -155,6 +163,7 @@ def write_saved_model(generator, output_dir, assets, overwrite=False):
       output_dir: destination; must not exist unless `overwrite`.
       assets: {file name: str or JSON-serialisable value} for assets.extra/.
       overwrite: replace an existing `output_dir`.
+      jit_compile: compile the served computation with XLA.
     """
     output_dir = os.path.abspath(output_dir)
     if os.path.exists(output_dir) and not overwrite:
@@ -168,7 +177,8 @@ def write_saved_model(generator, output_dir, assets, overwrite=False):
                            dir=parent)
     try:
         staging = os.path.join(tmp, "model")
-        make_archive(generator).write_out(staging, verbose=False)
+        make_archive(generator, jit_compile).write_out(staging,
+                                                       verbose=False)
         extra = os.path.join(staging, ASSETS_DIR)
         os.makedirs(extra, exist_ok=True)
         for name, content in assets.items():

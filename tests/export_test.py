@@ -215,7 +215,7 @@ class AtomicWriteTest(tf.test.TestCase):
 
     def test_interrupted_write_leaves_nothing(self):
         with mock.patch.object(serving, "make_archive",
-                               lambda generator: _FakeArchive()):
+                               lambda generator, jit_compile=False: _FakeArchive()):
             with self.assertRaisesRegex(RuntimeError, "interrupted"):
                 serving.write_saved_model(self.generator, self.output,
                                           self.assets)
@@ -229,7 +229,7 @@ class AtomicWriteTest(tf.test.TestCase):
         with open(sentinel, "w") as f:
             f.write("old export")
         with mock.patch.object(serving, "make_archive",
-                               lambda generator: _FakeArchive()):
+                               lambda generator, jit_compile=False: _FakeArchive()):
             with self.assertRaisesRegex(RuntimeError, "interrupted"):
                 serving.write_saved_model(self.generator, self.output,
                                           self.assets, overwrite=True)
@@ -252,7 +252,7 @@ class AtomicWriteTest(tf.test.TestCase):
 
         with mock.patch.object(serving.os, "rename", rename), \
                 mock.patch.object(serving, "make_archive",
-                                  lambda generator: _FakeArchive(False)):
+                                  lambda generator, jit_compile=False: _FakeArchive(False)):
             with self.assertRaisesRegex(OSError, "final rename"):
                 serving.write_saved_model(self.generator, self.output,
                                           self.assets, overwrite=True)
@@ -627,7 +627,7 @@ class ExportEndToEndTest(tf.test.TestCase):
         parent = self.create_tempdir().full_path
         output = os.path.join(parent, "export")
         with mock.patch.object(serving, "make_archive",
-                               lambda generator: _FakeArchive()):
+                               lambda generator, jit_compile=False: _FakeArchive()):
             with self.assertRaisesRegex(RuntimeError, "interrupted"):
                 exporting.export_run(self.e2e["hard"].model_dir, output)
         self.assertFalse(os.path.exists(output))

@@ -73,7 +73,13 @@ class Generator(layers.NamedBlocksMixin, keras.Model):
     zeroed inside every spectral norm, so with `keep` equal to hard `masks`
     the output does not depend on removed channels' weights at all, and a
     compact generator holding only the kept slices computes the same images.
+
+    `output_bn_folded` (set by `ppcd_tf.serving_graph` on a copy prepared
+    for serving): the output BatchNorm was folded into the last block's
+    convolutions and is skipped.
     """
+
+    output_bn_folded = False
 
     def __init__(self, channels, num_classes, dim_z=120, shared_dim=128,
                  image_channels=3, hierarchical=True, bn_epsilon=1e-5,
@@ -195,7 +201,8 @@ class Generator(layers.NamedBlocksMixin, keras.Model):
                     value_keep=keep.get(value_name))
                 h = _mask(h, masks.get(stream_mask_name(i)))
                 features[f"attention{i}"] = h
-        h = self.output_bn(h, training=training)
+        if not self.output_bn_folded:
+            h = self.output_bn(h, training=training)
         h = _mask(h, masks.get(stream_mask_name(ch.num_blocks)))
         h = self.output_conv(
             tf.nn.relu(h), training=training,

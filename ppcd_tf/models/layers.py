@@ -66,7 +66,14 @@ def spectral_normalize(kernel_2d, u_var, training, eps):
 
 
 class _SpectralNormMixin:
-    """Shared bookkeeping of the SN layers: the `u` vector and its update."""
+    """Shared bookkeeping of the SN layers: the `u` vector and its update.
+
+    `serving_frozen` (set by `ppcd_tf.serving_graph.freeze_spectral_norms`
+    on a copy prepared for serving): the kernel already holds kernel / sigma
+    and is used as it is, so no power iteration runs at serving time.
+    """
+
+    serving_frozen = False
 
     def _add_sn_vector(self, fan_out):
         self.sn_u = self.add_weight(
@@ -87,6 +94,11 @@ class _SpectralNormMixin:
         norm will compute after those channels are cut away.
         """
         kernel = tf.cast(kernel, tf.float32)
+        if self.serving_frozen:
+            if in_keep is not None or out_keep is not None:
+                raise ValueError("A frozen (serving) layer takes no keep "
+                                 "vectors: it is already compact.")
+            return kernel
         if in_keep is not None:
             kernel = kernel * tf.reshape(tf.cast(in_keep, tf.float32),
                                          (-1, 1))
@@ -269,7 +281,13 @@ class ConditionalBatchNorm(keras.layers.Layer):
     spectrally normalised [cond_dim, C] linears without bias, zero-initialised
     gains are not required: at W_g = W_b = 0 this is plain non-affine BN.
     BN momentum uses the Keras convention (0.9 == PyTorch's 0.1).
+
+    `normalization_folded` (set by `ppcd_tf.serving_graph` on a copy
+    prepared for serving): the standing statistics were folded into the
+    preceding convolution, so `bn` is skipped (inference only).
     """
+
+    normalization_folded = False
 
     def __init__(self, epsilon=1e-5, momentum=0.9, sn_eps=1e-6,
                  kernel_initializer="orthogonal", **kwargs):
@@ -296,7 +314,13 @@ class ConditionalBatchNorm(keras.layers.Layer):
     def call(self, inputs, training=False, keep=None):
         """`keep` [C]: optional 0/1 mask of kept channels (see SN layers)."""
         x, y = inputs
-        normalized = self.bn(x, training=training)
+        if self.normalization_folded:
+            if training:
+                raise ValueError("A BatchNorm folded for serving cannot "
+                                 "train.")
+            normalized = x
+        else:
+            normalized = self.bn(x, training=training)
         gain = 1.0 + self.gain(y, training=training, out_keep=keep)
         bias = self.bias(y, training=training, out_keep=keep)
         gain = tf.cast(gain[:, None, None, :], normalized.dtype)

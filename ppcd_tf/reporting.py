@@ -215,6 +215,9 @@ def render_markdown(report):
         (f"CPU images/s (batch {report['generation']['batch_size']}, median)",
          f"{t['images_per_sec']:.0f}", f"{s['images_per_sec']:.0f}",
          ratio(s["images_per_sec"], t["images_per_sec"]) + " faster"),
+        ("achieved GMAC/s (same batch)",
+         f"{t['images_per_sec'] * t['macs'] / 1e9:.1f}",
+         f"{s['images_per_sec'] * s['macs'] / 1e9:.1f}", ""),
         ("FID (lower is better)", pm(t, "fid", ".2f"), pm(s, "fid", ".2f"),
          ratio(s["fid"], t["fid"])),
         ("KID", pm(t, "kid", ".4f"), pm(s, "kid", ".4f"),
@@ -229,6 +232,14 @@ def render_markdown(report):
          pm(t, "inception_score", ".3f"), pm(s, "inception_score", ".3f"),
          ""),
     ]
+    latency = report["generation"].get("batch1")
+    if latency:
+        rows.append((
+            "latency at batch 1 (ms, median)",
+            f"{1e3 * latency['teacher']['seconds_per_batch']:.2f}",
+            f"{1e3 * latency['student']['seconds_per_batch']:.2f}",
+            ratio(latency["teacher"]["seconds_per_batch"],
+                  latency["student"]["seconds_per_batch"]) + " lower"))
     computed = report["computed"]
     lines = [
         "# PPCD compression report", "",
@@ -307,6 +318,8 @@ def build_report(teacher_export, student_export, ppcd_dir, output_dir,
     logging.info("Timing generation (teacher and student alternately) ...")
     speed = measure_generation([teacher_export, student_export], gen_batch,
                                repeats, warmup)
+    single = measure_generation([teacher_export, student_export], 1,
+                                repeats, warmup)
     report = {
         "teacher": side_entry(saved_model_facts(teacher_export),
                               speed[teacher_export], results["teacher"]),
@@ -317,7 +330,9 @@ def build_report(teacher_export, student_export, ppcd_dir, output_dir,
         "train_step": step_ratio,
         "generation": {"batch_size": gen_batch, "repeats": repeats,
                        "teacher": speed[teacher_export],
-                       "student": speed[student_export]},
+                       "student": speed[student_export],
+                       "batch1": {"teacher": single[teacher_export],
+                                  "student": single[student_export]}},
         "computed": results["student"]["computed"],
         "ppcd_dir": os.path.abspath(ppcd_dir),
         "pruning": {"final": history[-1], "points": len(history)},

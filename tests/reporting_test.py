@@ -62,3 +62,39 @@ def test_step_ratio_row_only_when_measured():
     assert len(reporting.targets(_report(step_ratio=None))) == 4
     rows = reporting.targets(_report(step_ratio=1.8))
     assert len(rows) == 5 and not rows[-1]["met"]
+
+
+def _full_report():
+    report = _report()
+    for side, path in (("teacher", "/t"), ("student", "/s")):
+        entry = report[side]
+        entry.update(saved_model=path, saved_model_bytes=2e6)
+        for name in ("fid", "kid", "intra_fid", "class_accuracy",
+                     "inception_score"):
+            entry.setdefault(name, 1.0)
+            entry[f"{name}_std"] = 0.01
+    report["generation"] = {
+        "batch_size": 64, "repeats": 10,
+        "batch1": {"teacher": {"seconds_per_batch": 0.008},
+                   "student": {"seconds_per_batch": 0.004}}}
+    report["computed"] = {
+        "seeds": [0, 1], "num_samples_per_seed": 100, "labels": "balanced",
+        "truncation": None, "kid": "x", "intra_fid": "y",
+        "feature_network": {"network": "n", "weights": "w"},
+        "real_statistics": {"num_examples": 10, "dataset": "d",
+                            "split": "test", "resolution": 32}}
+    report["ppcd_dir"] = "/run"
+    report["targets"] = [dict(r, wanted=r.pop("target"))
+                         for r in reporting.targets(report)]
+    return report
+
+
+def test_markdown_shows_gmacs_and_batch1_latency():
+    text = reporting.render_markdown(_full_report())
+    # 100 images/s x 64 MACs and 600 x 10 (in GMAC/s).
+    assert "| achieved GMAC/s (same batch) | 0.0 | 0.0 |" in text
+    assert "| latency at batch 1 (ms, median) | 8.00 | 4.00 | 2.00x lower |" \
+        in text
+    report = _full_report()
+    del report["generation"]["batch1"]  # reports written before it
+    assert "latency at batch 1" not in reporting.render_markdown(report)

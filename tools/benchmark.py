@@ -18,7 +18,15 @@ vs teacher training step time, FID / KID / intra-FID / class accuracy
 (--num_samples per seed, mean +- std over --seeds), and writes the report
 directory `<compare_dir>/benchmark_report/` (same files as the demo's).
 
+With --exports TEACHER,STUDENT (two exported SavedModels) it measures
+generation only: images/s of both at every batch size of --batches (default
+1, 8, 64, 256), timed alternately in one process, with achieved GMAC/s, the
+speed-up, the MAC ratio and the fraction of the MAC limit reached (the speed
+issue's target: >= 0.8 at batch 64), and the batch-1 latency ratio.
+
 Examples:
+  python tools/benchmark.py --exports runs/demo/teacher_export,\
+runs/demo/student_export --repeats 20
   python tools/benchmark.py --output runs/benchmark.json
   python tools/benchmark.py --gin_param "CH = 16" --repeats 20
   python tools/benchmark.py --compare_dir runs/demo --repeats 20 \
@@ -41,8 +49,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 
 from ppcd_tf import benchmarking  # noqa: E402
 from ppcd_tf import config as config_lib  # noqa: E402
+from ppcd_tf import errors  # noqa: E402
+from ppcd_tf import files  # noqa: E402
 from ppcd_tf import ppcd_trainer  # noqa: E402
 from ppcd_tf import reporting  # noqa: E402
+from ppcd_tf import serving  # noqa: E402
 from ppcd_tf import strategy as strategy_lib  # noqa: E402
 from ppcd_tf import teachers  # noqa: E402
 from ppcd_tf import trainer as trainer_lib  # noqa: E402
@@ -69,6 +80,10 @@ flags.DEFINE_integer("num_samples", 10000, "Evaluation samples per seed "
                      "(--compare_dir).")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Evaluation seeds "
                   "(--compare_dir).")
+flags.DEFINE_list("exports", None, "TEACHER_EXPORT,STUDENT_EXPORT: measure "
+                  "generation of these two SavedModels at --batches only.")
+flags.DEFINE_list("batches", ["1", "8", "64", "256"], "Batch sizes of "
+                  "--exports.")
 flags.DEFINE_integer("train_repeats", 10, "Timed training steps of each "
                      "kind (--compare_dir).")
 
@@ -131,13 +146,64 @@ def compare(compare_dir):
         logging.info("Wrote %s", FLAGS.output)
 
 
+def _positive_batches():
+    try:
+        batches = [int(b) for b in FLAGS.batches]
+    except ValueError:
+        batches = []
+    if not batches or min(batches) < 1:
+        raise errors.BadInputError(
+            f"--batches takes positive integers, got {FLAGS.batches}.")
+    return batches
+
+
+def sweep(exports):
+    """Teacher vs student generation at every batch size of --batches."""
+    if len(exports) != 2:
+        raise errors.BadInputError(
+            "--exports takes two SavedModel directories: "
+            "TEACHER_EXPORT,STUDENT_EXPORT.")
+    for path in exports:
+        serving.read_metadata(path)  # a clear error for a non-export
+    rows = benchmarking.generation_sweep(exports[0], exports[1],
+                                         _positive_batches(), FLAGS.repeats,
+                                         FLAGS.warmup)
+    table = benchmarking.sweep_markdown(rows)
+    print(table)
+    one = [r for r in rows if r["batch_size"] == 1]
+    if one:
+        print(f"batch-1 latency: teacher "
+              f"{1e3 * one[0]['teacher_seconds_per_batch']:.2f} ms, student "
+              f"{1e3 * one[0]['student_seconds_per_batch']:.2f} ms "
+              f"({one[0]['speedup']:.2f}x lower)")
+    if FLAGS.output:
+        files.write_json(FLAGS.output, {
+            "teacher_export": os.path.abspath(exports[0]),
+            "student_export": os.path.abspath(exports[1]),
+            "repeats": FLAGS.repeats, "rows": rows, "table": table,
+            "machine": {"cpus": os.cpu_count(),
+                        "platform": platform.platform()}})
+        logging.info("Wrote %s", FLAGS.output)
+
+
 def main(argv):
-    del argv
-    if FLAGS.compare_dir:
-        compare(FLAGS.compare_dir)
-        return
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    with errors.exit_on_errors():
+        if FLAGS.exports:
+            sweep(FLAGS.exports)
+            return
+        if FLAGS.compare_dir:
+            compare(FLAGS.compare_dir)
+            return
+        measure_configs()
+
+
+def measure_configs():
+    """Training and generation throughput of the configured teacher (and of
+    PPCD training on top of it)."""
     gin_files = FLAGS.gin_file or DEFAULT_GIN_FILES
-    files = config_lib.parse_gin(gin_files, FLAGS.gin_param)
+    parsed_files = config_lib.parse_gin(gin_files, FLAGS.gin_param)
     strategy = strategy_lib.get_strategy()
     with tempfile.TemporaryDirectory() as model_dir:
         teacher_dir = os.path.join(model_dir, "teacher")
@@ -166,7 +232,7 @@ def main(argv):
                 student, repeats=FLAGS.repeats, warmup=FLAGS.warmup)
     g = trainer.generator
     results = {
-        "gin_files": files,
+        "gin_files": parsed_files,
         "gin_params": FLAGS.gin_param,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "channels": g.channels.to_id(),

@@ -1,0 +1,79 @@
+"""tools/benchmark.py --exports: teacher vs student generation at several
+batch sizes, side by side in one process. Timings are not asserted (the
+machine is shared); the arithmetic of the rows and the command's contract
+(table, JSON, exit statuses) are."""
+
+import json
+import os
+import subprocess
+import sys
+
+import tensorflow as tf
+
+from ppcd_tf import benchmarking
+from ppcd_tf import exporting
+from tests import helpers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class GenerationSweepTest(tf.test.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        root = os.path.join(helpers.tiny_teacher_dir(), os.pardir,
+                            "benchmark_exports")
+        cls.exports = [os.path.join(root, name) for name in ("a", "b")]
+        for path, fold in zip(cls.exports, (False, True)):
+            if not os.path.isdir(path):
+                exporting.export_run(helpers.tiny_teacher_dir(), path,
+                                     fold_batch_norm=fold)
+
+    def test_rows(self):
+        rows = benchmarking.generation_sweep(*self.exports, [1, 3],
+                                             repeats=2, warmup=1)
+        self.assertEqual([r["batch_size"] for r in rows], [1, 3])
+        for r in rows:
+            self.assertAllClose(r["speedup"], r["student_images_per_sec"]
+                                / r["teacher_images_per_sec"])
+            self.assertEqual(r["mac_ratio"], 1.0)  # the same generator
+            self.assertAllClose(r["fraction_of_mac_limit"], r["speedup"])
+            self.assertAllClose(r["teacher_images_per_sec"],
+                                r["batch_size"]
+                                / r["teacher_seconds_per_batch"])
+            self.assertGreater(r["student_gmacs_per_sec"], 0.0)
+        table = benchmarking.sweep_markdown(rows)
+        self.assertLen(table.splitlines(), 4)
+
+    def _run(self, *flags):
+        return subprocess.run(
+            [sys.executable, os.path.join(ROOT, "tools", "benchmark.py"),
+             *flags], capture_output=True, text=True, cwd=ROOT, check=False,
+            timeout=600)
+
+    def test_command(self):
+        output = os.path.join(self.create_tempdir().full_path, "sweep.json")
+        result = self._run("--exports", ",".join(self.exports), "--batches",
+                           "1,2", "--repeats", "1", "--warmup", "1",
+                           "--output", output)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        self.assertIn("fraction of MAC limit", result.stdout)
+        self.assertIn("batch-1 latency", result.stdout)
+        with open(output) as f:
+            record = json.load(f)
+        self.assertEqual([r["batch_size"] for r in record["rows"]], [1, 2])
+
+    def test_bad_input(self):
+        bad = self._run("--exports", ",".join(self.exports), "--batches",
+                        "0")
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--batches", bad.stderr)
+        one = self._run("--exports", self.exports[0])
+        self.assertEqual(one.returncode, 2)
+        missing = self._run("--exports", f"{self.exports[0]},/nonexistent")
+        self.assertEqual(missing.returncode, 3, missing.stderr[-2000:])
+
+
+if __name__ == "__main__":
+    tf.test.main()

@@ -7,11 +7,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 DEMO_DIR := runs/demo
-DEMO_PPCD_STEPS ?= 1500
+DEMO_PPCD_STEPS ?= 1800
+DEMO_VALIDATE_EVERY ?= 100
 DEMO_TARGET_RATIO ?= 0.19
 # make reproduce: the longer recipe at 5.2x and at 8x, best students kept.
 REPRODUCE_DIR := runs/reproduce
-REPRODUCE_STEPS ?= 3000
+REPRODUCE_STEPS ?= 2000
 REPRODUCE_VALIDATE_EVERY ?= 100
 # The shipped teacher's run (make teacher reproduces it).
 TEACHER_RUN := runs/fmnist_teacher
@@ -53,7 +54,8 @@ test-fast: setup
 # Resumable: rerunning continues the PPCD run from its newest checkpoint.
 demo: setup
 	$(PY) -m ppcd_tf.demo --output_dir $(DEMO_DIR) \
-	  --ppcd_steps $(DEMO_PPCD_STEPS) --target_ratio $(DEMO_TARGET_RATIO)
+	  --ppcd_steps $(DEMO_PPCD_STEPS) --target_ratio $(DEMO_TARGET_RATIO) \
+	  --validate_every $(DEMO_VALIDATE_EVERY)
 
 # The issue's longer recipe: the demo pipeline at REPRODUCE_STEPS steps with
 # quick validation (the best student is exported), at 5.26x (ratio 0.19)

@@ -35,16 +35,19 @@ flags.DEFINE_string("teacher_dir", None, "Teacher run (default: the shipped "
                     "Fashion-MNIST 32x32 teacher).")
 flags.DEFINE_float("target_ratio", 0.19, "Kept fraction of the generator's "
                    "parameters (0.19: 5.26x smaller).")
-flags.DEFINE_integer("ppcd_steps", 1500, "PPCD training steps.")
+flags.DEFINE_integer("ppcd_steps", 1800, "PPCD training steps.")
 flags.DEFINE_integer("validate_every", 0, "With N > 0: validate the student "
                      "every N steps after the cut on a held-out slice of "
                      "the training split (extras/validation.gin) and export"
                      " the best one (0: export the last).")
-flags.DEFINE_float("prune_end_fraction", 0.2, "Fraction of the steps in the "
-                   "pruning phase (0.2 of 1,500: the cut at step 300); the "
-                   "compact student trains for the rest (on this short run "
-                   "that retraining is what closes most of the gap to the "
-                   "teacher).")
+flags.DEFINE_integer("cut_step", 300, "G step at which the masks are hardened "
+                     "and the compact student takes over (the pruning phase "
+                     "is the steps before it; runs of at most this many "
+                     "steps cut at a sixth of their steps). The compact "
+                     "student trains for the rest: that retraining is what "
+                     "closes the gap to the teacher.")
+flags.DEFINE_float("prune_end_fraction", None, "Instead of --cut_step: the "
+                   "fraction of the steps in the pruning phase.")
 flags.DEFINE_float("ema_decay", 0.99, "EMA decay of the student (its EMA "
                    "starts when the masks are hardened; a short run needs a "
                    "short EMA).")
@@ -69,12 +72,16 @@ def main(argv):
         if not os.path.isdir(teacher_dir):
             raise errors.BadInputError(
                 f"--teacher_dir {teacher_dir} is not a directory.")
+    prune_end_fraction = FLAGS.prune_end_fraction
+    if prune_end_fraction is None:
+        prune_end_fraction = demo_pipeline.cut_fraction(FLAGS.cut_step,
+                                                        FLAGS.ppcd_steps)
     stages = demo_pipeline.commands(
         FLAGS.output_dir, teacher_dir, FLAGS.target_ratio,
         FLAGS.ppcd_steps, FLAGS.log_every, FLAGS.gin_param,
         FLAGS.num_samples, FLAGS.seeds, FLAGS.train_repeats, FLAGS.repeats,
         FLAGS.cache_dir, FLAGS.num_real, FLAGS.ema_decay,
-        FLAGS.prune_end_fraction, FLAGS.validate_every)
+        prune_end_fraction, FLAGS.validate_every)
     start = time.time()
     for index, (stage, command) in enumerate(stages, 1):
         logging.info("[demo] stage %d/%d: %s", index, len(stages), stage)

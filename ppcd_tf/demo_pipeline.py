@@ -12,6 +12,7 @@ import time
 
 from absl import logging
 
+from ppcd_tf import errors
 from ppcd_tf import run_dir
 
 VALIDATION_GIN_FILE = "extras/validation.gin"
@@ -28,6 +29,19 @@ def run_stage(stage, command):
         logging.error("[demo] %s failed with exit status %d.", stage, status)
         sys.exit(status)
     logging.info("[demo] %s done in %.0f s.", stage, time.time() - start)
+
+
+def cut_fraction(cut_step, ppcd_steps):
+    """`PPCDTrainer.prune_end_fraction` that puts the cut at `cut_step`
+    (a sixth of the steps when the run is not longer than `cut_step`)."""
+    if ppcd_steps < 1 or cut_step < 1:
+        raise errors.BadInputError(
+            f"--ppcd_steps and --cut_step must be >= 1, got {ppcd_steps} "
+            f"and {cut_step}.")
+    if cut_step >= ppcd_steps:
+        cut_step = max(1, ppcd_steps // 6)
+    # The trainer rounds fraction x steps back to cut_step.
+    return cut_step / ppcd_steps
 
 
 def train_command(ppcd_dir, teacher_dir, target_ratio, ppcd_steps,

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from ppcd_tf import config as config_lib
 from ppcd_tf import demo_pipeline
+from ppcd_tf import errors
 from ppcd_tf import ppcd_trainer
 from ppcd_tf import run_dir
 from ppcd_tf import reporting
@@ -210,3 +211,19 @@ def test_validating_pipeline_exports_the_best_student():
         "out", "teacher", 0.19, 3000, 50, [], 100, [0], 0, 1, None))
     assert "extras/validation.gin" not in plain["PPCD compression"]
     assert "--checkpoint" not in plain["student export"]
+
+
+@pytest.mark.parametrize("cut, steps, expected", [
+    (300, 1800, 300), (300, 2000, 300), (300, 1500, 300), (300, 301, 300),
+    (300, 300, 50), (300, 4, 1), (1, 2, 1)])
+def test_cut_fraction_puts_the_cut_at_the_step(cut, steps, expected):
+    fraction = demo_pipeline.cut_fraction(cut, steps)
+    # As PPCDTrainer computes its cut step from the fraction.
+    assert max(1, int(round(fraction * steps))) == expected
+
+
+def test_cut_fraction_refuses_non_positive_steps():
+    with pytest.raises(errors.BadInputError):
+        demo_pipeline.cut_fraction(0, 100)
+    with pytest.raises(errors.BadInputError):
+        demo_pipeline.cut_fraction(300, 0)

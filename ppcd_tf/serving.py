@@ -211,21 +211,32 @@ class ExportNotFoundError(errors.MissingInputError):
     """A path that is not (or no longer) an export of ppcd_tf."""
 
 
-def read_metadata(path):
-    """assets.extra/metadata.json of an export (ExportNotFoundError if the
+def _read_asset_json(path, name):
+    """assets.extra/<name> of an export (ExportNotFoundError if the
     directory is not one, or the file is damaged)."""
-    metadata_path = os.path.join(path, ASSETS_DIR, "metadata.json")
-    if not os.path.isfile(metadata_path):
+    asset_path = os.path.join(path, ASSETS_DIR, name)
+    if not os.path.isfile(asset_path):
         raise ExportNotFoundError(
-            f"{metadata_path} not found: --saved_model must be a directory "
+            f"{asset_path} not found: --saved_model must be a directory "
             "written by python -m ppcd_tf.export.")
     try:
-        with open(metadata_path) as f:
+        with open(asset_path) as f:
             return json.load(f)
     except json.JSONDecodeError as error:
         raise ExportNotFoundError(
-            f"{metadata_path} is damaged ({error}); export the run "
+            f"{asset_path} is damaged ({error}); export the run "
             "again.") from error
+
+
+def read_metadata(path):
+    """assets.extra/metadata.json of an export."""
+    return _read_asset_json(path, "metadata.json")
+
+
+def read_channel_config(path):
+    """assets.extra/channel_config.json of an export (a ChannelConfig
+    dict: the kept widths per layer)."""
+    return _read_asset_json(path, "channel_config.json")
 
 
 class LoadedExport:

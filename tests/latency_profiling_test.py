@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from ppcd_tf import exporting
 from ppcd_tf import latency_profiling
 from ppcd_tf.models import arch
 from ppcd_tf.models import generator as generator_lib
@@ -71,8 +72,14 @@ class MeasureTableTest(tf.test.TestCase):
             self.assertEqual(values.shape, tuple(len(g) for g in term.grid))
             self.assertTrue(np.all(values >= 0.0), term.name)
         self.assertEqual(table.terms[0].grid, ((4, 8, 16),))
+        # The offset is what the full generator costs beyond its terms.
+        terms_only = latency.LatencyTable(table.terms, 0.0, 2,
+                                          table.generator, 0.0)
+        summed = terms_only.predict(widths)
+        self.assertGreaterEqual(table.offset_seconds, 0.0)
         self.assertAllClose(table.predict(widths),
-                            table.measured_full_seconds, rtol=1e-9)
+                            max(summed, table.measured_full_seconds),
+                            rtol=1e-9)
         rows = latency_profiling.check_prediction(
             table, generator, [{k: max(1, w // 2) for k, w in widths.items()}],
             repeats=1)
@@ -89,14 +96,19 @@ class LatencyTableToolTest(tf.test.TestCase):
             check=False, timeout=900)
 
     def test_writes_a_table_the_trainer_reads(self):
-        output = os.path.join(self.create_tempdir().full_path, "table.json")
+        root = self.create_tempdir().full_path
+        output = os.path.join(root, "table.json")
         teacher = helpers.tiny_teacher_dir()
+        export = os.path.join(root, "teacher_export")
+        exporting.export_run(teacher, export)
         result = self._run("--teacher_dir", teacher, "--output", output,
                            "--batch_size", "2", "--grid_step", "16",
                            "--repeats", "1", "--calls", "1",
-                           "--check_fractions", "0.5")
+                           "--check_fractions", "0.5",
+                           "--check_exports", export)
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         self.assertIn("widths x0.5: predicted", result.stdout)
+        self.assertIn("teacher_export: predicted", result.stdout)
         table = latency.LatencyTable.read(output)
         with open(os.path.join(teacher, "models.json")) as f:
             config = json.load(f)["generator"]

@@ -32,6 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 from ppcd_tf import errors  # noqa: E402
 from ppcd_tf import latency_profiling  # noqa: E402
 from ppcd_tf import run_dir  # noqa: E402
+from ppcd_tf import serving  # noqa: E402
+from ppcd_tf.models import arch  # noqa: E402
 from ppcd_tf.models import generator as generator_lib  # noqa: E402
 from ppcd_tf.pruning import channel_masks  # noqa: E402
 
@@ -49,6 +51,8 @@ flags.DEFINE_integer("calls", 3, "Calls per timing sample.")
 flags.DEFINE_list("check_fractions", ["0.25", "0.5"], "Uniform width "
                   "fractions whose compact generators are measured against "
                   "the prediction (empty: none).")
+flags.DEFINE_list("check_exports", [], "Exported students whose channel "
+                  "configurations are measured against the prediction.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 
 
@@ -92,11 +96,16 @@ def main(argv):
                                            prune_attention=True)
         counts_list = [{key: max(1, int(round(f * w)))
                         for key, w in widths.items()} for f in fractions]
-        for fraction, row in zip(fractions, latency_profiling
-                                 .check_prediction(table, generator,
-                                                   counts_list,
-                                                   FLAGS.repeats)):
-            print(f"widths x{fraction:g}: predicted "
+        names = [f"widths x{f:g}" for f in fractions]
+        for path in FLAGS.check_exports:
+            channels = arch.ChannelConfig.from_dict(
+                serving.read_channel_config(path))
+            counts_list.append(dict(channel_masks.mask_widths(
+                channels, prune_attention=True)))
+            names.append(os.path.basename(path.rstrip("/")))
+        for name, row in zip(names, latency_profiling.check_prediction(
+                table, generator, counts_list, FLAGS.repeats)):
+            print(f"{name}: predicted "
                   f"{1e3 * row['predicted_seconds']:.2f} ms, measured "
                   f"{1e3 * row['measured_seconds']:.2f} ms (ratio "
                   f"{row['predicted_seconds'] / row['measured_seconds']:.2f})")

@@ -17,8 +17,9 @@ three prunable widths (mask keys of `ppcd_tf.pruning.channel_masks`):
 
 A `LatencyTable` holds, for each term, its seconds per batch measured on a
 grid of widths (`ppcd_tf.latency_profiling` measures it on the serving
-machine), plus a constant offset (the measured full generator minus the sum
-of its terms at full width: embedding, reshapes, per-call overhead). The
+machine), plus a constant offset (what the measured full generator costs
+beyond the sum of its terms at full width, if anything: embedding, reshapes,
+per-call overhead). The
 prediction is the offset plus every term multilinearly interpolated at the
 kept widths (constant beyond the grid's ends), a piecewise-linear function
 of the counts that accepts straight-through count tensors, so the budget's
@@ -108,7 +109,8 @@ class LatencyTable:
 
     Attributes:
       terms: list of Term.
-      offset_seconds: measured full generator minus the sum of its terms.
+      offset_seconds: what the measured full generator costs beyond the sum
+        of its terms (>= 0).
       batch_size: the batch the seconds are for.
       generator: {"channels": ChannelConfig dict, "num_classes",
         "shared_dim", "z_chunk_size", "image_channels"} it was measured for.

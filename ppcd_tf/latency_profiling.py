@@ -213,7 +213,7 @@ def measure_generator(generator, batch_size, repeats, calls=3):
                     [z, labels], repeats, calls)
 
 
-def measure_table(generator, batch_size=64, grid_step=16, min_width=4,
+def measure_table(generator, batch_size=64, grid_step=8, min_width=4,
                   repeats=5, calls=3):
     """A `latency.LatencyTable` of `generator` (full widths) measured here.
 

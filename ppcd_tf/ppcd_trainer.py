@@ -474,9 +474,8 @@ class PPCDTrainer(trainer_lib.Trainer):
             return
         pruning = tf.logical_and(step < self.prune_end_step,
                                  tf.logical_not(self.hardened))
-        counts = {k: tf.cast(v, tf.float32)
-                  for k, v in self.masks.hard_counts().items()}
-        self.controller.update(step, counts, pruning)
+        self.controller.update(
+            step, self.controller.float_counts(self.masks), pruning)
 
     def extra_boundaries(self):
         return (self.prune_end_step,)
@@ -582,8 +581,9 @@ class PPCDTrainer(trainer_lib.Trainer):
                     self.kept_channels()).items()}
 
     def _budget_summary(self):
+        ratios = self.budget_ratios()
         return ", ".join(
-            f"{limit.name} {self.budget_ratios()[limit.name]:.4f} "
+            f"{limit.name} {ratios[limit.name]:.4f} "
             f"(target {limit.target_ratio:.4f})"
             for limit in self.controller.limits)
 

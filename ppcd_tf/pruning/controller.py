@@ -113,17 +113,18 @@ class BudgetController:
         return {limit.name: limit.ratio(counts) for limit in self.limits}
 
     @staticmethod
-    def _float_counts(masks):
+    def float_counts(masks):
+        """{mask key: float32 hard count} of `masks`."""
         return {k: tf.cast(v, tf.float32)
                 for k, v in masks.hard_counts().items()}
 
     def hard_ratio(self, masks):
         """The hard masks' live parameter ratio (float32 scalar tensor)."""
-        return self.ratio_of_counts(self._float_counts(masks))
+        return self.ratio_of_counts(self.float_counts(masks))
 
     def hard_ratios(self, masks):
         """{limit name: the hard masks' ratio (float32 scalar tensor)}."""
-        return self.ratios_of_counts(self._float_counts(masks))
+        return self.ratios_of_counts(self.float_counts(masks))
 
     def desired_ratio(self, step, limit=None):
         """The hard ratio the controller steers `limit` (default: the

@@ -16,6 +16,7 @@ seconds). `check_prediction` measures compact
 generators of other widths and compares them with the table's prediction.
 """
 
+import dataclasses
 import platform
 
 import numpy as np
@@ -246,7 +247,8 @@ def measure_table(generator, batch_size=64, grid_step=8, min_width=4,
     full_seconds = measure_generator(generator, batch_size, repeats)
     table = latency.LatencyTable(
         terms=terms, offset_seconds=0.0, batch_size=int(batch_size),
-        generator=table_generator_record(generator),
+        generator=latency.generator_record(
+            channels, complexity.GeneratorShape.of(generator)),
         measured_full_seconds=full_seconds,
         device=f"{platform.processor() or platform.machine()}, "
                f"{tf.config.threading.get_intra_op_parallelism_threads()} "
@@ -255,20 +257,8 @@ def measure_table(generator, batch_size=64, grid_step=8, min_width=4,
     logging.info("latency table: the terms sum to %.2f ms at full width, "
                  "the full generator takes %.2f ms.", 1e3 * summed,
                  1e3 * full_seconds)
-    return latency.LatencyTable(
-        terms=terms, offset_seconds=max(0.0, full_seconds - summed),
-        batch_size=table.batch_size, generator=table.generator,
-        measured_full_seconds=full_seconds, device=table.device)
-
-
-def table_generator_record(generator):
-    """The `generator` record a table keeps (`LatencyTable.check_matches`)."""
-    shape = complexity.GeneratorShape.of(generator)
-    return {"channels": generator.channels.to_dict(),
-            "num_classes": shape.num_classes,
-            "shared_dim": shape.shared_dim,
-            "z_chunk_size": shape.z_chunk_size,
-            "image_channels": shape.image_channels}
+    return dataclasses.replace(
+        table, offset_seconds=max(0.0, full_seconds - summed))
 
 
 def compact_generator(generator, counts):

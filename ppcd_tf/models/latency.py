@@ -103,6 +103,16 @@ def term_names(channels):
     return names
 
 
+def generator_record(channels, shape):
+    """What a table records of the generator it was measured for: its
+    ChannelConfig dict and `complexity.GeneratorShape` fields."""
+    return {"channels": channels.to_dict(),
+            "num_classes": shape.num_classes,
+            "shared_dim": shape.shared_dim,
+            "z_chunk_size": shape.z_chunk_size,
+            "image_channels": shape.image_channels}
+
+
 @dataclasses.dataclass(frozen=True)
 class LatencyTable:
     """Measured per-term latencies of one generator at one batch size.
@@ -143,11 +153,7 @@ class LatencyTable:
     def check_matches(self, channels, shape):
         """Raises BadInputError unless the table was measured for a
         generator of this ChannelConfig and `complexity.GeneratorShape`."""
-        wanted = {"channels": channels.to_dict(),
-                  "num_classes": shape.num_classes,
-                  "shared_dim": shape.shared_dim,
-                  "z_chunk_size": shape.z_chunk_size,
-                  "image_channels": shape.image_channels}
+        wanted = generator_record(channels, shape)
         recorded = json.loads(json.dumps(self.generator))
         if json.loads(json.dumps(wanted)) != recorded:
             raise errors.BadInputError(

@@ -34,6 +34,9 @@ def staged_directory(output_dir, overwrite=False):
         _refuse_existing(output_dir)
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise OutputExistsError(f"{output_dir} is a file, not a directory.")
+    parent = os.path.dirname(output_dir) or "."
+    os.makedirs(parent, exist_ok=True)
+    remove_stale_siblings(output_dir)
     tmp = temporary_sibling(output_dir)
     os.makedirs(tmp)
     old = temporary_sibling(output_dir, ".old")
@@ -57,10 +60,50 @@ def staged_directory(output_dir, overwrite=False):
                 shutil.rmtree(leftover)
 
 
+_TEMPORARY_MARK = ".tmp-"
+
+
 def temporary_sibling(path, suffix=""):
     """A fresh temporary name next to `path` (unique per process and call,
-    so concurrent writers never share one), ending in `suffix`."""
-    return f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}"
+    so concurrent writers never share one), ending in `suffix`:
+    `<path>.tmp-<pid>-<random>`."""
+    return f"{path}{_TEMPORARY_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}" \
+        f"{suffix}"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_siblings(path):
+    """Removes the temporary siblings of `path` (`temporary_sibling`) that
+    a killed writer left: those whose process is gone. Returns their paths.
+    Those of live processes (a concurrent writer) are kept."""
+    parent = os.path.dirname(os.path.normpath(path)) or "."
+    prefix = os.path.basename(os.path.normpath(path)) + _TEMPORARY_MARK
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        pid = name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale = os.path.join(parent, name)
+            if os.path.isdir(stale):
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                os.remove(stale)
+            removed.append(stale)
+    return removed
 
 
 def write_with(path, write_fn, suffix=""):

@@ -22,13 +22,12 @@ class names, output range, parameters, MACs, metrics, how it was made),
 
 import json
 import os
-import shutil
-import tempfile
 
 import keras
 import tensorflow as tf
 
 from ppcd_tf import errors
+from ppcd_tf import files
 
 ASSETS_DIR = "assets.extra"
 # z ~ N(0, 1) truncated at +-2 (tf.random.stateless_truncated_normal's
@@ -115,38 +114,11 @@ def make_archive(generator, jit_compile=False):
     return archive
 
 
-_STAGING_PREFIX = ".export-"
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_staging(parent):
-    """Removes `.export-<pid>-*` staging directories in `parent` whose
-    exporting process is gone (a killed export); returns them."""
-    removed = []
-    for name in os.listdir(parent):
-        if not name.startswith(_STAGING_PREFIX):
-            continue
-        pid = name[len(_STAGING_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-            removed.append(name)
-    return removed
-
-
 def directory_bytes(path):
     """Total size of the files under `path`."""
     total = 0
-    for root, _, files in os.walk(path):
-        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    for root, _, names in os.walk(path):
+        total += sum(os.path.getsize(os.path.join(root, n)) for n in names)
     return total
 
 
@@ -170,13 +142,7 @@ def write_saved_model(generator, output_dir, assets, overwrite=False,
         raise errors.OutputExistsError(
             f"{output_dir} exists; choose another --output or pass "
             "--overwrite to replace it.")
-    parent = os.path.dirname(output_dir)
-    os.makedirs(parent, exist_ok=True)
-    remove_stale_staging(parent)
-    tmp = tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{os.getpid()}-",
-                           dir=parent)
-    try:
-        staging = os.path.join(tmp, "model")
+    with files.staged_directory(output_dir, overwrite=overwrite) as staging:
         make_archive(generator, jit_compile).write_out(staging,
                                                        verbose=False)
         extra = os.path.join(staging, ASSETS_DIR)
@@ -186,24 +152,6 @@ def write_saved_model(generator, output_dir, assets, overwrite=False,
                 content = json.dumps(content, indent=2, sort_keys=True)
             with open(os.path.join(extra, name), "w") as f:
                 f.write(content)
-        if overwrite and os.path.exists(output_dir):
-            old = os.path.join(tmp, "old")
-            os.rename(output_dir, old)
-            try:
-                os.rename(staging, output_dir)
-            except BaseException:
-                os.rename(old, output_dir)  # put the previous export back
-                raise
-        else:
-            try:
-                os.rename(staging, output_dir)
-            except OSError as error:
-                # Another export wrote output_dir meanwhile: keep it.
-                raise errors.OutputExistsError(
-                    f"{output_dir} was written by someone else during this "
-                    "export; pass --overwrite to replace it.") from error
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return directory_bytes(output_dir)
 
 

@@ -201,7 +201,7 @@ class _FakeArchive:
 
 def _export_temp_dirs(parent):
     return [name for name in os.listdir(parent)
-            if name.startswith(".export-")]
+            if ".tmp-" in name]
 
 
 class AtomicWriteTest(tf.test.TestCase):
@@ -246,7 +246,8 @@ class AtomicWriteTest(tf.test.TestCase):
         real_rename = os.rename
 
         def rename(src, dst, *args, **kwargs):
-            if os.path.basename(src) == "model" and dst == self.output:
+            if os.path.normpath(dst) == self.output and ".tmp-" in src \
+                    and not src.endswith(".old"):
                 raise OSError("simulated failure of the final rename")
             return real_rename(src, dst, *args, **kwargs)
 

@@ -360,15 +360,22 @@ def test_bad_invocations_fail_at_once_with_a_message(
     assert "Traceback" not in result.stderr
 
 
-def test_staging_of_a_killed_export_is_removed(tmp_path):
+def test_staging_of_a_killed_writer_is_removed(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / f".export-{dead.pid}-abc"
-    live = tmp_path / f".export-{os.getpid()}-def"
-    for path in (stale, live):
+    out = tmp_path / "export"
+    stale = tmp_path / f"export.tmp-{dead.pid}-abc"
+    live = tmp_path / f"export.tmp-{os.getpid()}-def"
+    other = tmp_path / f"other.tmp-{dead.pid}-abc"
+    for path in (stale, live, other):
         (path / "model").mkdir(parents=True)
-    assert serving.remove_stale_staging(str(tmp_path)) == [stale.name]
-    assert sorted(os.listdir(tmp_path)) == [live.name]
+    assert files.remove_stale_siblings(str(out)) == [str(stale)]
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, other.name])
+    # Every staged write clears its target's stale siblings first.
+    with files.staged_directory(str(tmp_path / "other")) as staging:
+        (tmp_path / "other.done").write_text(staging)
+    assert not other.exists()
+    assert (tmp_path / "other").is_dir()
 
 
 def test_fp16_loss_scale_is_removed_from_unwrapped_groups():

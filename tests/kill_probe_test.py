@@ -1,0 +1,117 @@
+"""SIGKILL at random moments and during saves: teacher and PPCD runs recover.
+
+Each test drives `python -m ppcd_tf.train` through `ppcd_tf.crash_probe`:
+killed after seeded random delays, then the moment a checkpoint save is in
+progress, then run to the end. The final run must reach its last step with
+every checkpoint readable, and the run's generator (for PPCD the compact
+student after the cut) must restore and generate finite images.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ppcd_tf import crash_probe
+from ppcd_tf import run_dir
+from tests import helpers
+
+# Delays (s) from the start of a command: startup (imports, tracing) takes
+# ~10-30 s on 2 cores, so kills land in startup, tracing, steps or saves.
+MIN_DELAY_S = 8.0
+MAX_DELAY_S = 30.0
+TEACHER_STEPS = 40
+PPCD_STEPS = 16  # cut at step 8 (prune_end_fraction 0.5)
+# Phases in which a kill can hurt a run (not before it wrote anything).
+HARMFUL_PHASES = {"training", "saving", "after_cut"}
+
+
+def _command(model_dir, gin_files, bindings):
+    return helpers.train_command(model_dir, gin_files, bindings)
+
+
+def _probe(tmp_path, gin_files, bindings, num_steps, kills, seed):
+    model_dir = str(tmp_path / "run")
+    argv = _command(model_dir, gin_files, list(bindings) + [
+        f"Trainer.num_steps = {num_steps}"])
+    return crash_probe.probe(
+        argv, model_dir, num_steps, kills=kills, seed=seed,
+        min_delay_seconds=MIN_DELAY_S, max_delay_seconds=MAX_DELAY_S,
+        kill_during_saves=1, cwd=helpers.REPO_ROOT, env=helpers.python_env(),
+        log_path=str(tmp_path / "probe.log")), model_dir
+
+
+def _assert_generates(model_dir):
+    restored = run_dir.restore_generator(model_dir)
+    z = tf.random.normal((2, restored.generator.dim_z), seed=3)
+    images = restored.generate(z, tf.constant([0, 1])).numpy()
+    assert np.isfinite(images).all()
+    return restored
+
+
+def _assert_hit(result):
+    phases = [kill.phase for kill in result.kills]
+    # The save kill is the last one; it must have caught a save (or the run
+    # finished before: then nothing was left to probe).
+    assert phases[-1] in ("saving", "finished"), phases
+    assert HARMFUL_PHASES & set(phases), phases
+
+
+@pytest.mark.slow
+def test_teacher_run_recovers_from_random_kills(tmp_path):
+    bindings = list(helpers.TINY_BINDINGS) + ["Trainer.sample_every = 0"]
+    result, model_dir = _probe(tmp_path, ["debug.gin"], bindings,
+                               TEACHER_STEPS, kills=1, seed=0)
+    _assert_hit(result)
+    assert result.final_step == TEACHER_STEPS
+    # The save kill interrupted a newer checkpoint: the resume starts from
+    # the newest complete one, and says so.
+    newest_before = result.kills[-1].newest_checkpoint_step
+    match = re.search(r"Resumed from \S*ckpt-(\d+) at step (\d+)",
+                      result.final_output)
+    assert match, result.final_output[-3000:]
+    assert int(match.group(1)) == int(match.group(2)) >= newest_before
+    assert f"Training from step {match.group(2)} to {TEACHER_STEPS}" in \
+        result.final_output
+    state = tf.train.get_checkpoint_state(run_dir.checkpoint_dir(model_dir))
+    assert os.path.basename(state.model_checkpoint_path) == \
+        f"ckpt-{TEACHER_STEPS}"
+    _assert_generates(model_dir)
+
+
+@pytest.mark.slow
+def test_ppcd_run_recovers_from_random_kills_across_the_cut(tmp_path):
+    bindings = list(helpers.TINY_BINDINGS) + [
+        f"TEACHER_DIR = '{helpers.tiny_teacher_dir()}'",
+        "TARGET_PARAM_RATIO = 0.5",
+        "PPCDTrainer.min_channels = 1",
+        "PPCDTrainer.prune_end_fraction = 0.5",
+        "Trainer.sample_every = 0",
+    ]
+    result, model_dir = _probe(tmp_path, ["debug.gin", "stage/ppcd.gin"],
+                               bindings, PPCD_STEPS, kills=2, seed=1)
+    _assert_hit(result)
+    assert result.final_step == PPCD_STEPS
+    structure = run_dir.read_pruning_structure(model_dir)
+    assert structure["phase"] == run_dir.PHASE_COMPACT
+    assert structure["cut_step"] == PPCD_STEPS // 2
+    restored = _assert_generates(model_dir)
+    # The newest checkpoint holds the compact student of pruning.json.
+    kept = structure["compact_channels"]
+    assert json.loads(json.dumps(restored.generator.channels.to_dict())) \
+        == kept
+
+
+def test_tool_refuses_an_existing_run_directory(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join("tools", "kill_probe.py"),
+         "--model_dir", str(tmp_path), "--gin_file", "debug.gin"],
+        cwd=helpers.REPO_ROOT, env=helpers.python_env(), capture_output=True,
+        text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "needs a fresh run directory" in result.stderr

@@ -26,8 +26,8 @@ from ppcd_tf import exporting
 from ppcd_tf import files
 from ppcd_tf import run_dir
 from ppcd_tf import serving
+from ppcd_tf import torch_files
 from ppcd_tf import trainer as trainer_lib
-from ppcd_tf.metrics import efficientnet_lite
 from tests import helpers
 
 
@@ -47,15 +47,15 @@ def test_legacy_torch_header_runs_no_code(tmp_path, position):
     path = str(tmp_path / "weights.pth")
     with open(path, "wb") as f:
         objects = {"magic": [_RunsCode(marker)],
-                   "protocol": [efficientnet_lite._LEGACY_MAGIC_NUMBER,
+                   "protocol": [torch_files._LEGACY_MAGIC_NUMBER,
                                 _RunsCode(marker)],
-                   "sys_info": [efficientnet_lite._LEGACY_MAGIC_NUMBER,
-                                efficientnet_lite._LEGACY_PROTOCOL_VERSION,
+                   "sys_info": [torch_files._LEGACY_MAGIC_NUMBER,
+                                torch_files._LEGACY_PROTOCOL_VERSION,
                                 _RunsCode(marker)]}[position]
         for obj in objects:
             pickle.dump(obj, f, protocol=2)
     with pytest.raises(errors.DamagedInputError, match="Refusing"):
-        efficientnet_lite.read_torch_state_dict(path)
+        torch_files.read_torch_state_dict(path)
     assert not marker.exists()
 
 
@@ -66,18 +66,18 @@ def test_zip_torch_file_runs_no_code(tmp_path):
         archive.writestr("archive/data.pkl",
                          pickle.dumps({"w": _RunsCode(marker)}, protocol=2))
     with pytest.raises(errors.DamagedInputError, match="Refusing"):
-        efficientnet_lite.read_torch_state_dict(path)
+        torch_files.read_torch_state_dict(path)
     assert not marker.exists()
 
 
 def test_truncated_torch_file_is_a_damaged_input(tmp_path):
     path = str(tmp_path / "weights.pth")
     buffer = io.BytesIO()
-    pickle.dump(efficientnet_lite._LEGACY_MAGIC_NUMBER, buffer, protocol=2)
+    pickle.dump(torch_files._LEGACY_MAGIC_NUMBER, buffer, protocol=2)
     with open(path, "wb") as f:
         f.write(buffer.getvalue()[:-1])
     with pytest.raises(errors.DamagedInputError):
-        efficientnet_lite.read_torch_state_dict(path)
+        torch_files.read_torch_state_dict(path)
 
 
 @pytest.mark.parametrize("line", [

@@ -108,12 +108,12 @@ def write_slim_teacher(model_dir, output_dir, step=None, record=None,
         with open(os.path.join(tmp, RECORD_FILE), "w") as f:
             json.dump(record, f, indent=2, sort_keys=True)
             f.write("\n")
-        _relative_checkpoint_state(os.path.join(tmp, "checkpoints"))
+        relative_checkpoint_state(os.path.join(tmp, "checkpoints"))
     return os.path.join(output_dir, "checkpoints",
                         os.path.basename(written))
 
 
-def _relative_checkpoint_state(directory):
+def relative_checkpoint_state(directory):
     """Rewrites the `checkpoint` state file with relative paths, so the
     directory can be moved (shipped inside the package)."""
     state = tf.train.get_checkpoint_state(directory)

@@ -16,18 +16,28 @@ then PPCD on it as on a teacher trained here:
 `--generator`) and `D.pth` (PPCD's class-aware term needs the teacher's D).
 Both torch formats are read without torch (the zip format of torch >= 1.6
 and the legacy format of the 2019 releases), through a restricted unpickler
-only. The architecture comes from `--preset` (`imagenet128_ch96`, the
-launch_BigGAN_bs256x8.sh model) and/or the flags below, which override the
-preset. A checkpoint that does not fit gets an error listing the missing,
-unexpected and mis-shaped keys, what the files say about the architecture,
-and the flags to change.
+only.
 
-The written directory (models.json, config.gin, teacher.json with the files'
-SHA-256, checkpoints/ckpt-0 with the EMA generator and D) is read back and
-checked against the converted models before the command succeeds.
+`--format tfhub_biggan --module_dir DIR`: an unpacked TF1 hub module such as
+biggan-128/2 (G only; its EMA weights unless `--no_ema`), read with
+tf.train.load_checkpoint (no tensorflow_hub). It has no discriminator: give
+a BigGAN-PyTorch `D.pth` of the same architecture with `--d_weights`, or
+the D is initialised from scratch (orthogonal, `--seed`) and PPCD must then
+use its own trained D for the class-aware term and skip the teacher-D
+feature term: add `--gin_file extras/teacher_without_d.gin`.
 
-Exit status: 2 on bad flags or a checkpoint that does not fit the
-architecture, 3 when the weights directory or a weights file is missing.
+The architecture comes from `--preset` (`imagenet128_ch96`, the
+launch_BigGAN_bs256x8.sh model; `tfhub_biggan128`) and/or the flags below,
+which override the preset. A checkpoint that does not fit gets an error
+listing the missing, unexpected and mis-shaped keys, what the files say about
+the architecture, and the flags to change.
+
+The written directory (models.json, config.gin, teacher.json with the
+sources' SHA-256, checkpoints/ckpt-0 with the EMA generator and D) is read
+back and checked against the converted models before the command succeeds.
+
+Exit status: 2 on bad flags or weights that do not fit the architecture, 3
+when the weights directory, a weights file or the module is missing.
 """
 
 import os
@@ -43,10 +53,11 @@ from ppcd_tf import run_dir
 from ppcd_tf import torch_files
 from ppcd_tf.importing import biggan_pytorch
 from ppcd_tf.importing import teacher_run
+from ppcd_tf.importing import tfhub_biggan
 from ppcd_tf.models import builders
 from ppcd_tf.models import generator as generator_lib
 
-FORMATS = ("biggan_pytorch",)
+FORMATS = ("biggan_pytorch", "tfhub_biggan")
 GENERATOR_FILES = {"G_ema": "G_ema.pth", "G": "G.pth"}
 DISCRIMINATOR_FILE = "D.pth"
 # Architecture flags and their defaults when no preset gives them.
@@ -59,7 +70,14 @@ CHECK_BATCH = 2
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("format", "biggan_pytorch", FORMATS, "Source format.")
-flags.DEFINE_string("weights_dir", None, "Directory of the source weights.")
+flags.DEFINE_string("weights_dir", None, "biggan_pytorch: directory of "
+                    "G_ema.pth / G.pth and D.pth.")
+flags.DEFINE_string("module_dir", None, "tfhub_biggan: the unpacked module.")
+flags.DEFINE_bool("no_ema", False, "tfhub_biggan: the raw weights instead "
+                  "of their EMA.")
+flags.DEFINE_string("d_weights", None, "tfhub_biggan: a BigGAN-PyTorch "
+                    "D.pth for the teacher D (default: initialised).")
+flags.DEFINE_integer("seed", 0, "tfhub_biggan: seed of an initialised D.")
 flags.DEFINE_string("output_dir", None, "Teacher run directory to write.")
 flags.DEFINE_enum("preset", None, sorted(biggan_pytorch.PRESETS),
                   "Architecture preset (flags below override it).")
@@ -127,6 +145,40 @@ def source_files(weights_dir, which):
     return generator, discriminator
 
 
+def convert_tfhub_biggan(module_dir, arch, ema=True, d_path=None,
+                         seed=0):
+    """(generator, discriminator, D origin) of a TF-Hub BigGAN module; the
+    D from a BigGAN-PyTorch `d_path` or initialised with `seed`."""
+    variables = tfhub_biggan.read_module_variables(module_dir)
+    if d_path is None:
+        tf.keras.utils.set_random_seed(seed)
+    generator, discriminator = build_models(arch)
+    channels = generator.channels
+    attention = sorted(channels.attention)
+    if len(attention) > 1:
+        raise errors.BadInputError(
+            "A TF-Hub BigGAN has one attention layer; --attention names "
+            f"{len(attention)}.")
+    state = tfhub_biggan.to_biggan_pytorch(
+        variables, attention[0] - 1 if attention else None,
+        channels.bottom_width, ema=ema)
+    g_plan = biggan_pytorch.plan(
+        generator, linear_units=(channels.bottom_width, channels.stream[0]))
+    hint = biggan_pytorch.architecture_hint(state, None, arch["resolution"])
+    biggan_pytorch.check(g_plan, state, module_dir, hint)
+    biggan_pytorch.assign(g_plan, state)
+    origin = f"initialised (orthogonal, seed {seed})"
+    if d_path is not None:
+        d_state = torch_files.read_torch_state_dict(d_path)
+        d_plan = biggan_pytorch.plan(discriminator)
+        biggan_pytorch.check(d_plan, d_state, d_path,
+                             biggan_pytorch.architecture_hint(
+                                 None, d_state, arch["resolution"]))
+        biggan_pytorch.assign(d_plan, d_state)
+        origin = os.path.abspath(d_path)
+    return generator, discriminator, origin
+
+
 def build_models(arch):
     """Our Generator and Discriminator of `arch`, built."""
     generator = builders.build_generator(
@@ -176,26 +228,53 @@ def verify_written(output_dir, generator, discriminator):
         raise RuntimeError(f"{output_dir} does not read back as written.")
 
 
+def _import(arch):
+    """Converts the sources the flags name; returns (generator,
+    discriminator, record)."""
+    if FLAGS.format == "biggan_pytorch":
+        if not FLAGS.weights_dir:
+            raise errors.BadInputError("--format biggan_pytorch needs "
+                                       "--weights_dir.")
+        g_path, d_path = source_files(FLAGS.weights_dir, FLAGS.generator)
+        logging.info("Converting %s and %s ...", g_path, d_path)
+        generator, discriminator = convert_biggan_pytorch(g_path, d_path,
+                                                          arch)
+        sources = [g_path, d_path]
+        record = {"discriminator": os.path.abspath(d_path)}
+    else:
+        if not FLAGS.module_dir:
+            raise errors.BadInputError("--format tfhub_biggan needs "
+                                       "--module_dir.")
+        if FLAGS.d_weights and not os.path.isfile(FLAGS.d_weights):
+            raise errors.MissingInputError(
+                f"--d_weights {FLAGS.d_weights} is not a file.")
+        logging.info("Converting the module %s ...", FLAGS.module_dir)
+        generator, discriminator, origin = convert_tfhub_biggan(
+            FLAGS.module_dir, arch, ema=not FLAGS.no_ema,
+            d_path=FLAGS.d_weights, seed=FLAGS.seed)
+        index = os.path.join(FLAGS.module_dir, "variables",
+                             "variables.index")
+        sources = [index] + ([FLAGS.d_weights] if FLAGS.d_weights else [])
+        record = {"discriminator": origin, "ema": not FLAGS.no_ema}
+    record.update(format=FLAGS.format, architecture=arch, sources={
+        os.path.basename(p): {"path": os.path.abspath(p),
+                              "sha256": teacher_run.sha256(p)}
+        for p in sources})
+    return generator, discriminator, record
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     with errors.exit_on_errors():
-        if not FLAGS.weights_dir or not FLAGS.output_dir:
-            raise errors.BadInputError("Give --weights_dir and --output_dir.")
+        if not FLAGS.output_dir:
+            raise errors.BadInputError("Give --output_dir.")
         if os.path.exists(FLAGS.output_dir) and not FLAGS.overwrite:
             raise errors.OutputExistsError(
                 f"{FLAGS.output_dir} exists; choose another --output_dir or "
                 "pass --overwrite to replace it.")
         arch = architecture()
-        g_path, d_path = source_files(FLAGS.weights_dir, FLAGS.generator)
-        logging.info("Converting %s and %s ...", g_path, d_path)
-        generator, discriminator = convert_biggan_pytorch(g_path, d_path,
-                                                          arch)
-        record = {"format": FLAGS.format, "architecture": arch,
-                  "sources": {os.path.basename(p): {
-                      "path": os.path.abspath(p),
-                      "sha256": teacher_run.sha256(p)}
-                      for p in (g_path, d_path)}}
+        generator, discriminator, record = _import(arch)
         dataset = {"name": arch["dataset"], "resolution": arch["resolution"],
                    "num_classes": arch["num_classes"],
                    "image_channels": arch["image_channels"],
@@ -204,9 +283,9 @@ def main(argv):
             FLAGS.output_dir, generator, discriminator, dataset, record,
             teacher_run.model_bindings(arch), overwrite=FLAGS.overwrite)
         verify_written(FLAGS.output_dir, generator, discriminator)
-    params = record_params(generator, discriminator)
-    print(f"Imported {os.path.basename(g_path)} and {DISCRIMINATOR_FILE} "
-          f"({params}) into {FLAGS.output_dir}; use it as "
+    print(f"Imported {FLAGS.format} weights ("
+          f"{record_params(generator, discriminator)}; D "
+          f"{record['discriminator']}) into {FLAGS.output_dir}; use it as "
           f"TEACHER_DIR = '{FLAGS.output_dir}'.")
 
 

@@ -207,3 +207,92 @@ def test_imagenet128_ch96_every_real_key_and_shape():
     assert generator_lib.count_trainable_parameters(discriminator) == \
         IMAGENET_D_PARAMS
     assert float(generator.weights[0].numpy().ravel()[0]) == 0.5
+
+
+# ---------------------------------------------------------------------------
+# TF-Hub BigGAN: BigGAN-PyTorch's port of its generator (TFHub/biggan_v1.py,
+# 128x128, chn 8, 10 classes) with the module's variable names and layouts.
+
+HUB_FIXTURES = os.path.join(FIXTURES, "tfhub_128_ch8")
+HUB_FLAGS = ["--resolution", "128", "--g_ch", "8", "--d_ch", "8",
+             "--num_classes", "10", "--attention", "64", "--dim_z", "120",
+             "--shared_dim", "128", "--sn_eps", "1e-4", "--bn_epsilon",
+             "1e-4", "--dataset", "fake"]
+
+
+def _write_module(directory, prefix=""):
+    """An unpacked TF1 hub module's variables/ from the fixture arrays."""
+    variables = np.load(os.path.join(HUB_FIXTURES, "variables.npz"))
+    os.makedirs(os.path.join(directory, "variables"))
+    with tf.Graph().as_default():
+        var_list = {prefix + name: tf.compat.v1.Variable(
+            variables[name], name=f"v{i}")
+            for i, name in enumerate(variables.files)}
+        saver = tf.compat.v1.train.Saver(var_list=var_list)
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            saver.save(session, os.path.join(directory, "variables",
+                                             "variables"),
+                       write_meta_graph=False, write_state=False)
+    return str(directory)
+
+
+def _hub_reference_images(generator):
+    reference = np.load(os.path.join(HUB_FIXTURES, "reference.npz"))
+    images = generator(tf.constant(reference["z"]),
+                       tf.constant(reference["labels"]),
+                       training=False).numpy()
+    return images, np.transpose(reference["images"], (0, 2, 3, 1))
+
+
+def test_tfhub_generator_equals_its_source(tmp_path):
+    module = _write_module(tmp_path / "module", prefix="module/")
+    arch = dict(import_teacher.ARCH_DEFAULTS, resolution=128, g_ch=8,
+                d_ch=8, num_classes=10, attention="64", d_attention="64",
+                sn_eps=1e-4, bn_epsilon=1e-4)
+    generator, discriminator, origin = import_teacher.convert_tfhub_biggan(
+        module, arch)
+    images, expected = _hub_reference_images(generator)
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(images, expected, atol=TOLERANCE, rtol=0)
+    assert origin.startswith("initialised")
+    assert discriminator.built
+
+
+@pytest.mark.slow
+def test_tfhub_cli_writes_a_teacher_run(tmp_path):
+    module = _write_module(tmp_path / "module")
+    output = str(tmp_path / "teacher")
+    result = _import(["--format", "tfhub_biggan", "--module_dir", module,
+                      "--output_dir", output] + HUB_FLAGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.load(open(os.path.join(output, "teacher.json")))
+    assert record["format"] == "tfhub_biggan" and record["ema"]
+    assert record["discriminator"].startswith("initialised")
+    generator, _, _ = run_dir.restore_teacher(output)
+    images, expected = _hub_reference_images(generator)
+    np.testing.assert_allclose(images, expected, atol=TOLERANCE, rtol=0)
+    # Raw (non-EMA) weights are not in this module: a clear error.
+    result = _import(["--format", "tfhub_biggan", "--module_dir", module,
+                      "--output_dir", str(tmp_path / "raw"), "--no_ema"]
+                     + HUB_FLAGS)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "The module has no variable 'linear/w'" in result.stderr
+
+
+def test_tfhub_without_a_module_says_how_to_get_one(tmp_path):
+    result = _import(["--format", "tfhub_biggan", "--module_dir",
+                      str(tmp_path), "--output_dir", str(tmp_path / "out"),
+                      "--preset", "tfhub_biggan128"])
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "not an unpacked TF-Hub module" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_teacher_without_d_gin_switches_to_the_student_d():
+    helpers.parse(["debug.gin", "stage/ppcd.gin",
+                   "extras/teacher_without_d.gin"],
+                  list(helpers.TINY_BINDINGS))
+    import gin
+    assert gin.query_parameter("PPCDTrainer.cam_discriminator") == "student"
+    assert gin.query_parameter("DistillationWeights.d_features") == 0.0

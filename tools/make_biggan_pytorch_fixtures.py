@@ -21,6 +21,17 @@ zero or one), and writes:
     mode), d_labels [4], d_logits [4, 1] (D on `images`)
   source.json: the BigGAN-PyTorch commit, torch version and arguments.
 
+With --tfhub_v1 it writes instead `tfhub_128_ch8/`: BigGAN-PyTorch's port
+of the TF-Hub BigGAN generator (`TFHub/biggan_v1.py`, `Generator128` with
+chn 8 and 10 classes) with random weights, its variables under the TF-Hub
+module's names and layouts (the inverse of `TFHub/converter.py`'s
+`TFHub2Pytorch`: `Generator/GBlock_i/conv0/w/ema_b999900` HWIO, `u0`, `u1`,
+`HyperBN*/gamma|beta/w` [z + class, C], `CrossReplicaBN*/accumulated_*`,
+`G_Z/G_linear`, `linear/w` [classes, 128], ...) in `variables.npz` (the test
+writes them as a TF1 checkpoint), and its images for fixed z and one-hot
+classes in `reference.npz` (spectral norms computed as the converted
+BigGAN.py model computes them: F.normalize with eps 1e-4).
+
 With --shapes_only it writes instead `imagenet128_ch96_shapes.json`: every
 key and shape of the G and D state dicts of the ImageNet 128 model
 (launch_BigGAN_bs256x8.sh: G_ch = D_ch = 96, attention at 64, dim_z 120,
@@ -60,6 +71,116 @@ def _randomise(model, generator):
                              * 0.2)
 
 
+EMA = "/ema_b999900"  # the TF-Hub module's EMA variable suffix
+
+
+def _tfhub_name(key):
+    """(TF-Hub variable name, layout change) of a biggan_v1 state-dict key:
+    the inverse of converter.py's TFHub2Pytorch.load_generator."""
+    to_hwio = (2, 3, 1, 0)   # torch OIHW -> TF HWIO
+    swap = (1, 0)            # torch [out, in] -> TF [in, out]
+    parts = key.split(".")
+    if parts[0] == "GBlock":
+        index = int(parts[1])
+        block = "Generator/GBlock" + (f"_{index}" if index else "")
+        layer = parts[2]
+        if layer.startswith("HyperBN"):
+            suffix = layer[len("HyperBN"):]
+            if parts[3] == "bn":
+                stat = {"running_mean": "accumulated_mean",
+                        "running_var": "accumulated_var",
+                        "num_batches_tracked": "accumulation_counter"}
+                return f"{block}/CrossReplicaBN{suffix}/{stat[parts[4]]}", None
+            which = "gamma" if parts[3] == "gamma_embed" else "beta"
+            base = f"{block}/{layer}/{which}"
+        else:
+            base = f"{block}/{layer}"
+        leaf = parts[-1]
+        layout = to_hwio if not layer.startswith("HyperBN") else swap
+    elif parts[0] == "attention":
+        if parts[1] == "gamma":
+            return "Generator/attention/gamma" + EMA, None
+        base, leaf, layout = f"Generator/attention/{parts[1]}", parts[-1], \
+            to_hwio
+    elif parts[0] == "linear":
+        return "linear/w" + EMA, swap
+    elif parts[0] == "G_linear":
+        base, leaf, layout = "Generator/G_Z/G_linear", parts[-1], swap
+    elif parts[0] == "colorize":
+        base, leaf, layout = "Generator/conv_2d", parts[-1], to_hwio
+    elif parts[0] == "ScaledCrossReplicaBN":
+        root = "Generator/ScaledCrossReplicaBN"
+        return {"weight": (root + "/gamma" + EMA, None),
+                "bias": (root + "/beta" + EMA, None),
+                "running_mean": (root + "bn/accumulated_mean", None),
+                "running_var": (root + "bn/accumulated_var", None),
+                "num_batches_tracked": (root + "bn/accumulation_counter",
+                                        None)}[parts[1]]
+    else:
+        raise KeyError(key)
+    if leaf == "weight_bar":
+        return base + "/w" + EMA, layout
+    if leaf == "bias":
+        return base + "/b" + EMA, None
+    if leaf == "weight_u":
+        return base + "/u0", "row"
+    if leaf == "weight_v":
+        return base + "/u1", "row"
+    raise KeyError(key)
+
+
+def _write_tfhub_v1(biggan_v1, output_dir):
+    # biggan_v1's power iteration normalises with v / (|v| + 1e-4); the
+    # model its converter produces (BigGAN.py with SN_eps 1e-4, converter.py
+    # get_config) with F.normalize, v / max(|v|, 1e-4). Use the latter, the
+    # converted model's arithmetic (the two differ by ~3e-4 in the images).
+    biggan_v1.l2normalize = lambda v, eps=1e-4: torch.nn.functional.normalize(
+        v, dim=0, eps=eps)
+    torch.manual_seed(0)
+    num_classes, batch = 10, 4
+    G = biggan_v1.Generator128(n_class=num_classes, debug=True)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, tensor in list(G.named_parameters()) + list(
+                G.named_buffers()):
+            if name.endswith("running_var"):
+                tensor.copy_(torch.rand(tensor.shape, generator=generator)
+                             + 0.5)
+            elif name.endswith("num_batches_tracked"):
+                continue
+            elif name.endswith(("weight_u", "weight_v")):
+                u = torch.randn(tensor.shape, generator=generator)
+                tensor.copy_(u / u.norm())
+            elif name == "attention.gamma":
+                tensor.fill_(0.7)
+            else:
+                tensor.copy_(torch.randn(tensor.shape, generator=generator)
+                             * 0.2)
+    G.eval()
+    z = torch.randn(batch, 120, generator=generator)
+    labels = torch.tensor([0, 3, 7, 9])
+    one_hot = torch.nn.functional.one_hot(labels, num_classes).float()
+    variables = {}
+    for key, value in G.state_dict().items():
+        name, layout = _tfhub_name(key)
+        array = value.numpy()
+        if layout == "row":
+            array = array.reshape(1, -1)
+        elif layout is not None:
+            array = np.transpose(array, layout)
+        variables[name] = array
+    with torch.no_grad():
+        # (The variables above were taken before this call: biggan_v1 runs
+        # its power iteration in place, as the TF-Hub graph does from u0.)
+        images = G(z, one_hot)
+    path = os.path.join(output_dir, "tfhub_128_ch8")
+    os.makedirs(path, exist_ok=True)
+    np.savez(os.path.join(path, "variables.npz"), **variables)
+    np.savez(os.path.join(path, "reference.npz"), z=z.numpy(),
+             labels=labels.numpy(), images=images.numpy())
+    print(f"Wrote {path} ({len(variables)} variables)")
+
+
 def _write_shapes(BigGAN, output_dir):
     common = dict(resolution=128, n_classes=1000, SN_eps=1e-6,
                   skip_init=True, no_optim=True)
@@ -82,11 +203,17 @@ def main():
     parser.add_argument("--biggan_pytorch_dir", required=True)
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--shapes_only", action="store_true")
+    parser.add_argument("--tfhub_v1", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, args.biggan_pytorch_dir)
     import BigGAN  # noqa: E402 (BigGAN-PyTorch's module)
     if args.shapes_only:
         _write_shapes(BigGAN, args.output_dir)
+        return
+    if args.tfhub_v1:
+        sys.path.insert(0, os.path.join(args.biggan_pytorch_dir, "TFHub"))
+        import biggan_v1  # noqa: E402 (BigGAN-PyTorch's TF-Hub port)
+        _write_tfhub_v1(biggan_v1, args.output_dir)
         return
 
     s = SETTINGS

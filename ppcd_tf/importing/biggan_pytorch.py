@@ -48,7 +48,13 @@ PRESETS = {
     "imagenet128_ch96": dict(resolution=128, g_ch=96, d_ch=96,
                              num_classes=1000, attention="64", dim_z=120,
                              shared_dim=128, sn_eps=1e-6, bn_epsilon=1e-5,
-                             image_channels=3, dataset="imagenet128"),
+                             image_channels=3, dataset="imagenet2012"),
+    # TF-Hub biggan-128/2 (its generator; BigGAN-PyTorch TFHub/converter.py
+    # get_config(128)): as above with SN and BN eps 1e-4.
+    "tfhub_biggan128": dict(resolution=128, g_ch=96, d_ch=96,
+                            num_classes=1000, attention="64", dim_z=120,
+                            shared_dim=128, sn_eps=1e-4, bn_epsilon=1e-4,
+                            image_channels=3, dataset="imagenet2012"),
 }
 
 

@@ -66,7 +66,8 @@ flags.DEFINE_string("cache_dir", None, "Real-feature cache (default: "
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
+                             exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
         teacher_dir = FLAGS.teacher_dir or teachers.shipped_teacher_dir()
         if not os.path.isdir(teacher_dir):
@@ -94,7 +95,7 @@ def main(argv):
 
 def run_main():
     """Console-script entry point (`ppcd-demo`)."""
-    app.run(main)
+    errors.run(main)
 
 
 if __name__ == "__main__":

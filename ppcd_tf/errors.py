@@ -18,6 +18,8 @@ callers caught before this hierarchy existed.
 import contextlib
 import sys
 
+from absl import app
+from absl import flags
 from absl import logging
 
 EXIT_DIVERGED = 1
@@ -74,3 +76,20 @@ def exit_on_errors():
         logging.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(status)
+
+
+def parse_flags(argv):
+    """absl flags parser for `run`: a wrong, unknown or missing flag is bad
+    input (exit 2) with absl's message, not absl's default exit 1."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        print(f"error: {error}\nPass --helpshort or --helpfull to see help "
+              "on flags.", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def run(main):
+    """`app.run(main)` for every binary: flag errors exit 2 (see
+    `parse_flags`); main's `app.UsageError(..., exitcode=2)` likewise."""
+    app.run(main, flags_parser=parse_flags)

@@ -70,7 +70,8 @@ flags.DEFINE_string("output", None, "Result JSON path.")
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
+                             exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
         result = evaluation.evaluate_generator(
             FLAGS.saved_model, FLAGS.model_dir, FLAGS.dataset,
@@ -84,7 +85,7 @@ def main(argv):
 
 def run_main():
     """Console-script entry point (`ppcd-evaluate`)."""
-    app.run(main)
+    errors.run(main)
 
 
 if __name__ == "__main__":

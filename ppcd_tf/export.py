@@ -43,7 +43,8 @@ flags.DEFINE_bool("jit_compile", False, "Compile the served computation "
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
+                             exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
         report = exporting.export_run(
             FLAGS.model_dir, FLAGS.output, overwrite=FLAGS.overwrite,
@@ -58,7 +59,7 @@ def main(argv):
 def run_main():
     """Console-script entry point (`ppcd-export`)."""
     flags.mark_flags_as_required(["model_dir", "output"])
-    app.run(main)
+    errors.run(main)
 
 
 if __name__ == "__main__":

@@ -265,7 +265,8 @@ def _import(arch):
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
+                             exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
         if not FLAGS.output_dir:
             raise errors.BadInputError("Give --output_dir.")
@@ -298,7 +299,7 @@ def record_params(generator, discriminator):
 
 def run_main():
     """Console-script entry point (`ppcd-import-teacher`)."""
-    app.run(main)
+    errors.run(main)
 
 
 if __name__ == "__main__":

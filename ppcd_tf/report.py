@@ -99,7 +99,8 @@ def read_train_steps(path):
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
+                             exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
         check_flags()
         report = reporting.run_comparison(
@@ -118,7 +119,7 @@ def main(argv):
 
 def run_main():
     """Console-script entry point (`ppcd-report`)."""
-    app.run(main)
+    errors.run(main)
 
 
 if __name__ == "__main__":

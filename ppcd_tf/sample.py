@@ -145,7 +145,8 @@ def write(images, classes, n, out, individual):
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
+                             exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
         classes = check_args(FLAGS.saved_model, FLAGS.model_dir,
                              FLAGS.classes, FLAGS.n, FLAGS.truncation,
@@ -164,7 +165,7 @@ def main(argv):
 
 def run_main():
     """Console-script entry point (`ppcd-sample`)."""
-    app.run(main)
+    errors.run(main)
 
 
 if __name__ == "__main__":

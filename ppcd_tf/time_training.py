@@ -38,7 +38,8 @@ flags.DEFINE_integer("warmup", 2, "Untimed steps of each kind.")
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
+                             exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
         for name in ("teacher_dir", "ppcd_dir", "output"):
             if not getattr(FLAGS, name):
@@ -66,7 +67,7 @@ def main(argv):
 
 def run_main():
     """Console-script entry point (`ppcd-time-training`)."""
-    app.run(main)
+    errors.run(main)
 
 
 if __name__ == "__main__":

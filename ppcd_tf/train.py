@@ -61,7 +61,8 @@ flags.DEFINE_bool("run_functions_eagerly", False,
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
+                             exitcode=errors.EXIT_BAD_INPUT)
     if FLAGS.logical_cpus:
         config_lib.configure_logical_cpus(FLAGS.logical_cpus)
     if FLAGS.run_functions_eagerly:
@@ -91,7 +92,7 @@ def main(argv):
 def run_main():
     """Console-script entry point (`ppcd-train`)."""
     flags.mark_flag_as_required("model_dir")
-    app.run(main)
+    errors.run(main)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,10 @@ import sys
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import app
 from absl import flags
 from absl import logging
 
+from ppcd_tf import errors
 from ppcd_tf.data import pipeline
 from ppcd_tf.metrics import classifier
 
@@ -77,4 +77,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run(main)

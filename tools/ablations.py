@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -29,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
 from ppcd_tf import demo_pipeline  # noqa: E402
+from ppcd_tf import errors  # noqa: E402
 from ppcd_tf import evaluation  # noqa: E402
 from ppcd_tf import teachers  # noqa: E402
 
@@ -121,4 +121,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run(main)

@@ -188,7 +188,8 @@ def sweep(exports):
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
+                             exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
         if FLAGS.exports:
             sweep(FLAGS.exports)
@@ -259,4 +260,4 @@ def measure_configs():
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run(main)

@@ -36,7 +36,8 @@ flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
+                             exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
         reference = None
         if FLAGS.reference:
@@ -85,4 +86,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flag_as_required("model_dir")
-    app.run(main)
+    errors.run(main)

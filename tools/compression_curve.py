@@ -27,7 +27,6 @@ import subprocess
 import sys
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -198,4 +197,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run(main)

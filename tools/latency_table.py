@@ -80,7 +80,8 @@ def _check_flags():
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
+                             exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
         fractions = _check_flags()
         config = run_dir.read_model_configs(FLAGS.teacher_dir)["generator"]
@@ -115,4 +116,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["teacher_dir", "output"])
-    app.run(main)
+    errors.run(main)

@@ -14,13 +14,13 @@ import json
 import os
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
+from ppcd_tf import errors  # noqa: E402
 from ppcd_tf import evaluation  # noqa: E402
 from ppcd_tf import teachers  # noqa: E402
 
@@ -67,4 +67,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run(main)

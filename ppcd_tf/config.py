@@ -50,7 +50,18 @@ def parse_gin(gin_files, gin_params, search_path=(DEFAULT_GIN_SEARCH_PATH,)):
             f"{where}. Bindings look like \"Trainer.num_steps = 100\".") \
             from error
     except (ValueError, KeyError, ImportError, AttributeError) as error:
-        raise ConfigError(f"Invalid gin configuration: {error}") from error
+        # Gin appends the whole config to some messages: keep the first line.
+        first = str(error).strip().splitlines()[0] if str(error).strip() \
+            else repr(error)
+        first = first.removesuffix(" in config string:")
+        hint = ""
+        if "No bindings specified for" in first and "gin.macro" in first:
+            hint = (" A macro is used but never set: a stage file needs a "
+                    "data and a model file before it (e.g. --gin_file "
+                    "data/fashion_mnist32.gin --gin_file model/biggan32.gin "
+                    "--gin_file stage/teacher.gin).")
+        raise ConfigError(f"Invalid gin configuration: {first}{hint}") \
+            from error
     return resolved
 
 

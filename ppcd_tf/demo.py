@@ -26,6 +26,8 @@ from absl import logging
 
 from ppcd_tf import demo_pipeline
 from ppcd_tf import errors
+from ppcd_tf import evaluation
+from ppcd_tf import files
 from ppcd_tf import teachers
 
 FLAGS = flags.FLAGS
@@ -64,6 +66,36 @@ flags.DEFINE_string("cache_dir", None, "Real-feature cache (default: "
                     "<output_dir>/cache).")
 
 
+def _check_flags():
+    """Every stage's flags, before the first stage starts."""
+    files.check_output_location("--output_dir", FLAGS.output_dir)
+    if os.path.exists(FLAGS.output_dir) and not os.path.isdir(
+            FLAGS.output_dir):
+        raise errors.BadInputError(
+            f"--output_dir {FLAGS.output_dir} is a file; give a directory.")
+    if not 0.0 < FLAGS.target_ratio <= 1.0:
+        raise errors.BadInputError(
+            f"--target_ratio must be in (0, 1], got {FLAGS.target_ratio}.")
+    if FLAGS.prune_end_fraction is not None and not (
+            0.0 < FLAGS.prune_end_fraction < 1.0):
+        raise errors.BadInputError("--prune_end_fraction must be in (0, 1), "
+                                   f"got {FLAGS.prune_end_fraction}.")
+    if not 0.0 <= FLAGS.ema_decay < 1.0:
+        raise errors.BadInputError(
+            f"--ema_decay must be in [0, 1), got {FLAGS.ema_decay}.")
+    for name in ("log_every", "repeats"):
+        if getattr(FLAGS, name) < 1:
+            raise errors.BadInputError(
+                f"--{name} must be >= 1, got {getattr(FLAGS, name)}.")
+    for name in ("validate_every", "train_repeats"):
+        if getattr(FLAGS, name) < 0:
+            raise errors.BadInputError(
+                f"--{name} must be >= 0, got {getattr(FLAGS, name)}.")
+    evaluation.check_arguments(num_real=FLAGS.num_real,
+                               num_samples=FLAGS.num_samples)
+    evaluation.parse_seeds(FLAGS.seeds)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
@@ -73,10 +105,11 @@ def main(argv):
         if not os.path.isdir(teacher_dir):
             raise errors.BadInputError(
                 f"--teacher_dir {teacher_dir} is not a directory.")
-    prune_end_fraction = FLAGS.prune_end_fraction
-    if prune_end_fraction is None:
-        prune_end_fraction = demo_pipeline.cut_fraction(FLAGS.cut_step,
-                                                        FLAGS.ppcd_steps)
+        _check_flags()
+        prune_end_fraction = FLAGS.prune_end_fraction
+        if prune_end_fraction is None:
+            prune_end_fraction = demo_pipeline.cut_fraction(
+                FLAGS.cut_step, FLAGS.ppcd_steps)
     stages = demo_pipeline.commands(
         FLAGS.output_dir, teacher_dir, FLAGS.target_ratio,
         FLAGS.ppcd_steps, FLAGS.log_every, FLAGS.gin_param,

@@ -69,10 +69,8 @@ class GeneratorSource:
 
     @classmethod
     def from_saved_model(cls, path):
-        try:
-            export = serving.load_export(path)
-        except serving.ExportNotFoundError as error:
-            raise EvaluationError(str(error)) from error
+        # A missing or damaged export: ExportNotFoundError (exit 3).
+        export = serving.load_export(path)
         metadata = export.metadata
 
         def generate(z, labels):
@@ -388,17 +386,20 @@ def parse_seeds(values):
 
 
 def _check_writable_dir(flag, path):
-    """Refuses, before any work, an output path under an existing file."""
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    if not os.path.isdir(path):
-        raise EvaluationError(f"{flag} is under {path}, which is a file.")
+    """Refuses, before any work, an output path that cannot be written."""
+    try:
+        files.check_output_location(flag, os.path.join(path, "x"))
+    except errors.BadInputError as error:
+        raise EvaluationError(str(error)) from error
 
 
 def check_arguments(dataset=None, num_real=None, num_samples=2,
-                    batch_size=1, output=None, cache_dir=None):
+                    batch_size=1, output=None, cache_dir=None,
+                    truncation=None):
     """The evaluation's arguments, checked before anything is loaded."""
+    if truncation is not None and not 0.0 < truncation <= 1.0:
+        raise EvaluationError(
+            f"--truncation must be in (0, 1], got {truncation}.")
     if dataset is not None and dataset not in sources.VALID_NAMES:
         raise EvaluationError(
             f"Unknown --dataset {dataset!r}; choose one of "
@@ -430,7 +431,7 @@ def evaluate_generator(saved_model=None, model_dir=None, dataset=None,
     `checkpoint` picks a run's checkpoint ('latest', 'best', a path)."""
     seeds = parse_seeds(seeds)
     check_arguments(dataset, num_real, num_samples, batch_size, output,
-                    cache_dir)
+                    cache_dir, truncation)
     # An explicitly named network is built first: missing weights fail at
     # once, before the generator is loaded.
     network = (feature_networks.build(feature_network, feature_weights)

@@ -46,6 +46,10 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
                              exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
+        files.check_output_location("--output", FLAGS.output)
+        if FLAGS.tolerance is not None and not FLAGS.tolerance >= 0:
+            raise errors.BadInputError(
+                f"--tolerance must be >= 0, got {FLAGS.tolerance}.")
         report = exporting.export_run(
             FLAGS.model_dir, FLAGS.output, overwrite=FLAGS.overwrite,
             binarize_threshold=FLAGS.binarize_threshold,

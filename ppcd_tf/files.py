@@ -4,10 +4,12 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 import uuid
 
 import tensorflow as tf
 
+from ppcd_tf.errors import BadInputError
 from ppcd_tf.errors import OutputExistsError
 
 
@@ -15,6 +17,27 @@ def _refuse_existing(output_dir):
     raise OutputExistsError(
         f"{output_dir} exists; choose another output directory or pass "
         "--overwrite to replace it.")
+
+
+def check_output_location(flag, path):
+    """Refuses, before any work, an output `path` (given as `flag`) that
+    cannot be created: one under an existing file, or whose nearest
+    existing directory is not writable. Remote (`scheme://`) paths pass."""
+    if "://" in os.fspath(path):
+        return
+    parent = os.path.abspath(os.path.dirname(os.path.abspath(path)))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise BadInputError(f"{flag} {path} is under {parent}, which is a "
+                            "file; choose another path.")
+    try:  # a probe, not os.access: root, read-only mounts, immutable dirs
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as error:
+        raise BadInputError(f"{flag} {path}: {parent} is not writable "
+                            f"({error.strerror}); choose another path."
+                            ) from error
 
 
 @contextlib.contextmanager

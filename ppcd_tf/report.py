@@ -26,7 +26,10 @@ from absl import flags
 
 from ppcd_tf import errors
 from ppcd_tf import evaluation
+from ppcd_tf import files
 from ppcd_tf import reporting
+from ppcd_tf import run_dir
+from ppcd_tf import serving
 from ppcd_tf.metrics import feature_networks
 
 FLAGS = flags.FLAGS
@@ -79,10 +82,24 @@ def check_flags():
         raise errors.OutputExistsError(
             f"--output_dir {output} exists and is not empty; choose another "
             "one or pass --overwrite to replace it.")
-    for name in ("num_samples", "repeats", "gen_batch"):
+    files.check_output_location("--output_dir", output)
+    for name in ("repeats", "gen_batch"):
         if getattr(FLAGS, name) < 1:
             raise evaluation.EvaluationError(
                 f"--{name} must be >= 1, got {getattr(FLAGS, name)}.")
+    evaluation.check_arguments(num_real=FLAGS.num_real,
+                               num_samples=FLAGS.num_samples,
+                               cache_dir=FLAGS.cache_dir)
+    evaluation.parse_seeds(FLAGS.seeds)
+    # The artefacts the report reads, before any work: exports (metadata),
+    # the PPCD run's pruning history.
+    for name in ("teacher_export", "student_export"):
+        serving.read_metadata(getattr(FLAGS, name))
+    if run_dir.read_pruning_structure(FLAGS.ppcd_dir) is None:
+        raise errors.BadInputError(
+            f"--ppcd_dir {FLAGS.ppcd_dir} is not a PPCD run (no "
+            f"{run_dir.PRUNING_FILE}); give the --model_dir of a run of "
+            "stage/ppcd.gin.")
 
 
 def read_train_steps(path):
@@ -93,8 +110,13 @@ def read_train_steps(path):
         raise errors.MissingInputError(
             f"--train_steps {path} not found: write it with python -m "
             "ppcd_tf.time_training, or leave the flag out.")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as error:
+        raise errors.DamagedInputError(
+            f"--train_steps {path} is not valid JSON ({error}); write it "
+            "again with python -m ppcd_tf.time_training.") from error
 
 
 def main(argv):

@@ -272,21 +272,24 @@ def restore_generator(model_dir, checkpoint=None):
     turn), or of `checkpoint` ('best' or a path prefix; see
     resolve_checkpoint)."""
     configs = read_model_configs(model_dir)
+    # Read once, before the checkpoints: a damaged pruning.json is named as
+    # such, not taken for damaged checkpoints.
+    structure = read_pruning_structure(model_dir)
     if checkpoint not in (None, "", LATEST):
-        return _restore_generator(model_dir, configs,
+        return _restore_generator(model_dir, configs, structure,
                                   resolve_checkpoint(model_dir, checkpoint))
     return _newest_readable(
-        model_dir, lambda path: _restore_generator(model_dir, configs, path),
+        model_dir, lambda path: _restore_generator(model_dir, configs,
+                                                   structure, path),
         "run")
 
 
-def _restore_generator(model_dir, configs, checkpoint):
+def _restore_generator(model_dir, configs, structure, checkpoint):
     try:
         step = checkpoint_step(checkpoint)
     except (tf.errors.OpError, ValueError, IndexError) as error:
         raise RunDirError(f"Checkpoint {checkpoint} cannot be read "
                           f"({str(error).splitlines()[0]}).") from error
-    structure = read_pruning_structure(model_dir)
     full_config = configs["generator"]
     if structure is None:
         names = {name for name, _ in tf.train.list_variables(checkpoint)}

@@ -24,6 +24,7 @@ from absl import app
 from absl import flags
 
 from ppcd_tf import errors
+from ppcd_tf import files
 from ppcd_tf import run_dir
 from ppcd_tf import serving
 from ppcd_tf import summaries
@@ -68,17 +69,12 @@ def sample_saved_model(path, classes, n, truncation, seed):
 
 
 def _load_export(path):
-    try:
-        return serving.load_export(path)
-    except serving.ExportNotFoundError as error:
-        raise SampleError(str(error)) from error
+    """The export (a missing or damaged one: ExportNotFoundError, exit 3)."""
+    return serving.load_export(path)
 
 
 def _metadata(path):
-    try:
-        return serving.read_metadata(path)
-    except serving.ExportNotFoundError as error:
-        raise SampleError(str(error)) from error
+    return serving.read_metadata(path)
 
 
 def sample_run(model_dir, classes, n, truncation, seed, checkpoint=None):
@@ -110,6 +106,10 @@ def check_args(saved_model, model_dir, classes, n, truncation, out,
         raise SampleError(f"--out {out} is a directory; give a PNG path (or "
                           "pass --individual to write one PNG per image "
                           "there).")
+    if individual and os.path.exists(out) and not os.path.isdir(out):
+        raise SampleError(f"--out {out} is a file; with --individual give a "
+                          "directory.")
+    files.check_output_location("--out", out)
     if n < 1:
         raise SampleError(f"--n must be >= 1, got {n}.")
     if not 0.0 < truncation <= 1.0:
@@ -121,6 +121,9 @@ def check_args(saved_model, model_dir, classes, n, truncation, out,
         classes = [int(c) for c in classes]
     except ValueError as error:
         raise SampleError(f"--classes must be integers: {error}") from error
+    if not classes:
+        raise SampleError("--classes is empty; name at least one class (or "
+                          "leave the flag out for the first classes).")
     bad = [c for c in classes if not 0 <= c < num_classes]
     if bad:
         raise SampleError(f"Classes {bad} are outside [0, {num_classes}).")

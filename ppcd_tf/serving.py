@@ -202,7 +202,13 @@ class LoadedExport:
         self.num_classes = int(self.metadata["num_classes"])
         self.resolution = int(self.metadata["resolution"])
         self.max_batch = int(self.metadata.get("max_batch", MAX_BATCH))
-        self._signatures = tf.saved_model.load(path).signatures
+        try:
+            self._signatures = tf.saved_model.load(path).signatures
+        except (OSError, tf.errors.OpError, ValueError) as error:
+            raise ExportNotFoundError(
+                f"{path} has ppcd_tf metadata but no loadable SavedModel "
+                f"({str(error).splitlines()[0]}); export the run again."
+            ) from error
 
     def signature(self, name="serving_default"):
         """The concrete function of a signature ('serving_default',

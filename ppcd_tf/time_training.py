@@ -27,6 +27,7 @@ from absl import logging
 from ppcd_tf import benchmarking
 from ppcd_tf import errors
 from ppcd_tf import files
+from ppcd_tf import run_dir
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_dir", None, "The teacher run.")
@@ -47,8 +48,18 @@ def main(argv):
         if FLAGS.repeats < 1 or FLAGS.warmup < 0:
             raise errors.BadInputError("--repeats must be >= 1 and --warmup "
                                        ">= 0.")
+        files.check_output_location("--output", FLAGS.output)
         teacher_config, ppcd_config = benchmarking.run_config_paths(
             FLAGS.teacher_dir, FLAGS.ppcd_dir)
+        if run_dir.read_pruning_structure(FLAGS.ppcd_dir) is None:
+            raise errors.BadInputError(
+                f"--ppcd_dir {FLAGS.ppcd_dir} is not a PPCD run (no "
+                f"{run_dir.PRUNING_FILE}); give the --model_dir of a run of "
+                "stage/ppcd.gin.")
+        if run_dir.read_pruning_structure(FLAGS.teacher_dir) is not None:
+            raise errors.BadInputError(
+                f"--teacher_dir {FLAGS.teacher_dir} is a PPCD run; give the "
+                "teacher's run.")
         logging.info("Timing teacher and PPCD training steps ...")
         result = benchmarking.measure_train_steps(
             teacher_config, ppcd_config, repeats=FLAGS.repeats,

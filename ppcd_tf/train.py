@@ -37,6 +37,7 @@ from absl import logging
 from ppcd_tf import config as config_lib
 from ppcd_tf import configurables  # noqa: F401  (registers Keras symbols)
 from ppcd_tf import errors
+from ppcd_tf import files as files_lib
 from ppcd_tf import losses  # noqa: F401  (gin configurables)
 from ppcd_tf import strategy as strategy_lib
 from ppcd_tf import trainer as trainer_lib
@@ -63,6 +64,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
                              exitcode=errors.EXIT_BAD_INPUT)
+    with errors.exit_on_errors():
+        if FLAGS.logical_cpus < 0:
+            raise errors.BadInputError(
+                f"--logical_cpus must be >= 0, got {FLAGS.logical_cpus}.")
     if FLAGS.logical_cpus:
         config_lib.configure_logical_cpus(FLAGS.logical_cpus)
     if FLAGS.run_functions_eagerly:
@@ -77,6 +82,7 @@ def main(argv):
                 FLAGS.model_dir):
             raise errors.BadInputError(
                 f"--model_dir {FLAGS.model_dir} is a file; give a directory.")
+        files_lib.check_output_location("--model_dir", FLAGS.model_dir)
         files = config_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_param,
                                      FLAGS.gin_search_path)
         if FLAGS.strategy:

@@ -318,6 +318,32 @@ def _cli(module, args, tmp_path):
         timeout=120, check=False)
 
 
+SHIPPED_TEACHER = os.path.join(helpers.REPO_ROOT, "ppcd_tf", "assets",
+                               "teacher_fashion_mnist32")
+SHIPPED_STUDENT = os.path.join(helpers.REPO_ROOT, "ppcd_tf", "assets",
+                               "student_fashion_mnist32_5x")
+
+
+def _damaged_artefacts(tmp_path):
+    """Paths of broken copies: an export with garbled metadata, an export
+    whose SavedModel is gone, a PPCD-like run dir, an invalid JSON file."""
+    damaged = tmp_path / "damaged_export" / "assets.extra"
+    damaged.mkdir(parents=True)
+    (damaged / "metadata.json").write_text("{ not json")
+    no_pb = tmp_path / "no_pb_export"
+    shutil.copytree(os.path.join(SHIPPED_STUDENT, "assets.extra"),
+                    no_pb / "assets.extra")
+    fake_ppcd = tmp_path / "fake_ppcd"
+    fake_ppcd.mkdir()
+    (fake_ppcd / "pruning.json").write_text("{}")
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{ not json")
+    return {"damaged_export": str(tmp_path / "damaged_export"),
+            "no_pb_export": str(no_pb), "fake_ppcd": str(fake_ppcd),
+            "bad_json": str(bad_json), "teacher": SHIPPED_TEACHER,
+            "student": SHIPPED_STUDENT}
+
+
 def _a_file(tmp_path):
     path = tmp_path / "a_file"
     path.write_text("x")
@@ -349,11 +375,83 @@ def _a_file(tmp_path):
                         "--teacher_export", "{tmp}", "--student_export",
                         "{tmp}", "--output_dir", "{tmp}/new",
                         "--repeats", "0"], 2, "--repeats must be >= 1"),
+    # Flag parsing: absl's errors are bad input too.
+    ("ppcd_tf.train", ["--model_dir", "{tmp}/run", "--bogus", "1"], 2,
+     "Unknown command line flag 'bogus'"),
+    ("ppcd_tf.export", ["--model_dir", "{teacher}"], 2, "--output"),
+    ("ppcd_tf.train", ["--model_dir", "{file}/child", "--gin_file",
+                       "debug.gin"], 2, "which is a file"),
+    ("ppcd_tf.train", ["--model_dir", "{tmp}/run", "--gin_file", "debug.gin",
+                       "--logical_cpus", "-1"], 2,
+     "--logical_cpus must be >= 0"),
+    ("ppcd_tf.train", ["--model_dir", "{tmp}/run", "--gin_file",
+                       "stage/teacher.gin"], 2,
+     "needs a data and a model file before it"),
+    ("ppcd_tf.export", ["--model_dir", "{teacher}", "--output",
+                        "{file}/child"], 2, "which is a file"),
+    ("ppcd_tf.export", ["--model_dir", "{teacher}", "--output",
+                        "{tmp}/export", "--tolerance", "-1"], 2,
+     "--tolerance must be >= 0"),
+    ("ppcd_tf.sample", ["--saved_model", "{student}", "--classes", "",
+                        "--out", "{tmp}/s.png"], 2, "--classes is empty"),
+    ("ppcd_tf.sample", ["--saved_model", "{student}", "--out",
+                        "{file}/s.png"], 2, "which is a file"),
+    ("ppcd_tf.sample", ["--saved_model", "{student}", "--individual",
+                        "--out", "{file}"], 2,
+     "with --individual give a directory"),
+    ("ppcd_tf.sample", ["--saved_model", "{damaged_export}", "--out",
+                        "{tmp}/s.png"], 3, "is damaged"),
+    ("ppcd_tf.sample", ["--saved_model", "{no_pb_export}", "--out",
+                        "{tmp}/s.png"], 3, "no loadable SavedModel"),
+    ("ppcd_tf.evaluate", ["--saved_model", "{no_pb_export}", "--cache_dir",
+                          "{tmp}/cache"], 3, "no loadable SavedModel"),
+    ("ppcd_tf.evaluate", ["--saved_model", "{student}", "--truncation",
+                          "1.5", "--cache_dir", "{tmp}/cache"], 2,
+     "--truncation must be in (0, 1]"),
+    ("ppcd_tf.report", ["--teacher_dir", "{teacher}", "--ppcd_dir",
+                        "{fake_ppcd}", "--teacher_export", "{student}",
+                        "--student_export", "{student}", "--output_dir",
+                        "{tmp}/new", "--num_samples", "1"], 2,
+     "--num_samples must be >= 2"),
+    ("ppcd_tf.report", ["--teacher_dir", "{teacher}", "--ppcd_dir",
+                        "{fake_ppcd}", "--teacher_export", "{student}",
+                        "--student_export", "{student}", "--output_dir",
+                        "{tmp}/new", "--num_real", "0"], 2,
+     "--num_real must be >= 1"),
+    ("ppcd_tf.report", ["--teacher_dir", "{teacher}", "--ppcd_dir",
+                        "{teacher}", "--teacher_export", "{student}",
+                        "--student_export", "{student}", "--output_dir",
+                        "{tmp}/new"], 2, "is not a PPCD run"),
+    ("ppcd_tf.report", ["--teacher_dir", "{teacher}", "--ppcd_dir",
+                        "{fake_ppcd}", "--teacher_export", "{tmp}",
+                        "--student_export", "{student}", "--output_dir",
+                        "{tmp}/new"], 3, "metadata.json"),
+    ("ppcd_tf.report", ["--teacher_dir", "{teacher}", "--ppcd_dir",
+                        "{fake_ppcd}", "--teacher_export", "{student}",
+                        "--student_export", "{student}", "--output_dir",
+                        "{file}/child"], 2, "which is a file"),
+    ("ppcd_tf.report", ["--teacher_dir", "{teacher}", "--ppcd_dir",
+                        "{fake_ppcd}", "--teacher_export", "{student}",
+                        "--student_export", "{student}", "--output_dir",
+                        "{tmp}/new", "--train_steps", "{bad_json}"], 3,
+     "is not valid JSON"),
+    ("ppcd_tf.demo", ["--output_dir", "{tmp}/demo", "--ppcd_steps", "0"], 2,
+     "--ppcd_steps and --cut_step must be >= 1"),
+    ("ppcd_tf.demo", ["--output_dir", "{tmp}/demo", "--num_samples", "0"], 2,
+     "--num_samples must be >= 2"),
+    ("ppcd_tf.demo", ["--output_dir", "{file}/child"], 2, "which is a file"),
+    ("ppcd_tf.time_training", ["--teacher_dir", "{teacher}", "--ppcd_dir",
+                               "{teacher}", "--output", "{tmp}/t.json"], 2,
+     "is not a PPCD run"),
+    ("ppcd_tf.time_training", ["--teacher_dir", "{teacher}", "--ppcd_dir",
+                               "{teacher}", "--output", "{file}/t.json"], 2,
+     "which is a file"),
 ])
 def test_bad_invocations_fail_at_once_with_a_message(
         tmp_path, module, args, status, phrase):
     (tmp_path / "not_empty.txt").write_text("x")
     values = {"tmp": str(tmp_path), "file": _a_file(tmp_path)}
+    values.update(_damaged_artefacts(tmp_path))
     result = _cli(module, [a.format(**values) for a in args], tmp_path)
     assert result.returncode == status, result.stderr[-2000:]
     assert phrase in result.stderr, result.stderr[-2000:]

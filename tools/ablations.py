@@ -16,6 +16,7 @@ Example:
       --ablations no_class_aware,no_retraining,no_distillation
 """
 
+import glob
 import json
 import os
 import subprocess
@@ -27,9 +28,11 @@ from absl import logging
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
+from ppcd_tf import config as config_lib  # noqa: E402
 from ppcd_tf import demo_pipeline  # noqa: E402
 from ppcd_tf import errors  # noqa: E402
 from ppcd_tf import evaluation  # noqa: E402
+from ppcd_tf import serving  # noqa: E402
 from ppcd_tf import teachers  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -53,11 +56,98 @@ flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
 _PRUNING_PHASE_ONLY = ("no_retraining",)
 
 
-def _run(argv):
+def _run(argv, directory):
+    """Runs one stage (its output streamed); a failed stage ends the tool
+    with the stage's exit status."""
     logging.info("[ablations] %s", " ".join(argv))
     status = subprocess.call(argv)
     if status:
-        sys.exit(status)
+        message = (f"[ablations] python -m {argv[2]} of {directory} "
+                   f"failed with exit status {status} (its output is "
+                   "above); fix the cause and rerun: finished stages are "
+                   "kept.")
+        logging.error("%s", message)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(status if status > 0 else 1)
+
+
+def _available_ablations():
+    """Names of the gin/stage/ablation_<name>.gin files."""
+    pattern = os.path.join(config_lib.DEFAULT_GIN_SEARCH_PATH, "stage",
+                           "ablation_*.gin")
+    return sorted(os.path.basename(path)[len("ablation_"):-len(".gin")]
+                  for path in glob.glob(pattern))
+
+
+def _check_writable(flag, path):
+    """Refuses, before any work, an output directory `path` that cannot be
+    written: a file, under a file, or under a directory this process cannot
+    write to."""
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise errors.BadInputError(f"{flag} {path} is a file, not a "
+                                   "directory.")
+    ancestor = path
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise errors.BadInputError(
+            f"{flag} {path} is under {ancestor}, which is a file.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise errors.BadInputError(
+            f"{flag} {path} cannot be written: {ancestor} is not writable.")
+
+
+def _check_flags():
+    """Every flag, checked before any training."""
+    available = _available_ablations()
+    unknown = [name for name in FLAGS.ablations if name not in available]
+    if unknown:
+        raise errors.BadInputError(
+            f"Unknown --ablations {unknown}; choose from {available} "
+            "(gin/stage/ablation_<name>.gin).")
+    if FLAGS.ppcd_steps < 1:
+        raise errors.BadInputError(
+            f"--ppcd_steps must be >= 1, got {FLAGS.ppcd_steps}.")
+    if FLAGS.num_samples < 2:
+        raise errors.BadInputError(
+            f"--num_samples must be >= 2, got {FLAGS.num_samples}.")
+    if not 0.0 < FLAGS.target_ratio <= 1.0:
+        raise errors.BadInputError(
+            f"--target_ratio (the kept parameter fraction) must be in "
+            f"(0, 1], got {FLAGS.target_ratio}.")
+    if not 0.0 < FLAGS.prune_end_fraction <= 1.0:
+        raise errors.BadInputError(
+            f"--prune_end_fraction must be in (0, 1], got "
+            f"{FLAGS.prune_end_fraction}.")
+    if not 0.0 <= FLAGS.ema_decay < 1.0:
+        raise errors.BadInputError(
+            f"--ema_decay must be in [0, 1), got {FLAGS.ema_decay}.")
+    evaluation.parse_seeds(FLAGS.seeds)
+    if FLAGS.teacher_dir and not os.path.isdir(FLAGS.teacher_dir):
+        raise errors.MissingInputError(
+            f"--teacher_dir {FLAGS.teacher_dir} does not exist or is not a "
+            "directory.")
+    if FLAGS.baseline_export:
+        path = FLAGS.baseline_export
+        if not os.path.isdir(path):
+            raise errors.MissingInputError(
+                f"--baseline_export {path} does not exist or is not a "
+                "directory; give an export of python -m ppcd_tf.export, or "
+                "leave it out to train the full method here.")
+        if not os.path.isfile(os.path.join(path, serving.ASSETS_DIR,
+                                           "metadata.json")):
+            raise errors.MissingInputError(
+                f"--baseline_export {path} is not an export of ppcd_tf (no "
+                f"{serving.ASSETS_DIR}/metadata.json); give a directory "
+                "written by python -m ppcd_tf.export.")
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise errors.BadInputError(
+                f"--baseline_export: its evaluation {path}.eval.json cannot "
+                f"be written: {parent} is not writable.")
+    _check_writable("--output_dir", FLAGS.output_dir)
+    _check_writable("--cache_dir", FLAGS.cache_dir)
 
 
 def _student(name, teacher_dir):
@@ -76,8 +166,8 @@ def _student(name, teacher_dir):
         run_dir, teacher_dir, FLAGS.target_ratio, steps, 50,
         ema_decay=FLAGS.ema_decay, extra_gin_files=extra,
         prune_end_fraction=(None if name in _PRUNING_PHASE_ONLY
-                            else FLAGS.prune_end_fraction)))
-    _run(demo_pipeline.export_command(run_dir, export))
+                            else FLAGS.prune_end_fraction)), run_dir)
+    _run(demo_pipeline.export_command(run_dir, export), run_dir)
     return export
 
 
@@ -93,31 +183,34 @@ def _row(name, result, params):
 
 def main(argv):
     del argv
-    teacher_dir = FLAGS.teacher_dir or teachers.shipped_teacher_dir()
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
-    exports = {"ppcd": FLAGS.baseline_export or _student("ppcd",
-                                                         teacher_dir)}
-    for name in FLAGS.ablations:
-        exports[name] = _student(name, teacher_dir)
-    results, lines = {}, [
-        "| variant | G params | FID | intra-FID | class accuracy |",
-        "|---|---|---|---|---|"]
-    for name, export in exports.items():
-        result = evaluation.evaluate_generator(
-            saved_model=export, num_samples=FLAGS.num_samples,
-            seeds=FLAGS.seeds, cache_dir=FLAGS.cache_dir,
-            output=export + ".eval.json")
-        results[name] = {"export": export, "summary": result["summary"],
-                         "params": result["generator"]["params"]}
-        lines.append(_row(name, result, result["generator"]["params"]))
-    table = "\n".join(lines)
-    with open(os.path.join(FLAGS.output_dir, "ablations.json"), "w") as f:
-        json.dump({"steps": FLAGS.ppcd_steps, "seeds": FLAGS.seeds,
-                   "num_samples": FLAGS.num_samples, "results": results,
-                   "table": table}, f, indent=2)
-    with open(os.path.join(FLAGS.output_dir, "ablations.md"), "w") as f:
-        f.write(table + "\n")
-    print(table)
+    with errors.exit_on_errors():
+        _check_flags()
+        teacher_dir = FLAGS.teacher_dir or teachers.shipped_teacher_dir()
+        os.makedirs(FLAGS.output_dir, exist_ok=True)
+        exports = {"ppcd": FLAGS.baseline_export or _student("ppcd",
+                                                             teacher_dir)}
+        for name in FLAGS.ablations:
+            exports[name] = _student(name, teacher_dir)
+        results, lines = {}, [
+            "| variant | G params | FID | intra-FID | class accuracy |",
+            "|---|---|---|---|---|"]
+        for name, export in exports.items():
+            result = evaluation.evaluate_generator(
+                saved_model=export, num_samples=FLAGS.num_samples,
+                seeds=FLAGS.seeds, cache_dir=FLAGS.cache_dir,
+                output=export + ".eval.json")
+            results[name] = {"export": export, "summary": result["summary"],
+                             "params": result["generator"]["params"]}
+            lines.append(_row(name, result, result["generator"]["params"]))
+        table = "\n".join(lines)
+        with open(os.path.join(FLAGS.output_dir, "ablations.json"),
+                  "w") as f:
+            json.dump({"steps": FLAGS.ppcd_steps, "seeds": FLAGS.seeds,
+                       "num_samples": FLAGS.num_samples, "results": results,
+                       "table": table}, f, indent=2)
+        with open(os.path.join(FLAGS.output_dir, "ablations.md"), "w") as f:
+            f.write(table + "\n")
+        print(table)
 
 
 if __name__ == "__main__":

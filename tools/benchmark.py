@@ -157,17 +157,105 @@ def _positive_batches():
     return batches
 
 
+def _check_writable(flag, path, directory=False):
+    """Refuses, before any work, an output `path` (a file, or a directory
+    with `directory`) that cannot be written: under a file, or under a
+    directory this process cannot write to."""
+    path = os.path.abspath(path)
+    if os.path.exists(path) and os.path.isdir(path) != directory:
+        raise errors.BadInputError(
+            f"{flag} {path} is " + ("a file, not a directory." if directory
+                                    else "a directory; give a file path."))
+    ancestor = path if directory else os.path.dirname(path)
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise errors.BadInputError(
+            f"{flag} {path} is under {ancestor}, which is a file.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise errors.BadInputError(
+            f"{flag} {path} cannot be written: {ancestor} is not writable.")
+
+
+def _check_export(path):
+    """A clear error, before any timing, for an --exports entry that is
+    not a loadable export of ppcd_tf."""
+    if not os.path.isdir(path):
+        raise errors.MissingInputError(
+            f"--exports: {path} does not exist or is not a directory.")
+    if not any(os.path.isfile(os.path.join(path, name))
+               for name in ("saved_model.pb", "saved_model.pbtxt")):
+        raise errors.MissingInputError(
+            f"--exports: {path} holds no saved_model.pb; export the run "
+            "again with python -m ppcd_tf.export.")
+    if not os.path.isfile(os.path.join(path, serving.ASSETS_DIR,
+                                       "metadata.json")):
+        raise errors.MissingInputError(
+            f"--exports: {path} is not an export of ppcd_tf (no "
+            f"{serving.ASSETS_DIR}/metadata.json); export the run with "
+            "python -m ppcd_tf.export.")
+    try:
+        serving.read_metadata(path)
+    except errors.MissingInputError as error:
+        raise errors.DamagedInputError(f"--exports: {error}") from error
+
+
+def _check_flags():
+    """Every flag, checked before any measuring."""
+    for name in ("repeats", "gen_batch"):
+        if getattr(FLAGS, name) < 1:
+            raise errors.BadInputError(
+                f"--{name} must be >= 1, got {getattr(FLAGS, name)}.")
+    for name in ("warmup", "train_repeats"):
+        if getattr(FLAGS, name) < 0:
+            raise errors.BadInputError(
+                f"--{name} must be >= 0, got {getattr(FLAGS, name)}.")
+    if FLAGS.num_samples < 2:
+        raise errors.BadInputError(
+            f"--num_samples must be >= 2, got {FLAGS.num_samples}.")
+    try:
+        seeds = [int(s) for s in FLAGS.seeds]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise errors.BadInputError(
+            f"--seeds takes integers, e.g. 0,1,2; got {FLAGS.seeds}.")
+    _positive_batches()
+    if FLAGS.output:
+        _check_writable("--output", FLAGS.output)
+    if FLAGS.exports:
+        if len(FLAGS.exports) != 2:
+            raise errors.BadInputError(
+                "--exports takes two SavedModel directories: "
+                "TEACHER_EXPORT,STUDENT_EXPORT.")
+        for path in FLAGS.exports:
+            _check_export(path)
+    elif FLAGS.compare_dir:
+        if not os.path.isdir(FLAGS.compare_dir):
+            raise errors.MissingInputError(
+                f"--compare_dir {FLAGS.compare_dir} does not exist or is "
+                "not a directory.")
+        if FLAGS.teacher_dir and not os.path.isdir(FLAGS.teacher_dir):
+            raise errors.MissingInputError(
+                f"--teacher_dir {FLAGS.teacher_dir} does not exist or is "
+                "not a directory.")
+        _check_writable("--compare_dir", os.path.join(
+            FLAGS.compare_dir, "benchmark_report"), directory=True)
+
+
 def sweep(exports):
     """Teacher vs student generation at every batch size of --batches."""
-    if len(exports) != 2:
-        raise errors.BadInputError(
-            "--exports takes two SavedModel directories: "
-            "TEACHER_EXPORT,STUDENT_EXPORT.")
-    for path in exports:
-        serving.read_metadata(path)  # a clear error for a non-export
-    rows = benchmarking.generation_sweep(exports[0], exports[1],
-                                         _positive_batches(), FLAGS.repeats,
-                                         FLAGS.warmup)
+    try:
+        rows = benchmarking.generation_sweep(
+            exports[0], exports[1], _positive_batches(), FLAGS.repeats,
+            FLAGS.warmup)
+    except OSError as error:
+        if isinstance(error, errors.PPCDError):
+            raise
+        # tf.saved_model.load: a SavedModel that cannot be read.
+        raise errors.DamagedInputError(
+            f"--exports: cannot load {' or '.join(exports)} ({error}); "
+            "export the run again with python -m ppcd_tf.export.") from error
     table = benchmarking.sweep_markdown(rows)
     print(table)
     one = [r for r in rows if r["batch_size"] == 1]
@@ -191,6 +279,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
                              exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
+        _check_flags()
         if FLAGS.exports:
             sweep(FLAGS.exports)
             return

@@ -34,24 +34,82 @@ flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
                     "Real-feature cache.")
 
 
+def _check_writable(flag, path):
+    """Refuses, before any work, an output directory `path` that cannot be
+    written: under a file, or under a directory this process cannot write
+    to."""
+    path = os.path.abspath(path)
+    ancestor = path
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise errors.BadInputError(
+            f"{flag} {path} is under {ancestor}, which is a file.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise errors.BadInputError(
+            f"{flag} {path} cannot be written: {ancestor} is not writable.")
+
+
+def _read_reference(path):
+    """The summary of the --reference JSON."""
+    if not os.path.isfile(path):
+        raise errors.MissingInputError(
+            f"--reference {path} does not exist; give the result JSON of "
+            "python -m ppcd_tf.evaluate.")
+    try:
+        with open(path) as f:
+            result = json.load(f)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise errors.DamagedInputError(
+            f"--reference {path} is not valid JSON ({error}); evaluate "
+            "again with python -m ppcd_tf.evaluate.") from error
+    try:
+        summary = result["summary"]
+        for key in ("fid", "class_accuracy"):
+            float(summary[key]["mean"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise errors.DamagedInputError(
+            f"--reference {path} is not a result of python -m "
+            f"ppcd_tf.evaluate (it lacks summary {error}).") from error
+    return summary
+
+
+def _check_flags():
+    """Every flag, checked before any feature extraction; returns the
+    reference summary (or None)."""
+    if FLAGS.num_samples < 2:
+        raise errors.BadInputError(
+            f"--num_samples must be >= 2, got {FLAGS.num_samples}.")
+    evaluation.parse_seeds(FLAGS.seeds)
+    if not os.path.isdir(FLAGS.model_dir):
+        raise errors.MissingInputError(
+            f"--model_dir {FLAGS.model_dir} does not exist or is not a "
+            "directory.")
+    _check_writable("--model_dir", FLAGS.model_dir)
+    _check_writable("--cache_dir", FLAGS.cache_dir)
+    return _read_reference(FLAGS.reference) if FLAGS.reference else None
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
                              exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
-        reference = None
-        if FLAGS.reference:
-            with open(FLAGS.reference) as f:
-                reference = json.load(f)["summary"]
+        reference = _check_flags()
         checkpoints = Checkpointer(
             run_dir.checkpoint_dir(FLAGS.model_dir)).candidates()
+        if not checkpoints:
+            raise errors.MissingInputError(
+                f"--model_dir {FLAGS.model_dir} holds no checkpoint (in "
+                f"{run_dir.checkpoint_dir(FLAGS.model_dir)}); give a run "
+                "directory of python -m ppcd_tf.train.")
         steps = {path: run_dir.checkpoint_step(path) for path in checkpoints}
         chosen = sorted((p for p in checkpoints
                          if steps[p] >= FLAGS.min_step), key=steps.get)
         if not chosen:
             raise evaluation.EvaluationError(
                 f"No checkpoint of step >= {FLAGS.min_step} in "
-                f"{FLAGS.model_dir}.")
+                f"{FLAGS.model_dir}; lower --min_step.")
         dataset = run_dir.read_model_configs(FLAGS.model_dir)["dataset"]
         network = feature_networks.build(
             feature_networks.default_for_dataset(dataset["name"]))

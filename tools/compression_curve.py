@@ -70,12 +70,110 @@ _ABLATION_FILES = {"uniform_pruning": "stage/ablation_uniform_pruning.gin",
                    "no_masks": "stage/ablation_no_masks.gin"}
 
 
-def _run(argv):
+def _run(argv, directory):
+    """Runs one stage (its output streamed); a failed stage ends the tool
+    with the stage's exit status."""
     logging.info("[curve] %s", " ".join(argv))
     status = subprocess.call(argv)
     if status:
-        raise errors.PPCDError(f"{argv[:3]} failed with exit status "
-                               f"{status}.")
+        message = (f"[curve] python -m {argv[2]} of {directory} failed "
+                   f"with exit status {status} (its output is above); fix "
+                   "the cause and rerun: finished stages are kept.")
+        logging.error("%s", message)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(status if status > 0 else 1)
+
+
+def _check_writable(flag, path):
+    """Refuses, before any work, an output directory `path` that cannot be
+    written: a file, under a file, or under a directory this process cannot
+    write to."""
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise errors.BadInputError(f"{flag} {path} is a file, not a "
+                                   "directory.")
+    ancestor = path
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise errors.BadInputError(
+            f"{flag} {path} is under {ancestor}, which is a file.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise errors.BadInputError(
+            f"{flag} {path} cannot be written: {ancestor} is not writable.")
+
+
+def _read_teacher_eval(path):
+    """The summary of the --teacher_eval JSON."""
+    if not os.path.isfile(path):
+        raise errors.MissingInputError(
+            f"--teacher_eval {path} does not exist; give the result JSON of "
+            "python -m ppcd_tf.evaluate, or leave it out to evaluate the "
+            "teacher here.")
+    try:
+        with open(path) as f:
+            result = json.load(f)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise errors.DamagedInputError(
+            f"--teacher_eval {path} is not valid JSON ({error}); evaluate "
+            "the teacher again with python -m ppcd_tf.evaluate.") from error
+    try:
+        summary = result["summary"]
+        for key in ("fid", "class_accuracy"):
+            float(summary[key]["mean"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise errors.DamagedInputError(
+            f"--teacher_eval {path} is not a result of python -m "
+            f"ppcd_tf.evaluate (it lacks summary {error}); evaluate the "
+            "teacher again.") from error
+    return summary
+
+
+def _check_flags():
+    """Every flag, checked before any training; returns the ratios and the
+    teacher's reference summary (None: evaluate the teacher here)."""
+    if not FLAGS.methods:
+        raise errors.BadInputError(
+            f"--methods must name a method: "
+            f"{', '.join(compression_curve.METHODS)}.")
+    unknown = set(FLAGS.methods) - set(compression_curve.METHODS)
+    if unknown:
+        raise errors.BadInputError(
+            f"Unknown --methods {sorted(unknown)}; choose from "
+            f"{list(compression_curve.METHODS)}.")
+    try:
+        ratios = [float(r) for r in FLAGS.ratios]
+    except ValueError as error:
+        raise errors.BadInputError(
+            f"--ratios must be numbers: {error}") from error
+    if not ratios:
+        raise errors.BadInputError(
+            "--ratios must name a target compression, e.g. 2,4,8.")
+    if any(not r > 1.0 for r in ratios):
+        raise errors.BadInputError("--ratios must all be > 1.")
+    if FLAGS.ppcd_steps < 1:
+        raise errors.BadInputError(
+            f"--ppcd_steps must be >= 1, got {FLAGS.ppcd_steps}.")
+    if FLAGS.num_samples < 2:
+        raise errors.BadInputError(
+            f"--num_samples must be >= 2, got {FLAGS.num_samples}.")
+    if not 0.0 < FLAGS.prune_end_fraction <= 1.0:
+        raise errors.BadInputError(
+            f"--prune_end_fraction must be in (0, 1], got "
+            f"{FLAGS.prune_end_fraction}.")
+    if not 0.0 <= FLAGS.ema_decay < 1.0:
+        raise errors.BadInputError(
+            f"--ema_decay must be in [0, 1), got {FLAGS.ema_decay}.")
+    evaluation.parse_seeds(FLAGS.seeds)
+    if FLAGS.teacher_dir and not os.path.isdir(FLAGS.teacher_dir):
+        raise errors.MissingInputError(
+            f"--teacher_dir {FLAGS.teacher_dir} does not exist or is not a "
+            "directory.")
+    _check_writable("--output_dir", FLAGS.output_dir)
+    _check_writable("--cache_dir", FLAGS.cache_dir)
+    reference = (_read_teacher_eval(FLAGS.teacher_eval)
+                 if FLAGS.teacher_eval else None)
+    return ratios, reference
 
 
 def _train(directory, teacher_dir, ratio, method, steps):
@@ -93,7 +191,8 @@ def _train(directory, teacher_dir, ratio, method, steps):
     _run(demo_pipeline.train_command(
         directory, teacher_dir, 1.0 / ratio, steps, 50,
         gin_params=FLAGS.gin_param, ema_decay=FLAGS.ema_decay,
-        extra_gin_files=extra, prune_end_fraction=FLAGS.prune_end_fraction))
+        extra_gin_files=extra, prune_end_fraction=FLAGS.prune_end_fraction),
+        directory)
     seconds = record.get("train_seconds", 0.0) + time.monotonic() - start
     files.write_json(record_path, {"steps": steps, "train_seconds": seconds})
     return seconds
@@ -101,7 +200,7 @@ def _train(directory, teacher_dir, ratio, method, steps):
 
 def _evaluate_export(directory, export):
     if not os.path.isdir(export):
-        _run(demo_pipeline.export_command(directory, export))
+        _run(demo_pipeline.export_command(directory, export), directory)
     output = export + ".eval.json"
     if os.path.isfile(output):
         with open(output) as f:
@@ -112,9 +211,6 @@ def _evaluate_export(directory, export):
 
 
 def _teacher_reference(teacher_dir):
-    if FLAGS.teacher_eval:
-        with open(FLAGS.teacher_eval) as f:
-            return json.load(f)["summary"]
     export = os.path.join(FLAGS.output_dir, "teacher_export")
     return _evaluate_export(teacher_dir, export)["summary"]
 
@@ -157,21 +253,11 @@ def _settings():
 def main(argv):
     del argv
     with errors.exit_on_errors():
-        unknown = set(FLAGS.methods) - set(compression_curve.METHODS)
-        if unknown:
-            raise errors.BadInputError(
-                f"Unknown --methods {sorted(unknown)}; choose from "
-                f"{list(compression_curve.METHODS)}.")
-        try:
-            ratios = [float(r) for r in FLAGS.ratios]
-        except ValueError as error:
-            raise errors.BadInputError(
-                f"--ratios must be numbers: {error}") from error
-        if any(r <= 1.0 for r in ratios):
-            raise errors.BadInputError("--ratios must all be > 1.")
+        ratios, reference = _check_flags()
         teacher_dir = FLAGS.teacher_dir or teachers.shipped_teacher_dir()
         os.makedirs(FLAGS.output_dir, exist_ok=True)
-        reference = _teacher_reference(teacher_dir)
+        if reference is None:
+            reference = _teacher_reference(teacher_dir)
         teacher_params = _teacher_params(teacher_dir)
         records = []
         for ratio in ratios:

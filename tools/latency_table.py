@@ -58,10 +58,52 @@ flags.DEFINE_list("check_exports", [], "Exported students whose channel "
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 
 
+def _check_writable(flag, path):
+    """Refuses, before any work, an output file `path` that cannot be
+    written: a directory, under a file, or under a directory this process
+    cannot write to."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        raise errors.BadInputError(
+            f"{flag} {path} is a directory; give a file path.")
+    ancestor = os.path.dirname(path)
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise errors.BadInputError(
+            f"{flag} {path} is under {ancestor}, which is a file.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise errors.BadInputError(
+            f"{flag} {path} cannot be written: {ancestor} is not writable.")
+
+
+def _check_export_channels(path):
+    """The ChannelConfig of a --check_exports entry, read before any
+    measuring."""
+    if not os.path.isdir(path):
+        raise errors.MissingInputError(
+            f"--check_exports: {path} does not exist or is not a "
+            "directory; give exports written by python -m ppcd_tf.export.")
+    config = os.path.join(path, serving.ASSETS_DIR, "channel_config.json")
+    if not os.path.isfile(config):
+        raise errors.MissingInputError(
+            f"--check_exports: {path} is not an export of ppcd_tf (no "
+            f"{serving.ASSETS_DIR}/channel_config.json); give exports "
+            "written by python -m ppcd_tf.export.")
+    try:
+        return arch.ChannelConfig.from_dict(serving.read_channel_config(path))
+    except (errors.MissingInputError, ValueError, KeyError, TypeError,
+            AttributeError) as error:
+        raise errors.DamagedInputError(
+            f"--check_exports: {config} cannot be read ({error}); export "
+            "the run again.") from error
+
+
 def _check_flags():
     for name in ("batch_size", "grid_step", "min_width", "repeats", "calls"):
         if getattr(FLAGS, name) < 1:
             raise errors.BadInputError(f"--{name} must be >= 1.")
+    _check_writable("--output", FLAGS.output)
     if os.path.exists(FLAGS.output) and not FLAGS.overwrite:
         raise errors.OutputExistsError(
             f"{FLAGS.output} exists; pass --overwrite to replace it.")
@@ -75,7 +117,10 @@ def _check_flags():
             raise errors.BadInputError(
                 f"--check_fractions takes numbers in (0, 1], got {text!r}.")
         fractions.append(value)
-    return fractions
+    exports = [(os.path.basename(path.rstrip("/")),
+                _check_export_channels(path))
+               for path in FLAGS.check_exports]
+    return fractions, exports
 
 
 def main(argv):
@@ -83,7 +128,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
                              exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
-        fractions = _check_flags()
+        fractions, exports = _check_flags()
         config = run_dir.read_model_configs(FLAGS.teacher_dir)["generator"]
         generator = generator_lib.Generator.from_config(config)
         generator.build()
@@ -100,12 +145,10 @@ def main(argv):
         counts_list = [{key: max(1, int(round(f * w)))
                         for key, w in widths.items()} for f in fractions]
         names = [f"widths x{f:g}" for f in fractions]
-        for path in FLAGS.check_exports:
-            channels = arch.ChannelConfig.from_dict(
-                serving.read_channel_config(path))
+        for name, channels in exports:
             counts_list.append(dict(channel_masks.mask_widths(
                 channels, prune_attention=True)))
-            names.append(os.path.basename(path.rstrip("/")))
+            names.append(name)
         for name, row in zip(names, latency_profiling.check_prediction(
                 table, generator, counts_list, FLAGS.repeats)):
             print(f"{name}: predicted "

@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 from ppcd_tf import errors  # noqa: E402
 from ppcd_tf import evaluation  # noqa: E402
 from ppcd_tf import teachers  # noqa: E402
+from ppcd_tf import trainer as trainer_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "The teacher run.", required=True)
@@ -37,8 +38,49 @@ flags.DEFINE_integer("num_samples", 10000, "Samples per seed.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Evaluation seeds.")
 
 
-def main(argv):
-    del argv
+def _check_flags():
+    """Every flag, checked before anything is written."""
+    if not os.path.isdir(FLAGS.model_dir):
+        raise teachers.TeacherError(
+            f"--model_dir {FLAGS.model_dir} does not exist or is not a "
+            "directory; give a finished teacher run.")
+    if not os.path.isfile(os.path.join(FLAGS.model_dir,
+                                       trainer_lib.MODELS_FILE)):
+        raise teachers.TeacherError(
+            f"--model_dir {FLAGS.model_dir} has no "
+            f"{trainer_lib.MODELS_FILE}; give a teacher run of python -m "
+            "ppcd_tf.train.")
+    if FLAGS.step is not None and FLAGS.step < 0:
+        raise errors.BadInputError(f"--step must be >= 0, got {FLAGS.step}.")
+    if FLAGS.evaluate:
+        if FLAGS.num_samples < 2:
+            raise errors.BadInputError(
+                f"--num_samples must be >= 2, got {FLAGS.num_samples}.")
+        evaluation.parse_seeds(FLAGS.seeds)
+    output = os.path.abspath(FLAGS.output)
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise errors.BadInputError(
+            f"--output {output} is a file, not a directory.")
+    if os.path.exists(output) and not FLAGS.overwrite:
+        raise errors.OutputExistsError(
+            f"--output {FLAGS.output} exists; pass --overwrite to replace "
+            "it.")
+    ancestor = output
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise errors.BadInputError(
+            f"--output {output} is under {ancestor}, which is a file.")
+    # The slim teacher is staged beside --output and renamed into place.
+    parent = (os.path.dirname(output) if ancestor == output else ancestor)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise errors.BadInputError(
+            f"--output {output} cannot be written: {parent} is not "
+            "writable.")
+
+
+def _ship():
+    """Writes the slim teacher and (with --evaluate) its evaluation."""
     record = {"command": FLAGS.command}
     if FLAGS.note:
         record["note"] = FLAGS.note
@@ -64,6 +106,13 @@ def main(argv):
             json.dump(record, f, indent=2, sort_keys=True)
             f.write("\n")
         print(json.dumps(record["evaluation"]["summary"], indent=2))
+
+
+def main(argv):
+    del argv
+    with errors.exit_on_errors():
+        _check_flags()
+        _ship()
 
 
 if __name__ == "__main__":

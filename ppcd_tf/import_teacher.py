@@ -22,7 +22,7 @@ only.
 biggan-128/2 (G only; its EMA weights unless `--no_ema`), read with
 tf.train.load_checkpoint (no tensorflow_hub). It has no discriminator: give
 a BigGAN-PyTorch `D.pth` of the same architecture with `--d_weights`, or
-the D is initialised from scratch (orthogonal, `--seed`) and PPCD must then
+the D is initialised from scratch (orthogonal, `--d_seed`) and PPCD must then
 use its own trained D for the class-aware term and skip the teacher-D
 feature term: add `--gin_file extras/teacher_without_d.gin`.
 
@@ -42,32 +42,16 @@ when the weights directory, a weights file or the module is missing.
 
 import os
 
-import numpy as np
-import tensorflow as tf
 from absl import app
 from absl import flags
 from absl import logging
 
 from ppcd_tf import errors
-from ppcd_tf import run_dir
-from ppcd_tf import torch_files
 from ppcd_tf.importing import biggan_pytorch
+from ppcd_tf.importing import convert
 from ppcd_tf.importing import teacher_run
-from ppcd_tf.importing import tfhub_biggan
-from ppcd_tf.models import builders
-from ppcd_tf.models import generator as generator_lib
 
 FORMATS = ("biggan_pytorch", "tfhub_biggan")
-GENERATOR_FILES = {"G_ema": "G_ema.pth", "G": "G.pth"}
-DISCRIMINATOR_FILE = "D.pth"
-# Architecture flags and their defaults when no preset gives them.
-ARCH_DEFAULTS = dict(resolution=None, g_ch=None, d_ch=None, num_classes=None,
-                     attention="64", d_attention=None, dim_z=120,
-                     shared_dim=128, sn_eps=1e-6, bn_epsilon=1e-5,
-                     image_channels=3, dataset="imported")
-# Images compared when the written run is read back.
-CHECK_BATCH = 2
-
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("format", "biggan_pytorch", FORMATS, "Source format.")
 flags.DEFINE_string("weights_dir", None, "biggan_pytorch: directory of "
@@ -77,11 +61,12 @@ flags.DEFINE_bool("no_ema", False, "tfhub_biggan: the raw weights instead "
                   "of their EMA.")
 flags.DEFINE_string("d_weights", None, "tfhub_biggan: a BigGAN-PyTorch "
                     "D.pth for the teacher D (default: initialised).")
-flags.DEFINE_integer("seed", 0, "tfhub_biggan: seed of an initialised D.")
+flags.DEFINE_integer("d_seed", 0, "tfhub_biggan: seed of an initialised D.")
 flags.DEFINE_string("output_dir", None, "Teacher run directory to write.")
 flags.DEFINE_enum("preset", None, sorted(biggan_pytorch.PRESETS),
                   "Architecture preset (flags below override it).")
-flags.DEFINE_enum("generator", "auto", ["auto"] + sorted(GENERATOR_FILES),
+flags.DEFINE_enum("generator", "auto",
+                  ["auto"] + sorted(convert.GENERATOR_FILES),
                   "Which generator file: G_ema.pth, G.pth, or auto (G_ema "
                   "when present).")
 flags.DEFINE_integer("resolution", None, "Image resolution.")
@@ -102,10 +87,10 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing --output_dir.")
 
 def architecture():
     """The architecture settings: defaults < preset < flags given."""
-    arch = dict(ARCH_DEFAULTS)
+    arch = dict(convert.ARCH_DEFAULTS)
     if FLAGS.preset:
         arch.update(biggan_pytorch.PRESETS[FLAGS.preset])
-    for name in ARCH_DEFAULTS:
+    for name in convert.ARCH_DEFAULTS:
         if name in FLAGS and FLAGS[name].present:
             arch[name] = FLAGS[name].value
     if arch["d_attention"] is None:
@@ -123,111 +108,6 @@ def architecture():
     return arch
 
 
-def source_files(weights_dir, which):
-    """(generator file, D file) paths; MissingInputError if absent."""
-    if not os.path.isdir(weights_dir):
-        raise errors.MissingInputError(
-            f"--weights_dir {weights_dir} is not a directory: give the "
-            "directory holding BigGAN-PyTorch's G_ema.pth / G.pth and D.pth.")
-    names = ([GENERATOR_FILES[which]] if which != "auto"
-             else [GENERATOR_FILES["G_ema"], GENERATOR_FILES["G"]])
-    generator = next((os.path.join(weights_dir, n) for n in names
-                      if os.path.isfile(os.path.join(weights_dir, n))), None)
-    if generator is None:
-        raise errors.MissingInputError(
-            f"No {' or '.join(names)} in {weights_dir}.")
-    discriminator = os.path.join(weights_dir, DISCRIMINATOR_FILE)
-    if not os.path.isfile(discriminator):
-        raise errors.MissingInputError(
-            f"No {DISCRIMINATOR_FILE} in {weights_dir}: PPCD's class-aware "
-            "distillation needs the teacher's discriminator. Copy D.pth of "
-            "the same run next to the generator file.")
-    return generator, discriminator
-
-
-def convert_tfhub_biggan(module_dir, arch, ema=True, d_path=None,
-                         seed=0):
-    """(generator, discriminator, D origin) of a TF-Hub BigGAN module; the
-    D from a BigGAN-PyTorch `d_path` or initialised with `seed`."""
-    variables = tfhub_biggan.read_module_variables(module_dir)
-    if d_path is None:
-        tf.keras.utils.set_random_seed(seed)
-    generator, discriminator = build_models(arch)
-    channels = generator.channels
-    attention = sorted(channels.attention)
-    if len(attention) > 1:
-        raise errors.BadInputError(
-            "A TF-Hub BigGAN has one attention layer; --attention names "
-            f"{len(attention)}.")
-    state = tfhub_biggan.to_biggan_pytorch(
-        variables, attention[0] - 1 if attention else None,
-        channels.bottom_width, ema=ema)
-    g_plan = biggan_pytorch.plan(
-        generator, linear_units=(channels.bottom_width, channels.stream[0]))
-    hint = biggan_pytorch.architecture_hint(state, None, arch["resolution"])
-    biggan_pytorch.check(g_plan, state, module_dir, hint)
-    biggan_pytorch.assign(g_plan, state)
-    origin = f"initialised (orthogonal, seed {seed})"
-    if d_path is not None:
-        d_state = torch_files.read_torch_state_dict(d_path)
-        d_plan = biggan_pytorch.plan(discriminator)
-        biggan_pytorch.check(d_plan, d_state, d_path,
-                             biggan_pytorch.architecture_hint(
-                                 None, d_state, arch["resolution"]))
-        biggan_pytorch.assign(d_plan, d_state)
-        origin = os.path.abspath(d_path)
-    return generator, discriminator, origin
-
-
-def build_models(arch):
-    """Our Generator and Discriminator of `arch`, built."""
-    generator = builders.build_generator(
-        arch["resolution"], arch["num_classes"], arch["image_channels"],
-        ch=arch["g_ch"], attention=arch["attention"], dim_z=arch["dim_z"],
-        shared_dim=arch["shared_dim"], sn_eps=arch["sn_eps"],
-        bn_epsilon=arch["bn_epsilon"], name="generator_ema")
-    discriminator = builders.build_discriminator(
-        arch["resolution"], arch["num_classes"], arch["image_channels"],
-        ch=arch["d_ch"], attention=arch["d_attention"], sn_eps=arch["sn_eps"],
-        name="discriminator")
-    generator.build()
-    discriminator.build()
-    return generator, discriminator
-
-
-def convert_biggan_pytorch(g_path, d_path, arch):
-    """(generator, discriminator) holding the weights of the two files."""
-    g_state = torch_files.read_torch_state_dict(g_path)
-    d_state = torch_files.read_torch_state_dict(d_path)
-    generator, discriminator = build_models(arch)
-    channels = generator.channels
-    g_plan = biggan_pytorch.plan(
-        generator, linear_units=(channels.bottom_width, channels.stream[0]))
-    d_plan = biggan_pytorch.plan(discriminator)
-    hint = biggan_pytorch.architecture_hint(g_state, d_state,
-                                              arch["resolution"])
-    biggan_pytorch.check(g_plan, g_state, g_path, hint)
-    biggan_pytorch.check(d_plan, d_state, d_path, hint)
-    biggan_pytorch.assign(g_plan, g_state)
-    biggan_pytorch.assign(d_plan, d_state)
-    return generator, discriminator
-
-
-def verify_written(output_dir, generator, discriminator):
-    """Reads the written run back (as TEACHER_DIR would) and checks that it
-    generates and discriminates exactly as the converted models."""
-    restored_g, restored_d, _ = run_dir.restore_teacher(output_dir)
-    z = tf.random.stateless_normal((CHECK_BATCH, generator.dim_z), (1, 2))
-    labels = tf.range(CHECK_BATCH) % generator.num_classes
-    want = generator(z, labels, training=False)
-    got = restored_g(z, labels, training=False)
-    want_d = discriminator(want, labels, training=False)
-    got_d = restored_d(want, labels, training=False)
-    if not (np.array_equal(want.numpy(), got.numpy())
-            and np.array_equal(np.asarray(want_d), np.asarray(got_d))):
-        raise RuntimeError(f"{output_dir} does not read back as written.")
-
-
 def _import(arch):
     """Converts the sources the flags name; returns (generator,
     discriminator, record)."""
@@ -235,10 +115,11 @@ def _import(arch):
         if not FLAGS.weights_dir:
             raise errors.BadInputError("--format biggan_pytorch needs "
                                        "--weights_dir.")
-        g_path, d_path = source_files(FLAGS.weights_dir, FLAGS.generator)
+        g_path, d_path = convert.source_files(FLAGS.weights_dir,
+                                              FLAGS.generator)
         logging.info("Converting %s and %s ...", g_path, d_path)
-        generator, discriminator = convert_biggan_pytorch(g_path, d_path,
-                                                          arch)
+        generator, discriminator = convert.convert_biggan_pytorch(
+            g_path, d_path, arch)
         sources = [g_path, d_path]
         record = {"discriminator": os.path.abspath(d_path)}
     else:
@@ -249,9 +130,9 @@ def _import(arch):
             raise errors.MissingInputError(
                 f"--d_weights {FLAGS.d_weights} is not a file.")
         logging.info("Converting the module %s ...", FLAGS.module_dir)
-        generator, discriminator, origin = convert_tfhub_biggan(
+        generator, discriminator, origin = convert.convert_tfhub_biggan(
             FLAGS.module_dir, arch, ema=not FLAGS.no_ema,
-            d_path=FLAGS.d_weights, seed=FLAGS.seed)
+            d_path=FLAGS.d_weights, seed=FLAGS.d_seed)
         index = os.path.join(FLAGS.module_dir, "variables",
                              "variables.index")
         sources = [index] + ([FLAGS.d_weights] if FLAGS.d_weights else [])
@@ -283,18 +164,11 @@ def main(argv):
         teacher_run.write_teacher_run(
             FLAGS.output_dir, generator, discriminator, dataset, record,
             teacher_run.model_bindings(arch), overwrite=FLAGS.overwrite)
-        verify_written(FLAGS.output_dir, generator, discriminator)
+        convert.verify_written(FLAGS.output_dir, generator, discriminator)
     print(f"Imported {FLAGS.format} weights ("
-          f"{record_params(generator, discriminator)}; D "
+          f"{convert.record_params(generator, discriminator)}; D "
           f"{record['discriminator']}) into {FLAGS.output_dir}; use it as "
           f"TEACHER_DIR = '{FLAGS.output_dir}'.")
-
-
-def record_params(generator, discriminator):
-    """'G n params, D m' for the summary line."""
-    return (f"G {generator_lib.count_trainable_parameters(generator):,} "
-            f"params, D "
-            f"{generator_lib.count_trainable_parameters(discriminator):,}")
 
 
 def run_main():

@@ -104,7 +104,7 @@ def make_archive(generator, jit_compile=False):
 
     archive.add_endpoint(
         name="serving_default", fn=serve,
-        input_signature=[tf.TensorSpec([None, None], tf.float32, name="z"),
+        input_signature=[tf.TensorSpec([None, dim_z], tf.float32, name="z"),
                          tf.TensorSpec([None], tf.int32, name="labels")])
     archive.add_endpoint(
         name="sample", fn=sample,
@@ -220,6 +220,10 @@ class LoadedExport:
         (requests above the export's maximum batch are split)."""
         z = tf.convert_to_tensor(z, tf.float32)
         labels = tf.convert_to_tensor(labels, tf.int32)
+        if z.shape.rank != 2 or z.shape[-1] != self.dim_z:
+            raise errors.BadInputError(
+                f"z must have shape [batch, {self.dim_z}], got "
+                f"{z.shape.as_list()}.")
         call = self._signatures["serving_default"]
         total = int(labels.shape[0])
         if total <= self.max_batch:

@@ -674,9 +674,14 @@ class ServedSignatureTest(tf.test.TestCase):
                 self.serve(z, labels)
 
     def test_wrong_z_width(self):
+        # The signature declares z as [None, dim_z] (consumers read the
+        # width from it): a wrong width is refused by the signature itself.
+        signature = self.loaded.signatures["serving_default"]
+        z_spec = signature.structured_input_signature[1]["z"]
+        self.assertEqual(z_spec.shape.as_list(), [None, self.dim_z])
         for width in (self.dim_z + 1, self.dim_z - 1):
             with self.assertRaisesRegex(
-                    tf.errors.InvalidArgumentError,
+                    (tf.errors.InvalidArgumentError, TypeError, ValueError),
                     rf"z must have shape \[batch, {self.dim_z}\]"):
                 self.serve(np.zeros((2, width)), [0, 1])
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppcd_tf import import_teacher
+from ppcd_tf.importing import convert
 from ppcd_tf import ppcd_trainer
 from ppcd_tf import run_dir
 from ppcd_tf import torch_files
@@ -30,7 +30,7 @@ from tests import helpers
 FIXTURES = os.path.join(helpers.REPO_ROOT, "tests", "fixtures",
                         "biggan_pytorch_32")
 SOURCE = json.load(open(os.path.join(FIXTURES, "source.json")))
-ARCH = dict(import_teacher.ARCH_DEFAULTS, resolution=SOURCE["resolution"],
+ARCH = dict(convert.ARCH_DEFAULTS, resolution=SOURCE["resolution"],
             g_ch=SOURCE["ch"], d_ch=SOURCE["ch"],
             num_classes=SOURCE["n_classes"], attention=SOURCE["attention"],
             d_attention=SOURCE["attention"], dim_z=SOURCE["dim_z"],
@@ -80,7 +80,7 @@ def test_zip_and_legacy_files_hold_the_same_state_dict():
 
 def test_imported_models_equal_biggan_pytorch():
     reference = np.load(os.path.join(FIXTURES, "reference.npz"))
-    generator, discriminator = import_teacher.convert_biggan_pytorch(
+    generator, discriminator = convert.convert_biggan_pytorch(
         os.path.join(FIXTURES, "G_ema.pth"),
         os.path.join(FIXTURES, "legacy", "D.pth"), ARCH)
     images = generator(tf.constant(reference["z"]),
@@ -185,10 +185,10 @@ def test_imagenet128_ch96_every_real_key_and_shape():
     parameter counts. Arrays are generated here (no 300 MB file)."""
     with open(os.path.join(FIXTURES, "imagenet128_ch96_shapes.json")) as f:
         shapes = json.load(f)
-    arch = dict(import_teacher.ARCH_DEFAULTS,
+    arch = dict(convert.ARCH_DEFAULTS,
                 **biggan_pytorch.PRESETS["imagenet128_ch96"])
     arch["d_attention"] = arch["attention"]
-    generator, discriminator = import_teacher.build_models(arch)
+    generator, discriminator = convert.build_models(arch)
     channels = generator.channels
     for model, name, linear_units in (
             (generator, "G", (channels.bottom_width, channels.stream[0])),
@@ -247,10 +247,10 @@ def _hub_reference_images(generator):
 
 def test_tfhub_generator_equals_its_source(tmp_path):
     module = _write_module(tmp_path / "module", prefix="module/")
-    arch = dict(import_teacher.ARCH_DEFAULTS, resolution=128, g_ch=8,
+    arch = dict(convert.ARCH_DEFAULTS, resolution=128, g_ch=8,
                 d_ch=8, num_classes=10, attention="64", d_attention="64",
                 sn_eps=1e-4, bn_epsilon=1e-4)
-    generator, discriminator, origin = import_teacher.convert_tfhub_biggan(
+    generator, discriminator, origin = convert.convert_tfhub_biggan(
         module, arch)
     images, expected = _hub_reference_images(generator)
     assert np.abs(expected).max() > 0.1

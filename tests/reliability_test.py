@@ -488,3 +488,12 @@ def test_fp16_loss_scale_is_removed_from_unwrapped_groups():
     grads = trainer_lib.Trainer._unscaled(
         [tf.constant([np.inf, 256.0]), tf.constant([1.0])], scaled)
     assert all(float(tf.reduce_sum(tf.abs(g))) == 0.0 for g in grads)
+
+
+@pytest.mark.slow
+def test_the_export_reader_checks_the_z_width(tiny_export):
+    with pytest.raises(errors.BadInputError,
+                       match=rf"z must have shape \[batch, "
+                             rf"{tiny_export.dim_z}\], got \[2, "
+                             rf"{tiny_export.dim_z + 1}\]"):
+        tiny_export.generate(tf.zeros((2, tiny_export.dim_z + 1)), [0, 1])

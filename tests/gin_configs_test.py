@@ -41,9 +41,14 @@ def _resolution_of(relpath):
 PPCD_STAGE = "stage/ppcd.gin"
 
 
+# Add-ons to a PPCD run (composed after stage/ppcd.gin).
+PPCD_ADDONS = ("extras/teacher_without_d.gin",)
+
+
 def _is_ppcd_stage(relpath):
-    return relpath == PPCD_STAGE or os.path.basename(relpath).startswith(
-        "ablation_")
+    return (relpath == PPCD_STAGE or relpath in PPCD_ADDONS
+            or relpath.startswith("experiments" + os.sep)
+            or os.path.basename(relpath).startswith("ablation_"))
 
 
 EXTRAS_BASE = ["data/fashion_mnist32.gin", "model/biggan32.gin",
@@ -53,21 +58,27 @@ EXTRAS_BASE = ["data/fashion_mnist32.gin", "model/biggan32.gin",
 def _composition(relpath, teacher_dir=None):
     """(gin files, extra bindings) that make `relpath` a complete run."""
     axis = relpath.split(os.sep)[0]
-    if axis == "extras":
+    if axis == "extras" and relpath not in PPCD_ADDONS:
         # Add-ons to a complete run (validation needs a dataset the
         # evaluation's feature network knows: the offline Fashion-MNIST).
         return EXTRAS_BASE + [relpath], []
-    if axis not in DEFAULTS:
+    if axis not in DEFAULTS and not _is_ppcd_stage(relpath):
         return [relpath], []
     if _is_ppcd_stage(relpath):
         # PPCD stages extend the teacher stage and need a trained teacher.
         stages = [DEFAULTS["stage"], PPCD_STAGE]
         if relpath != PPCD_STAGE:
             stages.append(relpath)
-        return ([DEFAULTS["data"], DEFAULTS["model"]] + stages,
-                [f"TEACHER_DIR = '{teacher_dir}'", "TARGET_PARAM_RATIO = 0.5",
-                 "PPCDTrainer.min_channels = 1",
-                 "PPCDTrainer.prune_end_fraction = 1.0"])
+        bindings = [f"TEACHER_DIR = '{teacher_dir}'",
+                    "TARGET_PARAM_RATIO = 0.5",
+                    "PPCDTrainer.min_channels = 1",
+                    "PPCDTrainer.prune_end_fraction = 1.0"]
+        if axis == "experiments":
+            # An experiment's schedule on the tiny model (its own scale is
+            # tested where it is documented, e.g. imagenet128_runbook_test).
+            bindings += ["Trainer.validate_every = 0",
+                         "Trainer.accumulation_steps = 1"]
+        return [DEFAULTS["data"], DEFAULTS["model"]] + stages, bindings
     files = {**DEFAULTS, axis: relpath}
     bindings = []
     resolution = _resolution_of(relpath)

@@ -73,16 +73,18 @@ class SampleToolTest(tf.test.TestCase):
         out = os.path.join(self.create_tempdir().full_path, "x.png")
         cases = [
             (["--saved_model", self.export_dir, "--classes", "99"],
-             "outside"),
+             "outside", 2),
             (["--saved_model", self.export_dir, "--truncation", "0"],
-             "truncation"),
+             "truncation", 2),
             (["--saved_model", self.export_dir, "--model_dir",
-              self.model_dir], "exactly one"),
-            (["--saved_model", self.model_dir], "metadata.json"),
+              self.model_dir], "exactly one", 2),
+            # Not an export (no metadata): a missing input, as everywhere.
+            (["--saved_model", self.model_dir], "metadata.json", 3),
         ]
-        for args, message in cases:
+        for args, message, status in cases:
             result = _sample(args + ["--out", out])
-            self.assertEqual(result.returncode, 2, (args, result.stderr))
+            self.assertEqual(result.returncode, status,
+                             (args, result.stderr))
             self.assertIn(message, result.stderr, args)
             self.assertNotIn("Traceback", result.stderr, args)
         self.assertFalse(os.path.exists(out))

@@ -19,13 +19,16 @@ def _refuse_existing(output_dir):
         "--overwrite to replace it.")
 
 
-def check_output_location(flag, path):
+def check_output_location(flag, path, directory=False):
     """Refuses, before any work, an output `path` (given as `flag`) that
     cannot be created: one under an existing file, or whose nearest
-    existing directory is not writable. Remote (`scheme://`) paths pass."""
+    existing directory (`path` itself first when it is an output
+    `directory`) is not writable. Remote (`scheme://`) paths pass."""
     if "://" in os.fspath(path):
         return
-    parent = os.path.abspath(os.path.dirname(os.path.abspath(path)))
+    parent = os.path.abspath(path)
+    if not directory:
+        parent = os.path.dirname(parent)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):

@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 from ppcd_tf import config as config_lib  # noqa: E402
 from ppcd_tf import demo_pipeline  # noqa: E402
 from ppcd_tf import errors  # noqa: E402
+from ppcd_tf import files  # noqa: E402
 from ppcd_tf import evaluation  # noqa: E402
 from ppcd_tf import serving  # noqa: E402
 from ppcd_tf import teachers  # noqa: E402
@@ -87,15 +88,7 @@ def _check_writable(flag, path):
     if os.path.exists(path) and not os.path.isdir(path):
         raise errors.BadInputError(f"{flag} {path} is a file, not a "
                                    "directory.")
-    ancestor = path
-    while not os.path.exists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise errors.BadInputError(
-            f"{flag} {path} is under {ancestor}, which is a file.")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise errors.BadInputError(
-            f"{flag} {path} cannot be written: {ancestor} is not writable.")
+    files.check_output_location(flag, path, directory=True)
 
 
 def _check_flags():

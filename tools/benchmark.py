@@ -166,15 +166,7 @@ def _check_writable(flag, path, directory=False):
         raise errors.BadInputError(
             f"{flag} {path} is " + ("a file, not a directory." if directory
                                     else "a directory; give a file path."))
-    ancestor = path if directory else os.path.dirname(path)
-    while not os.path.exists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise errors.BadInputError(
-            f"{flag} {path} is under {ancestor}, which is a file.")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise errors.BadInputError(
-            f"{flag} {path} cannot be written: {ancestor} is not writable.")
+    files.check_output_location(flag, path, directory=directory)
 
 
 def _check_export(path):

@@ -19,6 +19,7 @@ from absl import flags
 
 from ppcd_tf import errors
 from ppcd_tf import evaluation
+from ppcd_tf import files
 from ppcd_tf import run_dir
 from ppcd_tf.checkpointing import Checkpointer
 from ppcd_tf.metrics import feature_networks
@@ -39,15 +40,7 @@ def _check_writable(flag, path):
     written: under a file, or under a directory this process cannot write
     to."""
     path = os.path.abspath(path)
-    ancestor = path
-    while not os.path.exists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise errors.BadInputError(
-            f"{flag} {path} is under {ancestor}, which is a file.")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise errors.BadInputError(
-            f"{flag} {path} cannot be written: {ancestor} is not writable.")
+    files.check_output_location(flag, path, directory=True)
 
 
 def _read_reference(path):

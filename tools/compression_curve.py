@@ -92,15 +92,7 @@ def _check_writable(flag, path):
     if os.path.exists(path) and not os.path.isdir(path):
         raise errors.BadInputError(f"{flag} {path} is a file, not a "
                                    "directory.")
-    ancestor = path
-    while not os.path.exists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise errors.BadInputError(
-            f"{flag} {path} is under {ancestor}, which is a file.")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise errors.BadInputError(
-            f"{flag} {path} cannot be written: {ancestor} is not writable.")
+    files.check_output_location(flag, path, directory=True)
 
 
 def _read_teacher_eval(path):

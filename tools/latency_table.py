@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
 from ppcd_tf import errors  # noqa: E402
+from ppcd_tf import files  # noqa: E402
 from ppcd_tf import latency_profiling  # noqa: E402
 from ppcd_tf import run_dir  # noqa: E402
 from ppcd_tf import serving  # noqa: E402
@@ -66,15 +67,7 @@ def _check_writable(flag, path):
     if os.path.isdir(path):
         raise errors.BadInputError(
             f"{flag} {path} is a directory; give a file path.")
-    ancestor = os.path.dirname(path)
-    while not os.path.exists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise errors.BadInputError(
-            f"{flag} {path} is under {ancestor}, which is a file.")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise errors.BadInputError(
-            f"{flag} {path} cannot be written: {ancestor} is not writable.")
+    files.check_output_location(flag, path, directory=False)
 
 
 def _check_export_channels(path):

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 
 from ppcd_tf import errors  # noqa: E402
 from ppcd_tf import evaluation  # noqa: E402
+from ppcd_tf import files  # noqa: E402
 from ppcd_tf import teachers  # noqa: E402
 from ppcd_tf import trainer as trainer_lib  # noqa: E402
 
@@ -65,18 +66,8 @@ def _check_flags():
         raise errors.OutputExistsError(
             f"--output {FLAGS.output} exists; pass --overwrite to replace "
             "it.")
-    ancestor = output
-    while not os.path.exists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise errors.BadInputError(
-            f"--output {output} is under {ancestor}, which is a file.")
     # The slim teacher is staged beside --output and renamed into place.
-    parent = (os.path.dirname(output) if ancestor == output else ancestor)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise errors.BadInputError(
-            f"--output {output} cannot be written: {parent} is not "
-            "writable.")
+    files.check_output_location("--output", output)
 
 
 def _ship():

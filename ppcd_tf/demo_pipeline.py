@@ -128,3 +128,28 @@ def commands(output_dir, teacher_dir, target_ratio, ppcd_steps, log_every,
             "--output", train_steps, "--repeats", str(train_repeats)]))
         report += ["--train_steps", train_steps]
     return stages + [("report", report)]
+
+
+def check_run_flags(ppcd_steps, num_samples, prune_end_fraction, ema_decay,
+                    seeds, teacher_dir):
+    """The flags the sweep tools (compression curve, ablations) share,
+    checked before any training: BadInputError / MissingInputError."""
+    from ppcd_tf import evaluation  # deferred: it loads the metrics
+    if ppcd_steps < 1:
+        raise errors.BadInputError(
+            f"--ppcd_steps must be >= 1, got {ppcd_steps}.")
+    if num_samples < 2:
+        raise errors.BadInputError(
+            f"--num_samples must be >= 2, got {num_samples}.")
+    if not 0.0 < prune_end_fraction <= 1.0:
+        raise errors.BadInputError(
+            f"--prune_end_fraction must be in (0, 1], got "
+            f"{prune_end_fraction}.")
+    if not 0.0 <= ema_decay < 1.0:
+        raise errors.BadInputError(
+            f"--ema_decay must be in [0, 1), got {ema_decay}.")
+    evaluation.parse_seeds(seeds)
+    if teacher_dir and not os.path.isdir(teacher_dir):
+        raise errors.MissingInputError(
+            f"--teacher_dir {teacher_dir} does not exist or is not a "
+            "directory.")

@@ -393,6 +393,33 @@ def _check_writable_dir(flag, path):
         raise EvaluationError(str(error)) from error
 
 
+def read_result_summary(path, flag, missing_hint="", again_hint=""):
+    """The `summary` of a result JSON written by python -m ppcd_tf.evaluate
+    and given as `flag`: MissingInputError when absent, DamagedInputError
+    when not JSON or without the FID / class-accuracy means. The hints end
+    the messages (what to do instead)."""
+    if not os.path.isfile(path):
+        raise errors.MissingInputError(
+            f"{flag} {path} does not exist; give the result JSON of "
+            f"python -m ppcd_tf.evaluate{missing_hint}.")
+    try:
+        with open(path) as f:
+            result = json.load(f)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise errors.DamagedInputError(
+            f"{flag} {path} is not valid JSON ({error}); evaluate "
+            f"{again_hint}again with python -m ppcd_tf.evaluate.") from error
+    try:
+        summary = result["summary"]
+        for key in ("fid", "class_accuracy"):
+            float(summary[key]["mean"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise errors.DamagedInputError(
+            f"{flag} {path} is not a result of python -m ppcd_tf.evaluate "
+            f"(it lacks summary {error}).") from error
+    return summary
+
+
 def check_arguments(dataset=None, num_real=None, num_samples=2,
                     batch_size=1, output=None, cache_dir=None,
                     truncation=None):

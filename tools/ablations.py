@@ -99,28 +99,13 @@ def _check_flags():
         raise errors.BadInputError(
             f"Unknown --ablations {unknown}; choose from {available} "
             "(gin/stage/ablation_<name>.gin).")
-    if FLAGS.ppcd_steps < 1:
-        raise errors.BadInputError(
-            f"--ppcd_steps must be >= 1, got {FLAGS.ppcd_steps}.")
-    if FLAGS.num_samples < 2:
-        raise errors.BadInputError(
-            f"--num_samples must be >= 2, got {FLAGS.num_samples}.")
+    demo_pipeline.check_run_flags(
+        FLAGS.ppcd_steps, FLAGS.num_samples, FLAGS.prune_end_fraction,
+        FLAGS.ema_decay, FLAGS.seeds, FLAGS.teacher_dir)
     if not 0.0 < FLAGS.target_ratio <= 1.0:
         raise errors.BadInputError(
             f"--target_ratio (the kept parameter fraction) must be in "
             f"(0, 1], got {FLAGS.target_ratio}.")
-    if not 0.0 < FLAGS.prune_end_fraction <= 1.0:
-        raise errors.BadInputError(
-            f"--prune_end_fraction must be in (0, 1], got "
-            f"{FLAGS.prune_end_fraction}.")
-    if not 0.0 <= FLAGS.ema_decay < 1.0:
-        raise errors.BadInputError(
-            f"--ema_decay must be in [0, 1), got {FLAGS.ema_decay}.")
-    evaluation.parse_seeds(FLAGS.seeds)
-    if FLAGS.teacher_dir and not os.path.isdir(FLAGS.teacher_dir):
-        raise errors.MissingInputError(
-            f"--teacher_dir {FLAGS.teacher_dir} does not exist or is not a "
-            "directory.")
     if FLAGS.baseline_export:
         path = FLAGS.baseline_export
         if not os.path.isdir(path):

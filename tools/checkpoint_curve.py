@@ -45,26 +45,7 @@ def _check_writable(flag, path):
 
 def _read_reference(path):
     """The summary of the --reference JSON."""
-    if not os.path.isfile(path):
-        raise errors.MissingInputError(
-            f"--reference {path} does not exist; give the result JSON of "
-            "python -m ppcd_tf.evaluate.")
-    try:
-        with open(path) as f:
-            result = json.load(f)
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-        raise errors.DamagedInputError(
-            f"--reference {path} is not valid JSON ({error}); evaluate "
-            "again with python -m ppcd_tf.evaluate.") from error
-    try:
-        summary = result["summary"]
-        for key in ("fid", "class_accuracy"):
-            float(summary[key]["mean"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise errors.DamagedInputError(
-            f"--reference {path} is not a result of python -m "
-            f"ppcd_tf.evaluate (it lacks summary {error}).") from error
-    return summary
+    return evaluation.read_result_summary(path, "--reference")
 
 
 def _check_flags():

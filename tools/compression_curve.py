@@ -97,28 +97,10 @@ def _check_writable(flag, path):
 
 def _read_teacher_eval(path):
     """The summary of the --teacher_eval JSON."""
-    if not os.path.isfile(path):
-        raise errors.MissingInputError(
-            f"--teacher_eval {path} does not exist; give the result JSON of "
-            "python -m ppcd_tf.evaluate, or leave it out to evaluate the "
-            "teacher here.")
-    try:
-        with open(path) as f:
-            result = json.load(f)
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-        raise errors.DamagedInputError(
-            f"--teacher_eval {path} is not valid JSON ({error}); evaluate "
-            "the teacher again with python -m ppcd_tf.evaluate.") from error
-    try:
-        summary = result["summary"]
-        for key in ("fid", "class_accuracy"):
-            float(summary[key]["mean"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise errors.DamagedInputError(
-            f"--teacher_eval {path} is not a result of python -m "
-            f"ppcd_tf.evaluate (it lacks summary {error}); evaluate the "
-            "teacher again.") from error
-    return summary
+    return evaluation.read_result_summary(
+        path, "--teacher_eval",
+        missing_hint=", or leave it out to evaluate the teacher here",
+        again_hint="the teacher ")
 
 
 def _check_flags():
@@ -143,24 +125,9 @@ def _check_flags():
             "--ratios must name a target compression, e.g. 2,4,8.")
     if any(not r > 1.0 for r in ratios):
         raise errors.BadInputError("--ratios must all be > 1.")
-    if FLAGS.ppcd_steps < 1:
-        raise errors.BadInputError(
-            f"--ppcd_steps must be >= 1, got {FLAGS.ppcd_steps}.")
-    if FLAGS.num_samples < 2:
-        raise errors.BadInputError(
-            f"--num_samples must be >= 2, got {FLAGS.num_samples}.")
-    if not 0.0 < FLAGS.prune_end_fraction <= 1.0:
-        raise errors.BadInputError(
-            f"--prune_end_fraction must be in (0, 1], got "
-            f"{FLAGS.prune_end_fraction}.")
-    if not 0.0 <= FLAGS.ema_decay < 1.0:
-        raise errors.BadInputError(
-            f"--ema_decay must be in [0, 1), got {FLAGS.ema_decay}.")
-    evaluation.parse_seeds(FLAGS.seeds)
-    if FLAGS.teacher_dir and not os.path.isdir(FLAGS.teacher_dir):
-        raise errors.MissingInputError(
-            f"--teacher_dir {FLAGS.teacher_dir} does not exist or is not a "
-            "directory.")
+    demo_pipeline.check_run_flags(
+        FLAGS.ppcd_steps, FLAGS.num_samples, FLAGS.prune_end_fraction,
+        FLAGS.ema_decay, FLAGS.seeds, FLAGS.teacher_dir)
     _check_writable("--output_dir", FLAGS.output_dir)
     _check_writable("--cache_dir", FLAGS.cache_dir)
     reference = (_read_teacher_eval(FLAGS.teacher_eval)

@@ -6,15 +6,22 @@ one process.
 """
 
 import os
+import re
 import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
 
+from ppcd_tf import config as config_lib
 from ppcd_tf import errors
+from ppcd_tf import run_dir
 from ppcd_tf.models import complexity
+from ppcd_tf.models import discriminator as discriminator_lib
 from ppcd_tf.models import generator as generator_lib
+
+TEACHER_STAGE = "stage/teacher.gin"
+PPCD_STAGE = "stage/ppcd.gin"
 
 
 def median_seconds(fn, repeats, warmup):
@@ -67,55 +74,120 @@ def measure_generation(generator, batch_size=64, repeats=10, warmup=3,
     }
 
 
-def run_config_paths(teacher_dir, ppcd_dir):
-    """The two runs' config.gin; MissingInputError if one is absent."""
-    paths = [os.path.join(teacher_dir, "config.gin"),
-             os.path.join(ppcd_dir, "config.gin")]
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise errors.MissingInputError(
-            f"{missing} not found: runs started with python -m ppcd_tf.train "
-            "write config.gin into their --model_dir.")
-    return paths
+def _data_gin_file(dataset_name):
+    """The package's data gin file of a dataset (by `ImageDataset.name`)."""
+    pattern = re.compile(r"^ImageDataset\.name\s*=\s*['\"]([^'\"]+)['\"]",
+                         re.MULTILINE)
+    directory = os.path.join(config_lib.DEFAULT_GIN_SEARCH_PATH, "data")
+    for name in sorted(os.listdir(directory)):
+        with open(os.path.join(directory, name)) as f:
+            match = pattern.search(f.read())
+        if match and match.group(1) == dataset_name:
+            return f"data/{name}"
+    raise errors.BadInputError(
+        f"No data gin file under {directory} trains on {dataset_name!r} (the "
+        "teacher's models.json): give one with --gin_file.")
 
 
-def measure_train_steps(teacher_config, ppcd_config, repeats=5,
-                        warmup=2, extra_bindings=()):
-    """Median seconds per G step of the teacher and of PPCD training, built
-    from the runs' config.gin files in fresh temporary run directories and
-    timed alternately: the teacher, PPCD in its pruning phase (the masked
-    full-width student) and, for runs trained compact after the cut, PPCD
-    after it (the compact student at the run's budget). Returns
-    {"teacher_seconds_per_step", "ppcd_seconds_per_step", "ratio" (PPCD
-    pruning phase / teacher), "ppcd_compact_seconds_per_step",
-    "compact_ratio"}."""
-    # Deferred: only this measurement builds trainers from run configs.
+def train_step_gin_files(teacher_dir):
+    """The tool's own gin files for timing a teacher's training steps: the
+    package's data file of the teacher's dataset (models.json) and
+    stage/teacher.gin; stage/ppcd.gin is added for the PPCD steps."""
+    dataset = run_dir.read_model_configs(teacher_dir).get("dataset") or {}
+    if "name" not in dataset:
+        raise errors.BadInputError(
+            f"{teacher_dir}'s models.json names no dataset: give the data gin "
+            "file with --gin_file.")
+    return [_data_gin_file(dataset["name"]), TEACHER_STAGE]
+
+
+def _models_from_json(configs):
+    """Factories of the run's G and D as models.json describes them."""
+    def generator_fn(**unused_kwargs):
+        return generator_lib.Generator.from_config(
+            dict(configs["generator"], name="generator"))
+
+    def discriminator_fn(**unused_kwargs):
+        return discriminator_lib.Discriminator.from_config(
+            dict(configs["discriminator"], name="discriminator"))
+    return generator_fn, discriminator_fn
+
+
+def _cut_like_the_run(trainer, structure):
+    """Hardens the timing trainer's masks as the PPCD run was cut (its
+    pruning.json kept indices) or, before the run's cut, to the budget of
+    the parsed configuration; then switches to the compact student."""
+    from ppcd_tf import ppcd_trainer  # Deferred, as in measure_train_steps.
+    kept = (structure or {}).get("kept_indices")
+    if kept:
+        for key, variable in trainer.masks.logits.items():
+            keep = np.zeros(variable.shape, bool)
+            keep[np.asarray(kept.get(key, range(keep.size)), int)] = True
+            variable.assign(np.where(keep, ppcd_trainer.HARD_LOGIT,
+                                     -ppcd_trainer.HARD_LOGIT)
+                            .astype(np.float32))
+        trainer.masks.bound.assign(0.0)
+        trainer.hardened.assign(True)
+    else:
+        trainer.harden()
+    trainer.switch_to_compact(0)
+
+
+def measure_train_steps(teacher_dir, ppcd_dir, gin_files=None, gin_params=(),
+                        repeats=5, warmup=2):
+    """Median seconds per G step of the teacher and of PPCD training, timed
+    alternately in fresh temporary run directories: the teacher, PPCD in its
+    pruning phase (the masked full-width student) and, when the recipe
+    trains the compact student after the cut, PPCD after it (the compact
+    student, cut as `ppcd_dir`'s pruning.json records, else to the budget).
+
+    No file of either run is parsed by gin (a downloaded run could make gin
+    run code): the models come from the teacher's models.json, the cut from
+    the PPCD run's pruning.json, and the recipe from the package's own gin
+    files (`gin_files`, default `train_step_gin_files`) and `gin_params`,
+    which should carry the run's bindings that change a step's cost (batch
+    size, distillation terms).
+
+    Returns {"teacher_seconds_per_step", "ppcd_seconds_per_step", "ratio"
+    (PPCD pruning phase / teacher), "ppcd_compact_seconds_per_step",
+    "compact_ratio", "ppcd_compact_channels" (the timed compact student's
+    ChannelConfig dict), "gin_files", "gin_params", "repeats",
+    "step_times"}.
+    """
+    # Deferred: only this measurement builds trainers.
     import gin
-    from ppcd_tf import config as config_lib
     from ppcd_tf import ppcd_trainer
     from ppcd_tf import strategy as strategy_lib
     from ppcd_tf import trainer as trainer_lib
 
+    configs = run_dir.read_model_configs(teacher_dir)
+    structure = run_dir.read_pruning_structure(ppcd_dir)
+    gin_files = list(gin_files or train_step_gin_files(teacher_dir))
+    generator_fn, discriminator_fn = _models_from_json(configs)
     strategy = strategy_lib.get_strategy("one_device")
     timers = {}
     with tempfile.TemporaryDirectory() as root:
-        for name, config, cls, cut in (
-                ("teacher", teacher_config, trainer_lib.Trainer, False),
-                ("ppcd", ppcd_config, ppcd_trainer.PPCDTrainer, False),
-                ("ppcd_compact", ppcd_config, ppcd_trainer.PPCDTrainer,
-                 True)):
+        for name, stage, cut in (("teacher", [], False),
+                                 ("ppcd", [PPCD_STAGE], False),
+                                 ("ppcd_compact", [PPCD_STAGE], True)):
             gin.clear_config()
-            config_lib.parse_run_config(config, extra_bindings)
-            trainer = cls(model_dir=os.path.join(root, name),
-                          strategy=strategy)
+            config_lib.parse_gin(gin_files + stage, list(gin_params))
+            model_dir = os.path.join(root, name)
+            if stage:
+                trainer = ppcd_trainer.PPCDTrainer(
+                    model_dir=model_dir, strategy=strategy,
+                    teacher_dir=teacher_dir)
+            else:
+                trainer = trainer_lib.Trainer(
+                    model_dir=model_dir, strategy=strategy,
+                    generator_fn=generator_fn,
+                    discriminator_fn=discriminator_fn)
             if cut:
                 if not (trainer.masks is not None
                         and trainer.train_compact_after_cut):
                     continue
-                # The step after the cut: the compact student at the run's
-                # budget (the masks cut as at the end of the pruning phase).
-                trainer.harden()
-                trainer.switch_to_compact(0)
+                _cut_like_the_run(trainer, structure)
+                compact_channels = trainer.generator.channels.to_dict()
             iterator = trainer.make_iterator(0)
             # Warm-up traces the step while this config is the parsed one.
             median_seconds(
@@ -132,11 +204,13 @@ def measure_train_steps(teacher_config, ppcd_config, repeats=5,
     ppcd = float(np.median(times["ppcd"]))
     result = {"teacher_seconds_per_step": teacher,
               "ppcd_seconds_per_step": ppcd, "ratio": ppcd / teacher,
+              "gin_files": gin_files, "gin_params": list(gin_params),
               "repeats": repeats, "step_times": times}
     if "ppcd_compact" in times:
         compact = float(np.median(times["ppcd_compact"]))
         result.update(ppcd_compact_seconds_per_step=compact,
-                      compact_ratio=compact / teacher)
+                      compact_ratio=compact / teacher,
+                      ppcd_compact_channels=compact_channels)
     return result
 
 

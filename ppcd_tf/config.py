@@ -65,53 +65,6 @@ def parse_gin(gin_files, gin_params, search_path=(DEFAULT_GIN_SEARCH_PATH,)):
     return resolved
 
 
-# What a run directory's config.gin may contain before it is parsed: a
-# downloaded run is untrusted, and gin imports modules and, with dynamic
-# registration, calls any function a file names.
-_TRUSTED_MODULE_PREFIX = "ppcd_tf"
-
-
-def check_run_config(path):
-    """Refuses a run's gin file that could run code outside this package.
-
-    A config.gin written by the trainer holds `import ppcd_tf.<module>`
-    lines and bindings of registered configurables; anything else (another
-    import, gin's dynamic registration `from __gin__ import ...`, an
-    `include` of further files) raises ConfigError before gin reads it.
-    """
-    try:
-        with tf.io.gfile.GFile(path) as f:
-            lines = f.read().splitlines()
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{path} is not a text gin file ({error}).") \
-            from error
-    for number, line in enumerate(lines, 1):
-        words = line.split("#", 1)[0].split()
-        if not words:
-            continue
-        refused = None
-        if words[0] == "from":
-            refused = "a 'from ... import' (gin's dynamic registration)"
-        elif words[0] == "include":
-            refused = "an include of another file"
-        elif words[0] == "import" and len(words) > 1:
-            module = words[1]
-            if module.split(".")[0] != _TRUSTED_MODULE_PREFIX:
-                refused = f"an import of {module!r}"
-        if refused:
-            raise ConfigError(
-                f"Refusing to parse {path}: line {number} is {refused}. A "
-                "run's config may only import ppcd_tf modules and bind "
-                "registered configurables; gin would run what it names.")
-
-
-def parse_run_config(path, gin_params=()):
-    """Parses a run directory's config.gin (checked by check_run_config
-    first) and extra bindings."""
-    check_run_config(path)
-    return parse_gin([path], list(gin_params), search_path=())
-
-
 def configure_logical_cpus(count):
     """Splits the first physical CPU into `count` logical devices.
 

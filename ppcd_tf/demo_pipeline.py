@@ -125,7 +125,9 @@ def commands(output_dir, teacher_dir, target_ratio, ppcd_steps, log_every,
         stages.append(("training step timing", [
             python, "-m", "ppcd_tf.time_training",
             "--teacher_dir", teacher_dir, "--ppcd_dir", ppcd_dir,
-            "--output", train_steps, "--repeats", str(train_repeats)]))
+            "--output", train_steps, "--repeats", str(train_repeats)]
+            + [arg for binding in gin_params
+               for arg in ("--gin_param", binding)]))
         report += ["--train_steps", train_steps]
     return stages + [("report", report)]
 

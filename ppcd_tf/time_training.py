@@ -4,19 +4,23 @@ r"""Times teacher and PPCD training steps side by side; writes a JSON file.
       --teacher_dir ppcd_tf/assets/teacher_fashion_mnist32 \
       --ppcd_dir runs/demo/ppcd --output runs/demo/train_steps.json
 
-Builds a teacher trainer and PPCD trainers from the two runs' `config.gin`
-(in fresh temporary directories: the runs themselves are not touched) and
-times single compiled G steps alternately (median of `--repeats` after
-`--warmup`): the teacher, PPCD in its pruning phase (the masked full-width
-student) and PPCD after the cut (the compact student at the run's budget).
-The report (`python -m ppcd_tf.report --train_steps FILE`) and
+Builds a teacher trainer and PPCD trainers in fresh temporary directories
+(the runs themselves are not touched) and times single compiled G steps
+alternately (median of `--repeats` after `--warmup`): the teacher, PPCD in
+its pruning phase (the masked full-width student) and PPCD after the cut
+(the compact student, cut as the PPCD run's pruning.json records). The
+report (`python -m ppcd_tf.report --train_steps FILE`) and
 `tools/benchmark.py --compare_dir` show the result.
 
-A run's config.gin is checked before gin reads it
-(`config.check_run_config`): only `import ppcd_tf...` lines and bindings of
-registered configurables are accepted, so a downloaded run cannot make gin
-import other modules or call other functions (exit 2 names the line).
-Exit status 2 on bad arguments, 3 when a run's config.gin is missing.
+No file of either run is parsed by gin: a downloaded run's config.gin could
+make gin import modules and call functions. The models come from the
+teacher's models.json, the cut from the PPCD run's pruning.json, and the
+recipe from the package's own gin files (the data file of the teacher's
+dataset, stage/teacher.gin, stage/ppcd.gin; `--gin_file` replaces the first
+two) plus `--gin_param`: give the run's bindings that change a step's cost,
+e.g. `--gin_param "GLOBAL_BATCH_SIZE = 32"` or
+`--gin_param "DistillationWeights.d_features = 0.0"`.
+Exit status 2 on bad arguments, 3 when a run's models.json is missing.
 """
 
 
@@ -35,6 +39,12 @@ flags.DEFINE_string("ppcd_dir", None, "The PPCD run.")
 flags.DEFINE_string("output", None, "Result JSON path.")
 flags.DEFINE_integer("repeats", 5, "Timed steps of each kind (median).")
 flags.DEFINE_integer("warmup", 2, "Untimed steps of each kind.")
+flags.DEFINE_multi_string(
+    "gin_file", None, "The package's gin files of the teacher's recipe (a "
+    "data file and a stage file; default: the data file of the teacher's "
+    "dataset and stage/teacher.gin). stage/ppcd.gin is added for PPCD.")
+flags.DEFINE_multi_string("gin_param", [], "Bindings of the timed recipe "
+                          "(the runs' bindings that change a step's cost).")
 
 
 def main(argv):
@@ -49,8 +59,8 @@ def main(argv):
             raise errors.BadInputError("--repeats must be >= 1 and --warmup "
                                        ">= 0.")
         files.check_output_location("--output", FLAGS.output)
-        teacher_config, ppcd_config = benchmarking.run_config_paths(
-            FLAGS.teacher_dir, FLAGS.ppcd_dir)
+        for name in ("teacher_dir", "ppcd_dir"):
+            run_dir.read_model_configs(getattr(FLAGS, name))
         if run_dir.read_pruning_structure(FLAGS.ppcd_dir) is None:
             raise errors.BadInputError(
                 f"--ppcd_dir {FLAGS.ppcd_dir} is not a PPCD run (no "
@@ -62,7 +72,8 @@ def main(argv):
                 "teacher's run.")
         logging.info("Timing teacher and PPCD training steps ...")
         result = benchmarking.measure_train_steps(
-            teacher_config, ppcd_config, repeats=FLAGS.repeats,
+            FLAGS.teacher_dir, FLAGS.ppcd_dir, gin_files=FLAGS.gin_file,
+            gin_params=FLAGS.gin_param, repeats=FLAGS.repeats,
             warmup=FLAGS.warmup)
         files.write_json(FLAGS.output, result)
     line = (f"teacher {result['teacher_seconds_per_step']:.3f} s/step, PPCD "

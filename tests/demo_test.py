@@ -153,6 +153,17 @@ class TinyDemoTest(tf.test.TestCase):
             report = json.load(f)
         self.assertEqual(report["student"]["params"], last["live_params"])
 
+    def test_step_timing_times_the_runs_compact_student(self):
+        with open(os.path.join(self.output_dir, "train_steps.json")) as f:
+            timing = json.load(f)
+        structure = run_dir.read_pruning_structure(
+            os.path.join(self.output_dir, "ppcd"))
+        # Cut as the run was (pruning.json), with the demo's bindings.
+        self.assertEqual(timing["ppcd_compact_channels"],
+                         structure["compact_channels"])
+        self.assertIn("GLOBAL_BATCH_SIZE = 4", timing["gin_params"])
+        self.assertGreater(timing["ppcd_compact_seconds_per_step"], 0)
+
     def test_rerun_resumes_and_rewrites_the_report(self):
         # The PPCD run is finished: a rerun does not train again.
         argv = demo_pipeline.commands(self.output_dir, self.teacher_dir, 0.5,

@@ -20,7 +20,6 @@ import pytest
 import tensorflow as tf
 
 from ppcd_tf import checkpointing
-from ppcd_tf import config as config_lib
 from ppcd_tf import errors
 from ppcd_tf import exporting
 from ppcd_tf import files
@@ -80,29 +79,37 @@ def test_truncated_torch_file_is_a_damaged_input(tmp_path):
         torch_files.read_torch_state_dict(path)
 
 
-@pytest.mark.parametrize("line", [
-    "from __gin__ import dynamic_registration",
-    "import os",
-    "import subprocess as ppcd_tf_sub",
-    "include '/tmp/other.gin'",
-])
-def test_run_config_that_could_run_code_is_refused(tmp_path, line):
+MALICIOUS_GIN = ("from __gin__ import dynamic_registration\n"
+                 "import os\n"
+                 "Trainer.num_steps = @os.system('touch {marker}')\n")
+
+
+@pytest.mark.slow
+def test_step_timing_never_parses_a_run_config(tmp_path):
+    """time_training / benchmark --compare_dir time steps from models.json
+    and pruning.json with the package's gin files: a downloaded run's
+    config.gin that would run a command (gin's dynamic registration) is
+    never read."""
+    from ppcd_tf import benchmarking
     marker = tmp_path / "ran"
-    path = tmp_path / "config.gin"
-    path.write_text("import ppcd_tf.trainer\n"
-                    f"{line}\n"
-                    f"Trainer.num_steps = @os.system('touch {marker}')\n")
-    with pytest.raises(errors.BadInputError, match="Refusing to parse"):
-        config_lib.parse_run_config(str(path))
+    teacher = str(tmp_path / "teacher")
+    shutil.copytree(helpers.tiny_teacher_dir(), teacher)
+    ppcd = tmp_path / "ppcd"
+    ppcd.mkdir()
+    for directory in (teacher, str(ppcd)):
+        _write(os.path.join(directory, "config.gin"),
+               MALICIOUS_GIN.format(marker=marker))
+    result = benchmarking.measure_train_steps(
+        teacher, str(ppcd), gin_params=list(helpers.TINY_BINDINGS) + [
+            "PPCDTrainer.min_channels = 1"], repeats=1, warmup=0)
     assert not marker.exists()
-
-
-def test_a_trainer_written_config_is_accepted(tmp_path):
-    path = tmp_path / "config.gin"
-    path.write_text("# Config of this run\n"
-                    "import ppcd_tf.trainer as ppcd_tf2\n"
-                    "Trainer.num_steps = 3  # a comment\n")
-    config_lib.check_run_config(str(path))
+    # The recipe is the package's: the data file of the teacher's dataset
+    # ('fake', from its models.json) and the teacher stage.
+    assert result["gin_files"] == ["data/fake.gin", "stage/teacher.gin"]
+    for key in ("teacher_seconds_per_step", "ppcd_seconds_per_step",
+                "ppcd_compact_seconds_per_step"):
+        assert result[key] > 0
+    assert len(result["step_times"]["ppcd_compact"]) == 1
 
 
 def _write(path, text):

@@ -14,7 +14,9 @@ With --compare_dir (a finished `make demo` / `python -m ppcd_tf.demo`
 output directory) it instead measures the compression side by side in one
 process: teacher vs exported student parameters, MACs, SavedModel size,
 generation throughput (batch --gen_batch, alternating rounds, median), PPCD
-vs teacher training step time, FID / KID / intra-FID / class accuracy
+vs teacher training step time (models from the runs' models.json and
+pruning.json, recipe from the package's gin files and --gin_param: the
+runs' config.gin files are never parsed), FID / KID / intra-FID / class accuracy
 (--num_samples per seed, mean +- std over --seeds), and writes the report
 directory `<compare_dir>/benchmark_report/` (same files as the demo's).
 
@@ -87,9 +89,6 @@ flags.DEFINE_list("batches", ["1", "8", "64", "256"], "Batch sizes of "
 flags.DEFINE_integer("train_repeats", 10, "Timed training steps of each "
                      "kind (--compare_dir).")
 
-PPCD_STAGE = "stage/ppcd.gin"
-
-
 def _table(results):
     train = results["teacher_training"]
     gen = results["teacher_generation"]
@@ -122,8 +121,10 @@ def compare(compare_dir):
     train_steps = None
     if FLAGS.train_repeats > 0:
         logging.info("Timing teacher and PPCD training steps ...")
+        # From models.json and pruning.json with the package's own gin
+        # files (and --gin_param): the runs' config.gin is never parsed.
         train_steps = benchmarking.measure_train_steps(
-            *benchmarking.run_config_paths(teacher_dir, ppcd_dir),
+            teacher_dir, ppcd_dir, gin_params=FLAGS.gin_param,
             repeats=FLAGS.train_repeats)
     report = reporting.run_comparison(
         teacher_dir, ppcd_dir,
@@ -305,7 +306,7 @@ def measure_configs():
             trainer.checkpointer.save(int(trainer.step.numpy()))
             gin.clear_config()
             config_lib.parse_gin(
-                list(gin_files) + [PPCD_STAGE],
+                list(gin_files) + [benchmarking.PPCD_STAGE],
                 list(FLAGS.gin_param) + [f"TEACHER_DIR = '{teacher_dir}'"])
             student = ppcd_trainer.PPCDTrainer(
                 model_dir=os.path.join(model_dir, "ppcd"), strategy=strategy)

@@ -266,3 +266,67 @@ def sweep_markdown(rows):
             f"{1e3 * r['teacher_seconds_per_batch']:.2f} | "
             f"{1e3 * r['student_seconds_per_batch']:.2f} |")
     return "\n".join(lines)
+
+
+def portable_throughput(export_dir, repeats=10, warmup=3, threads=None):
+    """Images/s of an export's SavedModel (serving_default) and of its
+    converted models (generator.onnx with onnxruntime, generator.tflite with
+    the TFLite interpreter) at the TFLite model's fixed batch (64 without
+    one), timed alternately in one process. onnxruntime runs with the
+    session options of `onnx_serving.session_options(threads)`; TFLite with
+    `threads` threads (default: its own).
+
+    Returns {"batch_size", "rows": [{"runtime", "file", "bytes",
+    "seconds_per_batch", "images_per_sec", "vs_saved_model"}]}."""
+    from ppcd_tf import portable_export
+    from ppcd_tf import serving
+    export = serving.load_export(export_dir)
+    runners = {"SavedModel (TensorFlow)": (
+        None, lambda z, y: export.signature()(
+            z=tf.constant(z), labels=tf.constant(y))["images"].numpy())}
+    batch = 64
+    tflite_path = os.path.join(export_dir, portable_export.TFLITE_FILE)
+    if os.path.isfile(tflite_path):
+        with open(tflite_path, "rb") as f:
+            tflite = portable_export.TFLiteGenerator(f.read(), threads)
+        batch = tflite.batch
+        runners["TFLite"] = (tflite_path, tflite.generate)
+    onnx_path = os.path.join(export_dir, portable_export.ONNX_FILE)
+    if os.path.isfile(onnx_path):
+        from ppcd_tf import onnx_serving  # deferred: needs onnxruntime
+        onnx = onnx_serving.OnnxGenerator(onnx_path, threads)
+        runners["ONNX (onnxruntime)"] = (onnx_path, onnx.generate)
+    rng = np.random.RandomState(0)
+    z = rng.randn(batch, export.dim_z).astype(np.float32)
+    labels = (np.arange(batch) % export.num_classes).astype(np.int32)
+    times = {name: [] for name in runners}
+    for round_index in range(warmup + repeats):
+        for name, (_, run) in runners.items():
+            start = time.perf_counter()
+            run(z, labels)
+            if round_index >= warmup:
+                times[name].append(time.perf_counter() - start)
+    saved_model_bytes = serving.directory_bytes(export_dir) - sum(
+        os.path.getsize(path) for path, _ in runners.values() if path)
+    base = float(np.median(times["SavedModel (TensorFlow)"]))
+    rows = []
+    for name, (path, _) in runners.items():
+        seconds = float(np.median(times[name]))
+        rows.append({
+            "runtime": name, "file": path,
+            "bytes": (os.path.getsize(path) if path
+                      else saved_model_bytes),
+            "seconds_per_batch": seconds, "images_per_sec": batch / seconds,
+            "vs_saved_model": base / seconds})
+    return {"batch_size": batch, "rows": rows}
+
+
+def portable_markdown(result):
+    """portable_throughput's result as a markdown table."""
+    lines = [f"| runtime (batch {result['batch_size']}) | images/s | "
+             "vs SavedModel | file size |", "|---|---:|---:|---:|"]
+    for row in result["rows"]:
+        size = (f"{row['bytes'] / 1e6:.2f} MB" if row["bytes"] else "")
+        lines.append(f"| {row['runtime']} | {row['images_per_sec']:,.0f} | "
+                     f"{row['vs_saved_model']:.2f}x | {size} |")
+    return "\n".join(lines)

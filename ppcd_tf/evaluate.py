@@ -5,13 +5,16 @@ Examples:
   python -m ppcd_tf.evaluate --saved_model runs/demo/student_export
   python -m ppcd_tf.evaluate --model_dir runs/demo/ppcd --num_samples 1000 \
       --seeds 0
+  python -m ppcd_tf.evaluate --portable runs/demo/student_export/generator.tflite
   python -m ppcd_tf.evaluate --saved_model EXPORT \
       --feature_network inception_v3 \
       --feature_weights /data/inception_v3.weights.h5 --split validation
 
-The generator is an exported SavedModel (`--saved_model`) or a training
+The generator is an exported SavedModel (`--saved_model`), a training
 run's newest checkpoint (`--model_dir`: EMA generator, with its masks for a
-PPCD run). Samples have balanced labels (sample i has class i % classes);
+PPCD run) or a converted model of an export (`--portable`: its
+generator.onnx, run by onnxruntime, or generator.tflite, e.g. a quantised
+one). Samples have balanced labels (sample i has class i % classes);
 z ~ N(0, I) as in training unless `--truncation` is given. Real-image
 features come from the dataset the generator was trained on (or
 `--dataset`) and are cached in `--cache_dir`. The feature network defaults
@@ -23,7 +26,8 @@ Inception FID).
 
 Writes the figures (mean +- std over `--seeds`, and per seed) with the
 record of how they were computed to `--output` (default:
-`<saved_model>.eval.json` or `<model_dir>/eval.json`) and prints a summary.
+`<saved_model>.eval.json`, `<portable>.eval.json` or
+`<model_dir>/eval.json`) and prints a summary.
 Exit status 2 on bad arguments, 3 when data or weights are missing.
 """
 
@@ -38,6 +42,9 @@ from ppcd_tf.metrics import feature_networks
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "An exported SavedModel directory.")
 flags.DEFINE_string("model_dir", None, "A training run directory.")
+flags.DEFINE_string("portable", None, "An export's generator.onnx or "
+                    "generator.tflite (python -m ppcd_tf.export --format "
+                    "onnx / tflite).")
 flags.DEFINE_string("checkpoint", "latest", "Which checkpoint of --model_dir:"
                     " latest, best (the best validation score, in "
                     "<model_dir>/best/) or a checkpoint path prefix.")
@@ -78,7 +85,8 @@ def main(argv):
             FLAGS.split, FLAGS.num_real, FLAGS.data_dir,
             FLAGS.feature_network, FLAGS.feature_weights, FLAGS.num_samples,
             FLAGS.seeds, FLAGS.truncation, FLAGS.batch_size,
-            FLAGS.cache_dir, FLAGS.output, FLAGS.checkpoint)
+            FLAGS.cache_dir, FLAGS.output, FLAGS.checkpoint,
+            FLAGS.portable)
     print(evaluation.format_summary(result))
     print(f"Wrote {result['output']}")
 

@@ -83,6 +83,52 @@ class GeneratorSource:
                     "step": metadata.get("source", {}).get("step")})
 
     @classmethod
+    def from_portable(cls, path):
+        """A converted model of an export (`generator.onnx`, run with
+        onnxruntime, or `generator.tflite`, fixed batch: requests are cut
+        into batches and the last one padded)."""
+        metadata = serving.read_metadata(os.path.dirname(
+            os.path.abspath(path)))
+        if not os.path.isfile(path):
+            raise serving.ExportNotFoundError(
+                f"{path} not found: export with --format onnx / --format "
+                "tflite.")
+        if path.endswith(".onnx"):
+            from ppcd_tf import onnx_serving  # deferred: needs onnxruntime
+            runner = onnx_serving.OnnxGenerator(path)
+            generate, kind = runner.generate, "onnx"
+        elif path.endswith(".tflite"):
+            from ppcd_tf import portable_export
+            with open(path, "rb") as f:
+                runner = portable_export.TFLiteGenerator(f.read())
+
+            def generate(z, labels):
+                batch, parts = runner.batch, []
+                for start in range(0, len(labels), batch):
+                    part_z = np.asarray(z[start:start + batch], np.float32)
+                    part_labels = np.asarray(labels[start:start + batch],
+                                             np.int32)
+                    pad = batch - len(part_labels)
+                    part = runner.generate(
+                        np.pad(part_z, ((0, pad), (0, 0))),
+                        np.pad(part_labels, (0, pad)))
+                    parts.append(part[:batch - pad])
+                return np.concatenate(parts, axis=0)
+            kind = "tflite"
+        else:
+            raise EvaluationError(
+                f"--portable {path}: expected a generator.onnx or "
+                "generator.tflite file of an export.")
+        portable = metadata.get("portable", {}).get(kind, {})
+        return cls(generate, int(metadata["dim_z"]),
+                   int(metadata["num_classes"]), int(metadata["resolution"]),
+                   metadata.get("dataset"),
+                   {"kind": kind, "path": os.path.abspath(path),
+                    "params": metadata.get("params"),
+                    "quantization": portable.get("quantization"),
+                    "step": metadata.get("source", {}).get("step")})
+
+    @classmethod
     def from_run(cls, model_dir, checkpoint=None):
         """The run's EMA generator of its newest (or the given) checkpoint."""
         restored = run_dir.restore_generator(model_dir, checkpoint)
@@ -356,16 +402,20 @@ def default_split(dataset):
     return _DEFAULT_SPLITS.get(dataset, "test")
 
 
-def default_output(saved_model, model_dir):
+def default_output(saved_model, model_dir, portable=None):
+    if portable:
+        return os.path.normpath(portable) + ".eval.json"
     if saved_model:
         return os.path.normpath(saved_model) + ".eval.json"
     return os.path.join(model_dir, "eval.json")
 
 
-def load_source(saved_model, model_dir, checkpoint=None):
-    if bool(saved_model) == bool(model_dir):
+def load_source(saved_model, model_dir, checkpoint=None, portable=None):
+    if sum(bool(x) for x in (saved_model, model_dir, portable)) != 1:
         raise EvaluationError(
-            "Give exactly one of --saved_model and --model_dir.")
+            "Give exactly one of --saved_model, --model_dir and --portable.")
+    if portable:
+        return GeneratorSource.from_portable(portable)
     path = saved_model or model_dir
     if not os.path.isdir(path):
         raise EvaluationError(f"{path} is not a directory.")
@@ -453,9 +503,12 @@ def evaluate_generator(saved_model=None, model_dir=None, dataset=None,
                        feature_network=None, feature_weights=None,
                        num_samples=DEFAULT_NUM_SAMPLES, seeds=DEFAULT_SEEDS,
                        truncation=None, batch_size=DEFAULT_BATCH_SIZE,
-                       cache_dir=None, output=None, checkpoint=None):
+                       cache_dir=None, output=None, checkpoint=None,
+                       portable=None):
     """Evaluates one generator and writes the result JSON; returns it.
-    `checkpoint` picks a run's checkpoint ('latest', 'best', a path)."""
+    `checkpoint` picks a run's checkpoint ('latest', 'best', a path);
+    `portable` names an export's generator.onnx / generator.tflite
+    instead of a SavedModel or a run."""
     seeds = parse_seeds(seeds)
     check_arguments(dataset, num_real, num_samples, batch_size, output,
                     cache_dir, truncation)
@@ -463,7 +516,7 @@ def evaluate_generator(saved_model=None, model_dir=None, dataset=None,
     # once, before the generator is loaded.
     network = (feature_networks.build(feature_network, feature_weights)
                if feature_network else None)
-    source = load_source(saved_model, model_dir, checkpoint)
+    source = load_source(saved_model, model_dir, checkpoint, portable)
     dataset = dataset or source.dataset
     if not dataset:
         raise EvaluationError(
@@ -478,7 +531,7 @@ def evaluate_generator(saved_model=None, model_dir=None, dataset=None,
         max_examples=num_real, data_dir=data_dir)
     result = evaluate(source, network, real, num_samples, seeds, truncation,
                       batch_size)
-    output = output or default_output(saved_model, model_dir)
+    output = output or default_output(saved_model, model_dir, portable)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     write_json(result, output)
     result["output"] = output

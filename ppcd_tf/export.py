@@ -12,6 +12,12 @@ preceding convolutions; --nofold_batch_norm keeps them) and checked again;
 --jit_compile compiles it with XLA. It prints a report (channels per
 layer, parameters, MACs, SavedModel size) and writes it as JSON next to the
 export (`<output>.report.json`). See ppcd_tf/serving.py for the signatures.
+
+--format onnx / --format tflite also write `generator.onnx` (onnxruntime,
+`ppcd_tf.onnx_serving`) / `generator.tflite` (fixed batch --tflite_batch)
+into the export directory, each checked against the compact generator
+before anything is written; invalid inputs fail inside those graphs (see
+ppcd_tf/portable_export.py).
 Exit codes: 0 done, 2 the run cannot be exported as asked.
 """
 
@@ -21,6 +27,7 @@ from absl import flags
 from ppcd_tf import errors
 from ppcd_tf import exporting
 from ppcd_tf import files
+from ppcd_tf import portable_export
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training run directory to export.")
@@ -39,6 +46,18 @@ flags.DEFINE_bool("fold_batch_norm", True, "Fold BatchNorm standing "
                   "(checked within --tolerance).")
 flags.DEFINE_bool("jit_compile", False, "Compile the served computation "
                   "with XLA.")
+flags.DEFINE_multi_enum("format", [], list(exporting.FORMATS),
+                        "Also write a converted model beside the SavedModel "
+                        "(repeatable): onnx (generator.onnx; needs "
+                        "ppcd_tf[onnx]), tflite (generator.tflite, fixed "
+                        "batch).")
+flags.DEFINE_integer("onnx_opset", portable_export.DEFAULT_ONNX_OPSET,
+                     "ONNX opset of --format onnx (13 to 18).")
+flags.DEFINE_integer("tflite_batch", 64, "Fixed batch of --format tflite.")
+flags.DEFINE_enum("tflite_quantization", "none",
+                  list(portable_export.TFLITE_QUANTIZATIONS),
+                  "Weights of --format tflite: float32 (none), int8 "
+                  "(dynamic_range) or float16.")
 
 
 def main(argv):
@@ -55,7 +74,9 @@ def main(argv):
             binarize_threshold=FLAGS.binarize_threshold,
             tolerance=FLAGS.tolerance, checkpoint=FLAGS.checkpoint,
             fold_batch_norm=FLAGS.fold_batch_norm,
-            jit_compile=FLAGS.jit_compile)
+            jit_compile=FLAGS.jit_compile, formats=FLAGS.format,
+            onnx_opset=FLAGS.onnx_opset, tflite_batch=FLAGS.tflite_batch,
+            tflite_quantization=FLAGS.tflite_quantization)
     print(exporting.format_report(report))
     files.write_json(FLAGS.output.rstrip("/") + ".report.json", report)
 

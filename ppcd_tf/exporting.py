@@ -14,19 +14,25 @@
   4. prepares the inference-time graph (`serving_graph`: spectral norms
      frozen, BatchNorm statistics folded where exact) and checks it against
      the hard-masked generator again (same tolerance);
-  5. writes the SavedModel (optionally XLA-compiled) and its assets
-     atomically (`serving`);
-  6. returns a report: per mask layer original vs kept channels, parameters
+  5. optionally converts that graph to ONNX and / or a fixed-batch TFLite
+     model (`portable_export`) and checks each against the compact
+     generator (ONNX with onnxruntime within `tolerance`, float32 TFLite
+     within TFLITE_TOLERANCE; quantised TFLite is measured, not refused);
+  6. writes the SavedModel (optionally XLA-compiled), its assets and the
+     converted models atomically, in one directory (`serving`);
+  7. returns a report: per mask layer original vs kept channels, parameters
      and MACs of the full and compact generators, SavedModel size.
 """
 
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from ppcd_tf import errors
+from ppcd_tf import portable_export
 from ppcd_tf import run_dir
 from ppcd_tf import serving
 from ppcd_tf import serving_graph
@@ -36,6 +42,10 @@ from ppcd_tf.pruning import channel_masks
 from ppcd_tf.pruning import surgery
 
 DEFAULT_TOLERANCE = 1e-4
+# float32 TFLite against the compact generator (its kernels sum in another
+# order than TensorFlow's).
+TFLITE_TOLERANCE = 1e-3
+FORMATS = ("onnx", "tflite")
 VERIFY_BATCH = 16
 METRICS_FILE = "metrics.json"
 
@@ -110,15 +120,27 @@ def _layer_report(full, compact):
 
 def export_run(model_dir, output_dir, overwrite=False,
                binarize_threshold=None, tolerance=DEFAULT_TOLERANCE,
-               checkpoint=None, fold_batch_norm=True, jit_compile=False):
+               checkpoint=None, fold_batch_norm=True, jit_compile=False,
+               formats=(), onnx_opset=portable_export.DEFAULT_ONNX_OPSET,
+               tflite_batch=64, tflite_quantization="none"):
     """Exports a run's compact EMA generator (of its newest checkpoint, or
     of `checkpoint`: 'best' or a path prefix); returns the report dict.
     `fold_batch_norm` folds BatchNorm statistics into convolutions where
-    exact; `jit_compile` compiles the served computation with XLA."""
+    exact; `jit_compile` compiles the served computation with XLA.
+    `formats` adds converted models beside the SavedModel: 'onnx'
+    (generator.onnx, opset `onnx_opset`) and 'tflite' (generator.tflite,
+    batch `tflite_batch`, `tflite_quantization`)."""
     if os.path.exists(output_dir) and not overwrite:
         raise errors.OutputExistsError(
             f"{output_dir} exists; choose another --output or pass "
             "--overwrite to replace it.")
+    formats = tuple(formats)
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ExportError(f"Unknown export format(s) {unknown}; choose from "
+                          f"{list(FORMATS)}.")
+    portable_export.check_options(formats, onnx_opset, tflite_batch,
+                                  tflite_quantization, serving.MAX_BATCH)
     restored = load_run(model_dir, checkpoint)
     keep = decide_keep(restored, binarize_threshold)
     if keep is None:
@@ -126,6 +148,7 @@ def export_run(model_dir, output_dir, overwrite=False,
     else:
         compact = surgery.build_compact(restored.generator, keep)
         difference = verify(restored.generator, compact, keep, tolerance)
+    trained_compact = compact  # the reference of the converted models
     compact, serving_record = prepare_serving(
         restored.generator, compact, keep, tolerance, fold_batch_norm)
     serving_record["jit_compile"] = bool(jit_compile)
@@ -172,7 +195,11 @@ def export_run(model_dir, output_dir, overwrite=False,
                                "[N, H, W, C] in [-1, 1]",
             "sample": "labels int32 [N], truncation float32 [] in (0, 1], "
                       "seed int32 [2] -> images (z: normal truncated at "
-                      f"+-{serving.TRUNCATION_BOUND} x truncation)"},
+                      f"+-{serving.TRUNCATION_BOUND} x truncation)",
+            "interpolate": "z float32 [N, dim_z], labels_a int32 [N], "
+                           "labels_b int32 [N], alpha float32 [N] in [0, 1] "
+                           "-> images of the class embedding (1 - alpha) * "
+                           "e(labels_a) + alpha * e(labels_b)"},
     }
     assets = {
         "metadata.json": metadata,
@@ -180,9 +207,15 @@ def export_run(model_dir, output_dir, overwrite=False,
         "operative_config.gin": _read_text(
             os.path.join(model_dir, "operative_config.gin")),
     }
+    portable, portable_files = convert_portable(
+        compact, trained_compact, metadata, formats, tolerance, onnx_opset,
+        tflite_batch, tflite_quantization)
+    if portable:
+        metadata["portable"] = portable
     size = serving.write_saved_model(compact, output_dir, assets,
                                      overwrite=overwrite,
-                                     jit_compile=jit_compile)
+                                     jit_compile=jit_compile,
+                                     extra_files=portable_files)
     report = {
         "output": os.path.abspath(output_dir),
         "layers": _layer_report(full, compact),
@@ -191,10 +224,97 @@ def export_run(model_dir, output_dir, overwrite=False,
         "compression": full_params / compact_params,
         "saved_model_bytes": size, "verified_max_abs_diff": difference,
         "serving_graph": serving_record,
+        "portable": portable,
         "step": step, "checkpoint": checkpoint,
     }
     logging.info("Exported %s", output_dir)
     return report
+
+
+def _portable_check_batch(generator, batch, seed=0):
+    """(z, labels) numpy of the converted models' equality check."""
+    z = tf.random.stateless_normal((batch, generator.dim_z), (seed, 4))
+    labels = tf.range(batch, dtype=tf.int32) % generator.num_classes
+    return z.numpy(), labels.numpy()
+
+
+def check_onnx(model, reference, tolerance):
+    """Max |onnxruntime(model) - reference| on a batch; ExportError past
+    `tolerance`."""
+    from ppcd_tf import onnx_serving  # deferred: needs onnxruntime
+    import onnxruntime
+    session = onnxruntime.InferenceSession(
+        model, onnx_serving.session_options(),
+        providers=["CPUExecutionProvider"])
+    z, labels = _portable_check_batch(reference, VERIFY_BATCH)
+    images = session.run(["images"], {"z": z, "labels": labels})[0]
+    expected = reference(z, labels, training=False).numpy()
+    difference = float(np.max(np.abs(images - expected)))
+    if difference > tolerance:
+        raise ExportError(
+            f"The ONNX generator (onnxruntime) differs from the compact one "
+            f"by {difference:.3g} > {tolerance:g}. Refusing to export; try "
+            "another --onnx_opset.")
+    return difference
+
+
+def check_tflite(model, reference, quantization):
+    """Max |TFLite(model) - reference| on one fixed batch; float32 models
+    past TFLITE_TOLERANCE raise ExportError (quantised ones are measured
+    only)."""
+    runner = portable_export.TFLiteGenerator(model)
+    z, labels = _portable_check_batch(reference, runner.batch)
+    images = runner.generate(z, labels)
+    expected = reference(z, labels, training=False).numpy()
+    difference = float(np.max(np.abs(images - expected)))
+    if quantization == "none" and difference > TFLITE_TOLERANCE:
+        raise ExportError(
+            f"The TFLite generator differs from the compact one by "
+            f"{difference:.3g} > {TFLITE_TOLERANCE:g}. Refusing to export.")
+    return difference
+
+
+def convert_portable(served, reference, metadata, formats, tolerance,
+                     onnx_opset, tflite_batch, tflite_quantization):
+    """({format: record}, {file name: bytes}) of the converted models of
+    the serving generator `served`, each checked against `reference` (the
+    compact generator before the serving-graph changes)."""
+    records, contents = {}, {}
+    if "onnx" in formats:
+        model = portable_export.to_onnx(served, metadata, serving.MAX_BATCH,
+                                        onnx_opset)
+        difference = check_onnx(model, reference, tolerance)
+        contents[portable_export.ONNX_FILE] = model
+        records["onnx"] = {
+            "file": portable_export.ONNX_FILE, "opset": onnx_opset,
+            "bytes": len(model), "verified_max_abs_diff": difference,
+            "inputs": {"z": "float32 [N, dim_z]", "labels": "int32 [N]"},
+            "outputs": {"images": "float32 [N, H, W, C] in [-1, 1]"},
+            "invalid_input": "onnxruntime InvalidArgument from Gather node "
+                             f"{portable_export.CHECK_NAME!r} (label outside "
+                             "[0, num_classes), non-finite z, batch above "
+                             "max_batch)",
+            "session_options": {"session.intra_op.allow_spinning": "0"}}
+        logging.info("ONNX (opset %d): %d bytes, max |onnxruntime - "
+                     "compact| %.2e.", onnx_opset, len(model), difference)
+    if "tflite" in formats:
+        model = portable_export.to_tflite(served, tflite_batch,
+                                          serving.MAX_BATCH,
+                                          tflite_quantization)
+        difference = check_tflite(model, reference, tflite_quantization)
+        contents[portable_export.TFLITE_FILE] = model
+        records["tflite"] = {
+            "file": portable_export.TFLITE_FILE, "batch": tflite_batch,
+            "quantization": tflite_quantization, "bytes": len(model),
+            "max_abs_diff": difference,
+            "tolerance": (TFLITE_TOLERANCE if tflite_quantization == "none"
+                          else None),
+            "invalid_input": "RuntimeError from the interpreter's invoke "
+                             "(gather index out of bounds)"}
+        logging.info("TFLite (batch %d, %s): %d bytes, max |TFLite - "
+                     "compact| %.2e.", tflite_batch, tflite_quantization,
+                     len(model), difference)
+    return records, contents
 
 
 def prepare_serving(source, compact, keep, tolerance, fold_batch_norm):
@@ -252,4 +372,18 @@ def format_report(report):
         f"compact vs hard-masked generator: max abs diff "
         f"{report['verified_max_abs_diff']:.2e}",
     ]
+    portable = report.get("portable") or {}
+    if "onnx" in portable:
+        onnx = portable["onnx"]
+        lines.append(
+            f"ONNX: {onnx['file']} (opset {onnx['opset']}, "
+            f"{onnx['bytes'] / 1e6:.2f} MB), onnxruntime vs compact max abs "
+            f"diff {onnx['verified_max_abs_diff']:.2e}")
+    if "tflite" in portable:
+        tflite = portable["tflite"]
+        lines.append(
+            f"TFLite: {tflite['file']} (batch {tflite['batch']}, "
+            f"quantization {tflite['quantization']}, "
+            f"{tflite['bytes'] / 1e6:.2f} MB), vs compact max abs diff "
+            f"{tflite['max_abs_diff']:.2e}")
     return "\n".join(lines)

@@ -45,8 +45,16 @@ TARGET_THROUGHPUT_FRACTION = 0.8
 TARGET_STEP_RATIO = 1.7
 REPORT_FILES = ("report.json", "report.md", "teacher_samples.png",
                 "student_samples.png", "samples_side_by_side.png",
-                "pruning.png", "evaluation_teacher.json",
+                "truncation.png", "pruning.png", "evaluation_teacher.json",
                 "evaluation_student.json")
+# Figures of exports that have the interpolate signature (every export of
+# this version; exports of older versions lack it and get no such figure).
+INTERPOLATION_FILE = "interpolation.png"
+TRUNCATION_FILE = "truncation.png"
+OPTIONAL_REPORT_FILES = (INTERPOLATION_FILE,)
+INTERPOLATION_ROWS = 4
+INTERPOLATION_STEPS = 8
+TRUNCATIONS = (0.25, 0.5, 0.75, 1.0)
 
 
 def saved_model_facts(path):
@@ -97,10 +105,38 @@ def write_grids(teacher_path, student_path, out_dir, classes, columns,
         grids[name] = summaries.image_grid(images, rows=len(classes))
         summaries.write_png(grids[name],
                             os.path.join(out_dir, f"{name}_samples.png"))
+    _write_side_by_side(grids, os.path.join(out_dir,
+                                            "samples_side_by_side.png"))
+    exports = {name: serving.load_export(path) for name, path in
+               (("teacher", teacher_path), ("student", student_path))}
+    # Truncation sweep: one row per truncation, the same z directions.
+    _write_side_by_side(
+        {name: summaries.image_grid(
+            sample_lib.truncation_grid(export, classes, columns,
+                                       TRUNCATIONS, seed),
+            rows=len(TRUNCATIONS)) for name, export in exports.items()},
+        os.path.join(out_dir, TRUNCATION_FILE))
+    # Class interpolation from the first to the last class shown.
+    if any("interpolate" not in export.signature_names
+           for export in exports.values()):
+        logging.warning("An export has no interpolate signature (written by "
+                        "an older ppcd_tf): no %s.", INTERPOLATION_FILE)
+        return
+    _write_side_by_side(
+        {name: summaries.image_grid(
+            sample_lib.interpolation_grid(
+                export, classes[0], classes[-1], INTERPOLATION_ROWS,
+                INTERPOLATION_STEPS, 1.0, seed),
+            rows=INTERPOLATION_ROWS) for name, export in exports.items()},
+        os.path.join(out_dir, INTERPOLATION_FILE))
+
+
+def _write_side_by_side(grids, path):
+    """The teacher's and the student's grids in one PNG, a gap between."""
     gap = np.ones_like(grids["teacher"][:, :, :summaries.GRID_PADDING * 4])
     summaries.write_png(
         np.concatenate([grids["teacher"], gap, grids["student"]], axis=2),
-        os.path.join(out_dir, "samples_side_by_side.png"))
+        path)
 
 
 def plot_pruning(history, path):
@@ -288,6 +324,14 @@ def render_markdown(report):
         "", "## Samples (same z for teacher and student; one row per "
         "class)", "", "Teacher | Student", "",
         "![side by side](samples_side_by_side.png)", "",
+        "## Truncation (rows: truncation "
+        f"{', '.join(f'{t:g}' for t in TRUNCATIONS)}; the same z "
+        "directions in every row)", "", "Teacher | Student", "",
+        f"![truncation]({TRUNCATION_FILE})", "",
+        f"## Class interpolation (each row one z; the class embedding "
+        f"moves from the first to the last class in "
+        f"{INTERPOLATION_STEPS} steps)", "", "Teacher | Student", "",
+        f"![interpolation]({INTERPOLATION_FILE})", "",
         "## Pruning over training", "", "![pruning](pruning.png)", ""]
     return "\n".join(lines)
 

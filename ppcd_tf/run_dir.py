@@ -233,17 +233,25 @@ class RestoredGenerator:
     full_config: dict
     configs: dict
 
-    def generate(self, z, labels):
-        """Images [N, H, W, C] of the (hard-masked where needed) generator."""
+    def generate(self, z, labels, class_embedding=None):
+        """Images [N, H, W, C] of the (hard-masked where needed) generator;
+        `class_embedding` [N, shared_dim] replaces the labels' shared
+        embedding (class interpolation)."""
+        kwargs = {"training": False, "class_embedding": class_embedding}
         if self.masks is not None and self.keep is None:
             values = self.masks()
-            return self.generator(z, labels, training=False, masks=values,
-                                  keep=self.masks.keep(values))
+            return self.generator(z, labels, masks=values,
+                                  keep=self.masks.keep(values), **kwargs)
         if self.keep is None:
-            return self.generator(z, labels, training=False)
+            return self.generator(z, labels, **kwargs)
         masks = surgery.masks_from_keep(self.keep)
-        return self.generator(z, labels, training=False, masks=masks,
-                              keep=masks)
+        return self.generator(z, labels, masks=masks, keep=masks, **kwargs)
+
+    def interpolate(self, z, labels_a, labels_b, alpha):
+        """Images of z [N, dim_z] with the shared class embedding mixed as
+        (1 - alpha) * e(labels_a) + alpha * e(labels_b), alpha [N]."""
+        return self.generate(z, labels_a, self.generator.mixed_embedding(
+            labels_a, labels_b, alpha))
 
     def compact_generator(self):
         """The compact Generator: surgery of the hard masks, or the

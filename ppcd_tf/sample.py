@@ -8,8 +8,18 @@ Examples:
   python -m ppcd_tf.sample --saved_model runs/demo/student_export --classes 0 \
       --n 4 --individual --out samples/
 
+  python -m ppcd_tf.sample --saved_model runs/demo/student_export \
+      --interpolate_classes 0,9 --steps 8 --n 4 --out interpolation.png
+  python -m ppcd_tf.sample --saved_model runs/demo/student_export \
+      --truncation_sweep 0.2,0.5,1.0 --classes 3 --n 8 --out sweep.png
+
 A grid has one row per class and `--n` columns; column j uses the same z in
-every row. z is drawn from a normal truncated at +-2 and scaled by
+every row. With `--interpolate_classes A,B --steps K` each of the `--n` rows
+keeps one z while the shared class embedding moves from A to B in K steps
+((1 - alpha) e(A) + alpha e(B), alpha = 0 ... 1; the export's `interpolate`
+signature). With `--truncation_sweep T1,T2,...` there is one row per
+truncation and column j uses the same direction of z in every row (the
+same draw scaled by each T) and class `--classes[j mod len]`. z is drawn from a normal truncated at +-2 and scaled by
 `--truncation` (the BigGAN truncation trick), from `--seed`, identically for
 both sources: an exported SavedModel (its `sample` signature) and a training
 run's EMA generator (with its current masks for a PPCD run) give the same
@@ -42,6 +52,12 @@ flags.DEFINE_integer("seed", 0, "Seed of z.")
 flags.DEFINE_string("out", None, "Output PNG (or directory with "
                     "--individual).")
 flags.DEFINE_bool("individual", False, "One PNG per image in --out.")
+flags.DEFINE_list("interpolate_classes", None, "A,B: one row per z (--n "
+                  "rows), the class embedding moved from A to B over --steps "
+                  "columns.")
+flags.DEFINE_integer("steps", 8, "Columns of --interpolate_classes.")
+flags.DEFINE_list("truncation_sweep", None, "Truncations, e.g. 0.2,0.5,1.0: "
+                  "one row each, the same z directions in every row.")
 
 DEFAULT_MAX_CLASSES = 10
 
@@ -84,6 +100,82 @@ def sample_run(model_dir, classes, n, truncation, seed, checkpoint=None):
     z = _column_z(restored.generator.dim_z, n, len(classes), truncation,
                   seed)
     return restored.generate(z, _grid_inputs(classes, n)).numpy()
+
+
+def _source(saved_model, model_dir, checkpoint):
+    """The export (LoadedExport) or the run (RestoredGenerator) to sample."""
+    if saved_model:
+        return _load_export(saved_model)
+    return run_dir.restore_generator(model_dir, checkpoint)
+
+
+def _dim_z(source):
+    if isinstance(source, serving.LoadedExport):
+        return source.dim_z
+    return source.generator.dim_z
+
+
+def interpolation_grid(source, class_a, class_b, rows, steps, truncation,
+                       seed):
+    """Images [rows * steps, H, W, C]: row i keeps one z, column j mixes
+    the class embedding with alpha = j / (steps - 1) from class_a to
+    class_b. `source`: a LoadedExport or a RestoredGenerator."""
+    z = serving.truncated_z((rows, _dim_z(source)), (seed, 0), truncation)
+    z = tf.repeat(z, steps, axis=0)
+    alpha = tf.tile(tf.linspace(0.0, 1.0, steps), [rows])
+    labels_a = tf.fill([rows * steps], int(class_a))
+    labels_b = tf.fill([rows * steps], int(class_b))
+    return np.asarray(source.interpolate(z, labels_a, labels_b, alpha))
+
+
+def truncation_grid(source, classes, n, truncations, seed):
+    """Images [len(truncations) * n, H, W, C]: one row per truncation,
+    column j the same draw of z (scaled by the row's truncation) and class
+    classes[j % len(classes)]."""
+    base = serving.truncated_z((n, _dim_z(source)), (seed, 0), 1.0)
+    z = tf.concat([base * float(t) for t in truncations], axis=0)
+    labels = np.asarray([classes[j % len(classes)] for j in range(n)],
+                        np.int32)
+    labels = tf.constant(np.tile(labels, len(truncations)))
+    return np.asarray(source.generate(z, labels))
+
+
+def _parse_floats(values, flag):
+    try:
+        return [float(v) for v in values]
+    except ValueError as error:
+        raise SampleError(f"{flag} must be numbers: {error}") from error
+
+
+def check_modes(interpolate_classes, steps, truncation_sweep, num_classes):
+    """((A, B) or None, [truncations] or None) of the grid modes."""
+    if interpolate_classes is not None and truncation_sweep is not None:
+        raise SampleError("Give at most one of --interpolate_classes and "
+                          "--truncation_sweep.")
+    pair = None
+    if interpolate_classes is not None:
+        try:
+            pair = tuple(int(c) for c in interpolate_classes)
+        except ValueError as error:
+            raise SampleError(f"--interpolate_classes must be two class "
+                              f"ids A,B: {error}") from error
+        if len(pair) != 2:
+            raise SampleError("--interpolate_classes takes two class ids "
+                              f"A,B, got {len(pair)}.")
+        bad = [c for c in pair if not 0 <= c < num_classes]
+        if bad:
+            raise SampleError(
+                f"--interpolate_classes {bad} outside [0, {num_classes}).")
+        if steps < 2:
+            raise SampleError(f"--steps must be >= 2, got {steps}.")
+    sweep = None
+    if truncation_sweep is not None:
+        sweep = _parse_floats(truncation_sweep, "--truncation_sweep")
+        bad = [t for t in sweep if not 0.0 < t <= 1.0]
+        if not sweep or bad:
+            raise SampleError(f"--truncation_sweep values must be in (0, 1],"
+                              f" got {truncation_sweep}.")
+    return pair, sweep
 
 
 def num_classes_of(saved_model=None, model_dir=None):
@@ -130,17 +222,19 @@ def check_args(saved_model, model_dir, classes, n, truncation, out,
     return classes
 
 
-def write(images, classes, n, out, individual):
-    """Writes a grid PNG (one row per class) or one PNG per image."""
+def write(images, row_names, out, individual):
+    """Writes a grid PNG (one row per entry of `row_names`) or one PNG per
+    image (`<row name>_<column>.png`)."""
     if not individual:
-        summaries.write_png(summaries.image_grid(images, rows=len(classes)),
+        summaries.write_png(summaries.image_grid(images, rows=len(row_names)),
                             out)
         return [out]
     os.makedirs(out, exist_ok=True)
+    columns = len(images) // len(row_names)
     paths = []
     for index, image in enumerate(images):
-        label, column = classes[index // n], index % n
-        path = os.path.join(out, f"class{label}_{column:03d}.png")
+        name, column = row_names[index // columns], index % columns
+        path = os.path.join(out, f"{name}_{column:03d}.png")
         summaries.write_png(summaries.image_grid(image[None], rows=1), path)
         paths.append(path)
     return paths
@@ -154,14 +248,33 @@ def main(argv):
         classes = check_args(FLAGS.saved_model, FLAGS.model_dir,
                              FLAGS.classes, FLAGS.n, FLAGS.truncation,
                              FLAGS.out, FLAGS.individual)
-        if FLAGS.saved_model:
+        pair, sweep = check_modes(
+            FLAGS.interpolate_classes, FLAGS.steps, FLAGS.truncation_sweep,
+            num_classes_of(FLAGS.saved_model, FLAGS.model_dir))
+        if pair:
+            source = _source(FLAGS.saved_model, FLAGS.model_dir,
+                             FLAGS.checkpoint)
+            images = interpolation_grid(source, pair[0], pair[1], FLAGS.n,
+                                        FLAGS.steps, FLAGS.truncation,
+                                        FLAGS.seed)
+            row_names = [f"class{pair[0]}to{pair[1]}_z{i}"
+                         for i in range(FLAGS.n)]
+        elif sweep:
+            source = _source(FLAGS.saved_model, FLAGS.model_dir,
+                             FLAGS.checkpoint)
+            images = truncation_grid(source, classes, FLAGS.n, sweep,
+                                     FLAGS.seed)
+            row_names = [f"truncation{t:g}" for t in sweep]
+        elif FLAGS.saved_model:
             images = sample_saved_model(FLAGS.saved_model, classes, FLAGS.n,
                                         FLAGS.truncation, FLAGS.seed)
+            row_names = [f"class{c}" for c in classes]
         else:
             images = sample_run(FLAGS.model_dir, classes, FLAGS.n,
                                 FLAGS.truncation, FLAGS.seed,
                                 FLAGS.checkpoint)
-    paths = write(images, classes, FLAGS.n, FLAGS.out, FLAGS.individual)
+            row_names = [f"class{c}" for c in classes]
+    paths = write(images, row_names, FLAGS.out, FLAGS.individual)
     print(f"Wrote {len(paths)} file(s): {paths[0]}"
           + (" ..." if len(paths) > 1 else ""))
 

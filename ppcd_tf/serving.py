@@ -9,6 +9,11 @@ process without ppcd_tf and runnable with `saved_model_cli run`):
       -> {'images': ...}`: the truncation trick, z drawn inside the graph from
     a normal truncated at +-2 and scaled by `truncation` (stateless, so the
     same seed gives the same images).
+  * `interpolate(z: float32 [N, dim_z], labels_a: int32 [N], labels_b:
+      int32 [N], alpha: float32 [N]) -> {'images': ...}`: class
+    interpolation, the shared class embedding mixed as (1 - alpha) *
+    e(labels_a) + alpha * e(labels_b) (alpha in [0, 1]; 0 gives
+    serving_default's image of labels_a, 1 that of labels_b).
 
 Bad inputs (labels outside [0, num_classes), a z of the wrong width, a batch
 mismatch, a truncation outside (0, 1]) raise `InvalidArgumentError` with a
@@ -82,8 +87,9 @@ def make_archive(generator, jit_compile=False):
     archive.track(generator)
     dim_z = generator.dim_z
 
-    def run(z, labels):
-        return generator(z, labels, training=False)
+    def run(z, labels, class_embedding=None):
+        return generator(z, labels, training=False,
+                         class_embedding=class_embedding)
 
     if jit_compile:
         run = tf.function(run, jit_compile=True, autograph=False)
@@ -102,6 +108,24 @@ def make_archive(generator, jit_compile=False):
         z, labels = _validated(generator, z, labels)
         return {"images": run(z, labels)}
 
+    def interpolate(z, labels_a, labels_b, alpha):
+        checks = [
+            tf.debugging.assert_equal(
+                tf.shape(alpha)[0], tf.shape(labels_a)[0],
+                message="alpha must have one value per row"),
+            tf.debugging.assert_all_finite(
+                alpha, message="alpha must be finite"),
+            tf.debugging.assert_equal(
+                tf.logical_and(tf.reduce_all(alpha >= 0.0),
+                               tf.reduce_all(alpha <= 1.0)), True,
+                message="alpha must be in [0, 1]"),
+        ]
+        with tf.control_dependencies(checks):
+            z, labels_a = _validated(generator, z, labels_a)
+        _, labels_b = _validated(generator, z, labels_b)
+        embedding = generator.mixed_embedding(labels_a, labels_b, alpha)
+        return {"images": run(z, labels_a, embedding)}
+
     archive.add_endpoint(
         name="serving_default", fn=serve,
         input_signature=[tf.TensorSpec([None, dim_z], tf.float32, name="z"),
@@ -111,6 +135,12 @@ def make_archive(generator, jit_compile=False):
         input_signature=[tf.TensorSpec([None], tf.int32, name="labels"),
                          tf.TensorSpec([], tf.float32, name="truncation"),
                          tf.TensorSpec([2], tf.int32, name="seed")])
+    archive.add_endpoint(
+        name="interpolate", fn=interpolate,
+        input_signature=[tf.TensorSpec([None, dim_z], tf.float32, name="z"),
+                         tf.TensorSpec([None], tf.int32, name="labels_a"),
+                         tf.TensorSpec([None], tf.int32, name="labels_b"),
+                         tf.TensorSpec([None], tf.float32, name="alpha")])
     return archive
 
 
@@ -123,8 +153,9 @@ def directory_bytes(path):
 
 
 def write_saved_model(generator, output_dir, assets, overwrite=False,
-                      jit_compile=False):
-    """Writes the SavedModel atomically; returns its size in bytes.
+                      jit_compile=False, extra_files=None):
+    """Writes the SavedModel atomically; returns its size in bytes (without
+    `extra_files`).
 
     The model and its assets are written to a temporary directory next to
     `output_dir`, which is then renamed into place: an interrupted export
@@ -136,6 +167,8 @@ def write_saved_model(generator, output_dir, assets, overwrite=False,
       assets: {file name: str or JSON-serialisable value} for assets.extra/.
       overwrite: replace an existing `output_dir`.
       jit_compile: compile the served computation with XLA.
+      extra_files: {file name: bytes} written beside saved_model.pb (the
+        converted ONNX / TFLite models).
     """
     output_dir = os.path.abspath(output_dir)
     if os.path.exists(output_dir) and not overwrite:
@@ -152,7 +185,12 @@ def write_saved_model(generator, output_dir, assets, overwrite=False,
                 content = json.dumps(content, indent=2, sort_keys=True)
             with open(os.path.join(extra, name), "w") as f:
                 f.write(content)
-    return directory_bytes(output_dir)
+        for name, content in (extra_files or {}).items():
+            with open(os.path.join(staging, name), "wb") as f:
+                f.write(content)
+    # The SavedModel's own size: the converted models are counted apart.
+    return directory_bytes(output_dir) - sum(
+        len(content) for content in (extra_files or {}).values())
 
 
 class ExportNotFoundError(errors.MissingInputError):
@@ -210,6 +248,11 @@ class LoadedExport:
                 f"({str(error).splitlines()[0]}); export the run again."
             ) from error
 
+    @property
+    def signature_names(self):
+        """Names of the export's signatures."""
+        return list(self._signatures.keys())
+
     def signature(self, name="serving_default"):
         """The concrete function of a signature ('serving_default',
         'sample'), for callers that time or trace it themselves."""
@@ -232,6 +275,19 @@ class LoadedExport:
             call(z=z[start:start + self.max_batch],
                  labels=labels[start:start + self.max_batch])["images"]
             for start in range(0, total, self.max_batch)], axis=0)
+
+    def interpolate(self, z, labels_a, labels_b, alpha):
+        """Images of the `interpolate` signature (ExportNotFoundError for
+        an export written before it existed)."""
+        if "interpolate" not in self._signatures:
+            raise ExportNotFoundError(
+                f"{self.path} has no interpolate signature (exported by an "
+                "older ppcd_tf); export the run again.")
+        return self._signatures["interpolate"](
+            z=tf.convert_to_tensor(z, tf.float32),
+            labels_a=tf.convert_to_tensor(labels_a, tf.int32),
+            labels_b=tf.convert_to_tensor(labels_b, tf.int32),
+            alpha=tf.convert_to_tensor(alpha, tf.float32))["images"]
 
     def sample(self, labels, truncation, seed):
         """Images of the `sample` signature: z drawn inside the model."""

@@ -80,7 +80,10 @@ class TinyDemoTest(tf.test.TestCase):
 
     def test_writes_every_report_file(self):
         report_dir = os.path.join(self.output_dir, "report")
-        self.assertCountEqual(os.listdir(report_dir), reporting.REPORT_FILES)
+        # Fresh exports have the interpolate signature: every figure.
+        self.assertCountEqual(os.listdir(report_dir),
+                              reporting.REPORT_FILES
+                              + reporting.OPTIONAL_REPORT_FILES)
         for name in ("ppcd", "teacher_export", "student_export"):
             self.assertTrue(os.path.isdir(os.path.join(self.output_dir,
                                                        name)))
@@ -138,6 +141,18 @@ class TinyDemoTest(tf.test.TestCase):
         self.assertGreater(side[1], 2 * teacher[1])
         self.assertEqual(len(_png_shape(os.path.join(report_dir,
                                                      "pruning.png"))), 3)
+        # Truncation sweep: one row per truncation; interpolation: one row
+        # per z, INTERPOLATION_STEPS columns (teacher | student).
+        truncation = _png_shape(os.path.join(report_dir,
+                                             reporting.TRUNCATION_FILE))
+        self.assertEqual(truncation[0], len(reporting.TRUNCATIONS) * 33 + 1)
+        self.assertEqual(truncation[1], side[1])
+        interpolation = _png_shape(os.path.join(
+            report_dir, reporting.INTERPOLATION_FILE))
+        self.assertEqual(interpolation[0],
+                         reporting.INTERPOLATION_ROWS * 33 + 1)
+        self.assertGreater(interpolation[1],
+                           2 * (reporting.INTERPOLATION_STEPS * 33 + 1))
 
     def test_pruning_history_reaches_the_budget(self):
         history = run_dir.read_pruning_history(

@@ -701,6 +701,36 @@ class ServedSignatureTest(tf.test.TestCase):
                                     r"labels must be in \[0, 10\)"):
             self.sample([self.num_classes], 1.0, [1, 2])
 
+    def interpolate(self, z, labels_a, labels_b, alpha):
+        return self.loaded.signatures["interpolate"](
+            z=tf.constant(z, tf.float32),
+            labels_a=tf.constant(labels_a, tf.int32),
+            labels_b=tf.constant(labels_b, tf.int32),
+            alpha=tf.constant(alpha, tf.float32))["images"]
+
+    def test_interpolate_ends_are_the_two_classes(self):
+        z = np.random.RandomState(0).randn(3, self.dim_z)
+        a, b = [0, 4, 9], [9, 2, 1]
+        self.assertAllClose(self.interpolate(z, a, b, [0.0] * 3),
+                            self.serve(z, a), atol=1e-5, rtol=0)
+        self.assertAllClose(self.interpolate(z, a, b, [1.0] * 3),
+                            self.serve(z, b), atol=1e-5, rtol=0)
+        middle = self.interpolate(z, a, b, [0.5] * 3)
+        self.assertNotAllClose(middle, self.serve(z, a))
+        self.assertNotAllClose(middle, self.serve(z, b))
+
+    def test_interpolate_bad_inputs(self):
+        z = np.zeros((2, self.dim_z))
+        for alpha, pattern in (([0.5, 1.5], r"alpha must be in \[0, 1\]"),
+                               ([0.5, np.nan], "alpha must be finite"),
+                               ([0.5], "one value per row")):
+            with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                        pattern):
+                self.interpolate(z, [0, 1], [1, 2], alpha)
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                    r"labels must be in \[0, 10\)"):
+            self.interpolate(z, [0, 1], [1, self.num_classes], [0.5, 0.5])
+
     def test_sample_is_deterministic_per_seed(self):
         first = self.sample([0, 5, 9], 0.5, [4, 2])
         second = self.sample([0, 5, 9], 0.5, [4, 2])

@@ -20,6 +20,10 @@ runs' config.gin files are never parsed), FID / KID / intra-FID / class accuracy
 (--num_samples per seed, mean +- std over --seeds), and writes the report
 directory `<compare_dir>/benchmark_report/` (same files as the demo's).
 
+With --portable EXPORT (an export written with --format onnx / tflite) it
+times the SavedModel, generator.onnx (onnxruntime, spinning off) and
+generator.tflite alternately at the TFLite model's batch.
+
 With --exports TEACHER,STUDENT (two exported SavedModels) it measures
 generation only: images/s of both at every batch size of --batches (default
 1, 8, 64, 256), timed alternately in one process, with achieved GMAC/s, the
@@ -86,6 +90,11 @@ flags.DEFINE_list("exports", None, "TEACHER_EXPORT,STUDENT_EXPORT: measure "
                   "generation of these two SavedModels at --batches only.")
 flags.DEFINE_list("batches", ["1", "8", "64", "256"], "Batch sizes of "
                   "--exports.")
+flags.DEFINE_string("portable", None, "An export written with --format onnx "
+                    "and/or --format tflite: time its SavedModel, ONNX and "
+                    "TFLite generators side by side.")
+flags.DEFINE_integer("threads", None, "Threads of onnxruntime and TFLite "
+                     "(--portable; default: their own).")
 flags.DEFINE_integer("train_repeats", 10, "Timed training steps of each "
                      "kind (--compare_dir).")
 
@@ -170,27 +179,27 @@ def _check_writable(flag, path, directory=False):
     files.check_output_location(flag, path, directory=directory)
 
 
-def _check_export(path):
+def _check_export(path, flag="--exports"):
     """A clear error, before any timing, for an --exports entry that is
     not a loadable export of ppcd_tf."""
     if not os.path.isdir(path):
         raise errors.MissingInputError(
-            f"--exports: {path} does not exist or is not a directory.")
+            f"{flag}: {path} does not exist or is not a directory.")
     if not any(os.path.isfile(os.path.join(path, name))
                for name in ("saved_model.pb", "saved_model.pbtxt")):
         raise errors.MissingInputError(
-            f"--exports: {path} holds no saved_model.pb; export the run "
+            f"{flag}: {path} holds no saved_model.pb; export the run "
             "again with python -m ppcd_tf.export.")
     if not os.path.isfile(os.path.join(path, serving.ASSETS_DIR,
                                        "metadata.json")):
         raise errors.MissingInputError(
-            f"--exports: {path} is not an export of ppcd_tf (no "
+            f"{flag}: {path} is not an export of ppcd_tf (no "
             f"{serving.ASSETS_DIR}/metadata.json); export the run with "
             "python -m ppcd_tf.export.")
     try:
         serving.read_metadata(path)
     except errors.MissingInputError as error:
-        raise errors.DamagedInputError(f"--exports: {error}") from error
+        raise errors.DamagedInputError(f"{flag}: {error}") from error
 
 
 def _check_flags():
@@ -216,7 +225,9 @@ def _check_flags():
     _positive_batches()
     if FLAGS.output:
         _check_writable("--output", FLAGS.output)
-    if FLAGS.exports:
+    if FLAGS.portable:
+        _check_export(FLAGS.portable, "--portable")
+    elif FLAGS.exports:
         if len(FLAGS.exports) != 2:
             raise errors.BadInputError(
                 "--exports takes two SavedModel directories: "
@@ -234,6 +245,19 @@ def _check_flags():
                 "not a directory.")
         _check_writable("--compare_dir", os.path.join(
             FLAGS.compare_dir, "benchmark_report"), directory=True)
+
+
+def portable(export_dir):
+    """SavedModel vs ONNX vs TFLite images/s of one export."""
+    result = benchmarking.portable_throughput(
+        export_dir, FLAGS.repeats, FLAGS.warmup, FLAGS.threads)
+    print(benchmarking.portable_markdown(result))
+    if FLAGS.output:
+        files.write_json(FLAGS.output, dict(
+            result, export=os.path.abspath(export_dir),
+            repeats=FLAGS.repeats, machine={
+                "cpus": os.cpu_count(), "platform": platform.platform()}))
+        logging.info("Wrote %s", FLAGS.output)
 
 
 def sweep(exports):
@@ -273,6 +297,9 @@ def main(argv):
                              exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
         _check_flags()
+        if FLAGS.portable:
+            portable(FLAGS.portable)
+            return
         if FLAGS.exports:
             sweep(FLAGS.exports)
             return

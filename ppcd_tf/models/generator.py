@@ -158,15 +158,29 @@ class Generator(layers.NamedBlocksMixin, keras.Model):
         self.output_conv.build((None, size, size, ch.stream[-1]))
         self.built = True
 
+    def mixed_embedding(self, labels_a, labels_b, alpha):
+        """The shared class embedding mixed between two classes:
+        (1 - alpha) * e(labels_a) + alpha * e(labels_b), [N, shared_dim]
+        for labels [N] and alpha [N] (BigGAN's class interpolation)."""
+        alpha = tf.cast(tf.reshape(alpha, (-1, 1)), self.shared.dtype)
+        return ((1.0 - alpha) * self.shared(tf.cast(labels_a, tf.int32))
+                + alpha * self.shared(tf.cast(labels_b, tf.int32)))
+
     def call(self, z, labels, training=False, masks=None, keep=None,
-             return_features=False):
+             return_features=False, class_embedding=None):
+        """Images [N, H, W, C] for z [N, dim_z] and labels [N];
+        `class_embedding` [N, shared_dim], when given, replaces the labels'
+        shared embedding (see `mixed_embedding`)."""
         masks = masks or {}
         keep = keep or {}
         ch = self.channels
         bw = ch.bottom_width
         z = tf.convert_to_tensor(z)
         z = z[:, :self.dim_z]
-        shared = self.shared(tf.cast(labels, tf.int32))
+        if class_embedding is None:
+            shared = self.shared(tf.cast(labels, tf.int32))
+        else:
+            shared = class_embedding
         shared = tf.cast(shared, z.dtype)
         if self.hierarchical:
             chunks = tf.split(z, ch.num_blocks + 1, axis=1)

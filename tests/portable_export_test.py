@@ -1,0 +1,244 @@
+"""ONNX and TFLite exports: equal to the SavedModel, invalid inputs fail
+inside the converted graphs, and generator.onnx runs in a process that has
+onnxruntime but no TensorFlow."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from ppcd_tf import errors
+from ppcd_tf import exporting
+from ppcd_tf import portable_export
+from ppcd_tf import serving
+from tests import helpers
+
+onnxruntime = pytest.importorskip("onnxruntime")
+pytest.importorskip("tf2onnx")
+
+TFLITE_BATCH = 6
+NUM_CLASSES = 10
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    """The tiny teacher exported with both converted models."""
+    output = str(tmp_path_factory.mktemp("portable") / "export")
+    report = exporting.export_run(
+        helpers.tiny_teacher_dir(), output, formats=("onnx", "tflite"),
+        tflite_batch=TFLITE_BATCH)
+    return output, report
+
+
+def _inputs(batch, dim_z, seed=0):
+    rng = np.random.RandomState(seed)
+    z = rng.randn(batch, dim_z).astype(np.float32)
+    labels = (np.arange(batch) % NUM_CLASSES).astype(np.int32)
+    return z, labels
+
+
+def test_files_metadata_and_report(export):
+    output, report = export
+    for name in (portable_export.ONNX_FILE, portable_export.TFLITE_FILE):
+        assert os.path.getsize(os.path.join(output, name)) > 10_000
+    metadata = serving.read_metadata(output)
+    assert metadata["portable"] == report["portable"]
+    onnx = report["portable"]["onnx"]
+    assert onnx["opset"] == portable_export.DEFAULT_ONNX_OPSET
+    assert onnx["verified_max_abs_diff"] <= exporting.DEFAULT_TOLERANCE
+    tflite = report["portable"]["tflite"]
+    assert tflite["batch"] == TFLITE_BATCH
+    assert tflite["quantization"] == "none"
+    assert tflite["max_abs_diff"] <= exporting.TFLITE_TOLERANCE
+    # The SavedModel's size does not count the converted models.
+    assert report["saved_model_bytes"] == serving.directory_bytes(output) - (
+        onnx["bytes"] + tflite["bytes"])
+    text = exporting.format_report(report)
+    assert "ONNX: generator.onnx (opset 15" in text
+    assert "TFLite: generator.tflite (batch 6" in text
+
+
+def test_onnx_equals_the_saved_model(export):
+    from ppcd_tf import onnx_serving
+    output, _ = export
+    generator = onnx_serving.OnnxGenerator(
+        os.path.join(output, portable_export.ONNX_FILE))
+    loaded = serving.load_export(output)
+    assert (generator.dim_z, generator.num_classes) == (loaded.dim_z,
+                                                        NUM_CLASSES)
+    assert generator.metadata["dim_z"] == loaded.dim_z
+    inputs = generator.session.get_inputs()
+    assert [i.name for i in inputs] == ["z", "labels"]
+    assert inputs[0].shape[1] == loaded.dim_z
+    z, labels = _inputs(7, loaded.dim_z)
+    images = generator.generate(z, labels)
+    np.testing.assert_allclose(images, loaded.generate(z, labels).numpy(),
+                               atol=exporting.DEFAULT_TOLERANCE, rtol=0)
+    assert images.shape == (7, 32, 32, 3)
+
+
+@pytest.mark.parametrize("case", ["label -1", "label 10", "nan z", "inf z"])
+def test_onnx_invalid_rows_fail_in_the_check(export, case):
+    output, _ = export
+    session = onnxruntime.InferenceSession(
+        os.path.join(output, portable_export.ONNX_FILE),
+        providers=["CPUExecutionProvider"])
+    dim_z = session.get_inputs()[0].shape[1]
+    z, labels = _inputs(4, dim_z)
+    if case == "label -1":
+        labels[2] = -1
+    elif case == "label 10":
+        labels[2] = NUM_CLASSES
+    else:
+        z[1, 3] = np.nan if case == "nan z" else np.inf
+    with pytest.raises(Exception, match=portable_export.CHECK_NAME):
+        session.run(["images"], {"z": z, "labels": labels})
+
+
+def test_onnx_wrong_shapes_and_types_are_refused(export):
+    from ppcd_tf import onnx_serving
+    output, _ = export
+    generator = onnx_serving.OnnxGenerator(
+        os.path.join(output, portable_export.ONNX_FILE))
+    z, labels = _inputs(2, generator.dim_z)
+    # By onnxruntime itself (the declared input shapes and types) ...
+    with pytest.raises(Exception, match="invalid dimensions for input: z"):
+        generator.session.run(["images"], {"z": z[:, :5], "labels": labels})
+    with pytest.raises(Exception, match="Unexpected input data type"):
+        generator.session.run(["images"], {
+            "z": z, "labels": labels.astype(np.float32)})
+    # ... and with a message by the runner.
+    with pytest.raises(ValueError, match=rf"\[batch, {generator.dim_z}\]"):
+        generator.generate(z[:, :5], labels)
+    with pytest.raises(ValueError, match="labels must be integers"):
+        generator.generate(z, labels.astype(np.float32))
+    with pytest.raises(ValueError, match="one per row"):
+        generator.generate(z, labels[:1])
+
+
+def test_onnx_runs_in_a_process_without_tensorflow(export, tmp_path):
+    output, _ = export
+    loaded = serving.load_export(output)
+    z, labels = _inputs(5, loaded.dim_z, seed=3)
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "labels.npy", labels)
+    script = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        sys.modules["tensorflow"] = None  # any import of it fails
+        from ppcd_tf.onnx_serving import OnnxGenerator
+        generator = OnnxGenerator({os.path.join(output, 'generator.onnx')!r})
+        images = generator.generate(np.load({str(tmp_path / 'z.npy')!r}),
+                                    np.load({str(tmp_path / 'labels.npy')!r}))
+        np.save({str(tmp_path / 'images.npy')!r}, images)
+        print(json.dumps({{"tensorflow_loaded": any(
+            m.startswith("tensorflow") and sys.modules[m] is not None
+            for m in sys.modules)}}))
+    """)
+    result = subprocess.run([sys.executable, "-c", script],
+                            env=helpers.python_env(), capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "tensorflow_loaded": False}
+    np.testing.assert_allclose(np.load(tmp_path / "images.npy"),
+                               loaded.generate(z, labels).numpy(),
+                               atol=exporting.DEFAULT_TOLERANCE, rtol=0)
+
+
+def test_tflite_equals_the_saved_model_and_checks_inputs(export):
+    output, _ = export
+    with open(os.path.join(output, portable_export.TFLITE_FILE), "rb") as f:
+        runner = portable_export.TFLiteGenerator(f.read())
+    loaded = serving.load_export(output)
+    assert (runner.batch, runner.dim_z) == (TFLITE_BATCH, loaded.dim_z)
+    z, labels = _inputs(TFLITE_BATCH, loaded.dim_z, seed=5)
+    np.testing.assert_allclose(runner.generate(z, labels),
+                               loaded.generate(z, labels).numpy(),
+                               atol=exporting.TFLITE_TOLERANCE, rtol=0)
+    for bad_z, bad_labels in (
+            (z, np.where(np.arange(TFLITE_BATCH) == 1, -1, labels)),
+            (z, np.where(np.arange(TFLITE_BATCH) == 1, NUM_CLASSES, labels)),
+            (np.where(np.arange(TFLITE_BATCH)[:, None] == 0, np.nan, z),
+             labels)):
+        with pytest.raises(RuntimeError, match="gather index out of bounds"):
+            runner.generate(bad_z, bad_labels)
+    with pytest.raises(errors.BadInputError, match="takes z"):
+        runner.generate(z[:2], labels[:2])
+
+
+def test_quantized_tflite_is_smaller_and_close(export):
+    from ppcd_tf import run_dir
+    generator, _, _ = run_dir.restore_teacher(helpers.tiny_teacher_dir())
+    output, report = export
+    sizes = {}
+    for quantization in ("dynamic_range", "float16"):
+        model = portable_export.to_tflite(generator, 4, serving.MAX_BATCH,
+                                          quantization)
+        sizes[quantization] = len(model)
+        difference = exporting.check_tflite(model, generator, quantization)
+        assert 0 < difference < 0.5, (quantization, difference)
+    assert sizes["float16"] < report["portable"]["tflite"]["bytes"]
+    assert sizes["dynamic_range"] < sizes["float16"]
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(formats=("onnx",), onnx_opset=21), "--onnx_opset 21"),
+    (dict(formats=("tflite",), tflite_batch=0), "--tflite_batch"),
+    (dict(formats=("tflite",), tflite_quantization="int4"),
+     "--tflite_quantization"),
+    (dict(formats=("pdf",)), "Unknown export format"),
+])
+def test_bad_options_refused_before_any_work(tmp_path, kwargs, pattern):
+    # The run does not exist: the options are checked first.
+    with pytest.raises(errors.BadInputError, match=pattern):
+        exporting.export_run(str(tmp_path / "no_run"),
+                             str(tmp_path / "out"), **kwargs)
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_portable_throughput_rows(export):
+    from ppcd_tf import benchmarking
+    output, report = export
+    result = benchmarking.portable_throughput(output, repeats=2, warmup=1)
+    assert result["batch_size"] == TFLITE_BATCH  # the TFLite model's
+    rows = {row["runtime"]: row for row in result["rows"]}
+    assert list(rows) == ["SavedModel (TensorFlow)", "TFLite",
+                          "ONNX (onnxruntime)"]
+    base = rows["SavedModel (TensorFlow)"]
+    assert base["vs_saved_model"] == 1.0
+    assert base["bytes"] == report["saved_model_bytes"]
+    for row in rows.values():
+        np.testing.assert_allclose(
+            row["vs_saved_model"],
+            base["seconds_per_batch"] / row["seconds_per_batch"])
+        np.testing.assert_allclose(row["images_per_sec"],
+                                   TFLITE_BATCH / row["seconds_per_batch"])
+    assert rows["TFLite"]["bytes"] == report["portable"]["tflite"]["bytes"]
+    assert len(benchmarking.portable_markdown(result).splitlines()) == 5
+
+
+def test_evaluation_reads_the_converted_models(export):
+    from ppcd_tf import evaluation
+    output, _ = export
+    loaded = serving.load_export(output)
+    z, labels = _inputs(2 * TFLITE_BATCH + 1, loaded.dim_z, seed=7)
+    expected = loaded.generate(z, labels).numpy()
+    for name, atol in ((portable_export.ONNX_FILE,
+                        exporting.DEFAULT_TOLERANCE),
+                       (portable_export.TFLITE_FILE,
+                        exporting.TFLITE_TOLERANCE)):
+        source = evaluation.load_source(
+            None, None, portable=os.path.join(output, name))
+        assert (source.dim_z, source.num_classes) == (loaded.dim_z,
+                                                      NUM_CLASSES)
+        # Any count of rows (TFLite: fixed batches, the last one padded).
+        np.testing.assert_allclose(source.generate(z, labels), expected,
+                                   atol=atol, rtol=0)
+    with pytest.raises(errors.BadInputError, match="exactly one of"):
+        evaluation.load_source(output, None, portable=os.path.join(
+            output, portable_export.ONNX_FILE))

@@ -25,6 +25,7 @@ from absl import logging
 from ppcd_tf import evaluation
 from ppcd_tf import files
 from ppcd_tf import run_dir
+from ppcd_tf import sampling
 from ppcd_tf import serving
 from ppcd_tf import summaries
 from ppcd_tf.metrics import feature_networks
@@ -97,10 +98,9 @@ def write_grids(teacher_path, student_path, out_dir, classes, columns,
                 seed=0):
     """teacher_samples.png, student_samples.png (one row per class, the same
     z in a column, for both) and samples_side_by_side.png."""
-    from ppcd_tf import sample as sample_lib  # Its flags: import lazily.
     grids = {}
     for name, path in (("teacher", teacher_path), ("student", student_path)):
-        images = sample_lib.sample_saved_model(path, classes, columns, 1.0,
+        images = sampling.sample_saved_model(path, classes, columns, 1.0,
                                                seed)
         grids[name] = summaries.image_grid(images, rows=len(classes))
         summaries.write_png(grids[name],
@@ -112,7 +112,7 @@ def write_grids(teacher_path, student_path, out_dir, classes, columns,
     # Truncation sweep: one row per truncation, the same z directions.
     _write_side_by_side(
         {name: summaries.image_grid(
-            sample_lib.truncation_grid(export, classes, columns,
+            sampling.truncation_grid(export, classes, columns,
                                        TRUNCATIONS, seed),
             rows=len(TRUNCATIONS)) for name, export in exports.items()},
         os.path.join(out_dir, TRUNCATION_FILE))
@@ -124,7 +124,7 @@ def write_grids(teacher_path, student_path, out_dir, classes, columns,
         return
     _write_side_by_side(
         {name: summaries.image_grid(
-            sample_lib.interpolation_grid(
+            sampling.interpolation_grid(
                 export, classes[0], classes[-1], INTERPOLATION_ROWS,
                 INTERPOLATION_STEPS, 1.0, seed),
             rows=INTERPOLATION_ROWS) for name, export in exports.items()},

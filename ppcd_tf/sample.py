@@ -19,7 +19,9 @@ keeps one z while the shared class embedding moves from A to B in K steps
 ((1 - alpha) e(A) + alpha e(B), alpha = 0 ... 1; the export's `interpolate`
 signature). With `--truncation_sweep T1,T2,...` there is one row per
 truncation and column j uses the same direction of z in every row (the
-same draw scaled by each T) and class `--classes[j mod len]`. z is drawn from a normal truncated at +-2 and scaled by
+same draw scaled by each T) and class `--classes[j mod len]`.
+
+z is drawn from a normal truncated at +-2 and scaled by
 `--truncation` (the BigGAN truncation trick), from `--seed`, identically for
 both sources: an exported SavedModel (its `sample` signature) and a training
 run's EMA generator (with its current masks for a PPCD run) give the same
@@ -28,14 +30,13 @@ images for the same seed.
 
 import os
 
-import numpy as np
-import tensorflow as tf
 from absl import app
 from absl import flags
 
 from ppcd_tf import errors
 from ppcd_tf import files
 from ppcd_tf import run_dir
+from ppcd_tf import sampling
 from ppcd_tf import serving
 from ppcd_tf import summaries
 
@@ -66,78 +67,8 @@ class SampleError(errors.BadInputError):
     """Bad arguments (the message says what to change)."""
 
 
-def _grid_inputs(classes, n):
-    labels = np.repeat(np.asarray(classes, np.int32), n)
-    return tf.constant(labels)
-
-
-def _column_z(dim_z, n, rows, truncation, seed):
-    """z [rows * n, dim_z]: the same n vectors repeated for every row."""
-    z = serving.truncated_z((n, dim_z), (seed, 0), truncation)
-    return tf.tile(z, (rows, 1))
-
-
-def sample_saved_model(path, classes, n, truncation, seed):
-    """Images [len(classes) * n, H, W, C] from an exported SavedModel."""
-    export = _load_export(path)
-    z = _column_z(export.dim_z, n, len(classes), truncation, seed)
-    return export.generate(z, _grid_inputs(classes, n)).numpy()
-
-
-def _load_export(path):
-    """The export (a missing or damaged one: ExportNotFoundError, exit 3)."""
-    return serving.load_export(path)
-
-
 def _metadata(path):
     return serving.read_metadata(path)
-
-
-def sample_run(model_dir, classes, n, truncation, seed, checkpoint=None):
-    """Images from a training run's EMA generator (masks applied if any) of
-    its newest checkpoint or `checkpoint` ('best', a path prefix)."""
-    restored = run_dir.restore_generator(model_dir, checkpoint)
-    z = _column_z(restored.generator.dim_z, n, len(classes), truncation,
-                  seed)
-    return restored.generate(z, _grid_inputs(classes, n)).numpy()
-
-
-def _source(saved_model, model_dir, checkpoint):
-    """The export (LoadedExport) or the run (RestoredGenerator) to sample."""
-    if saved_model:
-        return _load_export(saved_model)
-    return run_dir.restore_generator(model_dir, checkpoint)
-
-
-def _dim_z(source):
-    if isinstance(source, serving.LoadedExport):
-        return source.dim_z
-    return source.generator.dim_z
-
-
-def interpolation_grid(source, class_a, class_b, rows, steps, truncation,
-                       seed):
-    """Images [rows * steps, H, W, C]: row i keeps one z, column j mixes
-    the class embedding with alpha = j / (steps - 1) from class_a to
-    class_b. `source`: a LoadedExport or a RestoredGenerator."""
-    z = serving.truncated_z((rows, _dim_z(source)), (seed, 0), truncation)
-    z = tf.repeat(z, steps, axis=0)
-    alpha = tf.tile(tf.linspace(0.0, 1.0, steps), [rows])
-    labels_a = tf.fill([rows * steps], int(class_a))
-    labels_b = tf.fill([rows * steps], int(class_b))
-    return np.asarray(source.interpolate(z, labels_a, labels_b, alpha))
-
-
-def truncation_grid(source, classes, n, truncations, seed):
-    """Images [len(truncations) * n, H, W, C]: one row per truncation,
-    column j the same draw of z (scaled by the row's truncation) and class
-    classes[j % len(classes)]."""
-    base = serving.truncated_z((n, _dim_z(source)), (seed, 0), 1.0)
-    z = tf.concat([base * float(t) for t in truncations], axis=0)
-    labels = np.asarray([classes[j % len(classes)] for j in range(n)],
-                        np.int32)
-    labels = tf.constant(np.tile(labels, len(truncations)))
-    return np.asarray(source.generate(z, labels))
 
 
 def _parse_floats(values, flag):
@@ -251,28 +182,28 @@ def main(argv):
         pair, sweep = check_modes(
             FLAGS.interpolate_classes, FLAGS.steps, FLAGS.truncation_sweep,
             num_classes_of(FLAGS.saved_model, FLAGS.model_dir))
+        if pair or sweep:
+            source = sampling.source(FLAGS.saved_model, FLAGS.model_dir,
+                                     FLAGS.checkpoint)
         if pair:
-            source = _source(FLAGS.saved_model, FLAGS.model_dir,
-                             FLAGS.checkpoint)
-            images = interpolation_grid(source, pair[0], pair[1], FLAGS.n,
-                                        FLAGS.steps, FLAGS.truncation,
-                                        FLAGS.seed)
+            images = sampling.interpolation_grid(
+                source, pair[0], pair[1], FLAGS.n, FLAGS.steps,
+                FLAGS.truncation, FLAGS.seed)
             row_names = [f"class{pair[0]}to{pair[1]}_z{i}"
                          for i in range(FLAGS.n)]
         elif sweep:
-            source = _source(FLAGS.saved_model, FLAGS.model_dir,
-                             FLAGS.checkpoint)
-            images = truncation_grid(source, classes, FLAGS.n, sweep,
-                                     FLAGS.seed)
+            images = sampling.truncation_grid(source, classes, FLAGS.n,
+                                              sweep, FLAGS.seed)
             row_names = [f"truncation{t:g}" for t in sweep]
         elif FLAGS.saved_model:
-            images = sample_saved_model(FLAGS.saved_model, classes, FLAGS.n,
-                                        FLAGS.truncation, FLAGS.seed)
+            images = sampling.sample_saved_model(
+                FLAGS.saved_model, classes, FLAGS.n, FLAGS.truncation,
+                FLAGS.seed)
             row_names = [f"class{c}" for c in classes]
         else:
-            images = sample_run(FLAGS.model_dir, classes, FLAGS.n,
-                                FLAGS.truncation, FLAGS.seed,
-                                FLAGS.checkpoint)
+            images = sampling.sample_run(
+                FLAGS.model_dir, classes, FLAGS.n, FLAGS.truncation,
+                FLAGS.seed, FLAGS.checkpoint)
             row_names = [f"class{c}" for c in classes]
     paths = write(images, row_names, FLAGS.out, FLAGS.individual)
     print(f"Wrote {len(paths)} file(s): {paths[0]}"

@@ -59,6 +59,54 @@ class SampleToolTest(tf.test.TestCase):
         self.assertLessEqual(
             int(np.abs(grid - _png(paths["--model_dir"])).max()), 1)
 
+    def test_interpolation_and_truncation_grids(self):
+        from ppcd_tf import run_dir
+        from ppcd_tf import sampling
+        from ppcd_tf import serving
+        export = serving.load_export(self.export_dir)
+        run = run_dir.restore_generator(self.model_dir)
+        rows, steps = 2, 4
+        grids = [sampling.interpolation_grid(source, 1, 7, rows, steps,
+                                               0.5, 3)
+                 for source in (export, run)]
+        self.assertEqual(grids[0].shape, (rows * steps, RESOLUTION,
+                                          RESOLUTION, 3))
+        # The export's interpolate signature and the run agree.
+        self.assertAllClose(grids[0], grids[1], atol=1e-4, rtol=0)
+        # Row ends are the two classes' images of the row's z.
+        z = serving.truncated_z((rows, export.dim_z), (3, 0), 0.5)
+        for column, label in ((0, 1), (steps - 1, 7)):
+            self.assertAllClose(
+                grids[0][column::steps],
+                export.generate(z, tf.fill([rows], label)).numpy(),
+                atol=1e-5, rtol=0)
+        sweep = [sampling.truncation_grid(source, [2, 5], 3,
+                                            [0.25, 1.0], 1)
+                 for source in (export, run)]
+        self.assertEqual(sweep[0].shape, (6, RESOLUTION, RESOLUTION, 3))
+        self.assertAllClose(sweep[0], sweep[1], atol=1e-4, rtol=0)
+        # The truncation-1 row is the plain sample grid of the same seed.
+        plain = sampling.sample_saved_model(self.export_dir, [2], 3, 1.0, 1)
+        self.assertAllClose(sweep[0][3], plain[0], atol=1e-5, rtol=0)
+
+    def test_grid_modes_from_the_command_line(self):
+        out = self.create_tempdir().full_path
+        interp = os.path.join(out, "interp.png")
+        result = _sample(["--saved_model", self.export_dir,
+                          "--interpolate_classes", "0,9", "--steps", "5",
+                          "--n", "2", "--out", interp])
+        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        self.assertEqual(_png(interp).shape[:2],
+                         (2 * (RESOLUTION + 1) + 1, 5 * (RESOLUTION + 1) + 1))
+        sweep = os.path.join(out, "sweep")
+        result = _sample(["--model_dir", self.model_dir,
+                          "--truncation_sweep", "0.5,1", "--n", "2",
+                          "--individual", "--out", sweep])
+        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        self.assertEqual(sorted(os.listdir(sweep)), [
+            "truncation0.5_000.png", "truncation0.5_001.png",
+            "truncation1_000.png", "truncation1_001.png"])
+
     def test_individual_files(self):
         out = self.create_tempdir().full_path
         result = _sample(["--saved_model", self.export_dir, "--classes", "2",
@@ -78,6 +126,16 @@ class SampleToolTest(tf.test.TestCase):
              "truncation", 2),
             (["--saved_model", self.export_dir, "--model_dir",
               self.model_dir], "exactly one", 2),
+            (["--saved_model", self.export_dir, "--interpolate_classes",
+              "3"], "two class ids", 2),
+            (["--saved_model", self.export_dir, "--interpolate_classes",
+              "0,10"], "outside [0, 10)", 2),
+            (["--saved_model", self.export_dir, "--interpolate_classes",
+              "0,1", "--steps", "1"], "--steps must be >= 2", 2),
+            (["--saved_model", self.export_dir, "--truncation_sweep",
+              "0.5,0"], "--truncation_sweep values", 2),
+            (["--saved_model", self.export_dir, "--truncation_sweep",
+              "0.5", "--interpolate_classes", "0,1"], "at most one", 2),
             # Not an export (no metadata): a missing input, as everywhere.
             (["--saved_model", self.model_dir], "metadata.json", 3),
         ]

@@ -287,8 +287,8 @@ def portable_throughput(export_dir, repeats=10, warmup=3, threads=None):
     batch = 64
     tflite_path = os.path.join(export_dir, portable_export.TFLITE_FILE)
     if os.path.isfile(tflite_path):
-        with open(tflite_path, "rb") as f:
-            tflite = portable_export.TFLiteGenerator(f.read(), threads)
+        tflite = portable_export.TFLiteGenerator.from_file(tflite_path,
+                                                          threads)
         batch = tflite.batch
         runners["TFLite"] = (tflite_path, tflite.generate)
     onnx_path = os.path.join(export_dir, portable_export.ONNX_FILE)

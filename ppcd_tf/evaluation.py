@@ -99,8 +99,7 @@ class GeneratorSource:
             generate, kind = runner.generate, "onnx"
         elif path.endswith(".tflite"):
             from ppcd_tf import portable_export
-            with open(path, "rb") as f:
-                runner = portable_export.TFLiteGenerator(f.read())
+            runner = portable_export.TFLiteGenerator.from_file(path)
 
             def generate(z, labels):
                 batch, parts = runner.batch, []

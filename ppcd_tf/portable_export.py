@@ -170,6 +170,12 @@ class TFLiteGenerator:
         self.batch, self.dim_z = (int(s) for s in
                                   self._inputs["z"]["shape"])
 
+    @classmethod
+    def from_file(cls, path, num_threads=None):
+        """The runner of an export's generator.tflite."""
+        with open(path, "rb") as f:
+            return cls(f.read(), num_threads)
+
     def generate(self, z, labels):
         z = np.asarray(z, np.float32)
         labels = np.asarray(labels, np.int32)

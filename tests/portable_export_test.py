@@ -152,8 +152,8 @@ def test_onnx_runs_in_a_process_without_tensorflow(export, tmp_path):
 
 def test_tflite_equals_the_saved_model_and_checks_inputs(export):
     output, _ = export
-    with open(os.path.join(output, portable_export.TFLITE_FILE), "rb") as f:
-        runner = portable_export.TFLiteGenerator(f.read())
+    runner = portable_export.TFLiteGenerator.from_file(
+        os.path.join(output, portable_export.TFLITE_FILE))
     loaded = serving.load_export(output)
     assert (runner.batch, runner.dim_z) == (TFLITE_BATCH, loaded.dim_z)
     z, labels = _inputs(TFLITE_BATCH, loaded.dim_z, seed=5)

@@ -117,17 +117,14 @@ def _cut_like_the_run(trainer, structure):
     """Hardens the timing trainer's masks as the PPCD run was cut (its
     pruning.json kept indices) or, before the run's cut, to the budget of
     the parsed configuration; then switches to the compact student."""
-    from ppcd_tf import ppcd_trainer  # Deferred, as in measure_train_steps.
     kept = (structure or {}).get("kept_indices")
     if kept:
+        keep = {}
         for key, variable in trainer.masks.logits.items():
-            keep = np.zeros(variable.shape, bool)
-            keep[np.asarray(kept.get(key, range(keep.size)), int)] = True
-            variable.assign(np.where(keep, ppcd_trainer.HARD_LOGIT,
-                                     -ppcd_trainer.HARD_LOGIT)
-                            .astype(np.float32))
-        trainer.masks.bound.assign(0.0)
-        trainer.hardened.assign(True)
+            keep[key] = np.zeros(variable.shape, bool)
+            keep[key][np.asarray(kept.get(key, range(keep[key].size)),
+                                 int)] = True
+        trainer.set_hard_masks(keep)
     else:
         trainer.harden()
     trainer.switch_to_compact(0)
@@ -306,8 +303,7 @@ def portable_throughput(export_dir, repeats=10, warmup=3, threads=None):
             run(z, labels)
             if round_index >= warmup:
                 times[name].append(time.perf_counter() - start)
-    saved_model_bytes = serving.directory_bytes(export_dir) - sum(
-        os.path.getsize(path) for path, _ in runners.values() if path)
+    saved_model_bytes = serving.saved_model_bytes(export_dir)
     base = float(np.median(times["SavedModel (TensorFlow)"]))
     rows = []
     for name, (path, _) in runners.items():

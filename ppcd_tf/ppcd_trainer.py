@@ -557,13 +557,8 @@ class PPCDTrainer(trainer_lib.Trainer):
         """Cuts the masks exactly to the budget and freezes them."""
         logits = {k: v.numpy() for k, v in self.masks.logits.items()}
         before = float(self.param_ratio().numpy())
-        keep = self.controller.harden(logits, self.harden_rule)
-        for key, variable in self.masks.logits.items():
-            variable.assign(np.where(keep[key], HARD_LOGIT,
-                                     -HARD_LOGIT).astype(np.float32))
-        self.masks.bound.assign(0.0)
+        self.set_hard_masks(self.controller.harden(logits, self.harden_rule))
         self.controller.reset()
-        self.hardened.assign(True)
         after = float(self.param_ratio().numpy())
         logging.info(
             "Masks hardened to the budget at step %d: parameter ratio %.4f "
@@ -573,6 +568,15 @@ class PPCDTrainer(trainer_lib.Trainer):
             f"{int(round(after * self.full_params)):,}",
             f"{self.full_params:,}", self._budget_summary(),
             self.kept_channels())
+
+    def set_hard_masks(self, keep):
+        """Freezes the masks at `keep` ({mask key: bool [width]}): logits
+        at +-HARD_LOGIT, the bound at 0, the run marked hardened."""
+        for key, variable in self.masks.logits.items():
+            variable.assign(np.where(keep[key], HARD_LOGIT,
+                                     -HARD_LOGIT).astype(np.float32))
+        self.masks.bound.assign(0.0)
+        self.hardened.assign(True)
 
     def budget_ratios(self):
         """{limit name: hard ratio} of the student's kept channels."""

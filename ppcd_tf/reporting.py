@@ -64,7 +64,7 @@ def saved_model_facts(path):
     return {"params": int(metadata["params"]),
             "macs": int(metadata["macs_per_image"]),
             "saved_model": os.path.abspath(path),
-            "saved_model_bytes": int(serving.directory_bytes(path))}
+            "saved_model_bytes": int(serving.saved_model_bytes(path))}
 
 
 def measure_generation(paths, batch_size=DEFAULT_GEN_BATCH,
@@ -101,7 +101,7 @@ def write_grids(teacher_path, student_path, out_dir, classes, columns,
     grids = {}
     for name, path in (("teacher", teacher_path), ("student", student_path)):
         images = sampling.sample_saved_model(path, classes, columns, 1.0,
-                                               seed)
+                                             seed)
         grids[name] = summaries.image_grid(images, rows=len(classes))
         summaries.write_png(grids[name],
                             os.path.join(out_dir, f"{name}_samples.png"))
@@ -113,7 +113,7 @@ def write_grids(teacher_path, student_path, out_dir, classes, columns,
     _write_side_by_side(
         {name: summaries.image_grid(
             sampling.truncation_grid(export, classes, columns,
-                                       TRUNCATIONS, seed),
+                                     TRUNCATIONS, seed),
             rows=len(TRUNCATIONS)) for name, export in exports.items()},
         os.path.join(out_dir, TRUNCATION_FILE))
     # Class interpolation from the first to the last class shown.

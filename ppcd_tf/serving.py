@@ -193,6 +193,16 @@ def write_saved_model(generator, output_dir, assets, overwrite=False,
         len(content) for content in (extra_files or {}).values())
 
 
+def saved_model_bytes(path):
+    """Size of an export's SavedModel: the directory without the converted
+    models its metadata lists (generator.onnx, generator.tflite)."""
+    converted = read_metadata(path).get("portable") or {}
+    return directory_bytes(path) - sum(
+        os.path.getsize(os.path.join(path, record["file"]))
+        for record in converted.values()
+        if os.path.isfile(os.path.join(path, record["file"])))
+
+
 class ExportNotFoundError(errors.MissingInputError):
     """A path that is not (or no longer) an export of ppcd_tf."""
 

@@ -57,6 +57,7 @@ def test_files_metadata_and_report(export):
     # The SavedModel's size does not count the converted models.
     assert report["saved_model_bytes"] == serving.directory_bytes(output) - (
         onnx["bytes"] + tflite["bytes"])
+    assert serving.saved_model_bytes(output) == report["saved_model_bytes"]
     text = exporting.format_report(report)
     assert "ONNX: generator.onnx (opset 15" in text
     assert "TFLite: generator.tflite (batch 6" in text

@@ -36,7 +36,7 @@ def record():
 def test_record_and_export_agree(record):
     path = os.path.join(ASSETS, NAME)
     metadata = serving.read_metadata(path)
-    assert metadata["params"] == record["params"] == 74400
+    assert metadata["params"] == record["params"] == 74524
     assert record["source_params"] / record["params"] >= 5.2
     assert metadata["serving_graph"]["batch_norms_folded"]
     size = sum(os.path.getsize(os.path.join(root, f))

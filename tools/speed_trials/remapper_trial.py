@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 
+import gin
 import numpy as np
 import tensorflow as tf
 from absl import app
@@ -45,6 +46,7 @@ GIN_FILES = ["data/fashion_mnist32.gin", "stage/teacher.gin",
 
 def build(root, name, remapping):
     """A PPCD trainer whose step is compiled with `remapping` on or off."""
+    gin.clear_config()
     config_lib.parse_gin(GIN_FILES, [])
     tf.config.optimizer.set_experimental_options({"remapping": remapping})
     trainer = ppcd_trainer.PPCDTrainer(

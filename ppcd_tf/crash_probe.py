@@ -2,7 +2,8 @@
 
 The probe behind `tools/kill_probe.py` and `tests/kill_probe_test.py`: a
 training command (`python -m ppcd_tf.train ...`) is started, SIGKILLed after
-a random delay (seeded), started again, killed again, ..., optionally killed
+a random delay or at a random step (seeded), started again, killed again,
+..., optionally killed
 the moment a checkpoint save is in progress (TensorFlow's `ckpt-N_temp`
 directory exists), and finally run to completion. The run must then reach
 its last step with every checkpoint readable and holding its own step, and
@@ -115,6 +116,29 @@ def kill_after(argv, model_dir, delay_seconds, cwd, env, log_path):
         _stop(process, log)
 
 
+def kill_at_step(argv, model_dir, step, timeout_seconds, cwd, env,
+                 log_path):
+    """Runs `argv`; SIGKILLs it as soon as a checkpoint of `step` or later
+    exists (whatever the machine's speed, the kill lands in training),
+    unless the command ends first."""
+    process, log = _start(argv, cwd, env, log_path)
+    start = time.monotonic()
+    try:
+        while process.poll() is None:
+            if _newest_step(model_dir) >= step:
+                phase = _phase(model_dir, _save_in_progress(model_dir))
+                process.send_signal(signal.SIGKILL)
+                return Kill(time.monotonic() - start, phase,
+                            _newest_step(model_dir))
+            if time.monotonic() - start > timeout_seconds:
+                break
+            time.sleep(POLL_SECONDS)
+        return Kill(time.monotonic() - start, "finished",
+                    _newest_step(model_dir))
+    finally:
+        _stop(process, log)
+
+
 def kill_during_save(argv, model_dir, timeout_seconds, cwd, env, log_path):
     """Runs `argv` and SIGKILLs it as soon as a checkpoint save is in
     progress (a `ckpt-N_temp` directory exists) while an older checkpoint
@@ -160,10 +184,13 @@ def check_checkpoints(model_dir):
 
 def probe(argv, model_dir, num_steps, kills, seed, min_delay_seconds,
           max_delay_seconds, kill_during_saves=0, cwd=None, env=None,
-          log_path=None, final_timeout_seconds=900):
+          log_path=None, final_timeout_seconds=900, by_step=False):
     """Kills `argv` (a training command writing `model_dir`, `num_steps`
     steps) `kills` times after random delays, then `kill_during_saves`
-    times while a save is in progress, then runs it to completion.
+    times while a save is in progress, then runs it to completion. With
+    `by_step` the random kills come at random steps instead (each as soon
+    as a checkpoint of a step drawn between the newest one and `num_steps`
+    exists), so that they land in training on a machine of any speed.
 
     Returns a ProbeResult; raises ProbeError if the final run fails, stops
     short of `num_steps` or leaves an unreadable checkpoint.
@@ -172,8 +199,14 @@ def probe(argv, model_dir, num_steps, kills, seed, min_delay_seconds,
     log_path = log_path or model_dir.rstrip("/") + ".probe.log"
     record = []
     for _ in range(kills):
-        delay = rng.uniform(min_delay_seconds, max_delay_seconds)
-        kill = kill_after(argv, model_dir, delay, cwd, env, log_path)
+        if by_step:
+            step = rng.randint(max(_newest_step(model_dir), 0) + 1,
+                               max(num_steps - 1, 1))
+            kill = kill_at_step(argv, model_dir, step, final_timeout_seconds,
+                                cwd, env, log_path)
+        else:
+            delay = rng.uniform(min_delay_seconds, max_delay_seconds)
+            kill = kill_after(argv, model_dir, delay, cwd, env, log_path)
         record.append(kill)
         if kill.phase == "finished":
             break

@@ -8,8 +8,8 @@ r"""SIGKILLs a training run at random moments, then checks that it recovers.
 
 Starts `python -m ppcd_tf.train` with the given gin files and bindings (plus
 `Trainer.num_steps = --num_steps`), kills it with SIGKILL after a random
-delay drawn from [--min_delay_s, --max_delay_s] (seeded), restarts it,
---kills times; then --kill_during_saves times at the moment a checkpoint
+delay drawn from [--min_delay_s, --max_delay_s] (seeded; with --by_step at
+a random step instead), restarts it, --kills times; then --kill_during_saves times at the moment a checkpoint
 save is in progress; then runs it to the end. Passes (exit 0) when the last
 run finishes at --num_steps with every checkpoint readable; prints each kill
 with the phase it hit (startup, training, saving, after_cut, finished) and
@@ -44,6 +44,10 @@ flags.DEFINE_integer("kill_during_saves", 1, "Kills while a save is in "
 flags.DEFINE_integer("seed", 0, "Seed of the delays.")
 flags.DEFINE_float("min_delay_s", 10.0, "Shortest delay before a kill.")
 flags.DEFINE_float("max_delay_s", 60.0, "Longest delay before a kill.")
+flags.DEFINE_bool("by_step", False, "Kill at random steps (as soon as a "
+                  "checkpoint of a step drawn between the newest one and "
+                  "--num_steps exists) instead of after random delays: every "
+                  "kill lands in training, whatever the machine's speed.")
 flags.DEFINE_integer("timeout_s", 1800, "Limit of the final run.")
 flags.DEFINE_string("output", None, "JSON record of the kills (optional).")
 
@@ -89,7 +93,8 @@ def main(argv):
             command, os.path.abspath(FLAGS.model_dir), FLAGS.num_steps,
             FLAGS.kills, FLAGS.seed, FLAGS.min_delay_s, FLAGS.max_delay_s,
             kill_during_saves=FLAGS.kill_during_saves, cwd=REPO_ROOT,
-            env=env, final_timeout_seconds=FLAGS.timeout_s)
+            env=env, final_timeout_seconds=FLAGS.timeout_s,
+            by_step=FLAGS.by_step)
     except crash_probe.ProbeError as error:
         print(f"FAILED: {error}", file=sys.stderr)
         sys.exit(1)

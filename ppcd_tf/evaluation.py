@@ -100,19 +100,7 @@ class GeneratorSource:
         elif path.endswith(".tflite"):
             from ppcd_tf import portable_export
             runner = portable_export.TFLiteGenerator.from_file(path)
-
-            def generate(z, labels):
-                batch, parts = runner.batch, []
-                for start in range(0, len(labels), batch):
-                    part_z = np.asarray(z[start:start + batch], np.float32)
-                    part_labels = np.asarray(labels[start:start + batch],
-                                             np.int32)
-                    pad = batch - len(part_labels)
-                    part = runner.generate(
-                        np.pad(part_z, ((0, pad), (0, 0))),
-                        np.pad(part_labels, (0, pad)))
-                    parts.append(part[:batch - pad])
-                return np.concatenate(parts, axis=0)
+            generate = runner.generate_any
             kind = "tflite"
         else:
             raise EvaluationError(

@@ -193,3 +193,16 @@ class TFLiteGenerator:
         self.interpreter.set_tensor(self._inputs["labels"]["index"], labels)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._output)
+
+    def generate_any(self, z, labels):
+        """Images for any number N >= 1 of rows: cut into the model's fixed
+        batches, the last one padded with class-0 rows that are dropped."""
+        batch, parts = self.batch, []
+        for start in range(0, len(labels), batch):
+            part_z = np.asarray(z[start:start + batch], np.float32)
+            part_labels = np.asarray(labels[start:start + batch], np.int32)
+            pad = batch - len(part_labels)
+            images = self.generate(np.pad(part_z, ((0, pad), (0, 0))),
+                                   np.pad(part_labels, (0, pad)))
+            parts.append(images[:batch - pad])
+        return np.concatenate(parts, axis=0)

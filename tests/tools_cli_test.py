@@ -83,6 +83,10 @@ CASES = [
      "which is a file"),
     ("compression_curve", ["--ppcd_steps", "0", "--output_dir",
                            "{tmp}/out"], 2, "--ppcd_steps must be >= 1"),
+    ("compression_curve", ["--validate_every", "-1", "--output_dir",
+                           "{tmp}/out"], 2, "--validate_every must be >= 0"),
+    ("compression_curve", ["--cut_step", "0", "--output_dir",
+                           "{tmp}/out"], 2, "--cut_step must be >= 1"),
     ("compression_curve", ["--num_samples", "0", "--output_dir",
                            "{tmp}/out"], 2, "--num_samples must be >= 2"),
     # ablations

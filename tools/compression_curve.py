@@ -16,7 +16,11 @@ method). Every stage resumes when rerun: finished runs, exports and
 evaluations are read back, an interrupted run continues from its newest
 checkpoint.
 
-Example (the issue's sweep, ~20 runs: hours on 2 CPU cores):
+Every run follows the demo's recipe (--ppcd_steps 1800, the cut at
+--cut_step 300, validation every --validate_every 100 steps keeping the best
+student, which is the one exported).
+
+Example (the issue's sweep, ~18 runs of ~20 min: hours on 2 CPU cores):
   python tools/compression_curve.py --ratios 2,3,4,5.2,8,12 \
       --teacher_eval runs/exp/teacher_eval2k.json
 """
@@ -51,8 +55,15 @@ flags.DEFINE_list("ratios", ["2", "3", "4", "5.2", "8", "12"],
                   "Target compressions (teacher / student G parameters).")
 flags.DEFINE_list("methods", list(compression_curve.METHODS),
                   "Methods: " + ", ".join(compression_curve.METHODS) + ".")
-flags.DEFINE_integer("ppcd_steps", 1500, "Steps of a PPCD run.")
-flags.DEFINE_float("prune_end_fraction", 0.2, "Pruning-phase fraction.")
+flags.DEFINE_integer("ppcd_steps", 1800, "Steps of a PPCD run (the "
+                     "demo's).")
+flags.DEFINE_integer("cut_step", 300, "G step of the cut (the demo's); runs "
+                     "trained on for equal wall-clock keep it.")
+flags.DEFINE_float("prune_end_fraction", None, "Instead of --cut_step: the "
+                   "pruning phase's fraction of each run's steps.")
+flags.DEFINE_integer("validate_every", 100, "With N > 0 (the demo's): every "
+                     "run validates every N steps, keeps its best student "
+                     "and exports that one; 0: the last student.")
 flags.DEFINE_float("ema_decay", 0.99, "EMA decay of the students.")
 flags.DEFINE_multi_string("gin_param", [], "Recipe bindings (all runs).")
 flags.DEFINE_bool("equal_wall_clock", True, "Train faster methods on until "
@@ -125,8 +136,19 @@ def _check_flags():
             "--ratios must name a target compression, e.g. 2,4,8.")
     if any(not r > 1.0 for r in ratios):
         raise errors.BadInputError("--ratios must all be > 1.")
+    for name in ("ppcd_steps", "cut_step"):
+        if FLAGS[name].value < 1:
+            raise errors.BadInputError(
+                f"--{name} must be >= 1, got {FLAGS[name].value}.")
+    if FLAGS.validate_every < 0:
+        raise errors.BadInputError(
+            f"--validate_every must be >= 0, got {FLAGS.validate_every}.")
+    prune_end_fraction = FLAGS.prune_end_fraction
+    if prune_end_fraction is None:
+        prune_end_fraction = demo_pipeline.cut_fraction(FLAGS.cut_step,
+                                                        FLAGS.ppcd_steps)
     demo_pipeline.check_run_flags(
-        FLAGS.ppcd_steps, FLAGS.num_samples, FLAGS.prune_end_fraction,
+        FLAGS.ppcd_steps, FLAGS.num_samples, prune_end_fraction,
         FLAGS.ema_decay, FLAGS.seeds, FLAGS.teacher_dir)
     _check_writable("--output_dir", FLAGS.output_dir)
     _check_writable("--cache_dir", FLAGS.cache_dir)
@@ -146,20 +168,25 @@ def _train(directory, teacher_dir, ratio, method, steps):
     if record.get("steps", 0) >= steps:
         return record["train_seconds"]
     extra = [_ABLATION_FILES[method]] if method in _ABLATION_FILES else []
+    prune_end_fraction = FLAGS.prune_end_fraction
+    if prune_end_fraction is None:
+        prune_end_fraction = demo_pipeline.cut_fraction(FLAGS.cut_step,
+                                                        steps)
     start = time.monotonic()
     _run(demo_pipeline.train_command(
         directory, teacher_dir, 1.0 / ratio, steps, 50,
         gin_params=FLAGS.gin_param, ema_decay=FLAGS.ema_decay,
-        extra_gin_files=extra, prune_end_fraction=FLAGS.prune_end_fraction),
-        directory)
+        extra_gin_files=extra, prune_end_fraction=prune_end_fraction,
+        validate_every=FLAGS.validate_every), directory)
     seconds = record.get("train_seconds", 0.0) + time.monotonic() - start
     files.write_json(record_path, {"steps": steps, "train_seconds": seconds})
     return seconds
 
 
-def _evaluate_export(directory, export):
+def _evaluate_export(directory, export, checkpoint=None):
     if not os.path.isdir(export):
-        _run(demo_pipeline.export_command(directory, export), directory)
+        _run(demo_pipeline.export_command(directory, export, checkpoint),
+             directory)
     output = export + ".eval.json"
     if os.path.isfile(output):
         with open(output) as f:
@@ -192,7 +219,9 @@ def _one(teacher_dir, ratio, method, ppcd_seconds, teacher_params):
                      "%d steps", name, seconds, ppcd_seconds, steps)
         seconds = _train(directory, teacher_dir, ratio, method, steps)
     export = os.path.join(FLAGS.output_dir, name + "_export")
-    summary = _evaluate_export(directory, export)["summary"]
+    summary = _evaluate_export(
+        directory, export,
+        "best" if FLAGS.validate_every else None)["summary"]
     metadata = serving.read_metadata(export)
     return {"method": method, "target_compression": ratio,
             "params": metadata["params"],
@@ -203,8 +232,8 @@ def _one(teacher_dir, ratio, method, ppcd_seconds, teacher_params):
 
 
 def _settings():
-    names = ("ratios", "methods", "ppcd_steps", "prune_end_fraction",
-             "ema_decay", "gin_param", "equal_wall_clock", "num_samples",
+    names = ("ratios", "methods", "ppcd_steps", "cut_step",
+             "prune_end_fraction", "validate_every", "ema_decay", "gin_param", "equal_wall_clock", "num_samples",
              "seeds", "teacher_dir", "teacher_eval")
     return {name: FLAGS[name].value for name in names}
 

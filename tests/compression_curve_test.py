@@ -1,5 +1,6 @@
 """The compression-quality curve's rows, table, plot and equal-time steps."""
 
+import json
 import os
 import subprocess
 import sys
@@ -71,3 +72,59 @@ def test_the_tool_refuses_bad_flags(tmp_path, flag, message):
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert not os.path.exists(tmp_path / "curve")
+
+
+# Run in a child process: the tool defines absl flags that other test
+# modules' imports (ppcd_tf.train) define too.
+_CHARGE_DRIVER = r"""
+import importlib.util, json, sys
+from absl import flags
+path, directory = sys.argv[1], sys.argv[2]
+spec = importlib.util.spec_from_file_location("curve_tool", path)
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
+flags.FLAGS(["curve_tool"])
+tool.HEARTBEAT_SECONDS = 0.2
+sleep = [sys.executable, "-c", "import time; time.sleep(1.0)"]
+tool.demo_pipeline.train_command = lambda *args, **kwargs: sleep
+seen = []
+real_write = tool.files.write_json
+def spy(path, data):
+    seen.append(dict(data))
+    real_write(path, data)
+tool.files.write_json = spy
+first = tool._train(directory, "teacher", 2.0, "ppcd", 1800)
+again = tool._train(directory, "teacher", 2.0, "ppcd", 1800)
+print(json.dumps({"first": first, "again": again, "seen": seen}))
+"""
+
+
+def test_an_interrupted_run_is_charged_for_every_attempt(tmp_path):
+    """Equal wall-clock needs every second a run trained: a run killed
+    mid-way keeps the time of that attempt (the heartbeat writes it into the
+    record) and adds it to the resumed attempt's."""
+    directory = tmp_path / "ppcd_2x"
+    directory.mkdir()
+    record_path = directory / "curve_record.json"
+    # A first attempt that was killed after 100 s of training to 1,800 steps.
+    record_path.write_text(json.dumps({
+        "steps": 0, "train_seconds": 0.0, "interrupted_seconds": 100.0,
+        "training_to": 1800}))
+    result = subprocess.run(
+        [sys.executable, "-c", _CHARGE_DRIVER,
+         os.path.join(helpers.REPO_ROOT, "tools", "compression_curve.py"),
+         str(directory)],
+        cwd=helpers.REPO_ROOT, env=helpers.python_env(), capture_output=True,
+        text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    seconds = output["first"]
+    assert 101.0 <= seconds < 110.0
+    heartbeats = [d for d in output["seen"] if "interrupted_seconds" in d]
+    assert heartbeats, output["seen"]
+    assert all(100.0 < d["interrupted_seconds"] < seconds
+               for d in heartbeats)
+    assert json.loads(record_path.read_text()) == {
+        "steps": 1800, "train_seconds": seconds}
+    # Finished: asking again trains nothing and returns the same time.
+    assert output["again"] == seconds

@@ -97,6 +97,10 @@ CASES = [
     ("ablations", ["--num_samples", "0", "--output_dir", "{tmp}/out"], 2,
      "--num_samples must be >= 2"),
     ("ablations", ["--output_dir", "{afile}/child"], 2, "which is a file"),
+    ("ablations", ["--cut_step", "0", "--output_dir", "{tmp}/out"], 2,
+     "--cut_step must be >= 1"),
+    ("ablations", ["--validate_every", "-5", "--output_dir", "{tmp}/out"], 2,
+     "--validate_every must be >= 0"),
     # checkpoint_curve
     ("checkpoint_curve", ["--model_dir", "{empty_dir}", "--reference",
                           "{bad_json}"], 3, "not valid JSON"),

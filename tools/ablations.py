@@ -11,6 +11,10 @@ itself is read from --baseline_export when given (e.g. the demo's student),
 else trained here as 'ppcd'. Writes <output_dir>/ablations.json and
 ablations.md. Every stage resumes when rerun.
 
+Every run follows the demo's recipe (--ppcd_steps 1800, the cut at
+--cut_step 300, validation every --validate_every 100 steps keeping the best
+student, which is the one exported).
+
 Example:
   python tools/ablations.py --baseline_export runs/demo/student_export \
       --ablations no_class_aware,no_retraining,no_distillation
@@ -45,9 +49,16 @@ flags.DEFINE_list("ablations", ["no_class_aware", "no_retraining"],
 flags.DEFINE_string("baseline_export", None, "Export of the full method "
                     "trained with the same settings (default: train it).")
 flags.DEFINE_float("target_ratio", 0.19, "Kept parameter fraction.")
-flags.DEFINE_integer("ppcd_steps", 1500, "PPCD steps of every run.")
-flags.DEFINE_float("prune_end_fraction", 0.2, "Pruning-phase fraction of "
-                   "the full method (as in the demo).")
+flags.DEFINE_integer("ppcd_steps", 1800, "PPCD steps of every run (the "
+                     "demo's).")
+flags.DEFINE_integer("cut_step", 300, "G step of the full method's cut (the "
+                     "demo's).")
+flags.DEFINE_float("prune_end_fraction", None, "Instead of --cut_step: the "
+                   "full method's pruning-phase fraction.")
+flags.DEFINE_integer("validate_every", 100, "With N > 0 (the demo's): every "
+                     "run validates every N steps after its cut and keeps "
+                     "its best student, the one exported ('no_retraining' "
+                     "exports its last); 0: the last student.")
 flags.DEFINE_float("ema_decay", 0.99, "EMA decay of the students.")
 flags.DEFINE_integer("num_samples", 10000, "Samples per seed.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Evaluation seeds.")
@@ -99,8 +110,15 @@ def _check_flags():
         raise errors.BadInputError(
             f"Unknown --ablations {unknown}; choose from {available} "
             "(gin/stage/ablation_<name>.gin).")
+    for name in ("ppcd_steps", "cut_step"):
+        if FLAGS[name].value < 1:
+            raise errors.BadInputError(
+                f"--{name} must be >= 1, got {FLAGS[name].value}.")
+    if FLAGS.validate_every < 0:
+        raise errors.BadInputError(
+            f"--validate_every must be >= 0, got {FLAGS.validate_every}.")
     demo_pipeline.check_run_flags(
-        FLAGS.ppcd_steps, FLAGS.num_samples, FLAGS.prune_end_fraction,
+        FLAGS.ppcd_steps, FLAGS.num_samples, _prune_end_fraction(),
         FLAGS.ema_decay, FLAGS.seeds, FLAGS.teacher_dir)
     if not 0.0 < FLAGS.target_ratio <= 1.0:
         raise errors.BadInputError(
@@ -128,24 +146,36 @@ def _check_flags():
     _check_writable("--cache_dir", FLAGS.cache_dir)
 
 
+def _prune_end_fraction():
+    """The full method's pruning-phase fraction (from --cut_step unless
+    --prune_end_fraction is given)."""
+    if FLAGS.prune_end_fraction is not None:
+        return FLAGS.prune_end_fraction
+    return demo_pipeline.cut_fraction(FLAGS.cut_step, FLAGS.ppcd_steps)
+
+
 def _student(name, teacher_dir):
     """Trains and exports one variant; returns its export directory."""
     run_dir = os.path.join(FLAGS.output_dir, name)
     export = run_dir + "_export"
     steps = FLAGS.ppcd_steps
     extra = []
+    pruning_phase_only = name in _PRUNING_PHASE_ONLY
     if name != "ppcd":
         extra = [f"stage/ablation_{name}.gin"]
-        if name in _PRUNING_PHASE_ONLY:
+        if pruning_phase_only:
             # Its pruning phase then equals the full method's.
-            steps = int(round(FLAGS.prune_end_fraction * FLAGS.ppcd_steps
+            steps = int(round(_prune_end_fraction() * FLAGS.ppcd_steps
                               / 0.99))
+    validate_every = 0 if pruning_phase_only else FLAGS.validate_every
     _run(demo_pipeline.train_command(
         run_dir, teacher_dir, FLAGS.target_ratio, steps, 50,
         ema_decay=FLAGS.ema_decay, extra_gin_files=extra,
-        prune_end_fraction=(None if name in _PRUNING_PHASE_ONLY
-                            else FLAGS.prune_end_fraction)), run_dir)
-    _run(demo_pipeline.export_command(run_dir, export), run_dir)
+        prune_end_fraction=(None if pruning_phase_only
+                            else _prune_end_fraction()),
+        validate_every=validate_every), run_dir)
+    _run(demo_pipeline.export_command(
+        run_dir, export, "best" if validate_every else None), run_dir)
     return export
 
 
@@ -183,7 +213,10 @@ def main(argv):
         table = "\n".join(lines)
         with open(os.path.join(FLAGS.output_dir, "ablations.json"),
                   "w") as f:
-            json.dump({"steps": FLAGS.ppcd_steps, "seeds": FLAGS.seeds,
+            json.dump({"steps": FLAGS.ppcd_steps,
+                       "prune_end_fraction": _prune_end_fraction(),
+                       "validate_every": FLAGS.validate_every,
+                       "seeds": FLAGS.seeds,
                        "num_samples": FLAGS.num_samples, "results": results,
                        "table": table}, f, indent=2)
         with open(os.path.join(FLAGS.output_dir, "ablations.md"), "w") as f:

@@ -77,15 +77,31 @@ flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
                     "Real-feature cache.")
 
 RECORD_FILE = "curve_record.json"
+# How often a training run's time so far is saved (so that a run interrupted
+# and resumed is charged for all its attempts).
+HEARTBEAT_SECONDS = 30
 _ABLATION_FILES = {"uniform_pruning": "stage/ablation_uniform_pruning.gin",
                    "no_masks": "stage/ablation_no_masks.gin"}
 
 
-def _run(argv, directory):
-    """Runs one stage (its output streamed); a failed stage ends the tool
-    with the stage's exit status."""
+def _run(argv, directory, heartbeat=None):
+    """Runs one stage (its output streamed) and returns its seconds; while it
+    runs, `heartbeat(seconds so far)` is called every HEARTBEAT_SECONDS. A
+    failed stage ends the tool with the stage's exit status."""
     logging.info("[curve] %s", " ".join(argv))
-    status = subprocess.call(argv)
+    start = time.monotonic()
+    process = subprocess.Popen(argv)
+    while True:
+        try:
+            status = process.wait(timeout=HEARTBEAT_SECONDS)
+            break
+        except subprocess.TimeoutExpired:
+            if heartbeat is not None:
+                heartbeat(time.monotonic() - start)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
     if status:
         message = (f"[curve] python -m {argv[2]} of {directory} failed "
                    f"with exit status {status} (its output is above); fix "
@@ -93,6 +109,7 @@ def _run(argv, directory):
         logging.error("%s", message)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(status if status > 0 else 1)
+    return time.monotonic() - start
 
 
 def _check_writable(flag, path):
@@ -167,18 +184,31 @@ def _train(directory, teacher_dir, ratio, method, steps):
             record = json.load(f)
     if record.get("steps", 0) >= steps:
         return record["train_seconds"]
+    # Time of attempts that were interrupted (the tool killed mid-run) counts
+    # too: the heartbeat below keeps it in the record while a run trains.
+    done_seconds = (record.get("train_seconds", 0.0)
+                    + record.get("interrupted_seconds", 0.0))
     extra = [_ABLATION_FILES[method]] if method in _ABLATION_FILES else []
     prune_end_fraction = FLAGS.prune_end_fraction
     if prune_end_fraction is None:
         prune_end_fraction = demo_pipeline.cut_fraction(FLAGS.cut_step,
                                                         steps)
-    start = time.monotonic()
-    _run(demo_pipeline.train_command(
+    argv = demo_pipeline.train_command(
         directory, teacher_dir, 1.0 / ratio, steps, 50,
         gin_params=FLAGS.gin_param, ema_decay=FLAGS.ema_decay,
         extra_gin_files=extra, prune_end_fraction=prune_end_fraction,
-        validate_every=FLAGS.validate_every), directory)
-    seconds = record.get("train_seconds", 0.0) + time.monotonic() - start
+        validate_every=FLAGS.validate_every)
+
+    def heartbeat(elapsed):
+        files.write_json(record_path, {
+            "steps": record.get("steps", 0),
+            "train_seconds": record.get("train_seconds", 0.0),
+            "interrupted_seconds": (record.get("interrupted_seconds", 0.0)
+                                    + elapsed),
+            "training_to": steps})
+
+    elapsed = _run(argv, directory, heartbeat)
+    seconds = done_seconds + elapsed
     files.write_json(record_path, {"steps": steps, "train_seconds": seconds})
     return seconds
 

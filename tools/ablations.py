@@ -37,6 +37,7 @@ from ppcd_tf import demo_pipeline  # noqa: E402
 from ppcd_tf import errors  # noqa: E402
 from ppcd_tf import files  # noqa: E402
 from ppcd_tf import evaluation  # noqa: E402
+from ppcd_tf import run_dir as run_dir_lib  # noqa: E402
 from ppcd_tf import serving  # noqa: E402
 from ppcd_tf import teachers  # noqa: E402
 
@@ -174,9 +175,51 @@ def _student(name, teacher_dir):
         prune_end_fraction=(None if pruning_phase_only
                             else _prune_end_fraction()),
         validate_every=validate_every), run_dir)
-    _run(demo_pipeline.export_command(
-        run_dir, export, "best" if validate_every else None), run_dir)
+    if not _export_is_current(run_dir, export):
+        _run(demo_pipeline.export_command(
+            run_dir, export, "best" if validate_every else None), run_dir)
     return export
+
+
+def _mtime(path):
+    return os.path.getmtime(path) if os.path.exists(path) else None
+
+
+def _export_is_current(model_dir, export):
+    """True when `export` was written after the run's newest checkpoint and
+    its best-student record (a rerun then skips the export)."""
+    written = _mtime(os.path.join(export, serving.ASSETS_DIR,
+                                  "metadata.json"))
+    if written is None:
+        return False
+    try:
+        checkpoint = run_dir_lib.latest_checkpoint(model_dir)
+    except run_dir_lib.RunDirError:
+        return False
+    sources = [_mtime(checkpoint + ".index"),
+               _mtime(os.path.join(model_dir, "best", "best.json"))]
+    return all(written > t for t in sources if t is not None)
+
+
+def _evaluate(export):
+    """The evaluation of `export` with --num_samples and --seeds, read back
+    when a rerun finds one written after the export with those settings."""
+    output = export + ".eval.json"
+    written = _mtime(output)
+    exported = _mtime(os.path.join(export, serving.ASSETS_DIR,
+                                   "metadata.json"))
+    if written is not None and exported is not None and written > exported:
+        with open(output) as f:
+            result = json.load(f)
+        computed = result.get("computed", {})
+        if (computed.get("num_samples_per_seed") == FLAGS.num_samples
+                and computed.get("seeds")
+                == evaluation.parse_seeds(FLAGS.seeds)):
+            logging.info("[ablations] read back %s", output)
+            return result
+    return evaluation.evaluate_generator(
+        saved_model=export, num_samples=FLAGS.num_samples,
+        seeds=FLAGS.seeds, cache_dir=FLAGS.cache_dir, output=output)
 
 
 def _row(name, result, params):
@@ -203,10 +246,7 @@ def main(argv):
             "| variant | G params | FID | intra-FID | class accuracy |",
             "|---|---|---|---|---|"]
         for name, export in exports.items():
-            result = evaluation.evaluate_generator(
-                saved_model=export, num_samples=FLAGS.num_samples,
-                seeds=FLAGS.seeds, cache_dir=FLAGS.cache_dir,
-                output=export + ".eval.json")
+            result = _evaluate(export)
             results[name] = {"export": export, "summary": result["summary"],
                              "params": result["generator"]["params"]}
             lines.append(_row(name, result, result["generator"]["params"]))

@@ -1,0 +1,53 @@
+"""tools/ablations.py reads back what a rerun need not redo."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from tests import helpers
+
+# In a child process: the tool defines absl flags that other test modules'
+# imports define too.
+_DRIVER = r"""
+import importlib.util, json, sys
+from absl import flags
+path, export, seeds = sys.argv[1], sys.argv[2], sys.argv[3]
+spec = importlib.util.spec_from_file_location("ablations_tool", path)
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
+flags.FLAGS(["ablations_tool", "--num_samples", "2000", "--seeds", seeds])
+tool.evaluation.evaluate_generator = lambda **kwargs: {"evaluated": True}
+print(json.dumps(tool._evaluate(export)))
+"""
+
+
+def _evaluate(export, seeds):
+    result = subprocess.run(
+        [sys.executable, "-c", _DRIVER,
+         os.path.join(helpers.REPO_ROOT, "tools", "ablations.py"),
+         str(export), seeds],
+        cwd=helpers.REPO_ROOT, env=helpers.python_env(), capture_output=True,
+        text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_an_evaluation_is_read_back_only_when_current(tmp_path):
+    export = tmp_path / "no_class_aware_export"
+    (export / "assets.extra").mkdir(parents=True)
+    (export / "assets.extra" / "metadata.json").write_text("{}")
+    stored = {"computed": {"num_samples_per_seed": 2000, "seeds": [0, 1]},
+              "summary": {"fid": {"mean": 1.5}}}
+    evaluation = tmp_path / "no_class_aware_export.eval.json"
+    time.sleep(0.05)
+    evaluation.write_text(json.dumps(stored))
+    # Same settings, written after the export: read back.
+    assert _evaluate(export, "0,1") == stored
+    # Other seeds: evaluated again.
+    assert _evaluate(export, "0,1,2") == {"evaluated": True}
+    # An export newer than the evaluation: evaluated again.
+    time.sleep(0.05)
+    (export / "assets.extra" / "metadata.json").write_text("{}")
+    assert _evaluate(export, "0,1") == {"evaluated": True}

@@ -457,6 +457,29 @@ def read_result_summary(path, flag, missing_hint="", again_hint=""):
     return summary
 
 
+def read_current_result(output, saved_model, num_samples, seeds):
+    """The result JSON `output` of evaluating the export `saved_model`, when
+    it is current: written after the export's metadata, with `num_samples`
+    per seed and `seeds`, and readable; else None (evaluate again). What the
+    sweep tools read back on a rerun."""
+    metadata = os.path.join(saved_model, serving.ASSETS_DIR,
+                            "metadata.json")
+    if not (os.path.isfile(output) and os.path.isfile(metadata)):
+        return None
+    if os.path.getmtime(output) <= os.path.getmtime(metadata):
+        return None
+    try:
+        with open(output) as f:
+            result = json.load(f)
+        computed = result["computed"]
+        current = (computed["num_samples_per_seed"] == num_samples
+                   and computed["seeds"] == parse_seeds(seeds))
+        float(result["summary"]["fid"]["mean"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return result if current else None
+
+
 def check_arguments(dataset=None, num_real=None, num_samples=2,
                     batch_size=1, output=None, cache_dir=None,
                     truncation=None):

@@ -1,6 +1,7 @@
 """Evaluation: real features and their cache, metrics of known generators,
 feature networks, and the `python -m ppcd_tf.evaluate` command."""
 
+import functools
 import json
 import os
 import subprocess
@@ -267,3 +268,27 @@ def test_imagenet_feature_network_path_offline(tmp_path, test_images):
     assert np.isfinite(summary["fid"]["mean"])
     assert "not computed" in result["computed"]["class_accuracy"]
     assert "not comparable" in result["computed"]["feature_network"]["note"]
+
+
+def test_read_current_result_only_reads_back_a_current_evaluation(tmp_path):
+    export = tmp_path / "student_export"
+    metadata = export / "assets.extra" / "metadata.json"
+    metadata.parent.mkdir(parents=True)
+    metadata.write_text("{}")
+    output = tmp_path / "student_export.eval.json"
+    stored = {"computed": {"num_samples_per_seed": 2000, "seeds": [0, 1]},
+              "summary": {"fid": {"mean": 1.5}}}
+    read = functools.partial(evaluation.read_current_result, str(output),
+                             str(export))
+    assert read(2000, ["0", "1"]) is None            # not evaluated yet
+    time.sleep(0.05)
+    output.write_text(json.dumps(stored))
+    assert read(2000, ["0", "1"]) == stored
+    assert read(10000, ["0", "1"]) is None           # other sample count
+    assert read(2000, ["0", "1", "2"]) is None       # other seeds
+    output.write_text("{not json")
+    assert read(2000, ["0", "1"]) is None            # damaged: evaluate again
+    output.write_text(json.dumps(stored))
+    time.sleep(0.05)
+    metadata.write_text("{}")                         # exported again since
+    assert read(2000, ["0", "1"]) is None

@@ -203,20 +203,13 @@ def _export_is_current(model_dir, export):
 
 def _evaluate(export):
     """The evaluation of `export` with --num_samples and --seeds, read back
-    when a rerun finds one written after the export with those settings."""
+    when a rerun finds a current one."""
     output = export + ".eval.json"
-    written = _mtime(output)
-    exported = _mtime(os.path.join(export, serving.ASSETS_DIR,
-                                   "metadata.json"))
-    if written is not None and exported is not None and written > exported:
-        with open(output) as f:
-            result = json.load(f)
-        computed = result.get("computed", {})
-        if (computed.get("num_samples_per_seed") == FLAGS.num_samples
-                and computed.get("seeds")
-                == evaluation.parse_seeds(FLAGS.seeds)):
-            logging.info("[ablations] read back %s", output)
-            return result
+    result = evaluation.read_current_result(output, export,
+                                            FLAGS.num_samples, FLAGS.seeds)
+    if result is not None:
+        logging.info("[ablations] read back %s", output)
+        return result
     return evaluation.evaluate_generator(
         saved_model=export, num_samples=FLAGS.num_samples,
         seeds=FLAGS.seeds, cache_dir=FLAGS.cache_dir, output=output)

@@ -218,9 +218,10 @@ def _evaluate_export(directory, export, checkpoint=None):
         _run(demo_pipeline.export_command(directory, export, checkpoint),
              directory)
     output = export + ".eval.json"
-    if os.path.isfile(output):
-        with open(output) as f:
-            return json.load(f)
+    result = evaluation.read_current_result(output, export,
+                                            FLAGS.num_samples, FLAGS.seeds)
+    if result is not None:
+        return result
     return evaluation.evaluate_generator(
         saved_model=export, num_samples=FLAGS.num_samples, seeds=FLAGS.seeds,
         cache_dir=FLAGS.cache_dir, output=output)

@@ -16,6 +16,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from ppcd_tf import errors
+from ppcd_tf import latency_profiling
 from ppcd_tf import ppcd_trainer
 from ppcd_tf import run_dir
 from ppcd_tf.distill import losses as distill_losses
@@ -417,6 +418,40 @@ class PPCDMultiBudgetTest(tf.test.TestCase):
         trainer.extra_summaries(trainer.prune_end_step)
         history = run_dir.read_pruning_history(model_dir)
         self.assertAllClose(history[-1]["macs_ratio"], ratios["macs"])
+
+    def test_latency_budget_holds_at_the_cut(self):
+        """A latency budget from a table measured here (beside the parameter
+        budget, widths in multiples of 4): the multiplier pushes during the
+        ramp and the cut meets the predicted-latency target."""
+        model_dir = self.create_tempdir().full_path
+        teacher = run_dir.restore_generator(_teacher_dir()).generator
+        table = latency_profiling.measure_table(
+            teacher, batch_size=2, grid_step=8, min_width=4, repeats=1,
+            calls=1)
+        table_path = os.path.join(self.create_tempdir().full_path,
+                                  "latency.json")
+        table.write(table_path)
+        trainer = _ppcd(model_dir, extra=[
+            "Trainer.num_steps = 4", "TARGET_LATENCY_RATIO = 0.6",
+            f"LATENCY_TABLE = '{table_path}'",
+            "PPCDTrainer.width_multiple = 4",
+            "PPCDTrainer.train_compact_after_cut = False"])
+        self.assertEqual([limit.name for limit in trainer.controller.limits],
+                         ["params", "latency"])
+        _eager_steps(trainer, 2)
+        self.assertGreater(
+            float(trainer.controller.lambdas["latency"].numpy()), 0.0)
+        trainer.step.assign(trainer.prune_end_step)
+        trainer.train_loop_begin()
+        self.assertTrue(bool(trainer.hardened.numpy()))
+        ratios = trainer.budget_ratios()
+        self.assertLessEqual(ratios["params"], TARGET_RATIO + 1e-7)
+        self.assertLessEqual(ratios["latency"], 0.6 + 1e-7)
+        kept = trainer.kept_channels()
+        widths = channel_masks.mask_widths(trainer.generator.channels)
+        for key, count in kept.items():
+            self.assertTrue(count % 4 == 0 or count == widths[key],
+                            (key, count))
 
     def test_latency_budget_needs_a_table(self):
         helpers.parse(["debug.gin", "stage/ppcd.gin"],

@@ -51,3 +51,44 @@ def test_an_evaluation_is_read_back_only_when_current(tmp_path):
     time.sleep(0.05)
     (export / "assets.extra" / "metadata.json").write_text("{}")
     assert _evaluate(export, "0,1") == {"evaluated": True}
+
+
+_COMMANDS_DRIVER = r"""
+import importlib.util, json, sys
+from absl import flags
+path, output_dir = sys.argv[1], sys.argv[2]
+spec = importlib.util.spec_from_file_location("ablations_tool", path)
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
+flags.FLAGS(["ablations_tool", "--output_dir", output_dir])
+commands = []
+tool._run = lambda argv, directory: commands.append(argv)
+for name in ("no_class_aware", "no_retraining"):
+    tool._student(name, "/teacher")
+print(json.dumps(commands))
+"""
+
+
+def test_every_run_follows_the_demo_recipe(tmp_path):
+    """The full method's recipe is the demo's (1,800 steps, the cut at step
+    300, validation every 100 steps, the best student exported);
+    no_retraining runs only the pruning phase and exports its last."""
+    result = subprocess.run(
+        [sys.executable, "-c", _COMMANDS_DRIVER,
+         os.path.join(helpers.REPO_ROOT, "tools", "ablations.py"),
+         str(tmp_path / "out")],
+        cwd=helpers.REPO_ROOT, env=helpers.python_env(), capture_output=True,
+        text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    train, export, short_train, short_export = json.loads(
+        result.stdout.strip().splitlines()[-1])
+    assert "NUM_STEPS = 1800" in train
+    assert "PPCDTrainer.prune_end_fraction = 0.16666666666666666" in train
+    assert "Trainer.validate_every = 100" in train
+    assert "stage/ablation_no_class_aware.gin" in train
+    assert export[-2:] == ["--checkpoint", "best"]
+    # 303 x 0.99 rounds to the full method's cut at step 300.
+    assert "NUM_STEPS = 303" in short_train
+    assert not any(a.startswith("Trainer.validate_every")
+                   for a in short_train)
+    assert "--checkpoint" not in short_export

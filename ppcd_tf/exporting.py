@@ -100,15 +100,17 @@ def verify(generator, compact, keep, tolerance=DEFAULT_TOLERANCE,
     """Max |compact - masked| on a batch; raises ExportError past tolerance."""
     z = tf.random.stateless_normal((batch, generator.dim_z), (seed, 0))
     labels = tf.range(batch, dtype=tf.int32) % generator.num_classes
-    worst, first = surgery.max_abs_difference(generator, compact, keep, z,
-                                              labels, tolerance)
-    if worst > tolerance:
+    result = surgery.compare(generator, compact, keep, z, labels, tolerance)
+    if result.worst > result.allowed:
+        first = result.first
         where = (f"; it first appears at {first[0]} (max abs diff "
                  f"{first[1]:.3g})" if first else "")
         raise ExportError(
             f"The compact generator differs from the hard-masked one by "
-            f"{worst:.3g} > {tolerance:g}{where}. Refusing to export.")
-    return worst
+            f"{result.worst:.3g} > {result.allowed:.3g} (--tolerance "
+            f"{tolerance:g}, or float32 rounding at the largest activation, "
+            f"{result.activation_scale:.3g}){where}. Refusing to export.")
+    return result.worst
 
 
 def _layer_report(full, compact):
@@ -335,12 +337,16 @@ def prepare_serving(source, compact, keep, tolerance, fold_batch_norm):
         reference = source(z, labels, training=False, masks=masks,
                            keep=masks)
     difference = serving_graph.max_difference(reference, served, z, labels)
-    if difference > tolerance:
+    allowed = surgery.allowed_difference(
+        tolerance, surgery.activation_scale(compact, z, labels))
+    if difference > allowed:
         raise ExportError(
             f"The serving graph (spectral norms frozen, BatchNorms folded: "
             f"{record['batch_norms_folded']}) differs from the trained "
-            f"generator by {difference:.3g} > {tolerance:g}. Refusing to "
-            "export; pass --nofold_batch_norm to keep the BatchNorms.")
+            f"generator by {difference:.3g} > {allowed:.3g} (--tolerance "
+            f"{tolerance:g}, or float32 rounding at the largest "
+            "activation). Refusing to export; pass --nofold_batch_norm to "
+            "keep the BatchNorms.")
     record["verified_max_abs_diff"] = difference
     return served, record
 

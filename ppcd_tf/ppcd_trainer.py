@@ -109,7 +109,10 @@ class PPCDTrainer(trainer_lib.Trainer):
         compact student, `pruning.json` its channel configuration.
       carry_optimizer_state: slice the G optimizer's moments to the kept
         channels at the switch (False: a fresh optimizer).
-      compaction_tolerance: largest |compact - masked| accepted at the cut.
+      compaction_tolerance: largest |compact - masked| accepted at the cut
+        (or float32 rounding at the largest activation, when larger).
+      compaction_rounding_factor: that rounding in float32 ulps of the
+        largest activation (`surgery.allowed_difference`).
       retrain: `schedules.RetrainSchedule` (class; gin binds it): learning
         rate scales and decay of G and D after the cut.
     """
@@ -130,6 +133,7 @@ class PPCDTrainer(trainer_lib.Trainer):
                  distillation=distill_losses.DistillationWeights,
                  cam_discriminator="teacher", train_compact_after_cut=True,
                  carry_optimizer_state=True, compaction_tolerance=1e-4,
+                 compaction_rounding_factor=16.0,
                  retrain=schedules.RetrainSchedule, **kwargs):
         if teacher_dir is gin.REQUIRED or not teacher_dir:
             raise errors.BadInputError(
@@ -208,6 +212,12 @@ class PPCDTrainer(trainer_lib.Trainer):
         self.train_compact_after_cut = bool(train_compact_after_cut)
         self.carry_optimizer_state = bool(carry_optimizer_state)
         self.compaction_tolerance = float(compaction_tolerance)
+        if not (compaction_tolerance >= 0 and compaction_rounding_factor >= 0):
+            raise errors.BadInputError(
+                "PPCDTrainer.compaction_tolerance and "
+                "compaction_rounding_factor must be >= 0, got "
+                f"{compaction_tolerance} and {compaction_rounding_factor}.")
+        self.compaction_rounding_factor = float(compaction_rounding_factor)
         self.retrain = retrain()
         self.structure = run_dir.read_pruning_structure(model_dir)
         self.compacted = self._resumes_compact(model_dir)
@@ -518,10 +528,12 @@ class PPCDTrainer(trainer_lib.Trainer):
         full_generator = self.generator
         with self.strategy.scope():
             compact, difference = compaction.compact_student(
-                self.generator, keep, "generator", self.compaction_tolerance)
+                self.generator, keep, "generator", self.compaction_tolerance,
+                rounding_factor=self.compaction_rounding_factor)
             compact_ema, _ = compaction.compact_student(
                 self.generator_ema, keep, "generator_ema",
-                self.compaction_tolerance)
+                self.compaction_tolerance,
+                rounding_factor=self.compaction_rounding_factor)
             inner = self._inner(self.g_optimizer)
             optimizer = self._make_optimizer(
                 lambda name: type(inner).from_config(

@@ -163,6 +163,33 @@ class SurgeryTest(tf.test.TestCase, parameterized.TestCase):
             self.assertGreater(float(tf.reduce_max(tf.abs(
                 unmasked - masked))), 1e-3)
 
+    def test_compare_allows_float32_rounding_and_refuses_surgery_errors(self):
+        eps = float(np.finfo(np.float32).eps)
+        # A student whose streams reach 2,000: 16 ulps of it (3.8e-3).
+        self.assertAlmostEqual(surgery.allowed_difference(1e-4, 2000.0),
+                               16 * eps * 2000.0)
+        self.assertEqual(surgery.allowed_difference(1e-4, 1.0), 1e-4)
+        self.assertEqual(surgery.allowed_difference(1e-4, 2000.0, 0.0), 1e-4)
+        generator = _tiny_generator()
+        keep = _random_keep(generator, np.random.default_rng(3))
+        compact = surgery.build_compact(generator, keep)
+        z, labels = _inputs(generator, 6, 5)
+        result = surgery.compare(generator, compact, keep, z, labels, 1e-5)
+        self.assertLessEqual(result.worst, result.allowed)
+        self.assertIsNone(result.first)
+        self.assertGreater(result.activation_scale, 0.0)
+        self.assertEqual(result.allowed, surgery.allowed_difference(
+            1e-5, result.activation_scale))
+        # A surgery error: one output filter of block 1's conv2 with its
+        # sign flipped (the spectral norm, and so every other filter, is
+        # unchanged) is refused and located.
+        kernel = compact.blocks[0].conv2.kernel.numpy()
+        kernel[..., 0] = -kernel[..., 0]
+        compact.blocks[0].conv2.kernel.assign(kernel)
+        broken = surgery.compare(generator, compact, keep, z, labels, 1e-5)
+        self.assertGreater(broken.worst, 10 * broken.allowed)
+        self.assertEqual(broken.first[0], "block1")
+
     def test_mask_of_wrong_width_is_refused(self):
         generator = _tiny_generator()
         keep = _random_keep(generator, np.random.default_rng(0))

@@ -56,7 +56,7 @@ def copy_weights_by_name(source, target):
 
 
 def compact_student(generator, keep, name, tolerance, verify_batch=16,
-                    seed=0):
+                    seed=0, rounding_factor=surgery.DEFAULT_ROUNDING_FACTOR):
     """The compact copy of a hard-masked `generator` (verified).
 
     Args:
@@ -64,7 +64,9 @@ def compact_student(generator, keep, name, tolerance, verify_batch=16,
       keep: {mask key: bool [width]}.
       name: the compact model's name (the student's, so checkpoints and
         summaries keep their names).
-      tolerance: largest allowed |compact - masked| on a verify batch.
+      tolerance: largest allowed |compact - masked| on a verify batch, or
+        float32 rounding at the activations' scale when larger
+        (`surgery.allowed_difference` with `rounding_factor`).
 
     Returns:
       (compact Generator, max abs difference).
@@ -73,13 +75,19 @@ def compact_student(generator, keep, name, tolerance, verify_batch=16,
     z = tf.random.stateless_normal((verify_batch, generator.dim_z),
                                    (seed, 1))
     labels = tf.range(verify_batch, dtype=tf.int32) % generator.num_classes
-    worst, first = surgery.max_abs_difference(generator, compact, keep, z,
-                                              labels, tolerance)
-    if worst > tolerance:
+    result = surgery.compare(generator, compact, keep, z, labels, tolerance,
+                             rounding_factor)
+    if result.worst > result.allowed:
         raise CompactionError(
             f"The compact student differs from the hard-masked one by "
-            f"{worst:.3g} > {tolerance:g} (first at {first}).")
-    return compact, worst
+            f"{result.worst:.3g} > {result.allowed:.3g} (the tolerance "
+            f"{tolerance:g}, or {rounding_factor:g} float32 ulps of the "
+            f"largest activation, {result.activation_scale:.3g}; first at "
+            f"{result.first}).")
+    logging.info("Compact student verified: max |difference| %.3g <= %.3g "
+                 "(largest activation %.3g).", result.worst, result.allowed,
+                 result.activation_scale)
+    return compact, result.worst
 
 
 def _slots(optimizer):

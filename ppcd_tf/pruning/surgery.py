@@ -11,8 +11,18 @@ Why this is exact: in the masked student (`Generator.call(keep=...)`) removed
 channels' weights are zeroed before each spectral norm, and zero rows/columns
 change neither a matrix's singular values nor the power iteration on the
 kept part; so the compact network's own spectral norms compute the same
-sigmas (up to float summation order). `max_abs_difference` checks it.
+sigmas (up to float summation order). `compare` checks it.
+
+"Equal" means within float32 rounding: the two networks sum the same terms
+in other orders, so they differ by a few units in the last place of the
+largest activation they carry. A trained generator's streams can reach
+magnitudes of ~10^3, where one ulp is ~10^-4, so the check allows
+`rounding_factor` x float32 epsilon x that magnitude when this exceeds the
+absolute tolerance (`allowed_difference`); a surgery error (a wrong channel,
+a missed slice) moves images by 10^-1 or more and is still refused.
 """
+
+import collections
 
 import numpy as np
 import tensorflow as tf
@@ -144,6 +154,66 @@ def masks_from_keep(keep):
     """{key: float32 0/1 tensor} for `Generator.call(masks=, keep=)`."""
     return {key: tf.constant(np.asarray(k, np.float32))
             for key, k in keep.items()}
+
+
+# float32 machine epsilon (2^-23).
+FLOAT32_EPSILON = float(np.finfo(np.float32).eps)
+# Ulps of the largest activation two float32 networks that sum the same
+# terms in other orders may differ by (measured: ~5 on a student whose
+# streams reach ~2,000).
+DEFAULT_ROUNDING_FACTOR = 16.0
+
+Comparison = collections.namedtuple(
+    "Comparison", ["worst", "first", "allowed", "activation_scale"])
+
+
+def allowed_difference(tolerance, activation_scale,
+                       rounding_factor=DEFAULT_ROUNDING_FACTOR):
+    """The larger of `tolerance` and float32 rounding at `activation_scale`
+    (`rounding_factor` ulps of it)."""
+    return max(float(tolerance), float(rounding_factor) * FLOAT32_EPSILON
+               * float(activation_scale))
+
+
+def compare(masked, compact, keep, z, labels, tolerance,
+            rounding_factor=DEFAULT_ROUNDING_FACTOR):
+    """Comparison(worst, first, allowed, activation_scale) of the compact
+    and the hard-masked generator on (z [B, dim_z], labels [B]).
+
+    worst: max |images_compact - images_masked|; activation_scale: the
+    largest |activation| of the masked network's feature taps (block and
+    attention outputs, kept channels); allowed: `allowed_difference` of
+    `tolerance` at that scale; first: (tap name, max abs diff) of the first
+    tap differing by more than its own allowance, or None.
+    """
+    masks = masks_from_keep(keep)
+    images_m, feats_m = masked(z, labels, training=False, masks=masks,
+                               keep=masks, return_features=True)
+    images_c, feats_c = compact(z, labels, training=False,
+                                return_features=True)
+    worst = float(tf.reduce_max(tf.abs(images_m - images_c)))
+    first, scale = None, 0.0
+    idx = kept_indices(masked, keep)
+    for name in feats_m:  # insertion order: the network's order
+        block = int(name.replace("block", "").replace("attention", ""))
+        kept = idx[generator_lib.stream_mask_name(block)]
+        reference = tf.gather(feats_m[name], kept, axis=-1)
+        tap_scale = float(tf.reduce_max(tf.abs(reference)))
+        scale = max(scale, tap_scale)
+        diff = float(tf.reduce_max(tf.abs(reference - feats_c[name])))
+        if (diff > allowed_difference(tolerance, tap_scale, rounding_factor)
+                and first is None):
+            first = (name, diff)
+    return Comparison(worst, first,
+                      allowed_difference(tolerance, scale, rounding_factor),
+                      scale)
+
+
+def activation_scale(generator, z, labels):
+    """The largest |activation| of `generator`'s feature taps on (z,
+    labels), inference mode."""
+    _, features = generator(z, labels, training=False, return_features=True)
+    return max(float(tf.reduce_max(tf.abs(f))) for f in features.values())
 
 
 def max_abs_difference(masked, compact, keep, z, labels, tolerance=0.0):

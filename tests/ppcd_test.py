@@ -5,6 +5,8 @@ A tiny teacher (debug.gin, ch 4) is trained once per module; every PPCD run
 starts from it.
 """
 
+import dataclasses
+import functools
 import glob
 import json
 import os
@@ -23,6 +25,7 @@ from ppcd_tf.distill import losses as distill_losses
 from ppcd_tf.models import complexity
 from ppcd_tf.models import discriminator as discriminator_lib
 from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.models import latency
 from ppcd_tf.pruning import budget as budget_lib
 from ppcd_tf.pruning import channel_masks
 from tests import helpers
@@ -425,9 +428,19 @@ class PPCDMultiBudgetTest(tf.test.TestCase):
         ramp and the cut meets the predicted-latency target."""
         model_dir = self.create_tempdir().full_path
         teacher = run_dir.restore_generator(_teacher_dir()).generator
-        table = latency_profiling.measure_table(
+        measured = latency_profiling.measure_table(
             teacher, batch_size=2, grid_step=8, min_width=4, repeats=1,
             calls=1)
+        # The measured structure with deterministic seconds (the product of
+        # each grid point's widths, in microseconds), so that the floors'
+        # share of the full latency does not depend on this machine's noise.
+        def synthetic(grid):
+            widths = np.ix_(*[np.asarray(g, float) for g in grid])
+            return (functools.reduce(np.multiply, widths) * 1e-6).tolist()
+        terms = [dataclasses.replace(term, seconds=synthetic(term.grid))
+                 for term in measured.terms]
+        table = latency.LatencyTable(terms, 0.0, measured.batch_size,
+                                     measured.generator, 0.0)
         table_path = os.path.join(self.create_tempdir().full_path,
                                   "latency.json")
         table.write(table_path)

@@ -278,6 +278,9 @@ class PPCDTrainer(trainer_lib.Trainer):
                 self.width_multiple)
             thin = budget_lib.kept_channel_config(teacher.channels, counts)
             student_config["channels"] = thin.to_dict()
+            # A fixed thinner student has no full width: models.json holds
+            # it as trained, so exports and evaluations read it back.
+            self.full_student_config = dict(student_config)
         student = generator_lib.Generator.from_config(student_config)
         discriminator = discriminator_lib.Discriminator.from_config(
             dict(d_config, name="discriminator"))
@@ -372,7 +375,8 @@ class PPCDTrainer(trainer_lib.Trainer):
 
     def write_model_configs(self):
         """models.json holds the full-width student (the compact channels
-        after a cut are in pruning.json); PPCD runs also write
+        after a cut are in pruning.json; a fixed thinner student, without
+        masks, as it is); PPCD runs also write
         pruning.json, the pruning structure, before their first step."""
         super().write_model_configs()
         content = run_dir.read_model_configs(self.model_dir)

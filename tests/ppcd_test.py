@@ -295,6 +295,19 @@ class AblationTest(tf.test.TestCase, parameterized.TestCase):
             fractions = [widths[k] / full[k] for k in full]
             self.assertLessEqual(max(fractions) - min(fractions),
                                  max(1.0 / full[k] for k in full) + 1e-9)
+            # The run directory reads the thin student back as trained
+            # (models.json holds it; there are no masks and no cut).
+            trainer.write_model_configs()
+            trainer.checkpointer.save(2)
+            restored = run_dir.restore_generator(trainer.model_dir)
+            self.assertEqual(restored.generator.channels,
+                             trainer.generator_ema.channels)
+            z = tf.random.stateless_normal((4, trainer.generator.dim_z),
+                                           (0, 1))
+            labels = tf.range(4) % trainer.generator.num_classes
+            self.assertAllClose(
+                restored.generator(z, labels, training=False),
+                trainer.generator_ema(z, labels, training=False), atol=1e-6)
         elif name == "ablation_uniform_pruning.gin":
             self.assertTrue(bool(trainer.hardened.numpy()))
             kept = trainer.kept_channels()

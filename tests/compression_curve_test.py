@@ -93,9 +93,11 @@ def spy(path, data):
     seen.append(dict(data))
     real_write(path, data)
 tool.files.write_json = spy
-first = tool._train(directory, "teacher", 2.0, "ppcd", 1800)
-again = tool._train(directory, "teacher", 2.0, "ppcd", 1800)
-print(json.dumps({"first": first, "again": again, "seen": seen}))
+steps, first = tool._train(directory, "teacher", 2.0, "ppcd", 1800)
+# Asked for fewer steps than a longer, equal-time run trained: its own.
+again = tool._train(directory, "teacher", 2.0, "ppcd", 1000)
+print(json.dumps({"steps": steps, "first": first, "again": again,
+                  "seen": seen}))
 """
 
 
@@ -126,5 +128,7 @@ def test_an_interrupted_run_is_charged_for_every_attempt(tmp_path):
                for d in heartbeats)
     assert json.loads(record_path.read_text()) == {
         "steps": 1800, "train_seconds": seconds}
-    # Finished: asking again trains nothing and returns the same time.
-    assert output["again"] == seconds
+    assert output["steps"] == 1800
+    # Finished: asking again (for fewer steps) trains nothing and returns
+    # the steps and the time the run has.
+    assert output["again"] == [1800, seconds]

@@ -175,15 +175,16 @@ def _check_flags():
 
 
 def _train(directory, teacher_dir, ratio, method, steps):
-    """Trains (or resumes) one run to `steps`; returns its train seconds
-    (added up over every call that trained it)."""
+    """Trains (or resumes) one run to `steps`; returns (the steps it has
+    trained, which may be more when an earlier call trained it on, its train
+    seconds added up over every call that trained it)."""
     record_path = os.path.join(directory, RECORD_FILE)
     record = {}
     if os.path.isfile(record_path):
         with open(record_path) as f:
             record = json.load(f)
     if record.get("steps", 0) >= steps:
-        return record["train_seconds"]
+        return record["steps"], record["train_seconds"]
     # Time of attempts that were interrupted (the tool killed mid-run) counts
     # too: the heartbeat below keeps it in the record while a run trains.
     done_seconds = (record.get("train_seconds", 0.0)
@@ -210,7 +211,7 @@ def _train(directory, teacher_dir, ratio, method, steps):
     elapsed = _run(argv, directory, heartbeat)
     seconds = done_seconds + elapsed
     files.write_json(record_path, {"steps": steps, "train_seconds": seconds})
-    return seconds
+    return steps, seconds
 
 
 def _evaluate_export(directory, export, checkpoint=None):
@@ -240,15 +241,16 @@ def _teacher_params(teacher_dir):
 def _one(teacher_dir, ratio, method, ppcd_seconds, teacher_params):
     name = f"{method}_{ratio:g}x"
     directory = os.path.join(FLAGS.output_dir, name)
-    steps = FLAGS.ppcd_steps
-    seconds = _train(directory, teacher_dir, ratio, method, steps)
+    steps, seconds = _train(directory, teacher_dir, ratio, method,
+                            FLAGS.ppcd_steps)
     if (FLAGS.equal_wall_clock and ppcd_seconds
             and seconds < 0.95 * ppcd_seconds):
-        steps = compression_curve.equal_time_steps(steps, seconds,
-                                                   ppcd_seconds)
+        target = compression_curve.equal_time_steps(steps, seconds,
+                                                    ppcd_seconds)
         logging.info("[curve] %s: %.0f s vs PPCD's %.0f s -> trained on to "
-                     "%d steps", name, seconds, ppcd_seconds, steps)
-        seconds = _train(directory, teacher_dir, ratio, method, steps)
+                     "%d steps", name, seconds, ppcd_seconds, target)
+        steps, seconds = _train(directory, teacher_dir, ratio, method,
+                                target)
     export = os.path.join(FLAGS.output_dir, name + "_export")
     summary = _evaluate_export(
         directory, export,

@@ -219,26 +219,11 @@ def activation_scale(generator, z, labels):
 def max_abs_difference(masked, compact, keep, z, labels, tolerance=0.0):
     """(max |compact - masked|, first layer differing by more than tolerance).
 
-    Both run in inference mode on the same (z, labels); the masked generator
-    gets the hard masks as activation masks and as kept-channel vectors.
-    Returns the largest image difference and, for diagnosis, the name of the
-    first feature tap (block / attention output, compared on kept stream
-    channels) whose difference exceeds `tolerance`, with that difference,
-    or None.
+    `compare` with an absolute tolerance only (no rounding allowance): the
+    largest image difference and, for diagnosis, (name, difference) of the
+    first feature tap (block / attention output, on kept stream channels)
+    whose difference exceeds `tolerance`, or None.
     """
-    masks = masks_from_keep(keep)
-    images_m, feats_m = masked(z, labels, training=False, masks=masks,
-                               keep=masks, return_features=True)
-    images_c, feats_c = compact(z, labels, training=False,
-                                return_features=True)
-    worst = float(tf.reduce_max(tf.abs(images_m - images_c)))
-    first = None
-    idx = kept_indices(masked, keep)
-    for name in feats_m:  # insertion order: the network's order
-        block = int(name.replace("block", "").replace("attention", ""))
-        kept = idx[generator_lib.stream_mask_name(block)]
-        diff = float(tf.reduce_max(tf.abs(
-            tf.gather(feats_m[name], kept, axis=-1) - feats_c[name])))
-        if diff > tolerance and first is None:
-            first = (name, diff)
-    return worst, first
+    result = compare(masked, compact, keep, z, labels, tolerance,
+                     rounding_factor=0.0)
+    return result.worst, result.first

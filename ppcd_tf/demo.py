@@ -106,10 +106,8 @@ def main(argv):
             raise errors.BadInputError(
                 f"--teacher_dir {teacher_dir} is not a directory.")
         _check_flags()
-        prune_end_fraction = FLAGS.prune_end_fraction
-        if prune_end_fraction is None:
-            prune_end_fraction = demo_pipeline.cut_fraction(
-                FLAGS.cut_step, FLAGS.ppcd_steps)
+        prune_end_fraction = demo_pipeline.recipe_fraction(
+            FLAGS.ppcd_steps, FLAGS.cut_step, FLAGS.prune_end_fraction)
     stages = demo_pipeline.commands(
         FLAGS.output_dir, teacher_dir, FLAGS.target_ratio,
         FLAGS.ppcd_steps, FLAGS.log_every, FLAGS.gin_param,

@@ -44,6 +44,26 @@ def cut_fraction(cut_step, ppcd_steps):
     return cut_step / ppcd_steps
 
 
+def recipe_fraction(ppcd_steps, cut_step, prune_end_fraction=None):
+    """The pruning-phase fraction of a run of `ppcd_steps`:
+    `prune_end_fraction` when given, else the one that cuts at `cut_step`."""
+    if prune_end_fraction is not None:
+        return prune_end_fraction
+    return cut_fraction(cut_step, ppcd_steps)
+
+
+def check_recipe_flags(ppcd_steps, cut_step, validate_every):
+    """The recipe flags of the sweep tools (--ppcd_steps, --cut_step,
+    --validate_every), checked before any training: BadInputError."""
+    for name, value in (("ppcd_steps", ppcd_steps), ("cut_step", cut_step)):
+        if value < 1:
+            raise errors.BadInputError(
+                f"--{name} must be >= 1, got {value}.")
+    if validate_every < 0:
+        raise errors.BadInputError(
+            f"--validate_every must be >= 0, got {validate_every}.")
+
+
 def train_command(ppcd_dir, teacher_dir, target_ratio, ppcd_steps,
                   log_every, gin_params=(), ema_decay=0.99,
                   extra_gin_files=(), prune_end_fraction=None,

@@ -111,13 +111,8 @@ def _check_flags():
         raise errors.BadInputError(
             f"Unknown --ablations {unknown}; choose from {available} "
             "(gin/stage/ablation_<name>.gin).")
-    for name in ("ppcd_steps", "cut_step"):
-        if FLAGS[name].value < 1:
-            raise errors.BadInputError(
-                f"--{name} must be >= 1, got {FLAGS[name].value}.")
-    if FLAGS.validate_every < 0:
-        raise errors.BadInputError(
-            f"--validate_every must be >= 0, got {FLAGS.validate_every}.")
+    demo_pipeline.check_recipe_flags(FLAGS.ppcd_steps, FLAGS.cut_step,
+                                     FLAGS.validate_every)
     demo_pipeline.check_run_flags(
         FLAGS.ppcd_steps, FLAGS.num_samples, _prune_end_fraction(),
         FLAGS.ema_decay, FLAGS.seeds, FLAGS.teacher_dir)
@@ -150,9 +145,8 @@ def _check_flags():
 def _prune_end_fraction():
     """The full method's pruning-phase fraction (from --cut_step unless
     --prune_end_fraction is given)."""
-    if FLAGS.prune_end_fraction is not None:
-        return FLAGS.prune_end_fraction
-    return demo_pipeline.cut_fraction(FLAGS.cut_step, FLAGS.ppcd_steps)
+    return demo_pipeline.recipe_fraction(FLAGS.ppcd_steps, FLAGS.cut_step,
+                                         FLAGS.prune_end_fraction)
 
 
 def _student(name, teacher_dir):

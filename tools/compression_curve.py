@@ -153,19 +153,12 @@ def _check_flags():
             "--ratios must name a target compression, e.g. 2,4,8.")
     if any(not r > 1.0 for r in ratios):
         raise errors.BadInputError("--ratios must all be > 1.")
-    for name in ("ppcd_steps", "cut_step"):
-        if FLAGS[name].value < 1:
-            raise errors.BadInputError(
-                f"--{name} must be >= 1, got {FLAGS[name].value}.")
-    if FLAGS.validate_every < 0:
-        raise errors.BadInputError(
-            f"--validate_every must be >= 0, got {FLAGS.validate_every}.")
-    prune_end_fraction = FLAGS.prune_end_fraction
-    if prune_end_fraction is None:
-        prune_end_fraction = demo_pipeline.cut_fraction(FLAGS.cut_step,
-                                                        FLAGS.ppcd_steps)
+    demo_pipeline.check_recipe_flags(FLAGS.ppcd_steps, FLAGS.cut_step,
+                                     FLAGS.validate_every)
     demo_pipeline.check_run_flags(
-        FLAGS.ppcd_steps, FLAGS.num_samples, prune_end_fraction,
+        FLAGS.ppcd_steps, FLAGS.num_samples,
+        demo_pipeline.recipe_fraction(FLAGS.ppcd_steps, FLAGS.cut_step,
+                                      FLAGS.prune_end_fraction),
         FLAGS.ema_decay, FLAGS.seeds, FLAGS.teacher_dir)
     _check_writable("--output_dir", FLAGS.output_dir)
     _check_writable("--cache_dir", FLAGS.cache_dir)
@@ -190,14 +183,12 @@ def _train(directory, teacher_dir, ratio, method, steps):
     done_seconds = (record.get("train_seconds", 0.0)
                     + record.get("interrupted_seconds", 0.0))
     extra = [_ABLATION_FILES[method]] if method in _ABLATION_FILES else []
-    prune_end_fraction = FLAGS.prune_end_fraction
-    if prune_end_fraction is None:
-        prune_end_fraction = demo_pipeline.cut_fraction(FLAGS.cut_step,
-                                                        steps)
     argv = demo_pipeline.train_command(
         directory, teacher_dir, 1.0 / ratio, steps, 50,
         gin_params=FLAGS.gin_param, ema_decay=FLAGS.ema_decay,
-        extra_gin_files=extra, prune_end_fraction=prune_end_fraction,
+        extra_gin_files=extra,
+        prune_end_fraction=demo_pipeline.recipe_fraction(
+            steps, FLAGS.cut_step, FLAGS.prune_end_fraction),
         validate_every=FLAGS.validate_every)
 
     def heartbeat(elapsed):

@@ -43,12 +43,18 @@ data:
 
 setup: $(STAMP) data
 
+# Tests run in TEST_WORKERS processes (pytest-xdist); one test class or
+# module stays in one process, so its set-up (a tiny teacher, a tiny demo) is
+# made once. TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadscope
+
 test: setup
-	$(PY) -m pytest -q -rs
+	$(PYTEST)
 
 # Everything but the multi-second integration tests.
 test-fast: setup
-	$(PY) -m pytest -q -rs -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The demo: PPCD compression of the shipped Fashion-MNIST 32x32 teacher to
 # DEMO_TARGET_RATIO of its generator parameters (5.26x smaller), export of

@@ -52,18 +52,6 @@ def recipe_fraction(ppcd_steps, cut_step, prune_end_fraction=None):
     return cut_fraction(cut_step, ppcd_steps)
 
 
-def check_recipe_flags(ppcd_steps, cut_step, validate_every):
-    """The recipe flags of the sweep tools (--ppcd_steps, --cut_step,
-    --validate_every), checked before any training: BadInputError."""
-    for name, value in (("ppcd_steps", ppcd_steps), ("cut_step", cut_step)):
-        if value < 1:
-            raise errors.BadInputError(
-                f"--{name} must be >= 1, got {value}.")
-    if validate_every < 0:
-        raise errors.BadInputError(
-            f"--validate_every must be >= 0, got {validate_every}.")
-
-
 def train_command(ppcd_dir, teacher_dir, target_ratio, ppcd_steps,
                   log_every, gin_params=(), ema_decay=0.99,
                   extra_gin_files=(), prune_end_fraction=None,
@@ -152,21 +140,30 @@ def commands(output_dir, teacher_dir, target_ratio, ppcd_steps, log_every,
     return stages + [("report", report)]
 
 
-def check_run_flags(ppcd_steps, num_samples, prune_end_fraction, ema_decay,
-                    seeds, teacher_dir):
+def check_sweep_flags(ppcd_steps, cut_step, validate_every,
+                      prune_end_fraction, num_samples, ema_decay, seeds,
+                      teacher_dir):
     """The flags the sweep tools (compression curve, ablations) share,
-    checked before any training: BadInputError / MissingInputError."""
+    checked before any training: BadInputError / MissingInputError.
+
+    `prune_end_fraction` is the override flag (None: the fraction that cuts
+    at `cut_step`, `recipe_fraction`).
+    """
     from ppcd_tf import evaluation  # deferred: it loads the metrics
-    if ppcd_steps < 1:
+    for name, value in (("ppcd_steps", ppcd_steps), ("cut_step", cut_step)):
+        if value < 1:
+            raise errors.BadInputError(
+                f"--{name} must be >= 1, got {value}.")
+    if validate_every < 0:
         raise errors.BadInputError(
-            f"--ppcd_steps must be >= 1, got {ppcd_steps}.")
+            f"--validate_every must be >= 0, got {validate_every}.")
     if num_samples < 2:
         raise errors.BadInputError(
             f"--num_samples must be >= 2, got {num_samples}.")
-    if not 0.0 < prune_end_fraction <= 1.0:
+    fraction = recipe_fraction(ppcd_steps, cut_step, prune_end_fraction)
+    if not 0.0 < fraction <= 1.0:
         raise errors.BadInputError(
-            f"--prune_end_fraction must be in (0, 1], got "
-            f"{prune_end_fraction}.")
+            f"--prune_end_fraction must be in (0, 1], got {fraction}.")
     if not 0.0 <= ema_decay < 1.0:
         raise errors.BadInputError(
             f"--ema_decay must be in [0, 1), got {ema_decay}.")

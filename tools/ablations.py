@@ -111,11 +111,10 @@ def _check_flags():
         raise errors.BadInputError(
             f"Unknown --ablations {unknown}; choose from {available} "
             "(gin/stage/ablation_<name>.gin).")
-    demo_pipeline.check_recipe_flags(FLAGS.ppcd_steps, FLAGS.cut_step,
-                                     FLAGS.validate_every)
-    demo_pipeline.check_run_flags(
-        FLAGS.ppcd_steps, FLAGS.num_samples, _prune_end_fraction(),
-        FLAGS.ema_decay, FLAGS.seeds, FLAGS.teacher_dir)
+    demo_pipeline.check_sweep_flags(
+        FLAGS.ppcd_steps, FLAGS.cut_step, FLAGS.validate_every,
+        FLAGS.prune_end_fraction, FLAGS.num_samples, FLAGS.ema_decay,
+        FLAGS.seeds, FLAGS.teacher_dir)
     if not 0.0 < FLAGS.target_ratio <= 1.0:
         raise errors.BadInputError(
             f"--target_ratio (the kept parameter fraction) must be in "

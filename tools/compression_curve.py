@@ -153,13 +153,10 @@ def _check_flags():
             "--ratios must name a target compression, e.g. 2,4,8.")
     if any(not r > 1.0 for r in ratios):
         raise errors.BadInputError("--ratios must all be > 1.")
-    demo_pipeline.check_recipe_flags(FLAGS.ppcd_steps, FLAGS.cut_step,
-                                     FLAGS.validate_every)
-    demo_pipeline.check_run_flags(
-        FLAGS.ppcd_steps, FLAGS.num_samples,
-        demo_pipeline.recipe_fraction(FLAGS.ppcd_steps, FLAGS.cut_step,
-                                      FLAGS.prune_end_fraction),
-        FLAGS.ema_decay, FLAGS.seeds, FLAGS.teacher_dir)
+    demo_pipeline.check_sweep_flags(
+        FLAGS.ppcd_steps, FLAGS.cut_step, FLAGS.validate_every,
+        FLAGS.prune_end_fraction, FLAGS.num_samples, FLAGS.ema_decay,
+        FLAGS.seeds, FLAGS.teacher_dir)
     _check_writable("--output_dir", FLAGS.output_dir)
     _check_writable("--cache_dir", FLAGS.cache_dir)
     reference = (_read_teacher_eval(FLAGS.teacher_eval)

@@ -20,8 +20,9 @@ from tests import helpers
 DEBUG_FILES = ["debug.gin"]
 STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
 # A mistake must be reported within this many seconds (no retries, no
-# downloads, no training).
-ERROR_DEADLINE_S = 30
+# downloads, no training). A quiet run reports in ~10 s; 30 s was missed
+# once by a low-priority run sharing the CPU with a training run.
+ERROR_DEADLINE_S = 60
 
 
 def tiny_bindings(*extra):

@@ -11,8 +11,11 @@ Equal wall-clock: methods whose steps are cheaper than PPCD's (a thinner
 student trained from the start) are given more steps, `equal_time_steps`.
 """
 
+import json
 import math
+import os
 
+from ppcd_tf import errors
 from ppcd_tf import summaries
 
 METHODS = {
@@ -20,6 +23,16 @@ METHODS = {
     "uniform_pruning": "uniform pruning (same widths fraction everywhere)",
     "no_masks": "thinner student from scratch (same distillation)",
 }
+
+
+# What every run record holds (see the module docstring); a record may hold
+# more (e.g. `source`: where a record transcribed from an earlier sweep came
+# from).
+RECORD_KEYS = ("method", "target_compression", "params", "teacher_params",
+               "steps", "train_seconds", "fid", "class_accuracy")
+# Two sweeps are one curve only when their teacher figures (same protocol:
+# samples, seeds, real statistics) agree this closely.
+REFERENCE_TOLERANCE = 1e-3
 
 
 def equal_time_steps(steps, seconds, reference_seconds, max_factor=4.0):
@@ -58,6 +71,66 @@ def curve_rows(records, reference):
     return sorted(rows, key=lambda r: (order.index(r["method"])
                                        if r["method"] in order else 99,
                                        r["compression"]))
+
+
+def read_curve(path, flag):
+    """The teacher reference and the run records of a curve JSON written by
+    tools/compression_curve.py (its `curve.json`), given as `flag`.
+
+    Returns:
+      (reference, records): reference as in `curve_rows`; records the rows
+      with the RECORD_KEYS (and any extra keys) they hold.
+    """
+    if not os.path.isfile(path):
+        raise errors.MissingInputError(
+            f"{flag} {path} does not exist; give the curve.json of an "
+            "earlier run of tools/compression_curve.py.")
+    try:
+        with open(path) as f:
+            curve = json.load(f)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise errors.DamagedInputError(
+            f"{flag} {path} is not valid JSON ({error}).") from error
+    try:
+        reference = curve["reference"]
+        for key in ("fid", "class_accuracy"):
+            float(reference[key]["mean"])
+        records = []
+        for row in curve["rows"]:
+            missing = [key for key in RECORD_KEYS if key not in row]
+            if missing:
+                raise KeyError(f"a row without {missing}")
+            records.append(dict(row))
+    except (KeyError, TypeError, ValueError) as error:
+        raise errors.DamagedInputError(
+            f"{flag} {path} is not a curve.json of "
+            f"tools/compression_curve.py ({error}).") from error
+    return reference, records
+
+
+def check_same_reference(reference, other, what):
+    """Raises BadInputError unless the two teacher references (FID and class
+    accuracy means) agree within REFERENCE_TOLERANCE: the sweeps then used
+    the same evaluation protocol and can share one curve."""
+    for key in ("fid", "class_accuracy"):
+        mine, theirs = reference[key]["mean"], other[key]["mean"]
+        if abs(mine - theirs) > REFERENCE_TOLERANCE:
+            raise errors.BadInputError(
+                f"{what}: its teacher {key} {theirs:.4f} differs from this "
+                f"sweep's {mine:.4f}; the sweeps were evaluated with "
+                "different protocols (samples, seeds or teacher) and cannot "
+                "share one curve.")
+
+
+def merge_records(earlier, current):
+    """`earlier` records (from earlier sweeps, oldest first) and this
+    sweep's `current` ones; for one (method, target compression) the later
+    record wins."""
+    merged = {}
+    for record in list(earlier) + list(current):
+        key = (record["method"], float(record["target_compression"]))
+        merged[key] = record
+    return list(merged.values())
 
 
 def render_markdown(rows, reference):
@@ -99,7 +172,10 @@ def plot(rows, path, fid_target=1.10, drop_target=2.0):
                      label=f"target {fid_target}")
     drop_axis.axhline(drop_target, color="gray", linestyle="--",
                       label=f"target {drop_target}")
-    fid_axis.set_ylabel("student FID / teacher FID")
+    # Log scale: the thin student from scratch is several times further
+    # from the teacher than the pruned ones, which differ by tenths.
+    fid_axis.set_yscale("log")
+    fid_axis.set_ylabel("student FID / teacher FID (log scale)")
     drop_axis.set_ylabel("class accuracy drop (points)")
     for axis in (fid_axis, drop_axis):
         axis.set_xlabel("compression (teacher / student G parameters)")

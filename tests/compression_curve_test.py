@@ -132,3 +132,99 @@ def test_an_interrupted_run_is_charged_for_every_attempt(tmp_path):
     # Finished: asking again (for fewer steps) trains nothing and returns
     # the steps and the time the run has.
     assert output["again"] == [1800, seconds]
+
+
+def _curve_file(path, records, reference=REFERENCE):
+    rows = compression_curve.curve_rows(records, reference)
+    path.write_text(json.dumps({"reference": reference, "rows": rows}))
+    return str(path)
+
+
+def test_read_curve_round_trips_the_records(tmp_path):
+    records = [_record("ppcd", 4, 100, 0.96, 0.882),
+               dict(_record("uniform_pruning", 4, 99, 0.97, 0.8775),
+                    source="transcribed")]
+    reference, read = compression_curve.read_curve(
+        _curve_file(tmp_path / "curve.json", records), "--earlier_curves")
+    assert reference == REFERENCE
+    by_method = {r["method"]: r for r in read}
+    assert by_method["uniform_pruning"]["source"] == "transcribed"
+    for record in records:
+        for key in compression_curve.RECORD_KEYS:
+            assert by_method[record["method"]][key] == record[key]
+
+
+def test_read_curve_refuses_missing_and_damaged_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        compression_curve.read_curve(str(tmp_path / "no.json"), "--flag")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        compression_curve.read_curve(str(bad), "--flag")
+    rowless = tmp_path / "rowless.json"
+    rowless.write_text(json.dumps({"reference": REFERENCE,
+                                   "rows": [{"method": "ppcd"}]}))
+    with pytest.raises(ValueError, match="a row without"):
+        compression_curve.read_curve(str(rowless), "--flag")
+
+
+def test_merge_keeps_the_later_record_of_a_method_and_ratio():
+    old = _record("ppcd", 4, 100, 1.5, 0.80)
+    other = _record("ppcd", 8, 50, 2.0, 0.70)
+    new = _record("ppcd", 4.0, 101, 0.9, 0.89)
+    merged = compression_curve.merge_records([old, other], [new])
+    assert sorted((r["target_compression"], r["fid"]) for r in merged) == [
+        (4.0, 0.9), (8, 2.0)]
+
+
+def test_references_of_different_protocols_are_refused():
+    same = {"fid": {"mean": 1.0004}, "class_accuracy": {"mean": 0.9}}
+    compression_curve.check_same_reference(REFERENCE, same, "x")
+    other = {"fid": {"mean": 1.2}, "class_accuracy": {"mean": 0.9}}
+    with pytest.raises(ValueError, match="different protocols"):
+        compression_curve.check_same_reference(REFERENCE, other, "x")
+
+
+def test_the_tool_redraws_the_curve_of_earlier_sweeps(tmp_path):
+    """--ratios= with --earlier_curves trains nothing: the merged records
+    (the later sweep's record wins) become curve.json, .md and .png."""
+    first = _curve_file(tmp_path / "first.json", [
+        _record("ppcd", 4, 100, 1.5, 0.80),
+        _record("uniform_pruning", 4, 99, 1.2, 0.85)])
+    second = _curve_file(tmp_path / "second.json", [
+        _record("ppcd", 4, 100, 0.96, 0.882),
+        _record("ppcd", 8, 50, 1.24, 0.86)])
+    out = tmp_path / "curve"
+    result = subprocess.run(
+        [sys.executable, os.path.join(helpers.REPO_ROOT, "tools",
+                                      "compression_curve.py"), "--ratios=",
+         f"--earlier_curves={first},{second}", f"--output_dir={out}"],
+        cwd=helpers.REPO_ROOT, env=helpers.python_env(), capture_output=True,
+        text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(os.listdir(out)) == ["curve.json", "curve.md",
+                                       "curve.png"]
+    rows = json.loads((out / "curve.json").read_text())["rows"]
+    assert [(r["method"], r["target_compression"], r["fid"])
+            for r in rows] == [("ppcd", 4, 0.96), ("ppcd", 8, 1.24),
+                               ("uniform_pruning", 4, 1.2)]
+    assert "| ppcd | 8x | 8.00x | 50 |" in (out / "curve.md").read_text()
+
+
+def test_the_tool_refuses_an_earlier_curve_of_another_protocol(tmp_path):
+    first = _curve_file(tmp_path / "first.json",
+                        [_record("ppcd", 4, 100, 1.5, 0.80)])
+    other_reference = {"fid": {"mean": 2.0}, "class_accuracy": {"mean": 0.9}}
+    second = _curve_file(tmp_path / "second.json",
+                         [_record("ppcd", 8, 50, 1.24, 0.86)],
+                         other_reference)
+    result = subprocess.run(
+        [sys.executable, os.path.join(helpers.REPO_ROOT, "tools",
+                                      "compression_curve.py"), "--ratios=",
+         f"--earlier_curves={first},{second}",
+         f"--output_dir={tmp_path / 'curve'}"],
+        cwd=helpers.REPO_ROOT, env=helpers.python_env(), capture_output=True,
+        text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "different protocols" in result.stderr
+    assert not os.path.exists(tmp_path / "curve")

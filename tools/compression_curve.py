@@ -16,6 +16,13 @@ method). Every stage resumes when rerun: finished runs, exports and
 evaluations are read back, an interrupted run continues from its newest
 checkpoint.
 
+--earlier_curves adds the runs of earlier sweeps (their curve.json, e.g.
+the record kept in docs/data/compression_curve.json, since run directories
+do not outlive a machine) to the table and the plot, for every (method,
+ratio) this sweep does not run itself; the teacher figures must agree (same
+protocol). With --ratios= (empty) and --earlier_curves the tool only redraws
+the curve from the earlier records.
+
 Every run follows the demo's recipe (--ppcd_steps 1800, the cut at
 --cut_step 300, validation every --validate_every 100 steps keeping the best
 student, which is the one exported).
@@ -23,6 +30,9 @@ student, which is the one exported).
 Example (the issue's sweep, ~18 runs of ~20 min: hours on 2 CPU cores):
   python tools/compression_curve.py --ratios 2,3,4,5.2,8,12 \
       --teacher_eval runs/exp/teacher_eval2k.json
+  # Two more ratios joined to the recorded curve:
+  python tools/compression_curve.py --ratios 2,3 \
+      --earlier_curves docs/data/compression_curve.json
 """
 
 import json
@@ -75,6 +85,9 @@ flags.DEFINE_string("teacher_eval", None, "The teacher's evaluation JSON "
                     "teacher here).")
 flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
                     "Real-feature cache.")
+flags.DEFINE_list("earlier_curves", [], "curve.json files of earlier sweeps "
+                  "(same protocol) whose runs join this sweep's table and "
+                  "plot; with --ratios= only these are drawn.")
 
 RECORD_FILE = "curve_record.json"
 # How often a training run's time so far is saved (so that a run interrupted
@@ -132,8 +145,9 @@ def _read_teacher_eval(path):
 
 
 def _check_flags():
-    """Every flag, checked before any training; returns the ratios and the
-    teacher's reference summary (None: evaluate the teacher here)."""
+    """Every flag, checked before any training; returns the ratios, the
+    teacher's reference summary (None: evaluate the teacher here) and the
+    earlier sweeps' (reference, records) pairs."""
     if not FLAGS.methods:
         raise errors.BadInputError(
             f"--methods must name a method: "
@@ -148,9 +162,12 @@ def _check_flags():
     except ValueError as error:
         raise errors.BadInputError(
             f"--ratios must be numbers: {error}") from error
-    if not ratios:
+    earlier = [compression_curve.read_curve(path, "--earlier_curves")
+               for path in FLAGS.earlier_curves]
+    if not ratios and not earlier:
         raise errors.BadInputError(
-            "--ratios must name a target compression, e.g. 2,4,8.")
+            "--ratios must name a target compression, e.g. 2,4,8 (or give "
+            "--earlier_curves to redraw their curve).")
     if any(not r > 1.0 for r in ratios):
         raise errors.BadInputError("--ratios must all be > 1.")
     demo_pipeline.check_sweep_flags(
@@ -161,7 +178,14 @@ def _check_flags():
     _check_writable("--cache_dir", FLAGS.cache_dir)
     reference = (_read_teacher_eval(FLAGS.teacher_eval)
                  if FLAGS.teacher_eval else None)
-    return ratios, reference
+    for (other, _), path in zip(earlier, FLAGS.earlier_curves):
+        if reference is not None:
+            compression_curve.check_same_reference(
+                reference, other, f"--earlier_curves {path}")
+    for (other, _), path in zip(earlier[1:], FLAGS.earlier_curves[1:]):
+        compression_curve.check_same_reference(
+            earlier[0][0], other, f"--earlier_curves {path}")
+    return ratios, reference, earlier
 
 
 def _train(directory, teacher_dir, ratio, method, steps):
@@ -252,23 +276,46 @@ def _one(teacher_dir, ratio, method, ppcd_seconds, teacher_params):
             "class_accuracy": summary["class_accuracy"]["mean"]}
 
 
+def _write_curve(earlier_records, records, reference):
+    """curve.json, curve.md and curve.png of the earlier sweeps' records and
+    this sweep's so far (no files while there is no record)."""
+    merged = compression_curve.merge_records(earlier_records, records)
+    if not merged:
+        return
+    rows = compression_curve.curve_rows(merged, reference)
+    files.write_json(os.path.join(FLAGS.output_dir, "curve.json"),
+                     {"reference": reference, "rows": rows,
+                      "settings": _settings()})
+    files.write_text(os.path.join(FLAGS.output_dir, "curve.md"),
+                     compression_curve.render_markdown(rows, reference))
+    compression_curve.plot(rows, os.path.join(FLAGS.output_dir, "curve.png"))
+
+
 def _settings():
     names = ("ratios", "methods", "ppcd_steps", "cut_step",
              "prune_end_fraction", "validate_every", "ema_decay", "gin_param", "equal_wall_clock", "num_samples",
-             "seeds", "teacher_dir", "teacher_eval")
+             "seeds", "teacher_dir", "teacher_eval", "earlier_curves")
     return {name: FLAGS[name].value for name in names}
 
 
 def main(argv):
     del argv
     with errors.exit_on_errors():
-        ratios, reference = _check_flags()
+        ratios, reference, earlier = _check_flags()
         teacher_dir = FLAGS.teacher_dir or teachers.shipped_teacher_dir()
         os.makedirs(FLAGS.output_dir, exist_ok=True)
+        if reference is None and not ratios:
+            reference = earlier[0][0]
         if reference is None:
             reference = _teacher_reference(teacher_dir)
-        teacher_params = _teacher_params(teacher_dir)
+            for (other, _), path in zip(earlier, FLAGS.earlier_curves):
+                compression_curve.check_same_reference(
+                    reference, other, f"--earlier_curves {path}")
+        earlier_records = [record for _, records in earlier
+                           for record in records]
         records = []
+        _write_curve(earlier_records, records, reference)
+        teacher_params = _teacher_params(teacher_dir) if ratios else None
         for ratio in ratios:
             ppcd_seconds = None
             for method in sorted(FLAGS.methods,
@@ -278,16 +325,10 @@ def main(argv):
                 if method == "ppcd":
                     ppcd_seconds = record["train_seconds"]
                 records.append(record)
-                rows = compression_curve.curve_rows(records, reference)
-                files.write_json(os.path.join(FLAGS.output_dir,
-                                              "curve.json"),
-                                 {"reference": reference, "rows": rows,
-                                  "settings": _settings()})
-                files.write_text(
-                    os.path.join(FLAGS.output_dir, "curve.md"),
-                    compression_curve.render_markdown(rows, reference))
-                compression_curve.plot(
-                    rows, os.path.join(FLAGS.output_dir, "curve.png"))
+                _write_curve(earlier_records, records, reference)
+        rows = compression_curve.curve_rows(
+            compression_curve.merge_records(earlier_records, records),
+            reference)
     print(compression_curve.render_markdown(rows, reference))
 
 

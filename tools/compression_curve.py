@@ -178,14 +178,16 @@ def _check_flags():
     _check_writable("--cache_dir", FLAGS.cache_dir)
     reference = (_read_teacher_eval(FLAGS.teacher_eval)
                  if FLAGS.teacher_eval else None)
-    for (other, _), path in zip(earlier, FLAGS.earlier_curves):
-        if reference is not None:
-            compression_curve.check_same_reference(
-                reference, other, f"--earlier_curves {path}")
-    for (other, _), path in zip(earlier[1:], FLAGS.earlier_curves[1:]):
-        compression_curve.check_same_reference(
-            earlier[0][0], other, f"--earlier_curves {path}")
+    if earlier:
+        _check_earlier_references(reference or earlier[0][0], earlier)
     return ratios, reference, earlier
+
+
+def _check_earlier_references(reference, earlier):
+    """Every earlier sweep's teacher figures agree with `reference`."""
+    for (other, _), path in zip(earlier, FLAGS.earlier_curves):
+        compression_curve.check_same_reference(
+            reference, other, f"--earlier_curves {path}")
 
 
 def _train(directory, teacher_dir, ratio, method, steps):
@@ -308,9 +310,7 @@ def main(argv):
             reference = earlier[0][0]
         if reference is None:
             reference = _teacher_reference(teacher_dir)
-            for (other, _), path in zip(earlier, FLAGS.earlier_curves):
-                compression_curve.check_same_reference(
-                    reference, other, f"--earlier_curves {path}")
+            _check_earlier_references(reference, earlier)
         earlier_records = [record for _, records in earlier
                            for record in records]
         records = []

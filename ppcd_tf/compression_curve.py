@@ -11,11 +11,11 @@ Equal wall-clock: methods whose steps are cheaper than PPCD's (a thinner
 student trained from the start) are given more steps, `equal_time_steps`.
 """
 
-import json
 import math
-import os
 
 from ppcd_tf import errors
+from ppcd_tf import evaluation
+from ppcd_tf import files
 from ppcd_tf import summaries
 
 METHODS = {
@@ -81,20 +81,14 @@ def read_curve(path, flag):
       (reference, records): reference as in `curve_rows`; records the rows
       with the RECORD_KEYS (and any extra keys) they hold.
     """
-    if not os.path.isfile(path):
-        raise errors.MissingInputError(
-            f"{flag} {path} does not exist; give the curve.json of an "
-            "earlier run of tools/compression_curve.py.")
-    try:
-        with open(path) as f:
-            curve = json.load(f)
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-        raise errors.DamagedInputError(
-            f"{flag} {path} is not valid JSON ({error}).") from error
+    curve = files.read_json(
+        path, flag,
+        missing_fix=("give the curve.json of an earlier run of "
+                     "tools/compression_curve.py."),
+        damaged_fix="run that sweep's tool again with --ratios= to redraw it.")
     try:
         reference = curve["reference"]
-        for key in ("fid", "class_accuracy"):
-            float(reference[key]["mean"])
+        evaluation.check_summary_figures(reference)
         records = []
         for row in curve["rows"]:
             missing = [key for key in RECORD_KEYS if key not in row]

@@ -430,26 +430,32 @@ def _check_writable_dir(flag, path):
         raise EvaluationError(str(error)) from error
 
 
+# The figures every reader of an evaluation's summary uses.
+SUMMARY_FIGURES = ("fid", "class_accuracy")
+
+
+def check_summary_figures(summary):
+    """Raises KeyError, TypeError or ValueError unless `summary` (the
+    `summary` of a result JSON, or a curve's teacher reference) holds a
+    numeric `mean` of each of SUMMARY_FIGURES."""
+    for key in SUMMARY_FIGURES:
+        float(summary[key]["mean"])
+
+
 def read_result_summary(path, flag, missing_hint="", again_hint=""):
     """The `summary` of a result JSON written by python -m ppcd_tf.evaluate
     and given as `flag`: MissingInputError when absent, DamagedInputError
     when not JSON or without the FID / class-accuracy means. The hints end
     the messages (what to do instead)."""
-    if not os.path.isfile(path):
-        raise errors.MissingInputError(
-            f"{flag} {path} does not exist; give the result JSON of "
-            f"python -m ppcd_tf.evaluate{missing_hint}.")
-    try:
-        with open(path) as f:
-            result = json.load(f)
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-        raise errors.DamagedInputError(
-            f"{flag} {path} is not valid JSON ({error}); evaluate "
-            f"{again_hint}again with python -m ppcd_tf.evaluate.") from error
+    result = files.read_json(
+        path, flag,
+        missing_fix=("give the result JSON of python -m ppcd_tf.evaluate"
+                     f"{missing_hint}."),
+        damaged_fix=(f"evaluate {again_hint}again with python -m "
+                     "ppcd_tf.evaluate."))
     try:
         summary = result["summary"]
-        for key in ("fid", "class_accuracy"):
-            float(summary[key]["mean"])
+        check_summary_figures(summary)
     except (KeyError, TypeError, ValueError) as error:
         raise errors.DamagedInputError(
             f"{flag} {path} is not a result of python -m ppcd_tf.evaluate "

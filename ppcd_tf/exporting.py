@@ -24,7 +24,6 @@
      and MACs of the full and compact generators, SavedModel size.
 """
 
-import json
 import os
 
 import numpy as np
@@ -81,11 +80,6 @@ def decide_keep(restored, binarize_threshold=None):
             raise ExportError(f"Mask {key!r} keeps no channel at threshold "
                               f"{threshold}; lower --binarize_threshold.")
     return keep
-
-
-def _read_json(path):
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
 
 
 def _read_text(path):
@@ -167,8 +161,8 @@ def export_run(model_dir, output_dir, overwrite=False,
     compact_macs = complexity.generator_macs(compact.channels, shape)
     dataset = restored.configs.get("dataset", {})
     metrics_path = os.path.join(model_dir, METRICS_FILE)
-    metrics = (_read_json(metrics_path) if tf.io.gfile.exists(metrics_path)
-               else {})
+    metrics = (run_dir.read_run_json(metrics_path, "run's metrics record")
+               if tf.io.gfile.exists(metrics_path) else {})
     step, checkpoint = restored.step, restored.checkpoint
     metadata = {
         "resolution": compact.channels.resolution,

@@ -1,4 +1,5 @@
-"""Atomic outputs: files (`write_json`, `write_text`) and directories."""
+"""Atomic outputs (files: `write_json`, `write_text`; directories) and the
+one reader of the JSON artefacts (`read_json`) with its clear errors."""
 
 import contextlib
 import json
@@ -10,6 +11,8 @@ import uuid
 import tensorflow as tf
 
 from ppcd_tf.errors import BadInputError
+from ppcd_tf.errors import DamagedInputError
+from ppcd_tf.errors import MissingInputError
 from ppcd_tf.errors import OutputExistsError
 
 
@@ -169,3 +172,39 @@ def write_json(path, content):
     """Writes `content` as indented JSON to `path` atomically."""
     write_text(path, json.dumps(content, indent=2, sort_keys=True,
                                 default=list) + "\n")
+
+
+def read_json(path, what, missing_fix, damaged_fix=None,
+              missing_error=MissingInputError,
+              damaged_error=DamagedInputError):
+    """The parsed content of the JSON file `path` (a local path or a
+    tf.io.gfile URL), with the errors every reader of an artefact gives.
+
+    Args:
+      path: the file.
+      what: what the errors call it, before the path: the flag that gave it
+        (`--train_steps`) or words (`the pruning structure`); may be "".
+      missing_fix: the sentence that ends the error when `path` does not
+        exist: what to give or run instead.
+      damaged_fix: the sentence that ends the error when `path` is not valid
+        JSON (or not UTF-8); `missing_fix` when None.
+      missing_error, damaged_error: the exception classes raised (subclasses
+        of MissingInputError for a run directory's or an export's own).
+
+    Returns:
+      The parsed JSON value.
+    """
+    subject = f"{what} {path}" if what else f"{path}"
+    if not tf.io.gfile.exists(path):
+        raise missing_error(f"{subject} does not exist; {missing_fix}")
+    if tf.io.gfile.isdir(path):
+        raise missing_error(f"{subject} is a directory, not a JSON file; "
+                            f"{missing_fix}")
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise damaged_error(
+            f"{subject} is not valid JSON ({error}); "
+            f"{missing_fix if damaged_fix is None else damaged_fix}"
+        ) from error

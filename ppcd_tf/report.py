@@ -18,7 +18,6 @@ report.json and the images to `--output_dir` (see `ppcd_tf.reporting`).
 Exit status 2 on bad arguments, 3 when data or weights are missing.
 """
 
-import json
 import os
 
 from absl import app
@@ -106,17 +105,11 @@ def read_train_steps(path):
     """The training step timing JSON, or None without `path`."""
     if not path:
         return None
-    if not os.path.isfile(path):
-        raise errors.MissingInputError(
-            f"--train_steps {path} not found: write it with python -m "
-            "ppcd_tf.time_training, or leave the flag out.")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as error:
-        raise errors.DamagedInputError(
-            f"--train_steps {path} is not valid JSON ({error}); write it "
-            "again with python -m ppcd_tf.time_training.") from error
+    return files.read_json(
+        path, "--train_steps",
+        missing_fix=("write it with python -m ppcd_tf.time_training, or "
+                     "leave the flag out."),
+        damaged_fix="write it again with python -m ppcd_tf.time_training.")
 
 
 def main(argv):

@@ -62,14 +62,14 @@ class RunDirError(errors.MissingInputError):
     """A run directory lacks a file it needs, or holds a damaged one."""
 
 
-def _read_json(path, what):
-    try:
-        with tf.io.gfile.GFile(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as error:
-        raise RunDirError(f"{path} is not valid JSON ({error}): the {what} "
-                          "is damaged; restore it from a copy of the run."
-                          ) from error
+def read_run_json(path, what, missing_fix=None):
+    """A JSON file of a run directory (RunDirError when missing or damaged):
+    `what` names it in the damage message, `missing_fix` ends the message
+    when it is missing (the damage message when None)."""
+    damaged_fix = f"the {what} is damaged; restore it from a copy of the run."
+    return files.read_json(path, "", missing_fix=missing_fix or damaged_fix,
+                           damaged_fix=damaged_fix,
+                           missing_error=RunDirError, damaged_error=RunDirError)
 
 
 def checkpoint_dir(model_dir):
@@ -78,13 +78,11 @@ def checkpoint_dir(model_dir):
 
 def read_model_configs(model_dir):
     """models.json of a run: {"generator", "discriminator", "dataset"}."""
-    path = os.path.join(model_dir, MODELS_FILE)
-    if not tf.io.gfile.exists(path):
-        raise RunDirError(
-            f"{path} not found: the directory must be the --model_dir of a "
-            "training run (python -m ppcd_tf.train --model_dir ...), which "
-            "writes models.json and checkpoints/.")
-    return _read_json(path, "run's model configuration")
+    return read_run_json(
+        os.path.join(model_dir, MODELS_FILE), "run's model configuration",
+        missing_fix=("the directory must be the --model_dir of a training "
+                     "run (python -m ppcd_tf.train --model_dir ...), which "
+                     "writes models.json and checkpoints/."))
 
 
 def write_model_configs(model_dir, content):
@@ -112,7 +110,7 @@ def read_best(model_dir):
     path = os.path.join(model_dir, BEST_DIR, BEST_RECORD)
     if not tf.io.gfile.exists(path):
         return None
-    return _read_json(path, "best-checkpoint record")
+    return read_run_json(path, "best-checkpoint record")
 
 
 def best_checkpoint(model_dir):
@@ -156,7 +154,7 @@ def read_pruning_structure(model_dir):
     path = os.path.join(model_dir, PRUNING_FILE)
     if not tf.io.gfile.exists(path):
         return None
-    return _read_json(path, "pruning structure")
+    return read_run_json(path, "pruning structure")
 
 
 def write_pruning_structure(model_dir, structure):

@@ -210,18 +210,12 @@ class ExportNotFoundError(errors.MissingInputError):
 def _read_asset_json(path, name):
     """assets.extra/<name> of an export (ExportNotFoundError if the
     directory is not one, or the file is damaged)."""
-    asset_path = os.path.join(path, ASSETS_DIR, name)
-    if not os.path.isfile(asset_path):
-        raise ExportNotFoundError(
-            f"{asset_path} not found: --saved_model must be a directory "
-            "written by python -m ppcd_tf.export.")
-    try:
-        with open(asset_path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as error:
-        raise ExportNotFoundError(
-            f"{asset_path} is damaged ({error}); export the run "
-            "again.") from error
+    return files.read_json(
+        os.path.join(path, ASSETS_DIR, name), "",
+        missing_fix=("--saved_model must be a directory written by python "
+                     "-m ppcd_tf.export."),
+        damaged_fix="the export is damaged; export the run again.",
+        missing_error=ExportNotFoundError, damaged_error=ExportNotFoundError)
 
 
 def read_metadata(path):

@@ -52,8 +52,13 @@ def shipped_teacher_dir(name="fashion_mnist32"):
 
 
 def read_record(teacher_dir):
-    with open(os.path.join(teacher_dir, RECORD_FILE)) as f:
-        return json.load(f)
+    """The record (provenance, evaluation) of a slim teacher directory."""
+    return files.read_json(
+        os.path.join(teacher_dir, RECORD_FILE), "the teacher record",
+        missing_fix=("the directory is not a slim teacher; write one with "
+                     "tools/ship_teacher.py."),
+        damaged_fix=("the teacher is damaged; reinstall ppcd_tf or slim it "
+                     "again with tools/ship_teacher.py."))
 
 
 def _checkpoint_path(model_dir, step):

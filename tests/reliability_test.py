@@ -151,6 +151,40 @@ def test_staged_directory_keeps_the_old_output_when_the_block_fails(
     assert sorted(os.listdir(tmp_path)) == ["report"]
 
 
+def test_the_json_reader_names_the_file_and_the_fix(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text('{"fid": {"mean": 1.5}}')
+    assert files.read_json(str(good), "--x", "give one.") == {
+        "fid": {"mean": 1.5}}
+    missing = str(tmp_path / "missing.json")
+    with pytest.raises(errors.MissingInputError) as caught:
+        files.read_json(missing, "--x", "give one.", "write it again.")
+    assert str(caught.value) == f"--x {missing} does not exist; give one."
+    assert not isinstance(caught.value, errors.DamagedInputError)
+    with pytest.raises(errors.MissingInputError, match="is a directory"):
+        files.read_json(str(tmp_path), "--x", "give one.")
+    for name, content in (("bad.json", b"{ not json"),
+                          ("latin1.json", b'{"a": "\xe9"}')):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(errors.DamagedInputError,
+                           match=r"is not valid JSON .*; write it again\.$"):
+            files.read_json(str(path), "--x", "give one.", "write it again.")
+    # A run directory's and an export's own error classes.
+    with pytest.raises(run_dir.RunDirError, match="restore it"):
+        run_dir.read_run_json(str(tmp_path / "bad.json"), "pruning structure")
+    with pytest.raises(serving.ExportNotFoundError,
+                       match="export the run again"):
+        serving.read_metadata(str(_export_with_metadata(tmp_path, b"{")))
+
+
+def _export_with_metadata(tmp_path, content):
+    export = tmp_path / "export"
+    (export / serving.ASSETS_DIR).mkdir(parents=True)
+    (export / serving.ASSETS_DIR / "metadata.json").write_bytes(content)
+    return export
+
+
 def test_one_trainer_per_run_directory(tmp_path):
     model_dir = str(tmp_path / "run")
     with run_dir.locked(model_dir):

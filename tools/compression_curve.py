@@ -35,7 +35,6 @@ Example (the issue's sweep, ~18 runs of ~20 min: hours on 2 CPU cores):
       --earlier_curves docs/data/compression_curve.json
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -197,8 +196,10 @@ def _train(directory, teacher_dir, ratio, method, steps):
     record_path = os.path.join(directory, RECORD_FILE)
     record = {}
     if os.path.isfile(record_path):
-        with open(record_path) as f:
-            record = json.load(f)
+        record = files.read_json(
+            record_path, "the run's sweep record",
+            missing_fix="", damaged_fix=(
+                f"remove {directory} to train that run again."))
     if record.get("steps", 0) >= steps:
         return record["steps"], record["train_seconds"]
     # Time of attempts that were interrupted (the tool killed mid-run) counts

@@ -194,16 +194,18 @@ class LatencyTable:
     def read(cls, path):
         """Reads a table written by `write`; clear errors when missing or
         damaged."""
-        if not path or not tf.io.gfile.exists(path):
-            raise errors.MissingInputError(
-                f"No latency table at {path!r}: measure one on the serving "
-                "machine with `python tools/latency_table.py --teacher_dir "
-                "DIR --output PATH` and bind PPCDTrainer.latency_table.")
+        measure = ("measure one on the serving machine with `python "
+                   "tools/latency_table.py --teacher_dir DIR --output PATH` "
+                   "and bind PPCDTrainer.latency_table.")
+        if not path:
+            raise errors.MissingInputError(f"No latency table given: "
+                                           f"{measure}")
+        again = "measure it again with tools/latency_table.py."
+        data = files.read_json(path, "the latency table",
+                               missing_fix=measure, damaged_fix=again)
         try:
-            with tf.io.gfile.GFile(path) as f:
-                data = json.load(f)
             return cls.from_json(data)
         except (ValueError, KeyError, TypeError) as e:
             raise errors.DamagedInputError(
-                f"The latency table {path} is unreadable ({e}); measure it "
-                "again with tools/latency_table.py.") from e
+                f"The latency table {path} is unreadable ({e}); {again}"
+                ) from e

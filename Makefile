@@ -68,7 +68,7 @@ demo: setup
 # The longer recipe: the demo pipeline with quick validation (the best
 # student is exported), at 5.26x (ratio 0.19, REPRODUCE_STEPS) and at 8x
 # (0.125, REPRODUCE_8X_STEPS); one report per ratio under $(REPRODUCE_DIR)/.
-# About 1 hour on 2 CPU cores (BENCHMARKS.md). Resumable.
+# 89.6 min on 2 CPU cores from a fresh clone (BENCHMARKS.md). Resumable.
 reproduce: setup
 	$(PY) -m ppcd_tf.demo --output_dir $(REPRODUCE_DIR)/ratio_0.19 \
 	  --ppcd_steps $(REPRODUCE_STEPS) --target_ratio 0.19 \

@@ -85,7 +85,8 @@ def read_curve(path, flag):
         path, flag,
         missing_fix=("give the curve.json of an earlier run of "
                      "tools/compression_curve.py."),
-        damaged_fix="run that sweep's tool again with --ratios= to redraw it.")
+        damaged_fix=("rerun that sweep's command: it rewrites curve.json "
+                     "from its runs' records."))
     try:
         reference = curve["reference"]
         evaluation.check_summary_figures(reference)

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import time
+import zipfile
 
 import numpy as np
 import tensorflow as tf
@@ -191,6 +192,30 @@ def _cache_paths(cache_dir, dataset, split, resolution, network_name,
     return base + ".npz", base + ".json"
 
 
+def _read_cached_real_features(npz_path, json_path, network):
+    """RealFeatures from the cache files, or None when there is no usable
+    cache: absent, made by another version or feature network, or unreadable
+    (then it is computed again and rewritten, with a warning)."""
+    if not (os.path.isfile(npz_path) and os.path.isfile(json_path)):
+        return None
+    try:
+        with open(json_path, "rb") as f:
+            record = json.loads(f.read().decode("utf-8"))
+        if not (isinstance(record, dict) and
+                record.get("version") == _CACHE_VERSION and
+                record.get("feature_network") == network.description):
+            return None
+        with np.load(npz_path) as data:
+            features, labels = data["features"], data["labels"]
+    except (ValueError, OSError, KeyError, EOFError,
+            zipfile.BadZipFile) as error:
+        logging.warning("The real-feature cache %s is unreadable (%s); "
+                        "computing the features again.", npz_path, error)
+        return None
+    logging.info("Real features from cache %s", npz_path)
+    return RealFeatures(features, labels, dict(record, cache=npz_path))
+
+
 def real_features(network, dataset, split, resolution, cache_dir,
                   max_examples=None, data_dir=None,
                   batch_size=DEFAULT_BATCH_SIZE):
@@ -203,15 +228,9 @@ def real_features(network, dataset, split, resolution, cache_dir,
     """
     npz_path, json_path = _cache_paths(cache_dir, dataset, split, resolution,
                                        network.name, max_examples)
-    if os.path.isfile(npz_path) and os.path.isfile(json_path):
-        with open(json_path) as f:
-            record = json.load(f)
-        if (record.get("version") == _CACHE_VERSION and
-                record.get("feature_network") == network.description):
-            with np.load(npz_path) as data:
-                logging.info("Real features from cache %s", npz_path)
-                return RealFeatures(data["features"], data["labels"],
-                                    dict(record, cache=npz_path))
+    cached = _read_cached_real_features(npz_path, json_path, network)
+    if cached is not None:
+        return cached
     data = pipeline.ImageDataset(name=dataset, split=split,
                                  resolution=resolution, data_dir=data_dir,
                                  cache=False)

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from ppcd_tf import errors
 from ppcd_tf import files
+from ppcd_tf import run_dir
 from ppcd_tf import trainer as trainer_lib
 from ppcd_tf.models import discriminator as discriminator_lib
 from ppcd_tf.models import generator as generator_lib
@@ -83,8 +84,7 @@ def write_slim_teacher(model_dir, output_dir, step=None, record=None,
         raise errors.OutputExistsError(
             f"{output_dir} exists; pass overwrite=True.")
     source = _checkpoint_path(model_dir, step)
-    with open(os.path.join(model_dir, trainer_lib.MODELS_FILE)) as f:
-        configs = json.load(f)
+    configs = run_dir.read_model_configs(model_dir)
     generator = generator_lib.Generator.from_config(
         dict(configs["generator"], name="generator_ema"))
     discriminator = discriminator_lib.Discriminator.from_config(

@@ -1,9 +1,13 @@
 """The shipped Fashion-MNIST classifier reaches its recorded test accuracy."""
 
+import os
+import shutil
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from ppcd_tf import errors
 from ppcd_tf import train_classifier
 from ppcd_tf.metrics import classifier
 from ppcd_tf.metrics import gan_metrics
@@ -34,3 +38,13 @@ class ShippedClassifierTest(tf.test.TestCase):
         with self.assertRaisesRegex(FileNotFoundError, "train_classifier"):
             classifier.load_shipped_classifier(
                 self.create_tempdir().full_path)
+
+
+def test_a_damaged_record_names_the_file_and_the_fix(tmp_path):
+    weights, record = classifier.shipped_paths()
+    shutil.copy(weights, tmp_path)
+    with open(os.path.join(tmp_path, os.path.basename(record)), "w") as f:
+        f.write('{"test_accuracy": 0.9')  # cut short
+    with pytest.raises(errors.DamagedInputError,
+                       match=r"record .*not valid JSON.*train_classifier"):
+        classifier.load_shipped_classifier(str(tmp_path))

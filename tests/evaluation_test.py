@@ -101,6 +101,24 @@ def test_cache_is_reused_without_reading_data(real, network, cache_dir,
     assert os.path.isfile(again.record["cache"][:-4] + ".json")
 
 
+@pytest.mark.parametrize("damaged", ["json", "npz"])
+def test_a_damaged_cache_is_computed_again(network, tmp_path, damaged):
+    def features():
+        return evaluation.real_features(network, "fashion_mnist", "test", 32,
+                                        str(tmp_path), max_examples=64)
+
+    first = features()
+    npz_path = first.record["cache"]
+    damaged_path = npz_path if damaged == "npz" else npz_path[:-4] + ".json"
+    with open(damaged_path, "r+b") as f:  # a truncated, half-written file
+        f.truncate(os.path.getsize(damaged_path) // 2)
+    again = features()
+    np.testing.assert_allclose(again.features, first.features, atol=1e-5)
+    np.testing.assert_array_equal(again.labels, first.labels)
+    assert again.record["cache"] == npz_path
+    np.testing.assert_array_equal(features().labels, first.labels)  # rewritten
+
+
 def test_sample_inputs_are_balanced_deterministic_and_truncated():
     z, labels = evaluation.sample_inputs(50, 6, NUM_CLASSES, seed=3)
     z2, _ = evaluation.sample_inputs(50, 6, NUM_CLASSES, seed=3)

@@ -10,7 +10,6 @@ Its weights ship with the package (`ppcd_tf/assets/`), trained by
 test-split accuracy sits next to them in `fmnist_classifier.json`.
 """
 
-import json
 import os
 
 import keras
@@ -18,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from ppcd_tf import errors
+from ppcd_tf import files
 
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "assets")
@@ -59,10 +59,15 @@ def load_shipped_classifier(assets_dir=ASSETS_DIR):
         raise errors.MissingInputError(
             f"The Fashion-MNIST classifier is missing ({weights}); recreate "
             "it with: python -m ppcd_tf.train_classifier")
+    record = files.read_json(
+        record, "The classifier's record",
+        missing_fix="recreate it with: python -m ppcd_tf.train_classifier",
+        damaged_fix=("restore it from a clean checkout of "
+                     "ppcd_tf/assets/ or recreate it with: "
+                     "python -m ppcd_tf.train_classifier"))
     model = build_classifier()
     model.load_weights(weights)
-    with open(record) as f:
-        return model, json.load(f)
+    return model, record
 
 
 def features_and_logits(model, images, batch_size=500):

@@ -233,12 +233,22 @@ class PPCDTrainer(trainer_lib.Trainer):
         if (self.structure is None
                 or self.structure.get("phase") != run_dir.PHASE_COMPACT):
             return False
-        try:
-            checkpoint = run_dir.latest_checkpoint(model_dir)
-        except run_dir.RunDirError:
-            return False
-        return run_dir.is_compact_checkpoint(
-            self.structure, run_dir.checkpoint_step(checkpoint))
+        # The newest checkpoint whose step can be read decides: a save
+        # killed while its files were written leaves a damaged newest one,
+        # which the restore skips for the previous one (possibly from
+        # before the cut) as well.
+        for checkpoint in checkpointing.candidates(
+                run_dir.checkpoint_dir(model_dir)):
+            try:
+                step = run_dir.checkpoint_step(checkpoint)
+            except (tf.errors.OpError, ValueError,
+                    IndexError) as error:  # IndexError: a truncated file
+                logging.warning("Checkpoint %s cannot be read (%s); the run "
+                                "resumes from an older one.", checkpoint,
+                                str(error).splitlines()[0])
+                continue
+            return run_dir.is_compact_checkpoint(self.structure, step)
+        return False
 
     @staticmethod
     def _inner(optimizer):

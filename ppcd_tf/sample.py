@@ -34,10 +34,7 @@ from absl import app
 from absl import flags
 
 from ppcd_tf import errors
-from ppcd_tf import files
-from ppcd_tf import run_dir
 from ppcd_tf import sampling
-from ppcd_tf import serving
 from ppcd_tf import summaries
 
 FLAGS = flags.FLAGS
@@ -59,99 +56,6 @@ flags.DEFINE_list("interpolate_classes", None, "A,B: one row per z (--n "
 flags.DEFINE_integer("steps", 8, "Columns of --interpolate_classes.")
 flags.DEFINE_list("truncation_sweep", None, "Truncations, e.g. 0.2,0.5,1.0: "
                   "one row each, the same z directions in every row.")
-
-DEFAULT_MAX_CLASSES = 10
-
-
-class SampleError(errors.BadInputError):
-    """Bad arguments (the message says what to change)."""
-
-
-def _metadata(path):
-    return serving.read_metadata(path)
-
-
-def _parse_floats(values, flag):
-    try:
-        return [float(v) for v in values]
-    except ValueError as error:
-        raise SampleError(f"{flag} must be numbers: {error}") from error
-
-
-def check_modes(interpolate_classes, steps, truncation_sweep, num_classes):
-    """((A, B) or None, [truncations] or None) of the grid modes."""
-    if interpolate_classes is not None and truncation_sweep is not None:
-        raise SampleError("Give at most one of --interpolate_classes and "
-                          "--truncation_sweep.")
-    pair = None
-    if interpolate_classes is not None:
-        try:
-            pair = tuple(int(c) for c in interpolate_classes)
-        except ValueError as error:
-            raise SampleError(f"--interpolate_classes must be two class "
-                              f"ids A,B: {error}") from error
-        if len(pair) != 2:
-            raise SampleError("--interpolate_classes takes two class ids "
-                              f"A,B, got {len(pair)}.")
-        bad = [c for c in pair if not 0 <= c < num_classes]
-        if bad:
-            raise SampleError(
-                f"--interpolate_classes {bad} outside [0, {num_classes}).")
-        if steps < 2:
-            raise SampleError(f"--steps must be >= 2, got {steps}.")
-    sweep = None
-    if truncation_sweep is not None:
-        sweep = _parse_floats(truncation_sweep, "--truncation_sweep")
-        bad = [t for t in sweep if not 0.0 < t <= 1.0]
-        if not sweep or bad:
-            raise SampleError(f"--truncation_sweep values must be in (0, 1],"
-                              f" got {truncation_sweep}.")
-    return pair, sweep
-
-
-def num_classes_of(saved_model=None, model_dir=None):
-    if saved_model:
-        return int(_metadata(saved_model)["num_classes"])
-    return run_dir.read_model_configs(model_dir)["generator"][
-        "num_classes"]
-
-
-def check_args(saved_model, model_dir, classes, n, truncation, out,
-               individual=False):
-    if bool(saved_model) == bool(model_dir):
-        raise SampleError("Give exactly one of --saved_model and --model_dir.")
-    source = saved_model or model_dir
-    if not os.path.isdir(source):
-        raise SampleError(f"{source} is not a directory.")
-    if not out:
-        raise SampleError("--out is required.")
-    if os.path.isdir(out) and not individual:
-        raise SampleError(f"--out {out} is a directory; give a PNG path (or "
-                          "pass --individual to write one PNG per image "
-                          "there).")
-    if individual and os.path.exists(out) and not os.path.isdir(out):
-        raise SampleError(f"--out {out} is a file; with --individual give a "
-                          "directory.")
-    files.check_output_location("--out", out)
-    if n < 1:
-        raise SampleError(f"--n must be >= 1, got {n}.")
-    if not 0.0 < truncation <= 1.0:
-        raise SampleError(f"--truncation must be in (0, 1], got {truncation}.")
-    num_classes = num_classes_of(saved_model, model_dir)
-    if classes is None:
-        return list(range(min(num_classes, DEFAULT_MAX_CLASSES)))
-    try:
-        classes = [int(c) for c in classes]
-    except ValueError as error:
-        raise SampleError(f"--classes must be integers: {error}") from error
-    if not classes:
-        raise SampleError("--classes is empty; name at least one class (or "
-                          "leave the flag out for the first classes).")
-    bad = [c for c in classes if not 0 <= c < num_classes]
-    if bad:
-        raise SampleError(f"Classes {bad} are outside [0, {num_classes}).")
-    return classes
-
 
 def write(images, row_names, out, individual):
     """Writes a grid PNG (one row per entry of `row_names`) or one PNG per
@@ -176,12 +80,12 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
                              exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
-        classes = check_args(FLAGS.saved_model, FLAGS.model_dir,
+        classes = sampling.check_args(FLAGS.saved_model, FLAGS.model_dir,
                              FLAGS.classes, FLAGS.n, FLAGS.truncation,
                              FLAGS.out, FLAGS.individual)
-        pair, sweep = check_modes(
+        pair, sweep = sampling.check_modes(
             FLAGS.interpolate_classes, FLAGS.steps, FLAGS.truncation_sweep,
-            num_classes_of(FLAGS.saved_model, FLAGS.model_dir))
+            sampling.num_classes_of(FLAGS.saved_model, FLAGS.model_dir))
         if pair or sweep:
             source = sampling.source(FLAGS.saved_model, FLAGS.model_dir,
                                      FLAGS.checkpoint)

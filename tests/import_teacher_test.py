@@ -103,6 +103,7 @@ def test_the_linear_units_are_reordered_channels_last():
 
 
 @pytest.mark.slow
+@pytest.mark.eager
 def test_cli_writes_a_teacher_run_that_ppcd_trains_from(tmp_path):
     output = str(tmp_path / "teacher")
     result = _import(["--weights_dir", _weights_dir(tmp_path),
@@ -185,7 +186,9 @@ def test_imagenet128_ch96_every_real_key_and_shape():
     arch = dict(convert.ARCH_DEFAULTS,
                 **biggan_pytorch.PRESETS["imagenet128_ch96"])
     arch["d_attention"] = arch["attention"]
-    generator, discriminator = convert.build_models(arch)
+    # Names and shapes only: a cheap initializer (every weight is assigned).
+    generator, discriminator = convert.build_models(
+        arch, kernel_initializer="random_normal")
     channels = generator.channels
     for model, name, linear_units in (
             (generator, "G", (channels.bottom_width, channels.stream[0])),

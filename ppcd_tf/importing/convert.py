@@ -87,17 +87,22 @@ def convert_tfhub_biggan(module_dir, arch, ema=True, d_path=None,
     return generator, discriminator, origin
 
 
-def build_models(arch):
-    """Our Generator and Discriminator of `arch`, built."""
+def build_models(arch, kernel_initializer="orthogonal"):
+    """Our Generator and Discriminator of `arch`, built. Their configs keep
+    `kernel_initializer` (models trained from scratch on the imported run's
+    models.json, e.g. the thin-student ablation, initialise with it); a
+    check of names and shapes alone may pass a cheaper one (orthogonal
+    initialisation of 1536-wide kernels takes ~10 s each on 2 cores)."""
     generator = builders.build_generator(
         arch["resolution"], arch["num_classes"], arch["image_channels"],
         ch=arch["g_ch"], attention=arch["attention"], dim_z=arch["dim_z"],
         shared_dim=arch["shared_dim"], sn_eps=arch["sn_eps"],
-        bn_epsilon=arch["bn_epsilon"], name="generator_ema")
+        bn_epsilon=arch["bn_epsilon"], kernel_initializer=kernel_initializer,
+        name="generator_ema")
     discriminator = builders.build_discriminator(
         arch["resolution"], arch["num_classes"], arch["image_channels"],
         ch=arch["d_ch"], attention=arch["d_attention"], sn_eps=arch["sn_eps"],
-        name="discriminator")
+        kernel_initializer=kernel_initializer, name="discriminator")
     generator.build()
     discriminator.build()
     return generator, discriminator

@@ -9,11 +9,13 @@ student; and survive a kill between the switch and the next checkpoint.
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from ppcd_tf import checkpointing
 from ppcd_tf import exporting
 from ppcd_tf import run_dir
 from ppcd_tf import serving
@@ -158,6 +160,23 @@ class CompactSwitchTest(tf.test.TestCase):
             self.assertAllEqual(a, b)
         del resumed
 
+        # A save killed while writing the newest checkpoint's index (the
+        # kill probe found it): the resume decides the phase from, and
+        # restores, the newest readable checkpoint.
+        damaged_dir = os.path.join(self.create_tempdir().full_path, "run")
+        shutil.copytree(model_dir, damaged_dir)
+        newest = run_dir.latest_checkpoint(damaged_dir)
+        with open(newest + ".index", "r+b") as f:
+            f.truncate(10)  # "file is too short to be an sstable"
+        candidates = checkpointing.candidates(
+            run_dir.checkpoint_dir(damaged_dir))
+        older = run_dir.checkpoint_step(candidates[1])
+        self.assertGreater(older, CUT_STEP)
+        resumed = ppcd_test._ppcd(damaged_dir, extra=RUN)
+        self.assertTrue(resumed.compacted)
+        self.assertEqual(resumed.restore(), older)
+        del resumed
+
         # The readers: restore_generator, export.
         z, labels = _inputs(trainer.generator_ema)
         want = trainer.generator_ema(z, labels, training=False).numpy()
@@ -183,6 +202,7 @@ class CompactSwitchTest(tf.test.TestCase):
         kept_layers = {row["layer"]: row["kept"] for row in report["layers"]}
         self.assertEqual(kept_layers, kept)
 
+    @pytest.mark.eager
     def test_kill_between_switch_and_next_checkpoint(self):
         model_dir = self.create_tempdir().full_path
         trainer = ppcd_test._ppcd(model_dir, extra=RUN)
@@ -214,6 +234,7 @@ class CompactSwitchTest(tf.test.TestCase):
         self.assertEqual(resumed.generator.channels.to_dict(),
                          first["compact_channels"])
 
+    @pytest.mark.eager
     def test_fresh_optimizer_without_carry(self):
         trainer = ppcd_test._ppcd(
             self.create_tempdir().full_path,
@@ -224,15 +245,54 @@ class CompactSwitchTest(tf.test.TestCase):
         for value in record["compact_velocities"]:
             self.assertAllEqual(value, np.zeros_like(value))
 
-    def test_compact_student_identical_across_replicas(self):
+    def test_mask_state_and_compact_student_identical_across_replicas(self):
+        """Two replicas: mask logits, bound, budget multiplier and the
+        hardening agree before and at the cut; the compact student and its
+        EMA copy agree after it."""
         strategy = helpers.two_replicas()
         trainer = ppcd_test._ppcd(
             self.create_tempdir().full_path, strategy,
             extra=["Trainer.num_steps = 3",
                    "PPCDTrainer.prune_end_fraction = 0.34"])
+        self.assertEqual(trainer.num_replicas, 2)
         self.assertEqual(trainer.prune_end_step, 1)
+
+        def mask_state():
+            variables = dict(trainer.masks.logits)
+            variables.update(bound=trainer.masks.bound,
+                             budget_lambda=trainer.budget_lambda,
+                             hardened=trainer.hardened)
+            state = {}
+            for name, variable in variables.items():
+                values = helpers.local_results(strategy, variable)
+                self.assertLen(values, 2)
+                self.assertAllEqual(values[0], values[1], msg=name)
+                state[name] = values[0]
+            return state
+
+        at_cut = {}
+        original = trainer.switch_to_compact
+
+        def spy(step):
+            at_cut.update(mask_state())
+            original(step)
+
+        trainer.switch_to_compact = spy
+        ppcd_test._train_to(trainer, 1)
+        self.assertFalse(bool(mask_state()["hardened"]))
         trainer.train()
+        # Hardened on every replica before the switch: binary masks.
+        self.assertTrue(bool(at_cut["hardened"]))
+        self.assertEqual(float(at_cut["bound"]), 0.0)
+        for key, value in at_cut.items():
+            if key not in ("bound", "budget_lambda", "hardened"):
+                self.assertAllEqual(np.abs(value), np.ones_like(value),
+                                    msg=key)
         self.assertTrue(trainer.compacted)
+        ratio = float(trainer.param_ratio().numpy())
+        self.assertLessEqual(ratio, ppcd_test.TARGET_RATIO + 1e-7)
+        self.assertLessEqual(abs(ratio / ppcd_test.TARGET_RATIO - 1.0),
+                             ppcd_test.RATIO_RTOL)
         for model in (trainer.generator, trainer.generator_ema):
             for variable in model.weights:
                 values = helpers.local_results(strategy, variable)

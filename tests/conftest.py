@@ -48,8 +48,54 @@ def _clean_state():
     gin.clear_config()
 
 
+# Modules whose test classes share a module-level cache (export_test's
+# end-to-end runs): with `--dist loadscope` each class is a unit of work and
+# may land on another worker, which would build the cache again. Their
+# classes are scheduled as one unit.
+SHARED_CACHE_MODULES = ("tests/export_test.py",)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadscope` with the modules of SHARED_CACHE_MODULES kept
+    whole (pytest-xdist's hook; other modes are left to xdist)."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedCacheScheduling(LoadScopeScheduling):
+
+        def _split_scope(self, nodeid):
+            module = nodeid.split("::", 1)[0]
+            if module in SHARED_CACHE_MODULES:
+                return module
+            return super()._split_scope(nodeid)
+
+    return SharedCacheScheduling(config, log)
+
+
+@pytest.fixture(autouse=True)
+def _eager_functions(request):
+    """Tests marked `eager` run tf.functions eagerly: their subject is
+    what a step does to the run (bookkeeping, resume, configuration), not
+    the compiled step, and tracing a tiny PPCD step costs ~15 s on 2 cores
+    against ~1 s to run it eagerly. The compiled loops are traced by the
+    unmarked trainer, PPCD, compaction and distributed tests and by every
+    command-line test (subprocesses are never eager)."""
+    eager = request.node.get_closest_marker("eager") is not None
+    if eager:
+        tf.config.run_functions_eagerly(True)
+    try:
+        yield
+    finally:
+        if eager:
+            tf.config.run_functions_eagerly(False)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: multi-second integration tests")
+    config.addinivalue_line(
+        "markers", "eager: run tf.functions eagerly (see _eager_functions)")
     config.addinivalue_line("markers", "gpu: needs a visible GPU")
 
 

@@ -37,7 +37,7 @@ def _train_tiny_teacher(model_dir):
     config_lib.write_config(model_dir, files, bindings)  # As train.py does.
     trainer = trainer_lib.Trainer(model_dir=model_dir,
                                   strategy=helpers.one_device())
-    trainer.train()
+    helpers.train_eagerly(trainer)
     return trainer
 
 

@@ -213,8 +213,8 @@ class EvaluateToolTest(tf.test.TestCase):
         helpers.parse(["data/fashion_mnist32.gin", "model/biggan32.gin",
                        "stage/teacher.gin"],
                       list(helpers.TINY_BINDINGS) + ["Trainer.num_steps = 1"])
-        trainer_lib.Trainer(model_dir=cls.model_dir,
-                            strategy=helpers.one_device()).train()
+        helpers.train_eagerly(trainer_lib.Trainer(
+            model_dir=cls.model_dir, strategy=helpers.one_device()))
         exporting.export_run(cls.model_dir, cls.export_dir, overwrite=True)
 
     def test_saved_model_and_run_give_the_same_figures(self):
@@ -242,21 +242,32 @@ class EvaluateToolTest(tf.test.TestCase):
         self.assertEqual(b["generator"]["kind"], "checkpoint")
 
     def test_bad_arguments_fail_clearly(self):
+        """In-process: each bad argument raises an EvaluationError naming
+        it, before anything is loaded or written."""
         cases = [
-            (["--saved_model", self.export_dir, "--model_dir",
-              self.model_dir], 2, "exactly one"),
-            (["--saved_model", "/no/such/dir"], 2, "not a directory"),
-            (["--saved_model", self.export_dir, "--seeds", "a"], 2,
+            (dict(saved_model=self.export_dir, model_dir=self.model_dir),
+             "exactly one"),
+            (dict(saved_model="/no/such/dir"), "not a directory"),
+            (dict(saved_model=self.export_dir, seeds="a"),
              "--seeds must be integers"),
-            (["--saved_model", self.export_dir, "--truncation", "1.5"], 2,
+            (dict(saved_model=self.export_dir, truncation=1.5),
              "truncation"),
         ]
-        for args, status, message in cases:
-            result = _evaluate(args + ["--cache_dir", self.cache,
-                                       "--num_real", "500",
-                                       "--num_samples", "20"])
-            self.assertEqual(result.returncode, status, (args, result.stderr))
-            self.assertIn(message, result.stderr)
+        output = os.path.join(self.create_tempdir().full_path, "e.json")
+        for kwargs, message in cases:
+            with self.assertRaisesRegex(evaluation.EvaluationError, message,
+                                        msg=str(kwargs)):
+                evaluation.evaluate_generator(
+                    cache_dir=self.cache, num_real=500, num_samples=20,
+                    output=output, **kwargs)
+        self.assertFalse(os.path.exists(output))
+
+    def test_bad_argument_exits_2_from_the_command_line(self):
+        result = _evaluate(["--saved_model", self.export_dir, "--truncation",
+                            "1.5", "--cache_dir", self.cache])
+        self.assertEqual(result.returncode, 2, result.stderr[-2000:])
+        self.assertIn("--truncation must be in (0, 1]", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
 
     def test_missing_inception_file_fails_at_once(self):
         start = time.time()

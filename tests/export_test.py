@@ -346,7 +346,9 @@ def _train_ppcd(root, name, teacher_dir, extra):
                       "Trainer.sample_every = 0"] + list(extra))
     trainer = ppcd_trainer.PPCDTrainer(model_dir=os.path.join(root, name),
                                        strategy=helpers.one_device())
-    trainer.train()
+    # Eagerly: the subject here is the export of what the run wrote, not
+    # the compiled step (traced in ppcd_test and the command-line tests).
+    helpers.train_eagerly(trainer)
     return trainer
 
 

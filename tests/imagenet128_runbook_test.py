@@ -1,6 +1,9 @@
 """The ImageNet 128 run book on CPU: the 128x128 ch-96 1,000-class PPCD
 trainer from an (imported-style) teacher run, one step at a tiny batch on
-fake data, its step time and peak memory measured and printed.
+fake data; the first step's time (with tracing) and the peak memory are
+printed. With PPCD_RUNBOOK_TIMED_STEP=1 in the environment a second,
+traced-already step is timed too (BENCHMARKS.md's figure; it costs the suite
+another ~40 s, so it is off by default).
 
 The teacher here has freshly initialised weights written as
 `ppcd_tf.import_teacher` writes an imported one (the import's own
@@ -8,6 +11,7 @@ equivalence is tested in import_teacher_test.py); what is checked is that
 the run book's configuration builds, steps and holds the published sizes.
 """
 
+import os
 import resource
 import time
 
@@ -28,6 +32,7 @@ TINY_BATCH = 2
 # BigGAN-PyTorch's ImageNet 128 G (models/generator.py's table).
 TEACHER_G_PARAMS = 70_433_988
 INITIALIZER = "random_normal"
+TIMED_STEP_ENV = "PPCD_RUNBOOK_TIMED_STEP"
 
 
 def _write_teacher(path):
@@ -68,14 +73,17 @@ def test_imagenet128_ppcd_trainer_steps_on_cpu(tmp_path, capsys):
     start = time.perf_counter()
     first = trainer.run_steps(iterator, 1)  # traces the step
     traced = time.perf_counter() - start
-    start = time.perf_counter()
-    second = trainer.run_steps(iterator, 1)
-    step = time.perf_counter() - start
+    assert np.isfinite(first["g_loss"])
+    assert "g_loss_class_aware" in first and "g_loss_d_features" in first
+    timed = ""
+    if os.environ.get(TIMED_STEP_ENV) == "1":
+        start = time.perf_counter()
+        second = trainer.run_steps(iterator, 1)
+        timed = f"{time.perf_counter() - start:.1f} s, "
+        assert np.isfinite(second["g_loss"])
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-    assert np.isfinite(first["g_loss"]) and np.isfinite(second["g_loss"])
-    assert "g_loss_class_aware" in second and "g_loss_d_features" in second
     with capsys.disabled():
         print(f"\n[imagenet128 run book] PPCD step at batch {TINY_BATCH} on "
-              f"CPU: {step:.1f} s (first step with tracing {traced:.1f} s), "
+              f"CPU: {timed}first step with tracing {traced:.1f} s, "
               f"peak RSS {peak_gib:.1f} GiB")
     tf.keras.backend.clear_session()

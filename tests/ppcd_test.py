@@ -361,43 +361,6 @@ class AblationTest(tf.test.TestCase, parameterized.TestCase):
 
 
 @pytest.mark.slow
-class DistributedPPCDTest(tf.test.TestCase):
-
-    def _assert_replicas_agree(self, strategy, trainer):
-        variables = dict(trainer.masks.logits)
-        variables.update(bound=trainer.masks.bound,
-                         budget_lambda=trainer.budget_lambda,
-                         hardened=trainer.hardened)
-        for name, variable in variables.items():
-            values = helpers.local_results(strategy, variable)
-            self.assertLen(values, 2)
-            self.assertAllEqual(values[0], values[1], msg=name)
-        return {name: helpers.local_results(strategy, v)[0]
-                for name, v in variables.items()}
-
-    def test_mask_state_identical_across_replicas(self):
-        strategy = helpers.two_replicas()
-        trainer = _ppcd(self.create_tempdir().full_path, strategy,
-                        extra=["Trainer.num_steps = 2",
-                               "PPCDTrainer.train_compact_after_cut = False"])
-        self.assertEqual(trainer.num_replicas, 2)
-        self.assertEqual(trainer.prune_end_step, 1)
-        initial = _logits(trainer)
-        _train_to(trainer, 1)
-        before = self._assert_replicas_agree(strategy, trainer)
-        self.assertFalse(bool(before["hardened"]))
-        trainer.train()
-        after = self._assert_replicas_agree(strategy, trainer)
-        self.assertTrue(bool(after["hardened"]))
-        self.assertEqual(float(after["bound"]), 0.0)
-        for key in initial:
-            self.assertAllEqual(np.abs(after[key]),
-                                np.ones_like(after[key]))
-        ratio = float(trainer.param_ratio().numpy())
-        self.assertLessEqual(ratio, TARGET_RATIO + 1e-7)
-        self.assertLessEqual(abs(ratio / TARGET_RATIO - 1.0), RATIO_RTOL)
-
-
 class PPCDMultiBudgetTest(tf.test.TestCase):
 
     def test_mac_budget_and_width_multiple_hold_at_the_cut(self):

@@ -85,6 +85,7 @@ MALICIOUS_GIN = ("from __gin__ import dynamic_registration\n"
 
 
 @pytest.mark.slow
+@pytest.mark.eager
 def test_step_timing_never_parses_a_run_config(tmp_path):
     """time_training / benchmark --compare_dir time steps from models.json
     and pruning.json with the package's gin files: a downloaded run's
@@ -221,6 +222,7 @@ def test_a_killed_holder_releases_the_lock(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.eager
 def test_a_learning_rate_given_on_resume_takes_effect(tmp_path):
     model_dir = str(tmp_path / "run")
 
@@ -262,8 +264,8 @@ def two_checkpoint_run(tmp_path_factory):
     helpers.parse(["debug.gin"], list(helpers.TINY_BINDINGS) + [
         "Trainer.num_steps = 2", "Trainer.checkpoint_every = 1",
         "Trainer.sample_every = 0"])
-    trainer_lib.Trainer(model_dir=model_dir,
-                        strategy=helpers.one_device()).train()
+    helpers.train_eagerly(trainer_lib.Trainer(
+        model_dir=model_dir, strategy=helpers.one_device()))
     return model_dir
 
 

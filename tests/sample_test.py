@@ -1,6 +1,7 @@
 """The sampling tool on an exported SavedModel and on a training run."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from ppcd_tf import exporting
+from ppcd_tf import sampling
 from tests import helpers
 
 CLASSES = (1, 3)
@@ -61,7 +63,6 @@ class SampleToolTest(tf.test.TestCase):
 
     def test_interpolation_and_truncation_grids(self):
         from ppcd_tf import run_dir
-        from ppcd_tf import sampling
         from ppcd_tf import serving
         export = serving.load_export(self.export_dir)
         run = run_dir.restore_generator(self.model_dir)
@@ -118,24 +119,44 @@ class SampleToolTest(tf.test.TestCase):
                          (RESOLUTION + 2, RESOLUTION + 2, 3))
 
     def test_bad_arguments_fail_clearly(self):
+        """The checks main runs, in-process: each bad argument raises a
+        SampleError that names it."""
+        out = os.path.join(self.create_tempdir().full_path, "x.png")
+
+        def check(saved_model=self.export_dir, model_dir=None, classes=None,
+                  truncation=1.0, interpolate_classes=None, steps=8,
+                  truncation_sweep=None):
+            sampling.check_args(saved_model, model_dir, classes, 4,
+                              truncation, out)
+            sampling.check_modes(
+                interpolate_classes, steps, truncation_sweep,
+                sampling.num_classes_of(saved_model, model_dir))
+
+        cases = [
+            (dict(classes=["99"]), "outside"),
+            (dict(truncation=0.0), "truncation"),
+            (dict(model_dir=self.model_dir), "exactly one"),
+            (dict(interpolate_classes=["3"]), "two class ids"),
+            (dict(interpolate_classes=["0", "10"]), "outside [0, 10)"),
+            (dict(interpolate_classes=["0", "1"], steps=1),
+             "--steps must be >= 2"),
+            (dict(truncation_sweep=["0.5", "0"]), "--truncation_sweep values"),
+            (dict(truncation_sweep=["0.5"], interpolate_classes=["0", "1"]),
+             "at most one"),
+        ]
+        for kwargs, message in cases:
+            with self.assertRaisesRegex(sampling.SampleError,
+                                        re.escape(message), msg=str(kwargs)):
+                check(**kwargs)
+        self.assertFalse(os.path.exists(out))
+
+    def test_bad_arguments_exit_clearly_from_the_command_line(self):
+        """The binary: bad input exits 2, a missing input 3, with the
+        message and without a traceback or an output file."""
         out = os.path.join(self.create_tempdir().full_path, "x.png")
         cases = [
-            (["--saved_model", self.export_dir, "--classes", "99"],
-             "outside", 2),
-            (["--saved_model", self.export_dir, "--truncation", "0"],
-             "truncation", 2),
-            (["--saved_model", self.export_dir, "--model_dir",
-              self.model_dir], "exactly one", 2),
-            (["--saved_model", self.export_dir, "--interpolate_classes",
-              "3"], "two class ids", 2),
             (["--saved_model", self.export_dir, "--interpolate_classes",
               "0,10"], "outside [0, 10)", 2),
-            (["--saved_model", self.export_dir, "--interpolate_classes",
-              "0,1", "--steps", "1"], "--steps must be >= 2", 2),
-            (["--saved_model", self.export_dir, "--truncation_sweep",
-              "0.5,0"], "--truncation_sweep values", 2),
-            (["--saved_model", self.export_dir, "--truncation_sweep",
-              "0.5", "--interpolate_classes", "0,1"], "at most one", 2),
             # Not an export (no metadata): a missing input, as everywhere.
             (["--saved_model", self.model_dir], "metadata.json", 3),
         ]

@@ -4,6 +4,7 @@ input), a one-line `error: ...` message naming the problem and no
 traceback, before any training, feature extraction or timing, and writes
 nothing."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -120,16 +121,76 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("script, args, status, phrase", CASES)
-def test_bad_input_fails_fast(tmp_path, script, args, status, phrase):
+BATCH = os.path.join(ROOT, "tests", "cli_batch.py")
+
+
+@pytest.fixture(scope="module")
+def script_results(tmp_path_factory):
+    """script -> (listing of its fixtures before, [result of each of its
+    CASES]): a script's cases run in one process (tests/cli_batch.py), each
+    in a fresh flag state, against one set of fixtures."""
+    cache = {}
+
+    def results(script):
+        if script not in cache:
+            tmp = tmp_path_factory.mktemp(script)
+            paths = _fixtures(tmp)
+            before = _listing(tmp)
+            request = {
+                "script": os.path.join(ROOT, "tools", f"{script}.py"),
+                "watch": str(tmp),
+                "cases": [[arg.format(**paths) for arg in args]
+                          for name, args, _, _ in CASES if name == script]}
+            env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+            batch = subprocess.run(
+                [sys.executable, BATCH], input=json.dumps(request), cwd=ROOT,
+                env=env, capture_output=True, text=True, timeout=300)
+            assert batch.returncode == 0, batch.stderr[-3000:]
+            cache[script] = before, json.loads(batch.stdout)
+        return cache[script]
+
+    return results
+
+
+def _numbered(cases):
+    """(script, index among the script's cases, args, status, phrase)."""
+    seen = {}
+    for script, args, status, phrase in cases:
+        index = seen.get(script, 0)
+        seen[script] = index + 1
+        yield script, index, args, status, phrase
+
+
+@pytest.mark.parametrize("script, index, args, status, phrase",
+                         list(_numbered(CASES)))
+def test_bad_input_fails_fast(script_results, script, index, args, status,
+                              phrase):
+    before, results = script_results(script)
+    result = results[index]
+    assert "Traceback" not in result["stderr"], result["stderr"]
+    assert result["status"] == status, result["stderr"]
+    assert phrase in result["stderr"], result["stderr"]
+    assert "error: " in result["stderr"], result["stderr"]
+    assert result["listing"] == before  # nothing written, nothing left
+
+
+def test_the_batch_runner_sees_what_a_process_sees(script_results,
+                                                   tmp_path):
+    """Two ship_teacher cases (exit 3 and 2) in a process of their own too:
+    the same exit status and `error: ...` line as from tests/cli_batch.py."""
     paths = _fixtures(tmp_path)
-    before = _listing(tmp_path)
-    result = _run(script, [arg.format(**paths) for arg in args])
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == status, result.stderr
-    assert phrase in result.stderr, result.stderr
-    assert "error: " in result.stderr, result.stderr
-    assert _listing(tmp_path) == before  # nothing written, nothing left
+    _, batched = script_results("ship_teacher")
+    cases = [args for name, args, _, _ in CASES if name == "ship_teacher"]
+    for args, result in list(zip(cases, batched))[:2]:
+        alone = _run("ship_teacher", [arg.format(**paths) for arg in args])
+        assert alone.returncode == result["status"], alone.stderr
+        error_line = [line for line in alone.stderr.splitlines()
+                      if line.startswith("error: ")]
+        assert error_line, alone.stderr
+        # Paths differ (other fixture directories); the wording does not.
+        first_words = error_line[0].split()[:2]
+        assert " ".join(first_words) in result["stderr"], (alone.stderr,
+                                                          result["stderr"])
 
 
 def test_failed_stage_ends_with_its_status(tmp_path):

@@ -118,6 +118,7 @@ def test_real_images_beat_noise(fashion_validator):
 
 
 @pytest.mark.slow
+@pytest.mark.eager
 def test_ppcd_run_keeps_its_best_student_after_the_cut(tmp_path):
     model_dir = str(tmp_path / "ppcd")
     # debug.gin's fake data: the classifier's features (no accuracy: the

@@ -237,18 +237,12 @@ class PPCDTrainer(trainer_lib.Trainer):
         # killed while its files were written leaves a damaged newest one,
         # which the restore skips for the previous one (possibly from
         # before the cut) as well.
-        for checkpoint in checkpointing.candidates(
-                run_dir.checkpoint_dir(model_dir)):
-            try:
-                step = run_dir.checkpoint_step(checkpoint)
-            except (tf.errors.OpError, ValueError,
-                    IndexError) as error:  # IndexError: a truncated file
-                logging.warning("Checkpoint %s cannot be read (%s); the run "
-                                "resumes from an older one.", checkpoint,
-                                str(error).splitlines()[0])
-                continue
-            return run_dir.is_compact_checkpoint(self.structure, step)
-        return False
+        try:
+            step = run_dir.newest_readable_step(model_dir)
+        except run_dir.RunDirError:
+            return False  # none can be read: the restore says so
+        return step is not None and run_dir.is_compact_checkpoint(
+            self.structure, step)
 
     @staticmethod
     def _inner(optimizer):

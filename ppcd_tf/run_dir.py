@@ -290,12 +290,28 @@ def restore_generator(model_dir, checkpoint=None):
         "run")
 
 
-def _restore_generator(model_dir, configs, structure, checkpoint):
+def _readable_step(checkpoint):
+    """checkpoint_step, with RunDirError for a damaged checkpoint."""
     try:
-        step = checkpoint_step(checkpoint)
-    except (tf.errors.OpError, ValueError, IndexError) as error:
+        return checkpoint_step(checkpoint)
+    except (tf.errors.OpError, ValueError,
+            IndexError) as error:  # IndexError: a truncated file
         raise RunDirError(f"Checkpoint {checkpoint} cannot be read "
                           f"({str(error).splitlines()[0]}).") from error
+
+
+def newest_readable_step(model_dir):
+    """The step of the run's newest checkpoint whose step can be read
+    (a damaged newer one is skipped with a warning, as the restores skip
+    it); None when the run has no checkpoint; RunDirError when none can be
+    read."""
+    if not checkpointing.candidates(checkpoint_dir(model_dir)):
+        return None
+    return _newest_readable(model_dir, _readable_step, "run")
+
+
+def _restore_generator(model_dir, configs, structure, checkpoint):
+    step = _readable_step(checkpoint)
     full_config = configs["generator"]
     if structure is None:
         names = {name for name, _ in tf.train.list_variables(checkpoint)}

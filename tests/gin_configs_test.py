@@ -132,12 +132,8 @@ class GinFilesTrainTest(tf.test.TestCase, parameterized.TestCase):
         trainer_cls = gin.query_parameter("run.trainer_cls").scoped_configurable_fn
         trainer = trainer_cls(model_dir=self.create_tempdir().full_path,
                               strategy=helpers.one_device())
-        eager = not _traces_its_own_loop(relpath)
-        tf.config.run_functions_eagerly(eager)
-        try:
-            metrics = trainer.train()
-        finally:
-            tf.config.run_functions_eagerly(False)
+        metrics = (trainer.train() if _traces_its_own_loop(relpath)
+                   else helpers.train_eagerly(trainer))
         self.assertEqual(int(trainer.step.numpy()), 1)
         self.assertTrue(all(np.isfinite(v) for v in metrics.values()),
                         metrics)

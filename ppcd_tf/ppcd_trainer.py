@@ -240,9 +240,8 @@ class PPCDTrainer(trainer_lib.Trainer):
         try:
             step = run_dir.newest_readable_step(model_dir)
         except run_dir.RunDirError:
-            return False  # none can be read: the restore says so
-        return step is not None and run_dir.is_compact_checkpoint(
-            self.structure, step)
+            return False  # none, or none readable: the restore says which
+        return run_dir.is_compact_checkpoint(self.structure, step)
 
     @staticmethod
     def _inner(optimizer):

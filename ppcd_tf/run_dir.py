@@ -303,10 +303,7 @@ def _readable_step(checkpoint):
 def newest_readable_step(model_dir):
     """The step of the run's newest checkpoint whose step can be read
     (a damaged newer one is skipped with a warning, as the restores skip
-    it); None when the run has no checkpoint; RunDirError when none can be
-    read."""
-    if not checkpointing.candidates(checkpoint_dir(model_dir)):
-        return None
+    it); RunDirError when the run has no checkpoint or none can be read."""
     return _newest_readable(model_dir, _readable_step, "run")
 
 

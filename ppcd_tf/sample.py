@@ -80,9 +80,9 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
                              exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
-        classes = sampling.check_args(FLAGS.saved_model, FLAGS.model_dir,
-                             FLAGS.classes, FLAGS.n, FLAGS.truncation,
-                             FLAGS.out, FLAGS.individual)
+        classes = sampling.check_args(
+            FLAGS.saved_model, FLAGS.model_dir, FLAGS.classes, FLAGS.n,
+            FLAGS.truncation, FLAGS.out, FLAGS.individual)
         pair, sweep = sampling.check_modes(
             FLAGS.interpolate_classes, FLAGS.steps, FLAGS.truncation_sweep,
             sampling.num_classes_of(FLAGS.saved_model, FLAGS.model_dir))

@@ -37,7 +37,7 @@ flags.DEFINE_string("teacher_dir", None, "Teacher run (default: the shipped "
                     "Fashion-MNIST 32x32 teacher).")
 flags.DEFINE_float("target_ratio", 0.19, "Kept fraction of the generator's "
                    "parameters (0.19: 5.26x smaller).")
-flags.DEFINE_integer("ppcd_steps", 1800, "PPCD training steps.")
+flags.DEFINE_integer("ppcd_steps", 1200, "PPCD training steps.")
 flags.DEFINE_integer("validate_every", 0, "With N > 0: validate the student "
                      "every N steps after the cut on a held-out slice of "
                      "the training split (extras/validation.gin) and export"

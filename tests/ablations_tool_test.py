@@ -60,7 +60,8 @@ path, output_dir = sys.argv[1], sys.argv[2]
 spec = importlib.util.spec_from_file_location("ablations_tool", path)
 tool = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tool)
-flags.FLAGS(["ablations_tool", "--output_dir", output_dir])
+flags.FLAGS(["ablations_tool", "--output_dir", output_dir,
+             "--gin_param", "RetrainSchedule.g_lr_scale = 1.0"])
 commands = []
 tool._run = lambda argv, directory: commands.append(argv)
 for name in ("no_class_aware", "no_retraining"):
@@ -70,9 +71,10 @@ print(json.dumps(commands))
 
 
 def test_every_run_follows_the_demo_recipe(tmp_path):
-    """The full method's recipe is the demo's (1,800 steps, the cut at step
-    300, validation every 100 steps, the best student exported);
-    no_retraining runs only the pruning phase and exports its last."""
+    """The full method's recipe is the demo's (1,200 steps, the cut at step
+    300, validation every 100 steps, the best student exported) with
+    --gin_param's bindings; no_retraining runs only the pruning phase and
+    exports its last."""
     result = subprocess.run(
         [sys.executable, "-c", _COMMANDS_DRIVER,
          os.path.join(helpers.REPO_ROOT, "tools", "ablations.py"),
@@ -82,8 +84,10 @@ def test_every_run_follows_the_demo_recipe(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     train, export, short_train, short_export = json.loads(
         result.stdout.strip().splitlines()[-1])
-    assert "NUM_STEPS = 1800" in train
-    assert "PPCDTrainer.prune_end_fraction = 0.16666666666666666" in train
+    assert "NUM_STEPS = 1200" in train
+    assert f"PPCDTrainer.prune_end_fraction = {300 / 1200}" in train
+    assert "RetrainSchedule.g_lr_scale = 1.0" in train
+    assert "RetrainSchedule.g_lr_scale = 1.0" in short_train
     assert "Trainer.validate_every = 100" in train
     assert "stage/ablation_no_class_aware.gin" in train
     assert export[-2:] == ["--checkpoint", "best"]

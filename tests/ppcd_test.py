@@ -359,6 +359,57 @@ class AblationTest(tf.test.TestCase, parameterized.TestCase):
                          len(trainer.teacher_discriminator.blocks))
         self.assertAllGreater(expected, 0.0)
 
+    def test_teacher_d_passes_equal_one_pass_over_both_halves(self):
+        """The teacher D runs once per half (the teacher half without a
+        gradient): the features and the student's gradient equal those of
+        one pass over the concatenated batch."""
+        trainer = _ppcd(self.create_tempdir().full_path,
+                        extra=["Trainer.num_steps = 2",
+                               "DistillationWeights.d_features = 2.0"])
+        objective = trainer.objective
+        z = tf.random.normal((4, trainer.dim_z), seed=3)
+        labels = tf.constant([0, 1, 2, 3])
+        teacher_images, _ = objective.teacher_outputs(z, labels)
+        variables = trainer.generator.trainable_variables
+
+        def one_pass_blocks(fake):
+            _, feats = trainer.teacher_discriminator(
+                tf.concat([teacher_images, fake], axis=0),
+                tf.concat([labels, labels], axis=0), training=False,
+                return_features=True)
+            halves = [tf.split(block, 2, axis=0) for block in feats["blocks"]]
+            return [h[0] for h in halves], [h[1] for h in halves]
+
+        def two_pass_blocks(fake):
+            teacher_half, student_half = objective.teacher_d_features(
+                fake, teacher_images, labels)
+            return teacher_half["blocks"], student_half["blocks"]
+
+        results = []
+        for blocks_fn in (one_pass_blocks, two_pass_blocks):
+            with tf.GradientTape() as tape:
+                fake = trainer.generate(z, labels, training=False)
+                teacher_blocks, student_blocks = blocks_fn(fake)
+                loss = tf.reduce_sum(distill_losses.feature_matching_loss(
+                    student_blocks, teacher_blocks))
+            results.append((loss, teacher_blocks,
+                            tape.gradient(loss, variables)))
+        (loss_a, blocks_a, grads_a), (loss_b, blocks_b, grads_b) = results
+        self.assertAllClose(loss_a, loss_b, rtol=1e-5)
+        for block_a, block_b in zip(blocks_a, blocks_b):
+            self.assertAllClose(block_a, block_b, atol=1e-5)
+        compared = 0
+        for grad_a, grad_b in zip(grads_a, grads_b):
+            if grad_a is None:
+                self.assertIsNone(grad_b)
+                continue
+            # (Embedding gradients are IndexedSlices.)
+            np.testing.assert_allclose(
+                tf.convert_to_tensor(grad_a).numpy(),
+                tf.convert_to_tensor(grad_b).numpy(), rtol=1e-4, atol=1e-6)
+            compared += 1
+        self.assertGreater(compared, 10)
+
 
 @pytest.mark.slow
 class PPCDMultiBudgetTest(tf.test.TestCase):

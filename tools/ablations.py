@@ -11,9 +11,12 @@ itself is read from --baseline_export when given (e.g. the demo's student),
 else trained here as 'ppcd'. Writes <output_dir>/ablations.json and
 ablations.md. Every stage resumes when rerun.
 
-Every run follows the demo's recipe (--ppcd_steps 1800, the cut at
+Every run follows the demo's recipe (--ppcd_steps 1200, the cut at
 --cut_step 300, validation every --validate_every 100 steps keeping the best
-student, which is the one exported).
+student, which is the one exported) and gin/stage/ppcd.gin; --gin_param adds
+bindings to every run. The ablation table in BENCHMARKS.md (2026-12-02) was
+measured with the recipe before G's post-cut rate was tripled; it reruns with
+--ppcd_steps 1800 --gin_param "RetrainSchedule.g_lr_scale = 1.0".
 
 Example:
   python tools/ablations.py --baseline_export runs/demo/student_export \
@@ -50,7 +53,7 @@ flags.DEFINE_list("ablations", ["no_class_aware", "no_retraining"],
 flags.DEFINE_string("baseline_export", None, "Export of the full method "
                     "trained with the same settings (default: train it).")
 flags.DEFINE_float("target_ratio", 0.19, "Kept parameter fraction.")
-flags.DEFINE_integer("ppcd_steps", 1800, "PPCD steps of every run (the "
+flags.DEFINE_integer("ppcd_steps", 1200, "PPCD steps of every run (the "
                      "demo's).")
 flags.DEFINE_integer("cut_step", 300, "G step of the full method's cut (the "
                      "demo's).")
@@ -61,6 +64,7 @@ flags.DEFINE_integer("validate_every", 100, "With N > 0 (the demo's): every "
                      "its best student, the one exported ('no_retraining' "
                      "exports its last); 0: the last student.")
 flags.DEFINE_float("ema_decay", 0.99, "EMA decay of the students.")
+flags.DEFINE_multi_string("gin_param", [], "Recipe bindings (every run).")
 flags.DEFINE_integer("num_samples", 10000, "Samples per seed.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Evaluation seeds.")
 flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
@@ -164,7 +168,8 @@ def _student(name, teacher_dir):
     validate_every = 0 if pruning_phase_only else FLAGS.validate_every
     _run(demo_pipeline.train_command(
         run_dir, teacher_dir, FLAGS.target_ratio, steps, 50,
-        ema_decay=FLAGS.ema_decay, extra_gin_files=extra,
+        gin_params=FLAGS.gin_param, ema_decay=FLAGS.ema_decay,
+        extra_gin_files=extra,
         prune_end_fraction=(None if pruning_phase_only
                             else _prune_end_fraction()),
         validate_every=validate_every), run_dir)
@@ -241,6 +246,7 @@ def main(argv):
                   "w") as f:
             json.dump({"steps": FLAGS.ppcd_steps,
                        "prune_end_fraction": _prune_end_fraction(),
+                       "gin_param": FLAGS.gin_param,
                        "validate_every": FLAGS.validate_every,
                        "seeds": FLAGS.seeds,
                        "num_samples": FLAGS.num_samples, "results": results,

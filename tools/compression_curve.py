@@ -23,9 +23,12 @@ ratio) this sweep does not run itself; the teacher figures must agree (same
 protocol). With --ratios= (empty) and --earlier_curves the tool only redraws
 the curve from the earlier records.
 
-Every run follows the demo's recipe (--ppcd_steps 1800, the cut at
+Every run follows the demo's recipe (--ppcd_steps 1200, the cut at
 --cut_step 300, validation every --validate_every 100 steps keeping the best
-student, which is the one exported).
+student, which is the one exported) and gin/stage/ppcd.gin. The recorded
+curve (docs/data/compression_curve.json, 2026-12-02) was measured with the
+recipe before G's post-cut rate was tripled; it reruns with --ppcd_steps 1800
+--gin_param "RetrainSchedule.g_lr_scale = 1.0".
 
 Example (the issue's sweep, ~18 runs of ~20 min: hours on 2 CPU cores):
   python tools/compression_curve.py --ratios 2,3,4,5.2,8,12 \
@@ -64,7 +67,7 @@ flags.DEFINE_list("ratios", ["2", "3", "4", "5.2", "8", "12"],
                   "Target compressions (teacher / student G parameters).")
 flags.DEFINE_list("methods", list(compression_curve.METHODS),
                   "Methods: " + ", ".join(compression_curve.METHODS) + ".")
-flags.DEFINE_integer("ppcd_steps", 1800, "Steps of a PPCD run (the "
+flags.DEFINE_integer("ppcd_steps", 1200, "Steps of a PPCD run (the "
                      "demo's).")
 flags.DEFINE_integer("cut_step", 300, "G step of the cut (the demo's); runs "
                      "trained on for equal wall-clock keep it.")

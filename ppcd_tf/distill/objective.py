@@ -68,7 +68,8 @@ class DistillationObjective:
         Two passes, not one over the concatenated batch: the teacher half
         carries no gradient (nothing trainable lies behind it), and in one
         pass the backward would still run through the frozen D for both
-        halves (about a tenth of a post-cut step's compute)."""
+        halves (0-10 % of a compact post-cut step on our 2-core CPU,
+        BENCHMARKS.md)."""
         _, teacher_half = self.teacher_discriminator(
             teacher_images, labels, training=False, return_features=True)
         _, student_half = self.teacher_discriminator(

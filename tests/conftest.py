@@ -82,14 +82,12 @@ def _eager_functions(request):
     against ~1 s to run it eagerly. The compiled loops are traced by the
     unmarked trainer, PPCD, compaction and distributed tests and by every
     command-line test (subprocesses are never eager)."""
-    eager = request.node.get_closest_marker("eager") is not None
-    if eager:
-        tf.config.run_functions_eagerly(True)
-    try:
+    if request.node.get_closest_marker("eager") is None:
         yield
-    finally:
-        if eager:
-            tf.config.run_functions_eagerly(False)
+        return
+    from tests import helpers  # after the logical devices are configured
+    with helpers.functions_run_eagerly():
+        yield
 
 
 def pytest_configure(config):

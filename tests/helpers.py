@@ -1,6 +1,7 @@
 """Shared helpers of the test suite (tiny configs, strategies, subprocess runs)."""
 
 import atexit
+import contextlib
 import os
 import shutil
 import subprocess
@@ -92,15 +93,23 @@ def run_train(model_dir, gin_files, bindings=(), extra_flags=(), timeout=300):
 _TINY_TEACHER = {}
 
 
-def train_eagerly(trainer):
-    """`trainer.train()` with tf.functions run eagerly (for set-ups whose
-    subject is not the compiled step: ~1 s per tiny step instead of ~15 s
-    of tracing); returns its metrics."""
+@contextlib.contextmanager
+def functions_run_eagerly():
+    """tf.functions run eagerly inside the block (for tests and set-ups
+    whose subject is not the compiled step: ~1 s per tiny step instead of
+    ~15 s of tracing)."""
     tf.config.run_functions_eagerly(True)
     try:
-        return trainer.train()
+        yield
     finally:
         tf.config.run_functions_eagerly(False)
+
+
+def train_eagerly(trainer):
+    """`trainer.train()` under `functions_run_eagerly`; returns its
+    metrics."""
+    with functions_run_eagerly():
+        return trainer.train()
 
 
 def tiny_teacher_dir():

@@ -68,7 +68,9 @@ flags.DEFINE_string("cache_dir", None, "Real-feature cache (default: "
 
 def _check_flags():
     """Every stage's flags, before the first stage starts."""
-    files.check_output_location("--output_dir", FLAGS.output_dir)
+    files.check_output_location(
+        "--output_dir", FLAGS.output_dir, directory=True,
+        inputs={"--teacher_dir": FLAGS.teacher_dir})
     if os.path.exists(FLAGS.output_dir) and not os.path.isdir(
             FLAGS.output_dir):
         raise errors.BadInputError(

@@ -36,6 +36,7 @@ from absl import app
 from absl import flags
 
 from ppcd_tf import errors
+from ppcd_tf import files
 from ppcd_tf import evaluation
 from ppcd_tf.metrics import feature_networks
 
@@ -80,6 +81,10 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
                              exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
+        files.check_apart("--output", FLAGS.output, directory=False, inputs={
+            f"--{name}": getattr(FLAGS, name) for name in (
+                "saved_model", "model_dir", "portable", "feature_weights",
+                "cache_dir")})
         result = evaluation.evaluate_generator(
             FLAGS.saved_model, FLAGS.model_dir, FLAGS.dataset,
             FLAGS.split, FLAGS.num_real, FLAGS.data_dir,

@@ -65,7 +65,9 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
                              exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
-        files.check_output_location("--output", FLAGS.output)
+        files.check_output_location(
+            "--output", FLAGS.output, directory=True,
+            inputs={"--model_dir": FLAGS.model_dir})
         if FLAGS.tolerance is not None and not FLAGS.tolerance >= 0:
             raise errors.BadInputError(
                 f"--tolerance must be >= 0, got {FLAGS.tolerance}.")

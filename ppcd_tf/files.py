@@ -22,13 +22,69 @@ def _refuse_existing(output_dir):
         "--overwrite to replace it.")
 
 
-def check_output_location(flag, path, directory=False):
+def _resolved(path):
+    """`path` absolute with every symlink followed (also those of a path
+    that does not exist yet, through its existing parents)."""
+    return os.path.realpath(os.path.abspath(os.fspath(path)))
+
+
+def _within(inner, outer):
+    """Whether resolved path `inner` equals `outer` or lies under it."""
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+
+def check_apart(flag, path, inputs, directory=True):
+    """Refuses an output `path` (given as `flag`) that would overwrite,
+    alter or delete what the command reads.
+
+    Paths are compared resolved (absolute, symlinks followed), so the same
+    directory reached through a link or `..` counts as the same. An output
+    `directory` may not equal, lie inside or contain any input; an output
+    file may not equal an input nor contain one (an existing directory
+    holding it). Remote (`scheme://`) paths and unset inputs are skipped.
+
+    Args:
+      flag: the output's flag, for the message (`--output`).
+      path: the output path.
+      inputs: {flag: path or None} of everything the command reads.
+      directory: whether the output is a directory the command writes (or
+        replaces with --overwrite) as a whole.
+
+    Raises:
+      BadInputError naming both flags and both paths.
+    """
+    if not path or "://" in os.fspath(path):
+        return
+    output = _resolved(path)
+    for input_flag, input_path in inputs.items():
+        if not input_path or "://" in os.fspath(input_path):
+            continue
+        source = _resolved(input_path)
+        if output == source:
+            relation = "is the same path as"
+        elif _within(source, output):
+            relation = "contains"
+        elif directory and _within(output, source):
+            relation = "is inside"
+        else:
+            continue
+        raise BadInputError(
+            f"{flag} {path} {relation} {input_flag} {input_path}: writing "
+            f"it would alter or delete the input. Choose an {flag} outside "
+            f"{input_path}.")
+
+
+def check_output_location(flag, path, directory=False, inputs=None):
     """Refuses, before any work, an output `path` (given as `flag`) that
     cannot be created: one under an existing file, or whose nearest
     existing directory (`path` itself first when it is an output
-    `directory`) is not writable. Remote (`scheme://`) paths pass."""
+    `directory`) is not writable; with `inputs` ({flag: path}), also one
+    that overlaps what the command reads (`check_apart`). Remote
+    (`scheme://`) paths pass."""
     if "://" in os.fspath(path):
         return
+    if inputs:
+        check_apart(flag, path, inputs, directory=directory)
     parent = os.path.abspath(path)
     if not directory:
         parent = os.path.dirname(parent)
@@ -58,6 +114,9 @@ def staged_directory(output_dir, overwrite=False):
     one is put back if the replacement fails.
     """
     output_dir = os.path.normpath(output_dir)
+    if os.path.islink(output_dir):
+        # Replace the directory the link names; the link itself stays.
+        output_dir = os.path.realpath(output_dir)
     if not overwrite and os.path.isdir(output_dir) and os.listdir(
             output_dir):
         _refuse_existing(output_dir)

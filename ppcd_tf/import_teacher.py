@@ -47,6 +47,7 @@ from absl import flags
 from absl import logging
 
 from ppcd_tf import errors
+from ppcd_tf import files
 from ppcd_tf.importing import biggan_pytorch
 from ppcd_tf.importing import convert
 from ppcd_tf.importing import teacher_run
@@ -151,6 +152,10 @@ def main(argv):
     with errors.exit_on_errors():
         if not FLAGS.output_dir:
             raise errors.BadInputError("Give --output_dir.")
+        files.check_output_location(
+            "--output_dir", FLAGS.output_dir, directory=True,
+            inputs={f"--{name}": getattr(FLAGS, name) for name in (
+                "weights_dir", "module_dir", "d_weights")})
         if os.path.exists(FLAGS.output_dir) and not FLAGS.overwrite:
             raise errors.OutputExistsError(
                 f"{FLAGS.output_dir} exists; choose another --output_dir or "

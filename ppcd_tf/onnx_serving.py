@@ -1,7 +1,8 @@
 """Runs an exported `generator.onnx` with onnxruntime (no TensorFlow).
 
-This module imports only numpy, json and onnxruntime, so a serving process
-needs neither TensorFlow nor the rest of ppcd_tf:
+This module imports only numpy, json, onnxruntime and ppcd_tf's input
+checks (numpy and absl), so a serving process needs neither TensorFlow nor
+the rest of ppcd_tf:
 
   from ppcd_tf.onnx_serving import OnnxGenerator
   generator = OnnxGenerator("runs/demo/student_export/generator.onnx")
@@ -18,14 +19,17 @@ onnxruntime's default thread spinning, throughput halves):
 Invalid rows (a label outside [0, num_classes), a non-finite z, a batch
 above the export's maximum) fail inside the graph with onnxruntime's
 `InvalidArgument` naming the check node (see `ppcd_tf.portable_export`);
-`generate` also checks shapes and dtypes first and raises ValueError with
-the expected shapes.
+`generate` also checks shapes and labels first (integers in range: a float
+or out-of-range label is refused, never truncated or wrapped) and raises
+ValueError (BadInputError) naming the argument.
 """
 
 import json
 
 import numpy as np
 import onnxruntime
+
+from ppcd_tf.models import inputs
 
 METADATA_KEY = "ppcd_tf.metadata"
 
@@ -66,10 +70,7 @@ class OnnxGenerator:
         """Images float32 [N, H, W, C] in [-1, 1] (numpy) for z float32
         [N, dim_z] and labels int32 [N]; batches above max_batch are split."""
         z = np.asarray(z, np.float32)
-        labels = np.asarray(labels)
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"labels must be integers, got {labels.dtype}.")
-        labels = labels.astype(np.int32)
+        labels = inputs.checked_labels(labels, self.num_classes)
         if z.ndim != 2 or z.shape[1] != self.dim_z:
             raise ValueError(f"z must have shape [batch, {self.dim_z}], got "
                              f"{list(z.shape)}.")

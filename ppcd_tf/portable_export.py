@@ -32,6 +32,7 @@ import tensorflow as tf
 from tensorflow.python.framework import convert_to_constants
 
 from ppcd_tf import errors
+from ppcd_tf.models import inputs
 
 # The check op's name: the runtime's error message names it.
 CHECK_NAME = "invalid_input_label_outside_classes_or_nonfinite_z"
@@ -182,7 +183,7 @@ class TFLiteGenerator:
 
     def generate(self, z, labels):
         z = np.asarray(z, np.float32)
-        labels = np.asarray(labels, np.int32)
+        labels = inputs.checked_labels(labels)
         if z.shape != (self.batch, self.dim_z) or labels.shape != (
                 self.batch,):
             raise errors.BadInputError(
@@ -200,7 +201,7 @@ class TFLiteGenerator:
         batch, parts = self.batch, []
         for start in range(0, len(labels), batch):
             part_z = np.asarray(z[start:start + batch], np.float32)
-            part_labels = np.asarray(labels[start:start + batch], np.int32)
+            part_labels = inputs.checked_labels(labels[start:start + batch])
             pad = batch - len(part_labels)
             images = self.generate(np.pad(part_z, ((0, pad), (0, 0))),
                                    np.pad(part_labels, (0, pad)))

@@ -81,7 +81,11 @@ def check_flags():
         raise errors.OutputExistsError(
             f"--output_dir {output} exists and is not empty; choose another "
             "one or pass --overwrite to replace it.")
-    files.check_output_location("--output_dir", output)
+    files.check_output_location(
+        "--output_dir", output, directory=True,
+        inputs={f"--{name}": getattr(FLAGS, name) for name in (
+            "teacher_dir", "ppcd_dir", "teacher_export", "student_export",
+            "train_steps", "feature_weights", "cache_dir")})
     for name in ("repeats", "gen_batch"):
         if getattr(FLAGS, name) < 1:
             raise evaluation.EvaluationError(

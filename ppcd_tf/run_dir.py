@@ -40,6 +40,7 @@ from ppcd_tf import errors
 from ppcd_tf import files
 from ppcd_tf.models import discriminator as discriminator_lib
 from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.models import inputs
 from ppcd_tf.pruning import channel_masks
 from ppcd_tf.pruning import surgery
 
@@ -234,7 +235,10 @@ class RestoredGenerator:
     def generate(self, z, labels, class_embedding=None):
         """Images [N, H, W, C] of the (hard-masked where needed) generator;
         `class_embedding` [N, shared_dim] replaces the labels' shared
-        embedding (class interpolation)."""
+        embedding (class interpolation). Labels given as values (not
+        inside a traced function) must be integers in range
+        (models.inputs.checked_labels)."""
+        labels = self._checked(labels, "labels")
         kwargs = {"training": False, "class_embedding": class_embedding}
         if self.masks is not None and self.keep is None:
             values = self.masks()
@@ -248,8 +252,16 @@ class RestoredGenerator:
     def interpolate(self, z, labels_a, labels_b, alpha):
         """Images of z [N, dim_z] with the shared class embedding mixed as
         (1 - alpha) * e(labels_a) + alpha * e(labels_b), alpha [N]."""
+        labels_a = self._checked(labels_a, "labels_a")
+        labels_b = self._checked(labels_b, "labels_b")
         return self.generate(z, labels_a, self.generator.mixed_embedding(
             labels_a, labels_b, alpha))
+
+    def _checked(self, labels, name):
+        if tf.is_symbolic_tensor(labels):
+            return labels
+        return tf.constant(inputs.checked_labels(
+            labels, self.generator.num_classes, name))
 
     def compact_generator(self):
         """The compact Generator: surgery of the hard masks, or the
@@ -423,6 +435,10 @@ def _newest_readable(model_dir, read, what):
 # One trainer per run directory.
 
 
+# Run directories whose lock this process holds (resolved path -> depth).
+_HELD = {}
+
+
 class RunLockedError(errors.BadInputError):
     """Another trainer is using the run directory."""
 
@@ -435,10 +451,20 @@ def locked(model_dir):
     RunLockedError naming the holder (pid and host written in the file).
     The operating system releases the lock when its process dies, so a
     killed run never leaves a stale lock. Remote (gs://...) directories are
-    not locked: flock needs a local file system.
+    not locked: flock needs a local file system. Reentrant within a
+    process: the command takes the lock before it writes config.gin and the
+    trainer takes it again around training.
     """
     if "://" in model_dir:
         yield
+        return
+    key = os.path.realpath(model_dir)
+    if _HELD.get(key):
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
         return
     os.makedirs(model_dir, exist_ok=True)
     path = os.path.join(model_dir, LOCK_FILE)
@@ -456,9 +482,11 @@ def locked(model_dir):
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         handle.flush()
+        _HELD[key] = 1
         try:
             yield
         finally:
+            _HELD.pop(key, None)
             fcntl.flock(handle, fcntl.LOCK_UN)
     finally:
         handle.close()

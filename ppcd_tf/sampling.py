@@ -90,7 +90,9 @@ def check_args(saved_model, model_dir, classes, n, truncation, out,
     if individual and os.path.exists(out) and not os.path.isdir(out):
         raise SampleError(f"--out {out} is a file; with --individual give a "
                           "directory.")
-    files.check_output_location("--out", out)
+    files.check_output_location(
+        "--out", out, directory=individual,
+        inputs={"--saved_model" if saved_model else "--model_dir": source})
     if n < 1:
         raise SampleError(f"--n must be >= 1, got {n}.")
     if not 0.0 < truncation <= 1.0:

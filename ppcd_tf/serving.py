@@ -32,6 +32,7 @@ import keras
 import tensorflow as tf
 
 from ppcd_tf import errors
+from ppcd_tf.models import inputs
 from ppcd_tf import files
 
 ASSETS_DIR = "assets.extra"
@@ -266,7 +267,7 @@ class LoadedExport:
         """Images float32 [N, H, W, C] (tensor) for z [N, dim_z], labels [N]
         (requests above the export's maximum batch are split)."""
         z = tf.convert_to_tensor(z, tf.float32)
-        labels = tf.convert_to_tensor(labels, tf.int32)
+        labels = tf.constant(inputs.checked_labels(labels, self.num_classes))
         if z.shape.rank != 2 or z.shape[-1] != self.dim_z:
             raise errors.BadInputError(
                 f"z must have shape [batch, {self.dim_z}], got "
@@ -289,14 +290,17 @@ class LoadedExport:
                 "older ppcd_tf); export the run again.")
         return self._signatures["interpolate"](
             z=tf.convert_to_tensor(z, tf.float32),
-            labels_a=tf.convert_to_tensor(labels_a, tf.int32),
-            labels_b=tf.convert_to_tensor(labels_b, tf.int32),
+            labels_a=tf.constant(inputs.checked_labels(
+                labels_a, self.num_classes, "labels_a")),
+            labels_b=tf.constant(inputs.checked_labels(
+                labels_b, self.num_classes, "labels_b")),
             alpha=tf.convert_to_tensor(alpha, tf.float32))["images"]
 
     def sample(self, labels, truncation, seed):
         """Images of the `sample` signature: z drawn inside the model."""
         return self._signatures["sample"](
-            labels=tf.convert_to_tensor(labels, tf.int32),
+            labels=tf.constant(inputs.checked_labels(labels,
+                                                     self.num_classes)),
             truncation=tf.constant(truncation, tf.float32),
             seed=tf.convert_to_tensor(seed, tf.int32))["images"]
 

@@ -58,7 +58,10 @@ def main(argv):
         if FLAGS.repeats < 1 or FLAGS.warmup < 0:
             raise errors.BadInputError("--repeats must be >= 1 and --warmup "
                                        ">= 0.")
-        files.check_output_location("--output", FLAGS.output)
+        files.check_output_location(
+            "--output", FLAGS.output,
+            inputs={"--teacher_dir": FLAGS.teacher_dir,
+                    "--ppcd_dir": FLAGS.ppcd_dir})
         for name in ("teacher_dir", "ppcd_dir"):
             run_dir.read_model_configs(getattr(FLAGS, name))
         if run_dir.read_pruning_structure(FLAGS.ppcd_dir) is None:

@@ -39,6 +39,7 @@ from ppcd_tf import configurables  # noqa: F401  (registers Keras symbols)
 from ppcd_tf import errors
 from ppcd_tf import files as files_lib
 from ppcd_tf import losses  # noqa: F401  (gin configurables)
+from ppcd_tf import run_dir
 from ppcd_tf import strategy as strategy_lib
 from ppcd_tf import trainer as trainer_lib
 from ppcd_tf.data import pipeline  # noqa: F401  (gin configurables)
@@ -89,10 +90,16 @@ def main(argv):
             strategy = strategy_lib.get_strategy(name=FLAGS.strategy)
         else:
             strategy = strategy_lib.get_strategy()
-        if strategy_lib.is_chief(strategy):
+        if not strategy_lib.is_chief(strategy):
+            logging.info("Gin config:\n%s", gin.config_str())
+            trainer_lib.run(FLAGS.model_dir, strategy)
+            return
+        # The lock comes first: a second trainer refused here must not
+        # have rewritten the running run's config.gin.
+        with run_dir.locked(FLAGS.model_dir):
             config_lib.write_config(FLAGS.model_dir, files, FLAGS.gin_param)
-        logging.info("Gin config:\n%s", gin.config_str())
-        trainer_lib.run(FLAGS.model_dir, strategy)
+            logging.info("Gin config:\n%s", gin.config_str())
+            trainer_lib.run(FLAGS.model_dir, strategy)
 
 
 def run_main():

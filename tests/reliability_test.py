@@ -414,10 +414,11 @@ def _a_file(tmp_path):
                         "--teacher_export", "{tmp}", "--student_export",
                         "{tmp}", "--output_dir", "{tmp}"], 2,
      "--overwrite"),
-    ("ppcd_tf.report", ["--teacher_dir", "{tmp}", "--ppcd_dir", "{tmp}",
-                        "--teacher_export", "{tmp}", "--student_export",
-                        "{tmp}", "--output_dir", "{tmp}/new",
-                        "--repeats", "0"], 2, "--repeats must be >= 1"),
+    ("ppcd_tf.report", ["--teacher_dir", "{teacher}", "--ppcd_dir",
+                        "{teacher}", "--teacher_export", "{student}",
+                        "--student_export", "{student}", "--output_dir",
+                        "{tmp}/new", "--repeats", "0"], 2,
+     "--repeats must be >= 1"),
     # Flag parsing: absl's errors are bad input too.
     ("ppcd_tf.train", ["--model_dir", "{tmp}/run", "--bogus", "1"], 2,
      "Unknown command line flag 'bogus'"),
@@ -466,7 +467,7 @@ def _a_file(tmp_path):
                         "--student_export", "{student}", "--output_dir",
                         "{tmp}/new"], 2, "is not a PPCD run"),
     ("ppcd_tf.report", ["--teacher_dir", "{teacher}", "--ppcd_dir",
-                        "{fake_ppcd}", "--teacher_export", "{tmp}",
+                        "{fake_ppcd}", "--teacher_export", "{fake_ppcd}",
                         "--student_export", "{student}", "--output_dir",
                         "{tmp}/new"], 3, "metadata.json"),
     ("ppcd_tf.report", ["--teacher_dir", "{teacher}", "--ppcd_dir",
@@ -489,16 +490,165 @@ def _a_file(tmp_path):
     ("ppcd_tf.time_training", ["--teacher_dir", "{teacher}", "--ppcd_dir",
                                "{teacher}", "--output", "{file}/t.json"], 2,
      "which is a file"),
+    # No command writes over, into or around what it reads.
+    ("ppcd_tf.export", ["--model_dir", "{teacher_copy}", "--output",
+                        "{teacher_copy}", "--overwrite"], 2,
+     "is the same path as --model_dir"),
+    ("ppcd_tf.export", ["--model_dir", "{teacher_copy}", "--output",
+                        "{teacher_link}", "--overwrite"], 2,
+     "is the same path as --model_dir"),
+    ("ppcd_tf.export", ["--model_dir", "{teacher_copy}", "--output",
+                        "{teacher_copy}/export"], 2, "is inside --model_dir"),
+    ("ppcd_tf.export", ["--model_dir", "{teacher_copy}", "--output",
+                        "{tmp}", "--overwrite"], 2, "contains --model_dir"),
+    ("ppcd_tf.evaluate", ["--saved_model", "{student}", "--output",
+                          "{student}", "--cache_dir", "{tmp}/cache"], 2,
+     "is the same path as --saved_model"),
+    ("ppcd_tf.import_teacher", ["--format", "biggan_pytorch",
+                                "--weights_dir", "{tmp}", "--output_dir",
+                                "{tmp}", "--overwrite"], 2,
+     "is the same path as --weights_dir"),
 ])
 def test_bad_invocations_fail_at_once_with_a_message(
         tmp_path, module, args, status, phrase):
     (tmp_path / "not_empty.txt").write_text("x")
     values = {"tmp": str(tmp_path), "file": _a_file(tmp_path)}
     values.update(_damaged_artefacts(tmp_path))
+    values.update(_teacher_copy(tmp_path))
+    before = _listing(values["teacher_copy"])
     result = _cli(module, [a.format(**values) for a in args], tmp_path)
     assert result.returncode == status, result.stderr[-2000:]
     assert phrase in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+    assert _listing(values["teacher_copy"]) == before
+
+
+def _teacher_copy(tmp_path):
+    """A copy of the shipped teacher run (a command may try to write over
+    it) and a symlink to it."""
+    copy = tmp_path / "teacher_copy"
+    shutil.copytree(SHIPPED_TEACHER, copy)
+    link = tmp_path / "teacher_link"
+    link.symlink_to(copy)
+    return {"teacher_copy": str(copy), "teacher_link": str(link)}
+
+
+def _listing(path):
+    return sorted((os.path.relpath(os.path.join(root, name), path),
+                   os.path.getsize(os.path.join(root, name)))
+                  for root, _, names in os.walk(path) for name in names)
+
+
+@pytest.mark.parametrize("output, inputs, directory, phrase", [
+    ("{run}", {"--model_dir": "{run}"}, True, "is the same path as"),
+    ("{run}/../run/", {"--model_dir": "{run}"}, True, "is the same path as"),
+    ("{link}", {"--model_dir": "{run}"}, True, "is the same path as"),
+    ("{run}/sub", {"--model_dir": "{link}"}, True, "is inside"),
+    ("{tmp}", {"--model_dir": "{run}"}, True, "contains"),
+    ("{tmp}", {"--model_dir": "{run}"}, False, "contains"),
+    ("{run}/config.gin", {"--model_dir": "{run}/config.gin"}, False,
+     "is the same path as"),
+])
+def test_outputs_that_overlap_an_input_are_refused(tmp_path, output, inputs,
+                                                   directory, phrase):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.gin").write_text("x")
+    (tmp_path / "link").symlink_to(run)
+    values = {"tmp": str(tmp_path), "run": str(run),
+              "link": str(tmp_path / "link")}
+    with pytest.raises(errors.BadInputError, match=phrase):
+        files.check_apart("--output", output.format(**values),
+                          {k: v.format(**values) for k, v in inputs.items()},
+                          directory=directory)
+
+
+def test_outputs_apart_from_the_inputs_pass(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    files.check_apart("--output", str(tmp_path / "run_export"),
+                      {"--model_dir": str(run), "--unset": None})
+    # A file written into an input directory alters nothing it reads.
+    files.check_apart("--output", str(run / "eval.json"),
+                      {"--model_dir": str(run)}, directory=False)
+    files.check_apart("gs://bucket/out", "gs://bucket/out",
+                      {"--model_dir": "gs://bucket/out"})
+
+
+def test_overwriting_through_a_symlink_replaces_its_target(tmp_path):
+    target = tmp_path / "export_v1"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    link = tmp_path / "export"
+    link.symlink_to(target)
+    with files.staged_directory(str(link), overwrite=True) as staged:
+        with open(os.path.join(staged, "new.txt"), "w") as f:
+            f.write("new")
+    assert link.is_symlink() and os.path.realpath(link) == str(target)
+    assert sorted(os.listdir(link)) == ["new.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["export", "export_v1"]
+
+
+def test_a_refused_second_trainer_leaves_the_run_untouched(tmp_path):
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    (model_dir / "config.gin").write_text("# the running run's bindings\n")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import time\n"
+         "from ppcd_tf import run_dir\n"
+         f"with run_dir.locked({str(model_dir)!r}):\n"
+         "    print('locked', flush=True)\n"
+         "    time.sleep(120)\n"],
+        cwd=helpers.REPO_ROOT, env=helpers.python_env(),
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = _cli("ppcd_tf.train", [
+            "--model_dir", str(model_dir), "--gin_file", "debug.gin",
+            "--gin_param", "Trainer.num_steps = 1"], tmp_path)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "is in use by another trainer" in result.stderr
+    assert (model_dir / "config.gin").read_text() == (
+        "# the running run's bindings\n")
+    assert sorted(os.listdir(model_dir)) == [".trainer.lock", "config.gin"]
+
+
+def test_the_run_lock_is_reentrant_in_one_process(tmp_path):
+    model_dir = str(tmp_path / "run")
+    with run_dir.locked(model_dir):
+        with run_dir.locked(os.path.join(model_dir, ".")):
+            pass
+        other = subprocess.run(  # still held: another process is refused
+            [sys.executable, "-c",
+             "from ppcd_tf import run_dir\n"
+             f"with run_dir.locked({model_dir!r}):\n    pass\n"],
+            cwd=helpers.REPO_ROOT, env=helpers.python_env(),
+            capture_output=True, text=True, timeout=60, check=False)
+        assert other.returncode != 0
+        assert "RunLockedError" in other.stderr
+    with run_dir.locked(model_dir):  # released by the outer block
+        pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("labels", [
+    np.array([1.5, 1.9]), np.array([1.0, 1.0]),
+    np.array([2**32 + 1, 0], np.int64)])
+def test_every_python_entry_point_refuses_bad_labels(tiny_export, labels):
+    z = np.zeros((2, tiny_export.dim_z), np.float32)
+    with pytest.raises(errors.BadInputError, match="labels"):
+        tiny_export.generate(z, labels)
+    with pytest.raises(errors.BadInputError, match="labels"):
+        tiny_export.sample(labels, 0.5, [0, 1])
+    with pytest.raises(errors.BadInputError, match="labels_b"):
+        tiny_export.interpolate(z, [0, 1], labels, [0.0, 1.0])
+    restored = run_dir.restore_generator(helpers.tiny_teacher_dir())
+    with pytest.raises(errors.BadInputError, match="labels"):
+        restored.generate(tf.constant(z), labels)
 
 
 def test_staging_of_a_killed_writer_is_removed(tmp_path):

@@ -67,7 +67,8 @@ def _check_flags():
             f"--output {FLAGS.output} exists; pass --overwrite to replace "
             "it.")
     # The slim teacher is staged beside --output and renamed into place.
-    files.check_output_location("--output", output)
+    files.check_output_location("--output", output, directory=True,
+                                inputs={"--model_dir": FLAGS.model_dir})
 
 
 def _ship():

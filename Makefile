@@ -91,9 +91,9 @@ teacher: setup
 	  --gin_param "NUM_STEPS = $(TEACHER_STEPS)" \
 	  --gin_param "EMA_START_STEP = 1000" \
 	  --gin_param "EMA_DECAY = 0.999" \
-	  --gin_param "Trainer.checkpoint_every = 250" \
-	  --gin_param "Trainer.max_checkpoints = 30" \
-	  --gin_param "Trainer.sample_every = 500" \
+	  --gin_param "TrainLoop.checkpoint_every = 250" \
+	  --gin_param "TrainLoop.max_checkpoints = 30" \
+	  --gin_param "TrainLoop.sample_every = 500" \
 	  --gin_param "Trainer.seed = 0" \
 	  --model_dir $(TEACHER_RUN)
 	$(PY) tools/ship_teacher.py --model_dir $(TEACHER_RUN) \

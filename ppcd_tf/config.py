@@ -1,6 +1,7 @@
 """Gin parsing and config files shared by the command-line tools."""
 
 import os
+import re
 import tokenize
 
 import gin
@@ -15,6 +16,48 @@ DEFAULT_GIN_SEARCH_PATH = os.path.join(
 
 class ConfigError(errors.BadInputError):
     """A gin file or binding that cannot be used."""
+
+
+# Settings that moved from the trainers to their parts on 2026-12-06
+# (docs/commands.md, "Where each setting lives"): {(old, name): new}.
+MOVED_SETTINGS = {
+    **{("Trainer", name): "TrainLoop" for name in (
+        "num_steps", "steps_per_loop", "log_every", "sample_every",
+        "checkpoint_every", "max_checkpoints", "validator",
+        "validate_every")},
+    **{("Trainer", name): "GanSteps" for name in (
+        "global_batch_size", "d_steps_per_g_step", "accumulation_steps",
+        "loss", "mixed_precision", "jit_compile", "g_optimizer_cls",
+        "d_optimizer_cls", "ema_decay", "ema_start_step")},
+    **{("Trainer", name): "SampleGrid" for name in (
+        "sample_classes", "max_sample_classes", "samples_per_class")},
+    **{("PPCDTrainer", name): "PruningBudget" for name in (
+        "target_param_ratio", "target_params", "target_mac_ratio",
+        "target_latency_ratio", "latency_table", "width_multiple",
+        "min_channels", "min_channel_fraction", "harden_rule")},
+    **{("PPCDTrainer", name): "PruningPhase" for name in (
+        "prune_end_fraction", "bound_schedule", "mask_init",
+        "mask_function", "mask_optimizer_cls", "prune_attention",
+        "budget_surrogate_width", "budget_ramp_fraction",
+        "budget_lambda_rate", "budget_lambda_max", "use_masks")},
+    **{("PPCDTrainer", name): "CompactPhase" for name in (
+        "train_compact_after_cut", "carry_optimizer_state",
+        "compaction_tolerance", "compaction_rounding_factor", "retrain")},
+}
+_UNKNOWN_PARAMETER = re.compile(
+    r"Configurable '(\w+)' doesn't have a parameter named '(\w+)'")
+
+
+def _moved_hint(message):
+    """' It moved: bind X.name instead.' for a setting that moved."""
+    match = _UNKNOWN_PARAMETER.search(message)
+    if not match:
+        return ""
+    new = MOVED_SETTINGS.get((match.group(1), match.group(2)))
+    if new is None:
+        return ""
+    return (f" The setting moved: bind {new}.{match.group(2)} instead "
+            "(docs/commands.md, \"Where each setting lives\").")
 
 
 def resolve_gin_files(gin_files, search_path=(DEFAULT_GIN_SEARCH_PATH,)):
@@ -47,7 +90,7 @@ def parse_gin(gin_files, gin_params, search_path=(DEFAULT_GIN_SEARCH_PATH,)):
         where = f" in {text.strip()!r}" if text else ""
         raise ConfigError(
             f"Malformed gin binding or file: {getattr(error, 'msg', error)}"
-            f"{where}. Bindings look like \"Trainer.num_steps = 100\".") \
+            f"{where}. Bindings look like \"TrainLoop.num_steps = 100\".") \
             from error
     except (ValueError, KeyError, ImportError, AttributeError) as error:
         # Gin appends the whole config to some messages: keep the first line.
@@ -60,6 +103,7 @@ def parse_gin(gin_files, gin_params, search_path=(DEFAULT_GIN_SEARCH_PATH,)):
                     "data and a model file before it (e.g. --gin_file "
                     "data/fashion_mnist32.gin --gin_file model/biggan32.gin "
                     "--gin_file stage/teacher.gin).")
+        hint = hint or _moved_hint(first)
         raise ConfigError(f"Invalid gin configuration: {first}{hint}") \
             from error
     return resolved

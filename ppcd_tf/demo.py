@@ -24,11 +24,11 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from ppcd_tf import demo_pipeline
 from ppcd_tf import errors
-from ppcd_tf import evaluation
 from ppcd_tf import files
-from ppcd_tf import teachers
+from ppcd_tf.metrics import evaluation
+from ppcd_tf.workflows import demo
+from ppcd_tf.workflows import teachers
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", os.path.join("runs", "demo"),
@@ -108,9 +108,9 @@ def main(argv):
             raise errors.BadInputError(
                 f"--teacher_dir {teacher_dir} is not a directory.")
         _check_flags()
-        prune_end_fraction = demo_pipeline.recipe_fraction(
+        prune_end_fraction = demo.recipe_fraction(
             FLAGS.ppcd_steps, FLAGS.cut_step, FLAGS.prune_end_fraction)
-    stages = demo_pipeline.commands(
+    stages = demo.commands(
         FLAGS.output_dir, teacher_dir, FLAGS.target_ratio,
         FLAGS.ppcd_steps, FLAGS.log_every, FLAGS.gin_param,
         FLAGS.num_samples, FLAGS.seeds, FLAGS.train_repeats, FLAGS.repeats,
@@ -119,7 +119,7 @@ def main(argv):
     start = time.time()
     for index, (stage, command) in enumerate(stages, 1):
         logging.info("[demo] stage %d/%d: %s", index, len(stages), stage)
-        demo_pipeline.run_stage(stage, command)
+        demo.run_stage(stage, command)
     report = os.path.join(FLAGS.output_dir, "report", "report.md")
     print(f"Demo done in {(time.time() - start) / 60:.1f} min. Report: "
           f"{report}; TensorBoard: tensorboard --logdir "

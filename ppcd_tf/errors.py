@@ -73,9 +73,17 @@ def exit_on_errors():
         status = exit_status(error)
         if status is None:
             raise
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
+        message = one_message(error)
+        logging.error("%s", message)
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(status)
+
+
+def one_message(error):
+    """The error's message without the lines gin appends on the way out
+    of a configurable ("  In call to configurable 'X' (...)")."""
+    return "\n".join(line for line in str(error).splitlines()
+                     if not line.startswith("  In call to configurable "))
 
 
 def parse_flags(argv):

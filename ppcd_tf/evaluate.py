@@ -37,7 +37,7 @@ from absl import flags
 
 from ppcd_tf import errors
 from ppcd_tf import files
-from ppcd_tf import evaluation
+from ppcd_tf.metrics import evaluation
 from ppcd_tf.metrics import feature_networks
 
 FLAGS = flags.FLAGS

@@ -11,13 +11,13 @@ where exact (spectral norms frozen, BatchNorm statistics folded into the
 preceding convolutions; --nofold_batch_norm keeps them) and checked again;
 --jit_compile compiles it with XLA. It prints a report (channels per
 layer, parameters, MACs, SavedModel size) and writes it as JSON next to the
-export (`<output>.report.json`). See ppcd_tf/serving.py for the signatures.
+export (`<output>.report.json`). See ppcd_tf/exporting/saved_model.py for the signatures.
 
 --format onnx / --format tflite also write `generator.onnx` (onnxruntime,
-`ppcd_tf.onnx_serving`) / `generator.tflite` (fixed batch --tflite_batch)
+`ppcd_tf.exporting.onnx_runtime`) / `generator.tflite` (fixed batch --tflite_batch)
 into the export directory, each checked against the compact generator
 before anything is written; invalid inputs fail inside those graphs (see
-ppcd_tf/portable_export.py).
+ppcd_tf/exporting/portable.py).
 Exit codes: 0 done, 2 the run cannot be exported as asked.
 """
 
@@ -25,9 +25,9 @@ from absl import app
 from absl import flags
 
 from ppcd_tf import errors
-from ppcd_tf import exporting
 from ppcd_tf import files
-from ppcd_tf import portable_export
+from ppcd_tf.exporting import pipeline
+from ppcd_tf.exporting import portable
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training run directory to export.")
@@ -39,23 +39,23 @@ flags.DEFINE_string("checkpoint", "latest", "Which checkpoint of the run: "
 flags.DEFINE_float("binarize_threshold", None,
                    "Export a soft-mask (not yet hardened) PPCD checkpoint by "
                    "keeping channels whose mask logit exceeds this value.")
-flags.DEFINE_float("tolerance", exporting.DEFAULT_TOLERANCE,
+flags.DEFINE_float("tolerance", pipeline.DEFAULT_TOLERANCE,
                    "Largest allowed |compact - masked| image difference.")
 flags.DEFINE_bool("fold_batch_norm", True, "Fold BatchNorm standing "
                   "statistics into the preceding convolution where exact "
                   "(checked within --tolerance).")
 flags.DEFINE_bool("jit_compile", False, "Compile the served computation "
                   "with XLA.")
-flags.DEFINE_multi_enum("format", [], list(exporting.FORMATS),
+flags.DEFINE_multi_enum("format", [], list(pipeline.FORMATS),
                         "Also write a converted model beside the SavedModel "
                         "(repeatable): onnx (generator.onnx; needs "
                         "ppcd_tf[onnx]), tflite (generator.tflite, fixed "
                         "batch).")
-flags.DEFINE_integer("onnx_opset", portable_export.DEFAULT_ONNX_OPSET,
+flags.DEFINE_integer("onnx_opset", portable.DEFAULT_ONNX_OPSET,
                      "ONNX opset of --format onnx (13 to 18).")
 flags.DEFINE_integer("tflite_batch", 64, "Fixed batch of --format tflite.")
 flags.DEFINE_enum("tflite_quantization", "none",
-                  list(portable_export.TFLITE_QUANTIZATIONS),
+                  list(portable.TFLITE_QUANTIZATIONS),
                   "Weights of --format tflite: float32 (none), int8 "
                   "(dynamic_range) or float16.")
 
@@ -71,7 +71,7 @@ def main(argv):
         if FLAGS.tolerance is not None and not FLAGS.tolerance >= 0:
             raise errors.BadInputError(
                 f"--tolerance must be >= 0, got {FLAGS.tolerance}.")
-        report = exporting.export_run(
+        report = pipeline.export_run(
             FLAGS.model_dir, FLAGS.output, overwrite=FLAGS.overwrite,
             binarize_threshold=FLAGS.binarize_threshold,
             tolerance=FLAGS.tolerance, checkpoint=FLAGS.checkpoint,
@@ -79,7 +79,7 @@ def main(argv):
             jit_compile=FLAGS.jit_compile, formats=FLAGS.format,
             onnx_opset=FLAGS.onnx_opset, tflite_batch=FLAGS.tflite_batch,
             tflite_quantization=FLAGS.tflite_quantization)
-    print(exporting.format_report(report))
+    print(pipeline.format_report(report))
     files.write_json(FLAGS.output.rstrip("/") + ".report.json", report)
 
 

@@ -15,6 +15,10 @@ from ppcd_tf.errors import DamagedInputError
 from ppcd_tf.errors import MissingInputError
 from ppcd_tf.errors import OutputExistsError
 
+# The package's shipped assets (teacher, students, classifier).
+ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "assets")
+
 
 def _refuse_existing(output_dir):
     raise OutputExistsError(

@@ -14,7 +14,7 @@ generation alternately, includes the training step times measured by
 report itself only reads artefacts: exports, the PPCD run's pruning history
 and that file), draws sample grids with the same z and the pruning plot,
 and writes report.md,
-report.json and the images to `--output_dir` (see `ppcd_tf.reporting`).
+report.json and the images to `--output_dir` (see `ppcd_tf.reporting.report`).
 Exit status 2 on bad arguments, 3 when data or weights are missing.
 """
 
@@ -24,12 +24,12 @@ from absl import app
 from absl import flags
 
 from ppcd_tf import errors
-from ppcd_tf import evaluation
 from ppcd_tf import files
-from ppcd_tf import reporting
-from ppcd_tf import run_dir
-from ppcd_tf import serving
+from ppcd_tf.exporting import saved_model
+from ppcd_tf.metrics import evaluation
 from ppcd_tf.metrics import feature_networks
+from ppcd_tf.reporting import report as report_lib
+from ppcd_tf.runs import run_dir
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_dir", None, "The teacher run (its config.gin is"
@@ -50,9 +50,9 @@ flags.DEFINE_integer("num_samples", evaluation.DEFAULT_NUM_SAMPLES,
                      "Generated samples per seed and generator.")
 flags.DEFINE_list("seeds", [str(s) for s in evaluation.DEFAULT_SEEDS],
                   "Seeds (figures are mean +- std over them).")
-flags.DEFINE_integer("gen_batch", reporting.DEFAULT_GEN_BATCH,
+flags.DEFINE_integer("gen_batch", report_lib.DEFAULT_GEN_BATCH,
                      "Batch size of the throughput measurement.")
-flags.DEFINE_integer("repeats", reporting.DEFAULT_REPEATS,
+flags.DEFINE_integer("repeats", report_lib.DEFAULT_REPEATS,
                      "Timed generation rounds (median reported).")
 flags.DEFINE_string("train_steps", None, "JSON written by python -m "
                     "ppcd_tf.time_training (optional).")
@@ -97,7 +97,7 @@ def check_flags():
     # The artefacts the report reads, before any work: exports (metadata),
     # the PPCD run's pruning history.
     for name in ("teacher_export", "student_export"):
-        serving.read_metadata(getattr(FLAGS, name))
+        saved_model.read_metadata(getattr(FLAGS, name))
     if run_dir.read_pruning_structure(FLAGS.ppcd_dir) is None:
         raise errors.BadInputError(
             f"--ppcd_dir {FLAGS.ppcd_dir} is not a PPCD run (no "
@@ -122,7 +122,7 @@ def main(argv):
                              exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
         check_flags()
-        report = reporting.run_comparison(
+        report = report_lib.run_comparison(
             FLAGS.teacher_dir, FLAGS.ppcd_dir, FLAGS.teacher_export,
             FLAGS.student_export, FLAGS.output_dir,
             feature_network=FLAGS.feature_network,
@@ -132,7 +132,7 @@ def main(argv):
             gen_batch=FLAGS.gen_batch, repeats=FLAGS.repeats,
             train_steps=read_train_steps(FLAGS.train_steps),
             cache_dir=FLAGS.cache_dir, overwrite=FLAGS.overwrite)
-    print(reporting.render_markdown(report).split("\n## How")[0])
+    print(report_lib.render_markdown(report).split("\n## How")[0])
     print(f"Report written to {FLAGS.output_dir}/report.md")
 
 

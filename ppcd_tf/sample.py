@@ -34,8 +34,8 @@ from absl import app
 from absl import flags
 
 from ppcd_tf import errors
-from ppcd_tf import sampling
-from ppcd_tf import summaries
+from ppcd_tf.reporting import sampling
+from ppcd_tf.training import summaries
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "An exported SavedModel directory.")

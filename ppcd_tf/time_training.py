@@ -28,10 +28,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from ppcd_tf import benchmarking
 from ppcd_tf import errors
 from ppcd_tf import files
-from ppcd_tf import run_dir
+from ppcd_tf.runs import run_dir
+from ppcd_tf.workflows import benchmark
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_dir", None, "The teacher run.")
@@ -74,7 +74,7 @@ def main(argv):
                 f"--teacher_dir {FLAGS.teacher_dir} is a PPCD run; give the "
                 "teacher's run.")
         logging.info("Timing teacher and PPCD training steps ...")
-        result = benchmarking.measure_train_steps(
+        result = benchmark.measure_train_steps(
             FLAGS.teacher_dir, FLAGS.ppcd_dir, gin_files=FLAGS.gin_file,
             gin_params=FLAGS.gin_param, repeats=FLAGS.repeats,
             warmup=FLAGS.warmup)

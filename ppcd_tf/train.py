@@ -6,7 +6,7 @@ Example (the demo teacher on the offline Fashion-MNIST, one CPU):
       --gin_file gin/data/fashion_mnist32.gin \
       --gin_file gin/model/biggan32.gin \
       --gin_file gin/stage/teacher.gin \
-      --gin_param "Trainer.num_steps = 2000" \
+      --gin_param "TrainLoop.num_steps = 2000" \
       --model_dir runs/teacher
 
 Running the same command again resumes from the newest checkpoint in
@@ -38,13 +38,13 @@ from ppcd_tf import config as config_lib
 from ppcd_tf import configurables  # noqa: F401  (registers Keras symbols)
 from ppcd_tf import errors
 from ppcd_tf import files as files_lib
-from ppcd_tf import losses  # noqa: F401  (gin configurables)
-from ppcd_tf import run_dir
-from ppcd_tf import strategy as strategy_lib
-from ppcd_tf import trainer as trainer_lib
 from ppcd_tf.data import pipeline  # noqa: F401  (gin configurables)
 from ppcd_tf.data import sources  # noqa: F401  (gin configurables)
 from ppcd_tf.models import builders  # noqa: F401  (gin configurables)
+from ppcd_tf.runs import run_dir
+from ppcd_tf.training import gan_losses  # noqa: F401  (gin configurables)
+from ppcd_tf.training import strategy as strategy_lib
+from ppcd_tf.training import trainer as trainer_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin config files (in order).")

@@ -85,14 +85,14 @@ def test_every_run_follows_the_demo_recipe(tmp_path):
     train, export, short_train, short_export = json.loads(
         result.stdout.strip().splitlines()[-1])
     assert "NUM_STEPS = 1200" in train
-    assert f"PPCDTrainer.prune_end_fraction = {300 / 1200}" in train
+    assert f"PruningPhase.prune_end_fraction = {300 / 1200}" in train
     assert "RetrainSchedule.g_lr_scale = 1.0" in train
     assert "RetrainSchedule.g_lr_scale = 1.0" in short_train
-    assert "Trainer.validate_every = 100" in train
+    assert "TrainLoop.validate_every = 100" in train
     assert "stage/ablation_no_class_aware.gin" in train
     assert export[-2:] == ["--checkpoint", "best"]
     # 303 x 0.99 rounds to the full method's cut at step 300.
     assert "NUM_STEPS = 303" in short_train
-    assert not any(a.startswith("Trainer.validate_every")
+    assert not any(a.startswith("TrainLoop.validate_every")
                    for a in short_train)
     assert "--checkpoint" not in short_export

@@ -10,8 +10,8 @@ import sys
 
 import tensorflow as tf
 
-from ppcd_tf import benchmarking
-from ppcd_tf import exporting
+from ppcd_tf.exporting import pipeline
+from ppcd_tf.workflows import benchmark
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,11 +27,11 @@ class GenerationSweepTest(tf.test.TestCase):
         cls.exports = [os.path.join(root, name) for name in ("a", "b")]
         for path, fold in zip(cls.exports, (False, True)):
             if not os.path.isdir(path):
-                exporting.export_run(helpers.tiny_teacher_dir(), path,
+                pipeline.export_run(helpers.tiny_teacher_dir(), path,
                                      fold_batch_norm=fold)
 
     def test_rows(self):
-        rows = benchmarking.generation_sweep(*self.exports, [1, 3],
+        rows = benchmark.generation_sweep(*self.exports, [1, 3],
                                              repeats=2, warmup=1)
         self.assertEqual([r["batch_size"] for r in rows], [1, 3])
         for r in rows:
@@ -43,7 +43,7 @@ class GenerationSweepTest(tf.test.TestCase):
                                 r["batch_size"]
                                 / r["teacher_seconds_per_batch"])
             self.assertGreater(r["student_gmacs_per_sec"], 0.0)
-        table = benchmarking.sweep_markdown(rows)
+        table = benchmark.sweep_markdown(rows)
         self.assertLen(table.splitlines(), 4)
 
     def _run(self, *flags):

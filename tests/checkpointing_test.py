@@ -6,7 +6,7 @@ import os
 
 import tensorflow as tf
 
-from ppcd_tf import checkpointing
+from ppcd_tf.runs import checkpointing
 
 
 class CheckpointerTest(tf.test.TestCase):

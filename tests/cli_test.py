@@ -82,7 +82,7 @@ class CliErrorTest(tf.test.TestCase):
             model_dir, files, tiny_bindings(*bindings), extra_flags))
 
     def test_malformed_binding(self):
-        result = self._run_debug(["Trainer.num_steps = = 3"])
+        result = self._run_debug(["TrainLoop.num_steps = = 3"])
         self.assertEqual(result.returncode, 2, tail(result.stderr))
         self.assertRegex(result.stderr, r"error: Malformed gin binding")
 
@@ -130,16 +130,16 @@ class CliOutputsTest(tf.test.TestCase):
     def test_writes_configs_and_tensorboard_summaries(self):
         model_dir = self.create_tempdir().full_path
         result = helpers.run_train(model_dir, DEBUG_FILES, tiny_bindings(
-            "Trainer.num_steps = 2"))
+            "TrainLoop.num_steps = 2"))
         assert_finished(self, result)
 
         with open(os.path.join(model_dir, "config.gin")) as f:
             config = f.read()
-        self.assertIn("# Binding: Trainer.num_steps = 2", config)
+        self.assertIn("# Binding: TrainLoop.num_steps = 2", config)
         self.assertIn("ImageDataset.name = 'fake'", config)
         with open(os.path.join(model_dir, "operative_config.gin")) as f:
             operative = f.read()
-        self.assertIn("Trainer.num_steps = 2", operative)
+        self.assertIn("TrainLoop.num_steps = 2", operative)
         self.assertIn("build_generator.ch", operative)
 
         train_dir = os.path.join(model_dir, "train")
@@ -166,7 +166,7 @@ class CliOutputsTest(tf.test.TestCase):
     def test_mirrored_strategy_on_two_logical_cpus(self):
         model_dir = self.create_tempdir().full_path
         result = helpers.run_train(
-            model_dir, DEBUG_FILES, tiny_bindings("Trainer.num_steps = 2"),
+            model_dir, DEBUG_FILES, tiny_bindings("TrainLoop.num_steps = 2"),
             extra_flags=["--strategy", "mirrored", "--logical_cpus", "2"])
         assert_finished(self, result, "mirrored run")
         self.assertRegex(result.stderr, r"Strategy \w+ with 2 replica\(s\)")

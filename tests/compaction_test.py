@@ -15,22 +15,22 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppcd_tf import checkpointing
-from ppcd_tf import exporting
-from ppcd_tf import run_dir
-from ppcd_tf import serving
+from ppcd_tf.exporting import pipeline
+from ppcd_tf.exporting import saved_model
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.pruning import budget as budget_lib
 from ppcd_tf.pruning import compaction
 from ppcd_tf.pruning import schedules
 from ppcd_tf.pruning import surgery
+from ppcd_tf.runs import checkpointing
+from ppcd_tf.runs import run_dir
 from tests import helpers
 from tests import ppcd_test
 
 NUM_STEPS = 6
 CUT_STEP = 3
-RUN = ["Trainer.num_steps = 6", "PPCDTrainer.prune_end_fraction = 0.5",
-       "Trainer.checkpoint_every = 2"]
+RUN = ["TrainLoop.num_steps = 6", "PruningPhase.prune_end_fraction = 0.5",
+       "TrainLoop.checkpoint_every = 2"]
 
 
 def _inputs(generator, batch=8):
@@ -49,13 +49,13 @@ def _spy_switch(trainer):
     """Records, around the switch, the hard-masked and compact students'
     images for fixed inputs and both optimizers' second moments."""
     record = {}
-    original = trainer.switch_to_compact
+    original = trainer.compact.switch_to_compact
 
     def spy(step):
         z, labels = _inputs(trainer.generator)
         keep = run_dir.full_keep(trainer.generator)
         keep.update({k: v.numpy() > 0 for k, v in
-                     trainer.masks.logits.items()})
+                     trainer.pruning.masks.logits.items()})
         masks = surgery.masks_from_keep(keep)
         record["masked_images"] = trainer.generator(
             z, labels, training=False, masks=masks, keep=masks).numpy()
@@ -73,7 +73,7 @@ def _spy_switch(trainer):
         record["compact_iterations"] = int(
             trainer.g_optimizer.iterations.numpy())
 
-    trainer.switch_to_compact = spy
+    trainer.compact.switch_to_compact = spy
     return record
 
 
@@ -91,7 +91,7 @@ class CompactSwitchTest(tf.test.TestCase):
         # The switch happened once, at the cut, and was exact.
         self.assertEqual(record["step"], CUT_STEP)
         self.assertTrue(trainer.compacted)
-        self.assertIsNone(trainer.masks)
+        self.assertIsNone(trainer.pruning.masks)
         self.assertAllClose(record["compact_images"],
                             record["masked_images"], atol=1e-4)
         # Adam's second moments: the kept slices of the masked student's.
@@ -111,13 +111,13 @@ class CompactSwitchTest(tf.test.TestCase):
 
         # The compact student has the budget's parameter count.
         kept = {k: int(v.sum()) for k, v in record["keep"].items()}
-        live = budget_lib.live_parameters(full_channels, trainer.shape, kept)
+        live = budget_lib.live_parameters(full_channels, trainer.pruning.shape, kept)
         self.assertEqual(
             generator_lib.count_trainable_parameters(trainer.generator), live)
-        self.assertLessEqual(live / trainer.full_params,
+        self.assertLessEqual(live / trainer.pruning.full_params,
                              ppcd_test.TARGET_RATIO + 1e-7)
-        self.assertAllClose(float(trainer.param_ratio().numpy()),
-                            live / trainer.full_params)
+        self.assertAllClose(float(trainer.pruning.param_ratio().numpy()),
+                            live / trainer.pruning.full_params)
 
         # The run's records: full config in models.json, the cut in
         # pruning.json, compact weights in the checkpoints after the cut.
@@ -148,7 +148,7 @@ class CompactSwitchTest(tf.test.TestCase):
         # Resume: a new trainer builds the compact student and restores it.
         resumed = ppcd_test._ppcd(model_dir, extra=RUN)
         self.assertTrue(resumed.compacted)
-        self.assertIsNone(resumed.masks)
+        self.assertIsNone(resumed.pruning.masks)
         self.assertEqual(resumed.restore(), NUM_STEPS)
         for a, b in zip(trainer.generator_ema.weights,
                         resumed.generator_ema.weights):
@@ -185,13 +185,13 @@ class CompactSwitchTest(tf.test.TestCase):
         self.assertIsNone(restored.keep)
         self.assertAllEqual(restored.generate(z, labels).numpy(), want)
         output = os.path.join(self.create_tempdir().full_path, "export")
-        report = exporting.export_run(model_dir, output)
+        report = pipeline.export_run(model_dir, output)
         self.assertEqual(report["params"],
                          generator_lib.count_trainable_parameters(
                              trainer.generator))
-        self.assertEqual(report["source_params"], trainer.full_params)
+        self.assertEqual(report["source_params"], trainer.pruning.full_params)
         self.assertEqual(report["step"], NUM_STEPS)
-        with open(os.path.join(output, serving.ASSETS_DIR,
+        with open(os.path.join(output, saved_model.ASSETS_DIR,
                                "metadata.json")) as f:
             metadata = json.load(f)
         self.assertEqual(metadata["source"]["kind"], "ppcd")
@@ -226,7 +226,7 @@ class CompactSwitchTest(tf.test.TestCase):
         # and cuts again, to the same channels.
         resumed = ppcd_test._ppcd(model_dir, extra=RUN)
         self.assertFalse(resumed.compacted)
-        self.assertIsNotNone(resumed.masks)
+        self.assertIsNotNone(resumed.pruning.masks)
         resumed.train()
         self.assertEqual(int(resumed.step.numpy()), NUM_STEPS)
         self.assertTrue(resumed.compacted)
@@ -238,7 +238,7 @@ class CompactSwitchTest(tf.test.TestCase):
     def test_fresh_optimizer_without_carry(self):
         trainer = ppcd_test._ppcd(
             self.create_tempdir().full_path,
-            extra=RUN + ["PPCDTrainer.carry_optimizer_state = False"])
+            extra=RUN + ["CompactPhase.carry_optimizer_state = False"])
         record = _spy_switch(trainer)
         ppcd_test._train_to(trainer, CUT_STEP + 1)
         self.assertEqual(record["compact_iterations"], 0)
@@ -252,16 +252,16 @@ class CompactSwitchTest(tf.test.TestCase):
         strategy = helpers.two_replicas()
         trainer = ppcd_test._ppcd(
             self.create_tempdir().full_path, strategy,
-            extra=["Trainer.num_steps = 3",
-                   "PPCDTrainer.prune_end_fraction = 0.34"])
-        self.assertEqual(trainer.num_replicas, 2)
-        self.assertEqual(trainer.prune_end_step, 1)
+            extra=["TrainLoop.num_steps = 3",
+                   "PruningPhase.prune_end_fraction = 0.34"])
+        self.assertEqual(trainer.steps.num_replicas, 2)
+        self.assertEqual(trainer.pruning.prune_end_step, 1)
 
         def mask_state():
-            variables = dict(trainer.masks.logits)
-            variables.update(bound=trainer.masks.bound,
-                             budget_lambda=trainer.budget_lambda,
-                             hardened=trainer.hardened)
+            variables = dict(trainer.pruning.masks.logits)
+            variables.update(bound=trainer.pruning.masks.bound,
+                             budget_lambda=trainer.pruning.budget_lambda,
+                             hardened=trainer.pruning.hardened)
             state = {}
             for name, variable in variables.items():
                 values = helpers.local_results(strategy, variable)
@@ -271,13 +271,13 @@ class CompactSwitchTest(tf.test.TestCase):
             return state
 
         at_cut = {}
-        original = trainer.switch_to_compact
+        original = trainer.compact.switch_to_compact
 
         def spy(step):
             at_cut.update(mask_state())
             original(step)
 
-        trainer.switch_to_compact = spy
+        trainer.compact.switch_to_compact = spy
         ppcd_test._train_to(trainer, 1)
         self.assertFalse(bool(mask_state()["hardened"]))
         trainer.train()
@@ -289,7 +289,7 @@ class CompactSwitchTest(tf.test.TestCase):
                 self.assertAllEqual(np.abs(value), np.ones_like(value),
                                     msg=key)
         self.assertTrue(trainer.compacted)
-        ratio = float(trainer.param_ratio().numpy())
+        ratio = float(trainer.pruning.param_ratio().numpy())
         self.assertLessEqual(ratio, ppcd_test.TARGET_RATIO + 1e-7)
         self.assertLessEqual(abs(ratio / ppcd_test.TARGET_RATIO - 1.0),
                              ppcd_test.RATIO_RTOL)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ppcd_tf import compression_curve
+from ppcd_tf.workflows import compression_curve
 from tests import helpers
 
 REFERENCE = {"fid": {"mean": 1.0}, "class_accuracy": {"mean": 0.9}}
@@ -86,7 +86,7 @@ spec.loader.exec_module(tool)
 flags.FLAGS(["curve_tool"])
 tool.HEARTBEAT_SECONDS = 0.2
 sleep = [sys.executable, "-c", "import time; time.sleep(1.0)"]
-tool.demo_pipeline.train_command = lambda *args, **kwargs: sleep
+tool.demo.train_command = lambda *args, **kwargs: sleep
 seen = []
 real_write = tool.files.write_json
 def spy(path, data):

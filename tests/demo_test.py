@@ -11,28 +11,28 @@ import pytest
 import tensorflow as tf
 
 from ppcd_tf import config as config_lib
-from ppcd_tf import demo_pipeline
 from ppcd_tf import errors
-from ppcd_tf import ppcd_trainer
-from ppcd_tf import run_dir
-from ppcd_tf import reporting
-from ppcd_tf import teachers
-from ppcd_tf import trainer as trainer_lib
+from ppcd_tf.reporting import report as report_lib
+from ppcd_tf.runs import run_dir
+from ppcd_tf.training import ppcd_trainer
+from ppcd_tf.training import trainer as trainer_lib
+from ppcd_tf.workflows import demo
+from ppcd_tf.workflows import teachers
 from tests import helpers
 
 FMNIST_FILES = ["data/fashion_mnist32.gin", "model/biggan32.gin",
                 "stage/teacher.gin"]
 PPCD_STEPS = 4
 # The demo's PPCD stage at tiny size (the teacher fixes the model sizes).
-TINY_DEMO_BINDINGS = ["GLOBAL_BATCH_SIZE = 4", "Trainer.steps_per_loop = 1",
-                      "Trainer.samples_per_class = 2",
-                      "Trainer.max_sample_classes = 2",
-                      "PPCDTrainer.min_channels = 1"]
+TINY_DEMO_BINDINGS = ["GLOBAL_BATCH_SIZE = 4", "TrainLoop.steps_per_loop = 1",
+                      "SampleGrid.samples_per_class = 2",
+                      "SampleGrid.max_sample_classes = 2",
+                      "PruningBudget.min_channels = 1"]
 
 
 def _train_tiny_teacher(model_dir):
-    bindings = list(helpers.TINY_BINDINGS) + ["Trainer.num_steps = 2",
-                                              "Trainer.sample_every = 0"]
+    bindings = list(helpers.TINY_BINDINGS) + ["TrainLoop.num_steps = 2",
+                                              "TrainLoop.sample_every = 0"]
     files = helpers.parse(FMNIST_FILES, bindings)
     config_lib.write_config(model_dir, files, bindings)  # As train.py does.
     trainer = trainer_lib.Trainer(model_dir=model_dir,
@@ -82,8 +82,8 @@ class TinyDemoTest(tf.test.TestCase):
         report_dir = os.path.join(self.output_dir, "report")
         # Fresh exports have the interpolate signature: every figure.
         self.assertCountEqual(os.listdir(report_dir),
-                              reporting.REPORT_FILES
-                              + reporting.OPTIONAL_REPORT_FILES)
+                              report_lib.REPORT_FILES
+                              + report_lib.OPTIONAL_REPORT_FILES)
         for name in ("ppcd", "teacher_export", "student_export"):
             self.assertTrue(os.path.isdir(os.path.join(self.output_dir,
                                                        name)))
@@ -135,7 +135,7 @@ class TinyDemoTest(tf.test.TestCase):
         # One row per class (10), DEFAULT_GRID_COLUMNS columns of 32 px.
         self.assertEqual(teacher[0], 10 * 33 + 1)
         self.assertEqual(teacher[1],
-                         reporting.DEFAULT_GRID_COLUMNS * 33 + 1)
+                         report_lib.DEFAULT_GRID_COLUMNS * 33 + 1)
         side = _png_shape(os.path.join(report_dir,
                                        "samples_side_by_side.png"))
         self.assertGreater(side[1], 2 * teacher[1])
@@ -144,15 +144,15 @@ class TinyDemoTest(tf.test.TestCase):
         # Truncation sweep: one row per truncation; interpolation: one row
         # per z, INTERPOLATION_STEPS columns (teacher | student).
         truncation = _png_shape(os.path.join(report_dir,
-                                             reporting.TRUNCATION_FILE))
-        self.assertEqual(truncation[0], len(reporting.TRUNCATIONS) * 33 + 1)
+                                             report_lib.TRUNCATION_FILE))
+        self.assertEqual(truncation[0], len(report_lib.TRUNCATIONS) * 33 + 1)
         self.assertEqual(truncation[1], side[1])
         interpolation = _png_shape(os.path.join(
-            report_dir, reporting.INTERPOLATION_FILE))
+            report_dir, report_lib.INTERPOLATION_FILE))
         self.assertEqual(interpolation[0],
-                         reporting.INTERPOLATION_ROWS * 33 + 1)
+                         report_lib.INTERPOLATION_ROWS * 33 + 1)
         self.assertGreater(interpolation[1],
-                           2 * (reporting.INTERPOLATION_STEPS * 33 + 1))
+                           2 * (report_lib.INTERPOLATION_STEPS * 33 + 1))
 
     def test_pruning_history_reaches_the_budget(self):
         history = run_dir.read_pruning_history(
@@ -181,7 +181,7 @@ class TinyDemoTest(tf.test.TestCase):
 
     def test_rerun_resumes_and_rewrites_the_report(self):
         # The PPCD run is finished: a rerun does not train again.
-        argv = demo_pipeline.commands(self.output_dir, self.teacher_dir, 0.5,
+        argv = demo.commands(self.output_dir, self.teacher_dir, 0.5,
                              PPCD_STEPS, 1, TINY_DEMO_BINDINGS, 60, [0], 0,
                              1, None, 300)[0][1]
         result = subprocess.run(argv, cwd=helpers.REPO_ROOT,
@@ -222,18 +222,18 @@ def test_slim_teacher_keeps_only_what_ppcd_reads(tmp_path):
 
 
 def test_validating_pipeline_exports_the_best_student():
-    stages = dict(demo_pipeline.commands(
+    stages = dict(demo.commands(
         "out", "teacher", 0.19, 3000, 50, [], 100, [0], 0, 1, None,
         validate_every=150))
     train = stages["PPCD compression"]
     assert "extras/validation.gin" in train
-    assert "Trainer.validate_every = 150" in train
-    assert "Trainer.checkpoint_every = 150" in train
+    assert "TrainLoop.validate_every = 150" in train
+    assert "TrainLoop.checkpoint_every = 150" in train
     export = stages["student export"]
     assert export[export.index("--checkpoint") + 1] == "best"
     assert "--checkpoint" not in stages["teacher export"]
     # Without validation: the newest checkpoint, no validation file.
-    plain = dict(demo_pipeline.commands(
+    plain = dict(demo.commands(
         "out", "teacher", 0.19, 3000, 50, [], 100, [0], 0, 1, None))
     assert "extras/validation.gin" not in plain["PPCD compression"]
     assert "--checkpoint" not in plain["student export"]
@@ -243,13 +243,13 @@ def test_validating_pipeline_exports_the_best_student():
     (300, 1800, 300), (300, 2000, 300), (300, 1500, 300), (300, 301, 300),
     (300, 300, 50), (300, 4, 1), (1, 2, 1)])
 def test_cut_fraction_puts_the_cut_at_the_step(cut, steps, expected):
-    fraction = demo_pipeline.cut_fraction(cut, steps)
+    fraction = demo.cut_fraction(cut, steps)
     # As PPCDTrainer computes its cut step from the fraction.
     assert max(1, int(round(fraction * steps))) == expected
 
 
 def test_cut_fraction_refuses_non_positive_steps():
     with pytest.raises(errors.BadInputError):
-        demo_pipeline.cut_fraction(0, 100)
+        demo.cut_fraction(0, 100)
     with pytest.raises(errors.BadInputError):
-        demo_pipeline.cut_fraction(300, 0)
+        demo.cut_fraction(300, 0)

@@ -4,8 +4,8 @@ after it, spectral-norm vectors copied (never averaged), shape checks."""
 import numpy as np
 import tensorflow as tf
 
-from ppcd_tf import ema as ema_lib
 from ppcd_tf.models import layers
+from ppcd_tf.training import ema as ema_lib
 
 
 def _pair():

@@ -9,13 +9,13 @@ import pytest
 
 from ppcd_tf import config as config_lib
 from ppcd_tf import errors
-from ppcd_tf import evaluation
-from ppcd_tf import exporting
-from ppcd_tf import run_dir
-from ppcd_tf import serving
-from ppcd_tf import teachers
 from ppcd_tf.data import fashion_mnist_offline
+from ppcd_tf.exporting import pipeline
+from ppcd_tf.exporting import saved_model
+from ppcd_tf.metrics import evaluation
 from ppcd_tf.metrics import feature_networks
+from ppcd_tf.runs import run_dir
+from ppcd_tf.workflows import teachers
 from tests import helpers
 
 
@@ -36,13 +36,13 @@ def test_exit_status(error, status):
 @pytest.mark.parametrize("cls, status, builtin", [
     (config_lib.ConfigError, 2, ValueError),
     (evaluation.EvaluationError, 2, ValueError),
-    (exporting.ExportError, 2, ValueError),
+    (pipeline.ExportError, 2, ValueError),
     (feature_networks.FeatureNetworkError, 2, ValueError),
     (errors.OutputExistsError, 2, FileExistsError),
     (teachers.TeacherError, 3, FileNotFoundError),
     (fashion_mnist_offline.DataNotFoundError, 3, FileNotFoundError),
     (run_dir.RunDirError, 3, FileNotFoundError),
-    (serving.ExportNotFoundError, 3, FileNotFoundError),
+    (saved_model.ExportNotFoundError, 3, FileNotFoundError),
     (errors.DamagedInputError, 3, ValueError),
     (errors.DivergedError, 1, FloatingPointError),
 ])
@@ -77,8 +77,8 @@ def test_a_wrong_binding_inside_the_run_is_bad_input(tmp_path):
     # ends with status 2 and the message, not a traceback.
     result = helpers.run_train(
         str(tmp_path / "run"), ["debug.gin"],
-        list(helpers.TINY_BINDINGS) + ["Trainer.ema_decay = 1.5",
-                                       "Trainer.num_steps = 1"],
+        list(helpers.TINY_BINDINGS) + ["GanSteps.ema_decay = 1.5",
+                                       "TrainLoop.num_steps = 1"],
         timeout=180)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "EMA decay must be in [0, 1)" in result.stderr
@@ -90,7 +90,7 @@ def test_a_missing_teacher_dir_is_missing_input(tmp_path):
         str(tmp_path / "run"), ["debug.gin", "stage/ppcd.gin"],
         list(helpers.TINY_BINDINGS) + [
             f"TEACHER_DIR = '{tmp_path / 'no_teacher'}'",
-            "Trainer.num_steps = 1"],
+            "TrainLoop.num_steps = 1"],
         timeout=180)
     assert result.returncode == 3, result.stderr[-3000:]
     assert "no_teacher" in result.stderr
@@ -108,3 +108,11 @@ def test_the_export_binary_refuses_a_run_without_checkpoints(tmp_path):
     assert result.returncode == 3, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_the_message_drops_gins_call_lines():
+    error = errors.BadInputError(
+        "PPCDTrainer needs teacher_dir.\n"
+        "  In call to configurable 'PPCDTrainer' (<class ...>)\n"
+        "  In call to configurable 'run' (<function run>)")
+    assert errors.one_message(error) == "PPCDTrainer needs teacher_dir."

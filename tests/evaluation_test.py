@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppcd_tf import evaluation
-from ppcd_tf import exporting
-from ppcd_tf import trainer as trainer_lib
 from ppcd_tf.data import pipeline
+from ppcd_tf.exporting import pipeline as pipeline_lib
 from ppcd_tf.metrics import classifier as classifier_lib
+from ppcd_tf.metrics import evaluation
 from ppcd_tf.metrics import feature_networks
 from ppcd_tf.metrics import gan_metrics
+from ppcd_tf.training import trainer as trainer_lib
 from tests import helpers
 
 NUM_CLASSES = 10
@@ -212,10 +212,10 @@ class EvaluateToolTest(tf.test.TestCase):
         cls.cache = os.path.join(root, "eval_cache")
         helpers.parse(["data/fashion_mnist32.gin", "model/biggan32.gin",
                        "stage/teacher.gin"],
-                      list(helpers.TINY_BINDINGS) + ["Trainer.num_steps = 1"])
+                      list(helpers.TINY_BINDINGS) + ["TrainLoop.num_steps = 1"])
         helpers.train_eagerly(trainer_lib.Trainer(
             model_dir=cls.model_dir, strategy=helpers.one_device()))
-        exporting.export_run(cls.model_dir, cls.export_dir, overwrite=True)
+        pipeline_lib.export_run(cls.model_dir, cls.export_dir, overwrite=True)
 
     def test_saved_model_and_run_give_the_same_figures(self):
         outputs = {}

@@ -15,7 +15,7 @@ served signatures, refusals and atomic writes.
 
 Counting the SavedModel's parameters: `loaded.variables` also holds the BN
 moving statistics and the SN `u` vectors (non-trainable). Because
-`serving.make_archive` calls `ExportArchive.track(generator)`, the revived
+`saved_model.make_archive` calls `ExportArchive.track(generator)`, the revived
 object carries `trainable_variables` (Keras documents this for tracked
 archives); we count those, and check that they equal the variables left
 after dropping `moving_mean`, `moving_variance` and `sn_u` by name (the
@@ -38,16 +38,16 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from ppcd_tf import exporting
-from ppcd_tf import ppcd_trainer
-from ppcd_tf import run_dir
-from ppcd_tf import serving
+from ppcd_tf.exporting import pipeline
+from ppcd_tf.exporting import saved_model
 from ppcd_tf.models import arch
 from ppcd_tf.models import complexity
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.pruning import budget as budget_lib
 from ppcd_tf.pruning import channel_masks
 from ppcd_tf.pruning import surgery
+from ppcd_tf.runs import run_dir
+from ppcd_tf.training import ppcd_trainer
 from tests import helpers
 
 SURGERY_ATOL = 1e-5
@@ -241,10 +241,10 @@ class AtomicWriteTest(tf.test.TestCase):
         self.assets = {"metadata.json": {"a": 1}, "notes.gin": "x = 1\n"}
 
     def test_interrupted_write_leaves_nothing(self):
-        with mock.patch.object(serving, "make_archive",
+        with mock.patch.object(saved_model, "make_archive",
                                lambda generator, jit_compile=False: _FakeArchive()):
             with self.assertRaisesRegex(RuntimeError, "interrupted"):
-                serving.write_saved_model(self.generator, self.output,
+                saved_model.write_saved_model(self.generator, self.output,
                                           self.assets)
         self.assertFalse(os.path.exists(self.output))
         self.assertEmpty(_export_temp_dirs(self.parent))
@@ -255,10 +255,10 @@ class AtomicWriteTest(tf.test.TestCase):
         sentinel = os.path.join(self.output, "old.txt")
         with open(sentinel, "w") as f:
             f.write("old export")
-        with mock.patch.object(serving, "make_archive",
+        with mock.patch.object(saved_model, "make_archive",
                                lambda generator, jit_compile=False: _FakeArchive()):
             with self.assertRaisesRegex(RuntimeError, "interrupted"):
-                serving.write_saved_model(self.generator, self.output,
+                saved_model.write_saved_model(self.generator, self.output,
                                           self.assets, overwrite=True)
         self.assertTrue(os.path.isfile(sentinel))
         self.assertEmpty(_export_temp_dirs(self.parent))
@@ -278,11 +278,11 @@ class AtomicWriteTest(tf.test.TestCase):
                 raise OSError("simulated failure of the final rename")
             return real_rename(src, dst, *args, **kwargs)
 
-        with mock.patch.object(serving.os, "rename", rename), \
-                mock.patch.object(serving, "make_archive",
+        with mock.patch.object(saved_model.os, "rename", rename), \
+                mock.patch.object(saved_model, "make_archive",
                                   lambda generator, jit_compile=False: _FakeArchive(False)):
             with self.assertRaisesRegex(OSError, "final rename"):
-                serving.write_saved_model(self.generator, self.output,
+                saved_model.write_saved_model(self.generator, self.output,
                                           self.assets, overwrite=True)
         self.assertEmpty(_export_temp_dirs(self.parent))
         self.assertTrue(os.path.isfile(sentinel),
@@ -342,8 +342,8 @@ def _train_ppcd(root, name, teacher_dir, extra):
                   list(helpers.TINY_BINDINGS) + [
                       f"TEACHER_DIR = '{teacher_dir}'",
                       "TARGET_PARAM_RATIO = 0.5",
-                      "PPCDTrainer.min_channels = 1",
-                      "Trainer.sample_every = 0"] + list(extra))
+                      "PruningBudget.min_channels = 1",
+                      "TrainLoop.sample_every = 0"] + list(extra))
     trainer = ppcd_trainer.PPCDTrainer(model_dir=os.path.join(root, name),
                                        strategy=helpers.one_device())
     # Eagerly: the subject here is the export of what the run wrote, not
@@ -410,15 +410,15 @@ def _e2e():
     # the hard-masked student is trained on (the export's surgery path; a
     # run trained compact after the cut is exported in compaction_test).
     hard = _train_ppcd(root, "ppcd", teacher.model_dir,
-                       ["Trainer.num_steps = 4",
-                        "PPCDTrainer.train_compact_after_cut = False"])
+                       ["TrainLoop.num_steps = 4",
+                        "CompactPhase.train_compact_after_cut = False"])
     procs.start("ppcd", _export_command(hard.model_dir, out["ppcd"]))
     # prune_end_step = num_steps = 2: hardening would happen at the start of
     # a loop at step >= 2, which never runs, so the last checkpoint (step 2)
     # is still in the soft phase.
     soft = _train_ppcd(root, "soft", teacher.model_dir,
-                       ["Trainer.num_steps = 2",
-                        "PPCDTrainer.prune_end_fraction = 1.0"])
+                       ["TrainLoop.num_steps = 2",
+                        "PruningPhase.prune_end_fraction = 1.0"])
     procs.start("soft_refused",
                 _export_command(soft.model_dir, out["soft_refused"]))
     procs.start("soft_binarized",
@@ -464,7 +464,7 @@ def _e2e():
 
     # In memory: the compact generator of the trained student's EMA and its
     # hard masks, and the hard-masked EMA generator itself.
-    keep = hard.masks.hard_masks()
+    keep = hard.pruning.masks.hard_masks()
     compact = surgery.build_compact(generator, keep)
     expected = compact(z, labels, training=False).numpy()
     masked = hard.generate(z, labels, training=False,
@@ -484,7 +484,7 @@ def _report(output):
 
 
 def _metadata(output):
-    with open(os.path.join(output, serving.ASSETS_DIR, "metadata.json")) as f:
+    with open(os.path.join(output, saved_model.ASSETS_DIR, "metadata.json")) as f:
         return json.load(f)
 
 
@@ -514,7 +514,7 @@ class ExportEndToEndTest(tf.test.TestCase):
         self.assertSucceeded("ppcd")
         self.assertSucceeded("load")
         hard = self.e2e["hard"]
-        self.assertTrue(bool(hard.hardened.numpy()))
+        self.assertTrue(bool(hard.pruning.hardened.numpy()))
         self.assertEqual(int(hard.step.numpy()), 4)
         report = _report(self.out["ppcd"])
         with open(os.path.join(self.e2e["loaded_dir"], "load.json")) as f:
@@ -528,18 +528,18 @@ class ExportEndToEndTest(tf.test.TestCase):
                          loaded["name_filtered_params"])
         self.assertGreater(loaded["all_params"], loaded["trainable_params"])
 
-        live = int(round(float(hard.param_ratio().numpy())
-                         * hard.full_params))
+        live = int(round(float(hard.pruning.param_ratio().numpy())
+                         * hard.pruning.full_params))
         self.assertEqual(report["params"], loaded["trainable_params"])
         self.assertEqual(report["params"], live)
-        self.assertEqual(report["source_params"], hard.full_params)
-        self.assertLessEqual(report["params"], hard.target_params)
-        self.assertLess(report["params"], hard.full_params)
+        self.assertEqual(report["source_params"], hard.pruning.full_params)
+        self.assertLessEqual(report["params"], hard.pruning.target_params)
+        self.assertLess(report["params"], hard.pruning.full_params)
         self.assertEqual(report["step"], 4)
         self.assertLessEqual(report["verified_max_abs_diff"],
-                             exporting.DEFAULT_TOLERANCE)
+                             pipeline.DEFAULT_TOLERANCE)
         kept = {row["layer"]: row["kept"] for row in report["layers"]}
-        self.assertEqual(kept, hard.kept_channels())
+        self.assertEqual(kept, hard.pruning.kept_channels())
         self.assertIn("parameters:", self.results["ppcd"].stdout)
 
     def test_fresh_process_and_cli_outputs_equal_in_memory_compact(self):
@@ -555,7 +555,7 @@ class ExportEndToEndTest(tf.test.TestCase):
         # And the hard-masked student (what was trained) within the
         # exporter's tolerance.
         self.assertAllClose(loaded, self.e2e["masked"],
-                            atol=exporting.DEFAULT_TOLERANCE, rtol=0)
+                            atol=pipeline.DEFAULT_TOLERANCE, rtol=0)
 
     def test_saved_model_cli_show_lists_serving_default(self):
         self.assertSucceeded("show")
@@ -574,7 +574,7 @@ class ExportEndToEndTest(tf.test.TestCase):
     def test_assets_and_metadata(self):
         self.assertSucceeded("ppcd")
         output = self.out["ppcd"]
-        extra = os.path.join(output, serving.ASSETS_DIR)
+        extra = os.path.join(output, saved_model.ASSETS_DIR)
         for name in ("metadata.json", "channel_config.json",
                      "operative_config.gin"):
             self.assertTrue(os.path.isfile(os.path.join(extra, name)), name)
@@ -590,16 +590,16 @@ class ExportEndToEndTest(tf.test.TestCase):
         self.assertEqual(metadata["output_range"], [-1.0, 1.0])
         with open(os.path.join(extra, "channel_config.json")) as f:
             config = arch.ChannelConfig.from_dict(json.load(f))
-        self.assertEqual(config, self.e2e["hard"].compact_channel_config())
+        self.assertEqual(config, self.e2e["hard"].pruning.compact_channel_config())
         with open(os.path.join(extra, "operative_config.gin")) as f:
             self.assertIn("PPCDTrainer", f.read())
         self.assertEmpty(_export_temp_dirs(self.e2e["exports"]))
 
     def test_soft_phase_checkpoint_refused_unless_binarized(self):
         soft = self.e2e["soft"]
-        self.assertEqual(soft.prune_end_step, 2)
+        self.assertEqual(soft.pruning.prune_end_step, 2)
         self.assertEqual(int(soft.step.numpy()), 2)
-        self.assertFalse(bool(soft.hardened.numpy()))
+        self.assertFalse(bool(soft.pruning.hardened.numpy()))
         checkpoint = tf.train.latest_checkpoint(
             os.path.join(soft.model_dir, "checkpoints"))
         self.assertEqual(os.path.basename(checkpoint), "ckpt-2")
@@ -617,13 +617,13 @@ class ExportEndToEndTest(tf.test.TestCase):
         self.assertSucceeded("soft_binarized")
         report = _report(self.out["soft_binarized"])
         counts = {key: int((logit.numpy() > 0.0).sum())
-                  for key, logit in soft.masks.logits.items()}
+                  for key, logit in soft.pruning.masks.logits.items()}
         self.assertEqual(
             report["params"],
             int(round(budget_lib.live_parameters(
-                soft.teacher_generator.channels, soft.shape, counts))))
+                soft.teacher_generator.channels, soft.pruning.shape, counts))))
         self.assertLessEqual(report["verified_max_abs_diff"],
-                             exporting.DEFAULT_TOLERANCE)
+                             pipeline.DEFAULT_TOLERANCE)
         source = _metadata(self.out["soft_binarized"])["source"]
         self.assertEqual(source["binarize_threshold"], 0.0)
         self.assertEqual(source["step"], 2)
@@ -646,7 +646,7 @@ class ExportEndToEndTest(tf.test.TestCase):
         report = _report(output)
         self.assertEqual(report["params"], g_params)
         self.assertEqual(report["source_params"], g_params)
-        self.assertEqual(report["params"], self.e2e["hard"].full_params)
+        self.assertEqual(report["params"], self.e2e["hard"].pruning.full_params)
         for row in report["layers"]:
             self.assertEqual(row["kept"], row["original"], row)
         self.assertEqual(_metadata(output)["source"]["kind"], "teacher")
@@ -656,10 +656,10 @@ class ExportEndToEndTest(tf.test.TestCase):
     def test_interrupted_export_run_leaves_nothing(self):
         parent = self.create_tempdir().full_path
         output = os.path.join(parent, "export")
-        with mock.patch.object(serving, "make_archive",
+        with mock.patch.object(saved_model, "make_archive",
                                lambda generator, jit_compile=False: _FakeArchive()):
             with self.assertRaisesRegex(RuntimeError, "interrupted"):
-                exporting.export_run(self.e2e["hard"].model_dir, output)
+                pipeline.export_run(self.e2e["hard"].model_dir, output)
         self.assertFalse(os.path.exists(output))
         self.assertEmpty(os.listdir(parent))
 

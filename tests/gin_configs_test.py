@@ -81,13 +81,13 @@ def _composition(relpath, teacher_dir=None):
             stages.append(relpath)
         bindings = [f"TEACHER_DIR = '{teacher_dir}'",
                     "TARGET_PARAM_RATIO = 0.5",
-                    "PPCDTrainer.min_channels = 1",
-                    "PPCDTrainer.prune_end_fraction = 1.0"]
+                    "PruningBudget.min_channels = 1",
+                    "PruningPhase.prune_end_fraction = 1.0"]
         if axis == "experiments":
             # An experiment's schedule on the tiny model (its own scale is
             # tested where it is documented, e.g. imagenet128_runbook_test).
-            bindings += ["Trainer.validate_every = 0",
-                         "Trainer.accumulation_steps = 1"]
+            bindings += ["TrainLoop.validate_every = 0",
+                         "GanSteps.accumulation_steps = 1"]
         return [DEFAULTS["data"], DEFAULTS["model"]] + stages, bindings
     files = {**DEFAULTS, axis: relpath}
     bindings = []
@@ -99,7 +99,7 @@ def _composition(relpath, teacher_dir=None):
     text = open(os.path.join(helpers.GIN_DIR, relpath)).read()
     if re.search(r"accumulation_steps\s*=\s*([3-9]|\d\d)", text):
         # Keep the accumulation path but not an 8x unrolled graph.
-        bindings.append("Trainer.accumulation_steps = 2")
+        bindings.append("GanSteps.accumulation_steps = 2")
     if resolution and resolution >= 256:
         # Attention at 128x128 costs 16k x 4k scores per image; attention
         # itself is exercised by the other resolutions.
@@ -127,7 +127,7 @@ class GinFilesTrainTest(tf.test.TestCase, parameterized.TestCase):
                        if _is_ppcd_stage(relpath) else None)
         files, bindings = _composition(relpath, teacher_dir)
         helpers.parse(files, list(helpers.TINY_BINDINGS) + [
-            "GLOBAL_BATCH_SIZE = 8", "Trainer.num_steps = 1",
+            "GLOBAL_BATCH_SIZE = 8", "TrainLoop.num_steps = 1",
             "ImageDataset.cache = False"] + bindings)
         trainer_cls = gin.query_parameter("run.trainer_cls").scoped_configurable_fn
         trainer = trainer_cls(model_dir=self.create_tempdir().full_path,
@@ -143,7 +143,7 @@ class GinErrorTest(tf.test.TestCase):
 
     def test_malformed_binding(self):
         with self.assertRaisesRegex(config_lib.ConfigError, "Malformed"):
-            helpers.parse(["debug.gin"], ["Trainer.num_steps = = 3"])
+            helpers.parse(["debug.gin"], ["TrainLoop.num_steps = = 3"])
 
     def test_unknown_configurable(self):
         with self.assertRaisesRegex(config_lib.ConfigError, "Invalid"):

@@ -22,12 +22,12 @@ TINY_BINDINGS = [
     "GLOBAL_BATCH_SIZE = 4",
     "build_generator.dim_z = 16",
     "build_generator.shared_dim = 8",
-    "Trainer.log_every = 1",
-    "Trainer.checkpoint_every = 2",
-    "Trainer.sample_every = 2",
-    "Trainer.steps_per_loop = 1",
-    "Trainer.samples_per_class = 2",
-    "Trainer.max_sample_classes = 2",
+    "TrainLoop.log_every = 1",
+    "TrainLoop.checkpoint_every = 2",
+    "TrainLoop.sample_every = 2",
+    "TrainLoop.steps_per_loop = 1",
+    "SampleGrid.samples_per_class = 2",
+    "SampleGrid.max_sample_classes = 2",
 ]
 
 
@@ -121,13 +121,13 @@ def tiny_teacher_dir():
     files' PPCD stages); leaves gin's configuration cleared.
     """
     if "dir" not in _TINY_TEACHER:
-        from ppcd_tf import trainer as trainer_lib
+        from ppcd_tf.training import trainer as trainer_lib
         root = tempfile.mkdtemp(prefix="ppcd_tiny_teacher_")
         atexit.register(shutil.rmtree, root, ignore_errors=True)
         model_dir = os.path.join(root, "teacher")
         parse(["debug.gin"], list(TINY_BINDINGS) + [
-            "Trainer.num_steps = 2", "Trainer.ema_start_step = 1",
-            "Trainer.ema_decay = 0.5"])
+            "TrainLoop.num_steps = 2", "GanSteps.ema_start_step = 1",
+            "GanSteps.ema_decay = 0.5"])
         train_eagerly(trainer_lib.Trainer(model_dir=model_dir,
                                           strategy=one_device()))
         gin.clear_config()

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppcd_tf import ppcd_trainer
 from ppcd_tf.importing import teacher_run
 from ppcd_tf.models import builders
 from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.training import ppcd_trainer
 from tests import helpers
 
 GIN_FILES = ["data/fake.gin", "model/biggan128.gin", "stage/teacher.gin",
@@ -62,9 +62,9 @@ def test_imagenet128_ppcd_trainer_steps_on_cpu(tmp_path, capsys):
         "RESOLUTION = 128", f"GLOBAL_BATCH_SIZE = {TINY_BATCH}",
         f"ImageDataset.fake_num_classes = {NUM_CLASSES}",
         "ImageDataset.fake_num_examples = 8",
-        f"TEACHER_DIR = '{teacher}'", "Trainer.num_steps = 2",
-        "Trainer.sample_every = 0", "Trainer.validate_every = 0",
-        "Trainer.checkpoint_every = 2", "Trainer.log_every = 1"])
+        f"TEACHER_DIR = '{teacher}'", "TrainLoop.num_steps = 2",
+        "TrainLoop.sample_every = 0", "TrainLoop.validate_every = 0",
+        "TrainLoop.checkpoint_every = 2", "TrainLoop.log_every = 1"])
     trainer = ppcd_trainer.PPCDTrainer(model_dir=str(tmp_path / "ppcd"),
                                        strategy=helpers.one_device())
     assert generator_lib.count_trainable_parameters(

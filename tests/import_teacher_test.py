@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppcd_tf.importing import convert
-from ppcd_tf import ppcd_trainer
-from ppcd_tf import run_dir
-from ppcd_tf import torch_files
 from ppcd_tf.importing import biggan_pytorch
+from ppcd_tf.importing import convert
+from ppcd_tf.importing import torch_files
 from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.runs import run_dir
+from ppcd_tf.training import ppcd_trainer
 from tests import helpers
 
 FIXTURES = os.path.join(helpers.REPO_ROOT, "tests", "fixtures",
@@ -127,8 +127,8 @@ def test_cli_writes_a_teacher_run_that_ppcd_trains_from(tmp_path):
                   list(helpers.TINY_BINDINGS) + [
                       f"TEACHER_DIR = '{output}'",
                       "TARGET_PARAM_RATIO = 0.5",
-                      "PPCDTrainer.min_channels = 1",
-                      "Trainer.num_steps = 2", "Trainer.sample_every = 0"])
+                      "PruningBudget.min_channels = 1",
+                      "TrainLoop.num_steps = 2", "TrainLoop.sample_every = 0"])
     trainer = ppcd_trainer.PPCDTrainer(model_dir=str(tmp_path / "ppcd"),
                                        strategy=helpers.one_device())
     assert trainer.generator.dim_z == SOURCE["dim_z"]
@@ -166,9 +166,17 @@ def test_missing_discriminator_and_weights_dir_are_missing_inputs(tmp_path):
 
 def test_existing_output_and_missing_architecture_are_refused(tmp_path):
     weights = _weights_dir(tmp_path)
-    result = _import(["--weights_dir", weights, "--output_dir", weights])
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    result = _import(["--weights_dir", weights, "--output_dir",
+                      str(existing)])
     assert result.returncode == 2
     assert "--overwrite" in result.stderr
+    # The weights themselves are never an output, not even with --overwrite.
+    result = _import(["--weights_dir", weights, "--output_dir", weights,
+                      "--overwrite"])
+    assert result.returncode == 2
+    assert "is the same path as --weights_dir" in result.stderr
     result = _import(["--weights_dir", weights, "--output_dir",
                       str(tmp_path / "out")])
     assert result.returncode == 2
@@ -281,8 +289,10 @@ def test_tfhub_cli_writes_a_teacher_run(tmp_path):
 
 
 def test_tfhub_without_a_module_says_how_to_get_one(tmp_path):
+    module = tmp_path / "module"
+    module.mkdir()
     result = _import(["--format", "tfhub_biggan", "--module_dir",
-                      str(tmp_path), "--output_dir", str(tmp_path / "out"),
+                      str(module), "--output_dir", str(tmp_path / "out"),
                       "--preset", "tfhub_biggan128"])
     assert result.returncode == 3, result.stderr[-3000:]
     assert "not an unpacked TF-Hub module" in result.stderr

@@ -1,7 +1,7 @@
 """SIGKILL at random moments and during saves: a PPCD run recovers (the
 teacher's Trainer resumes through the same code).
 
-The test drives `python -m ppcd_tf.train` through `ppcd_tf.crash_probe`:
+The test drives `python -m ppcd_tf.train` through `ppcd_tf.workflows.kill_probe`:
 killed at seeded random steps, then the moment a checkpoint save is in
 progress, then run to the end. The final run must reach its last step with
 every checkpoint readable, and the run's generator (for PPCD the compact
@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppcd_tf import crash_probe
-from ppcd_tf import run_dir
+from ppcd_tf.runs import run_dir
+from ppcd_tf.workflows import kill_probe
 from tests import helpers
 
-# The random kills come at random steps (crash_probe's `by_step`): a kill
+# The random kills come at random steps (kill_probe's `by_step`): a kill
 # after a fixed delay missed the run on a faster machine (the 40 steps were
 # over before the delay). Startup kills are the tool's (tools/kill_probe.py).
 MIN_DELAY_S = 8.0
@@ -40,8 +40,8 @@ def _command(model_dir, gin_files, bindings):
 def _probe(tmp_path, gin_files, bindings, num_steps, kills, seed):
     model_dir = str(tmp_path / "run")
     argv = _command(model_dir, gin_files, list(bindings) + [
-        f"Trainer.num_steps = {num_steps}"])
-    return crash_probe.probe(
+        f"TrainLoop.num_steps = {num_steps}"])
+    return kill_probe.probe(
         argv, model_dir, num_steps, kills=kills, seed=seed,
         min_delay_seconds=MIN_DELAY_S, max_delay_seconds=MAX_DELAY_S,
         kill_during_saves=1, cwd=helpers.REPO_ROOT, env=helpers.python_env(),
@@ -69,9 +69,9 @@ def test_ppcd_run_recovers_from_random_kills_across_the_cut(tmp_path):
     bindings = list(helpers.TINY_BINDINGS) + [
         f"TEACHER_DIR = '{helpers.tiny_teacher_dir()}'",
         "TARGET_PARAM_RATIO = 0.5",
-        "PPCDTrainer.min_channels = 1",
-        "PPCDTrainer.prune_end_fraction = 0.5",
-        "Trainer.sample_every = 0",
+        "PruningBudget.min_channels = 1",
+        "PruningPhase.prune_end_fraction = 0.5",
+        "TrainLoop.sample_every = 0",
     ]
     # Seed 5 draws step 10: the first process trains through the cut and is
     # killed in the compact phase, so the next one resumes the compact

@@ -1,4 +1,4 @@
-"""The latency table measured on this machine (ppcd_tf.latency_profiling and
+"""The latency table measured on this machine (ppcd_tf.workflows.latency_table and
 tools/latency_table.py), on a tiny generator: every term is measured on its
 grid, the offset makes the prediction at full width equal the measured full
 generator, the term functions compute tensors of the right shapes, and the
@@ -13,12 +13,12 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from ppcd_tf import exporting
-from ppcd_tf import latency_profiling
+from ppcd_tf.exporting import pipeline
 from ppcd_tf.models import arch
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.models import latency
 from ppcd_tf.pruning import channel_masks
+from ppcd_tf.workflows import latency_table
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,18 +35,18 @@ def _generator():
 class WidthGridTest(tf.test.TestCase):
 
     def test_grid(self):
-        self.assertEqual(latency_profiling.width_grid(64, 16, 4),
+        self.assertEqual(latency_table.width_grid(64, 16, 4),
                          (4, 16, 32, 48, 64))
-        self.assertEqual(latency_profiling.width_grid(20, 8, 4),
+        self.assertEqual(latency_table.width_grid(20, 8, 4),
                          (4, 8, 16, 20))
-        self.assertEqual(latency_profiling.width_grid(2, 16, 4), (2,))
+        self.assertEqual(latency_table.width_grid(2, 16, 4), (2,))
 
 
 class MeasureTableTest(tf.test.TestCase):
 
     def test_terms_shapes_and_offset(self):
         generator = _generator()
-        builder = latency_profiling._TermBuilder(generator, 2)  # pylint: disable=protected-access
+        builder = latency_table._TermBuilder(generator, 2)  # pylint: disable=protected-access
         widths = dict(channel_masks.mask_widths(CHANNELS))
         # Each term computes tensors of the shapes the generator has there.
         expected = {"linear": (2, 4, 4, 16), "block1.conv1": (2, 8, 8, 16),
@@ -62,7 +62,7 @@ class MeasureTableTest(tf.test.TestCase):
             if name in expected:
                 self.assertEqual(tuple(outputs[0].shape), expected[name])
 
-        table = latency_profiling.measure_table(
+        table = latency_table.measure_table(
             generator, batch_size=2, grid_step=8, min_width=4, repeats=1,
             calls=1)
         self.assertEqual([t.name for t in table.terms],
@@ -80,7 +80,7 @@ class MeasureTableTest(tf.test.TestCase):
         self.assertAllClose(table.predict(widths),
                             max(summed, table.measured_full_seconds),
                             rtol=1e-9)
-        rows = latency_profiling.check_prediction(
+        rows = latency_table.check_prediction(
             table, generator, [{k: max(1, w // 2) for k, w in widths.items()}],
             repeats=1)
         self.assertLen(rows, 1)
@@ -100,7 +100,7 @@ class LatencyTableToolTest(tf.test.TestCase):
         output = os.path.join(root, "table.json")
         teacher = helpers.tiny_teacher_dir()
         export = os.path.join(root, "teacher_export")
-        exporting.export_run(teacher, export)
+        pipeline.export_run(teacher, export)
         result = self._run("--teacher_dir", teacher, "--output", output,
                            "--batch_size", "2", "--grid_step", "16",
                            "--repeats", "1", "--calls", "1",

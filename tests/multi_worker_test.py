@@ -67,10 +67,10 @@ class MultiWorkerCliTest(tf.test.TestCase):
         model_dir = self.create_tempdir().full_path
         logs_dir = self.create_tempdir().full_path
         bindings = list(helpers.TINY_BINDINGS) + [
-            f"Trainer.num_steps = {NUM_STEPS}",
+            f"TrainLoop.num_steps = {NUM_STEPS}",
             "GLOBAL_BATCH_SIZE = 4",
-            "Trainer.checkpoint_every = 2",
-            "Trainer.steps_per_loop = 1",
+            "TrainLoop.checkpoint_every = 2",
+            "TrainLoop.steps_per_loop = 1",
         ]
         argv = helpers.train_command(model_dir, ["debug.gin"], bindings,
                                      ["--strategy", "multi_worker"])

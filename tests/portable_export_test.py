@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from ppcd_tf import errors
-from ppcd_tf import exporting
-from ppcd_tf import portable_export
-from ppcd_tf import serving
+from ppcd_tf.exporting import pipeline
+from ppcd_tf.exporting import portable
+from ppcd_tf.exporting import saved_model
 from tests import helpers
 
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -28,7 +28,7 @@ NUM_CLASSES = 10
 def export(tmp_path_factory):
     """The tiny teacher exported with both converted models."""
     output = str(tmp_path_factory.mktemp("portable") / "export")
-    report = exporting.export_run(
+    report = pipeline.export_run(
         helpers.tiny_teacher_dir(), output, formats=("onnx", "tflite"),
         tflite_batch=TFLITE_BATCH)
     return output, report
@@ -43,32 +43,32 @@ def _inputs(batch, dim_z, seed=0):
 
 def test_files_metadata_and_report(export):
     output, report = export
-    for name in (portable_export.ONNX_FILE, portable_export.TFLITE_FILE):
+    for name in (portable.ONNX_FILE, portable.TFLITE_FILE):
         assert os.path.getsize(os.path.join(output, name)) > 10_000
-    metadata = serving.read_metadata(output)
+    metadata = saved_model.read_metadata(output)
     assert metadata["portable"] == report["portable"]
     onnx = report["portable"]["onnx"]
-    assert onnx["opset"] == portable_export.DEFAULT_ONNX_OPSET
-    assert onnx["verified_max_abs_diff"] <= exporting.DEFAULT_TOLERANCE
+    assert onnx["opset"] == portable.DEFAULT_ONNX_OPSET
+    assert onnx["verified_max_abs_diff"] <= pipeline.DEFAULT_TOLERANCE
     tflite = report["portable"]["tflite"]
     assert tflite["batch"] == TFLITE_BATCH
     assert tflite["quantization"] == "none"
-    assert tflite["max_abs_diff"] <= exporting.TFLITE_TOLERANCE
+    assert tflite["max_abs_diff"] <= pipeline.TFLITE_TOLERANCE
     # The SavedModel's size does not count the converted models.
-    assert report["saved_model_bytes"] == serving.directory_bytes(output) - (
+    assert report["saved_model_bytes"] == saved_model.directory_bytes(output) - (
         onnx["bytes"] + tflite["bytes"])
-    assert serving.saved_model_bytes(output) == report["saved_model_bytes"]
-    text = exporting.format_report(report)
+    assert saved_model.saved_model_bytes(output) == report["saved_model_bytes"]
+    text = pipeline.format_report(report)
     assert "ONNX: generator.onnx (opset 15" in text
     assert "TFLite: generator.tflite (batch 6" in text
 
 
 def test_onnx_equals_the_saved_model(export):
-    from ppcd_tf import onnx_serving
+    from ppcd_tf.exporting import onnx_runtime
     output, _ = export
-    generator = onnx_serving.OnnxGenerator(
-        os.path.join(output, portable_export.ONNX_FILE))
-    loaded = serving.load_export(output)
+    generator = onnx_runtime.OnnxGenerator(
+        os.path.join(output, portable.ONNX_FILE))
+    loaded = saved_model.load_export(output)
     assert (generator.dim_z, generator.num_classes) == (loaded.dim_z,
                                                         NUM_CLASSES)
     assert generator.metadata["dim_z"] == loaded.dim_z
@@ -78,7 +78,7 @@ def test_onnx_equals_the_saved_model(export):
     z, labels = _inputs(7, loaded.dim_z)
     images = generator.generate(z, labels)
     np.testing.assert_allclose(images, loaded.generate(z, labels).numpy(),
-                               atol=exporting.DEFAULT_TOLERANCE, rtol=0)
+                               atol=pipeline.DEFAULT_TOLERANCE, rtol=0)
     assert images.shape == (7, 32, 32, 3)
 
 
@@ -86,7 +86,7 @@ def test_onnx_equals_the_saved_model(export):
 def test_onnx_invalid_rows_fail_in_the_check(export, case):
     output, _ = export
     session = onnxruntime.InferenceSession(
-        os.path.join(output, portable_export.ONNX_FILE),
+        os.path.join(output, portable.ONNX_FILE),
         providers=["CPUExecutionProvider"])
     dim_z = session.get_inputs()[0].shape[1]
     z, labels = _inputs(4, dim_z)
@@ -96,15 +96,15 @@ def test_onnx_invalid_rows_fail_in_the_check(export, case):
         labels[2] = NUM_CLASSES
     else:
         z[1, 3] = np.nan if case == "nan z" else np.inf
-    with pytest.raises(Exception, match=portable_export.CHECK_NAME):
+    with pytest.raises(Exception, match=portable.CHECK_NAME):
         session.run(["images"], {"z": z, "labels": labels})
 
 
 def test_onnx_wrong_shapes_and_types_are_refused(export):
-    from ppcd_tf import onnx_serving
+    from ppcd_tf.exporting import onnx_runtime
     output, _ = export
-    generator = onnx_serving.OnnxGenerator(
-        os.path.join(output, portable_export.ONNX_FILE))
+    generator = onnx_runtime.OnnxGenerator(
+        os.path.join(output, portable.ONNX_FILE))
     z, labels = _inputs(2, generator.dim_z)
     # By onnxruntime itself (the declared input shapes and types) ...
     with pytest.raises(Exception, match="invalid dimensions for input: z"):
@@ -123,7 +123,7 @@ def test_onnx_wrong_shapes_and_types_are_refused(export):
 
 def test_onnx_runs_in_a_process_without_tensorflow(export, tmp_path):
     output, _ = export
-    loaded = serving.load_export(output)
+    loaded = saved_model.load_export(output)
     z, labels = _inputs(5, loaded.dim_z, seed=3)
     np.save(tmp_path / "z.npy", z)
     np.save(tmp_path / "labels.npy", labels)
@@ -131,7 +131,7 @@ def test_onnx_runs_in_a_process_without_tensorflow(export, tmp_path):
         import json, sys
         import numpy as np
         sys.modules["tensorflow"] = None  # any import of it fails
-        from ppcd_tf.onnx_serving import OnnxGenerator
+        from ppcd_tf.exporting.onnx_runtime import OnnxGenerator
         generator = OnnxGenerator({os.path.join(output, 'generator.onnx')!r})
         images = generator.generate(np.load({str(tmp_path / 'z.npy')!r}),
                                     np.load({str(tmp_path / 'labels.npy')!r}))
@@ -148,19 +148,19 @@ def test_onnx_runs_in_a_process_without_tensorflow(export, tmp_path):
         "tensorflow_loaded": False}
     np.testing.assert_allclose(np.load(tmp_path / "images.npy"),
                                loaded.generate(z, labels).numpy(),
-                               atol=exporting.DEFAULT_TOLERANCE, rtol=0)
+                               atol=pipeline.DEFAULT_TOLERANCE, rtol=0)
 
 
 def test_tflite_equals_the_saved_model_and_checks_inputs(export):
     output, _ = export
-    runner = portable_export.TFLiteGenerator.from_file(
-        os.path.join(output, portable_export.TFLITE_FILE))
-    loaded = serving.load_export(output)
+    runner = portable.TFLiteGenerator.from_file(
+        os.path.join(output, portable.TFLITE_FILE))
+    loaded = saved_model.load_export(output)
     assert (runner.batch, runner.dim_z) == (TFLITE_BATCH, loaded.dim_z)
     z, labels = _inputs(TFLITE_BATCH, loaded.dim_z, seed=5)
     np.testing.assert_allclose(runner.generate(z, labels),
                                loaded.generate(z, labels).numpy(),
-                               atol=exporting.TFLITE_TOLERANCE, rtol=0)
+                               atol=pipeline.TFLITE_TOLERANCE, rtol=0)
     for bad_z, bad_labels in (
             (z, np.where(np.arange(TFLITE_BATCH) == 1, -1, labels)),
             (z, np.where(np.arange(TFLITE_BATCH) == 1, NUM_CLASSES, labels)),
@@ -173,15 +173,15 @@ def test_tflite_equals_the_saved_model_and_checks_inputs(export):
 
 
 def test_quantized_tflite_is_smaller_and_close(export):
-    from ppcd_tf import run_dir
+    from ppcd_tf.runs import run_dir
     generator, _, _ = run_dir.restore_teacher(helpers.tiny_teacher_dir())
     output, report = export
     sizes = {}
     for quantization in ("dynamic_range", "float16"):
-        model = portable_export.to_tflite(generator, 4, serving.MAX_BATCH,
+        model = portable.to_tflite(generator, 4, saved_model.MAX_BATCH,
                                           quantization)
         sizes[quantization] = len(model)
-        difference = exporting.check_tflite(model, generator, quantization)
+        difference = pipeline.check_tflite(model, generator, quantization)
         assert 0 < difference < 0.5, (quantization, difference)
     assert sizes["float16"] < report["portable"]["tflite"]["bytes"]
     assert sizes["dynamic_range"] < sizes["float16"]
@@ -197,15 +197,15 @@ def test_quantized_tflite_is_smaller_and_close(export):
 def test_bad_options_refused_before_any_work(tmp_path, kwargs, pattern):
     # The run does not exist: the options are checked first.
     with pytest.raises(errors.BadInputError, match=pattern):
-        exporting.export_run(str(tmp_path / "no_run"),
+        pipeline.export_run(str(tmp_path / "no_run"),
                              str(tmp_path / "out"), **kwargs)
     assert not os.path.exists(tmp_path / "out")
 
 
 def test_portable_throughput_rows(export):
-    from ppcd_tf import benchmarking
+    from ppcd_tf.workflows import benchmark
     output, report = export
-    result = benchmarking.portable_throughput(output, repeats=2, warmup=1)
+    result = benchmark.portable_throughput(output, repeats=2, warmup=1)
     assert result["batch_size"] == TFLITE_BATCH  # the TFLite model's
     rows = {row["runtime"]: row for row in result["rows"]}
     assert list(rows) == ["SavedModel (TensorFlow)", "TFLite",
@@ -220,19 +220,19 @@ def test_portable_throughput_rows(export):
         np.testing.assert_allclose(row["images_per_sec"],
                                    TFLITE_BATCH / row["seconds_per_batch"])
     assert rows["TFLite"]["bytes"] == report["portable"]["tflite"]["bytes"]
-    assert len(benchmarking.portable_markdown(result).splitlines()) == 5
+    assert len(benchmark.portable_markdown(result).splitlines()) == 5
 
 
 def test_evaluation_reads_the_converted_models(export):
-    from ppcd_tf import evaluation
+    from ppcd_tf.metrics import evaluation
     output, _ = export
-    loaded = serving.load_export(output)
+    loaded = saved_model.load_export(output)
     z, labels = _inputs(2 * TFLITE_BATCH + 1, loaded.dim_z, seed=7)
     expected = loaded.generate(z, labels).numpy()
-    for name, atol in ((portable_export.ONNX_FILE,
-                        exporting.DEFAULT_TOLERANCE),
-                       (portable_export.TFLITE_FILE,
-                        exporting.TFLITE_TOLERANCE)):
+    for name, atol in ((portable.ONNX_FILE,
+                        pipeline.DEFAULT_TOLERANCE),
+                       (portable.TFLITE_FILE,
+                        pipeline.TFLITE_TOLERANCE)):
         source = evaluation.load_source(
             None, None, portable=os.path.join(output, name))
         assert (source.dim_z, source.num_classes) == (loaded.dim_z,
@@ -242,4 +242,4 @@ def test_evaluation_reads_the_converted_models(export):
                                    atol=atol, rtol=0)
     with pytest.raises(errors.BadInputError, match="exactly one of"):
         evaluation.load_source(output, None, portable=os.path.join(
-            output, portable_export.ONNX_FILE))
+            output, portable.ONNX_FILE))

@@ -18,9 +18,6 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from ppcd_tf import errors
-from ppcd_tf import latency_profiling
-from ppcd_tf import ppcd_trainer
-from ppcd_tf import run_dir
 from ppcd_tf.distill import losses as distill_losses
 from ppcd_tf.models import complexity
 from ppcd_tf.models import discriminator as discriminator_lib
@@ -28,6 +25,9 @@ from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.models import latency
 from ppcd_tf.pruning import budget as budget_lib
 from ppcd_tf.pruning import channel_masks
+from ppcd_tf.runs import run_dir
+from ppcd_tf.training import ppcd_trainer
+from ppcd_tf.workflows import latency_table
 from tests import helpers
 
 TARGET_RATIO = 0.5
@@ -48,10 +48,10 @@ def _bindings(teacher_dir, extra=()):
     return list(helpers.TINY_BINDINGS) + [
         f"TEACHER_DIR = '{teacher_dir}'",
         f"TARGET_PARAM_RATIO = {TARGET_RATIO}",
-        "PPCDTrainer.min_channels = 1",
-        "PPCDTrainer.prune_end_fraction = 0.5",
-        "Trainer.checkpoint_every = 2",
-        "Trainer.sample_every = 0",
+        "PruningBudget.min_channels = 1",
+        "PruningPhase.prune_end_fraction = 0.5",
+        "TrainLoop.checkpoint_every = 2",
+        "TrainLoop.sample_every = 0",
     ] + list(extra)
 
 
@@ -64,12 +64,12 @@ def _ppcd(model_dir, strategy=None, extra=(), files=()):
 
 def _train_to(trainer, step):
     """Trains to `step` (< trainer.num_steps allowed), then restores it."""
-    num_steps = trainer.num_steps
-    trainer.num_steps = step
+    num_steps = trainer.loop.num_steps
+    trainer.loop.num_steps = step
     try:
         trainer.train()
     finally:
-        trainer.num_steps = num_steps
+        trainer.loop.num_steps = num_steps
     assert int(trainer.step.numpy()) == step
 
 
@@ -80,13 +80,13 @@ def _eager_steps(trainer, num_steps):
     iterator = trainer.make_iterator(int(trainer.step.numpy()))
     terms = {}
     for _ in range(num_steps):
-        trainer.train_loop_begin()
-        terms = trainer._one_step(iterator)  # pylint: disable=protected-access
+        trainer.begin_loop(trainer.current_step())
+        terms = trainer.steps.one_step(iterator)
     return {name: float(value) for name, value in terms.items()}
 
 
 def _logits(trainer):
-    return {k: v.numpy().copy() for k, v in trainer.masks.logits.items()}
+    return {k: v.numpy().copy() for k, v in trainer.pruning.masks.logits.items()}
 
 
 def _teacher_models():
@@ -115,7 +115,7 @@ class StudentInitTest(tf.test.TestCase):
     def test_student_is_teacher_ema_copy_and_d_is_teacher_d(self):
         teacher_g, teacher_ema, teacher_d = _teacher_models()
         trainer = _ppcd(self.create_tempdir().full_path,
-                        extra=["Trainer.num_steps = 8"])
+                        extra=["TrainLoop.num_steps = 8"])
         # The teacher's EMA is not its G (else this test proves nothing).
         self.assertNotAllClose(teacher_g.linear.kernel.numpy(),
                                teacher_ema.linear.kernel.numpy())
@@ -131,12 +131,12 @@ class StudentInitTest(tf.test.TestCase):
                                  d.path.split("/", 1)[1])
                 self.assertAllEqual(s.numpy(), d.numpy(), msg=d.path)
         # Masks start open: every mask value is 1 at the initial bound.
-        for key, value in trainer.masks().items():
+        for key, value in trainer.pruning.masks().items():
             self.assertAllEqual(value.numpy(), np.ones_like(value.numpy()),
                                 msg=key)
-        self.assertFalse(bool(trainer.hardened.numpy()))
-        self.assertEqual(float(trainer.budget_lambda.numpy()), 0.0)
-        self.assertEqual(trainer.prune_end_step, 4)
+        self.assertFalse(bool(trainer.pruning.hardened.numpy()))
+        self.assertEqual(float(trainer.pruning.budget_lambda.numpy()), 0.0)
+        self.assertEqual(trainer.pruning.prune_end_step, 4)
         # Teacher is frozen; the student and the masks train.
         self.assertEmpty(trainer.teacher_generator.trainable_variables)
         self.assertEmpty(trainer.teacher_discriminator.trainable_variables)
@@ -149,42 +149,42 @@ class PPCDRunTest(tf.test.TestCase):
         # The masked student is trained on after hardening (the option
         # without the switch to the compact student, see compaction_test).
         model_dir = self.create_tempdir().full_path
-        masked = ["Trainer.num_steps = 8",
-                  "PPCDTrainer.train_compact_after_cut = False"]
+        masked = ["TrainLoop.num_steps = 8",
+                  "CompactPhase.train_compact_after_cut = False"]
         trainer = _ppcd(model_dir, extra=masked)
-        self.assertEqual(trainer.prune_end_step, 4)
+        self.assertEqual(trainer.pruning.prune_end_step, 4)
         initial = _logits(trainer)
         hardened_logits = []
-        original_harden = trainer.harden
+        original_harden = trainer.pruning.harden
 
         def spy_harden():
             original_harden()
             hardened_logits.append(_logits(trainer))
 
-        trainer.harden = spy_harden
+        trainer.pruning.harden = spy_harden
 
         # Pruning phase: soft masks, lambda controller running.
         _train_to(trainer, 4)
         self.assertEmpty(hardened_logits)
-        self.assertFalse(bool(trainer.hardened.numpy()))
+        self.assertFalse(bool(trainer.pruning.hardened.numpy()))
         mid_logits = _logits(trainer)
         # Checked last (so that the rest still runs): the logits must move
         # during the pruning phase, else hardening ranks identical logits.
         logits_moved = any(np.any(mid_logits[k] != initial[k])
                            for k in initial)
-        mid_lambda = float(trainer.budget_lambda.numpy())
+        mid_lambda = float(trainer.pruning.budget_lambda.numpy())
         self.assertGreater(mid_lambda, 0.0)  # over budget during the ramp
-        mid_bound = float(trainer.masks.bound.numpy())
+        mid_bound = float(trainer.pruning.masks.bound.numpy())
         self.assertGreater(mid_bound, 0.0)
 
         # Resume mid-pruning: a second trainer restores everything.
         resumed = _ppcd(model_dir, extra=masked)
         self.assertEqual(resumed.restore(), 4)
         for key, value in mid_logits.items():
-            self.assertAllEqual(resumed.masks.logits[key].numpy(), value)
-        self.assertEqual(float(resumed.budget_lambda.numpy()), mid_lambda)
-        self.assertEqual(float(resumed.masks.bound.numpy()), mid_bound)
-        self.assertFalse(bool(resumed.hardened.numpy()))
+            self.assertAllEqual(resumed.pruning.masks.logits[key].numpy(), value)
+        self.assertEqual(float(resumed.pruning.budget_lambda.numpy()), mid_lambda)
+        self.assertEqual(float(resumed.pruning.masks.bound.numpy()), mid_bound)
+        self.assertFalse(bool(resumed.pruning.hardened.numpy()))
         del resumed
 
         # Hardening at the start of step 4, then 4 steps of the hard student.
@@ -192,25 +192,25 @@ class PPCDRunTest(tf.test.TestCase):
         trainer.train()
         self.assertEqual(int(trainer.step.numpy()), 8)
         self.assertLen(hardened_logits, 1)
-        self.assertTrue(bool(trainer.hardened.numpy()))
-        self.assertEqual(float(trainer.masks.bound.numpy()), 0.0)
-        self.assertEqual(float(trainer.budget_lambda.numpy()), 0.0)
+        self.assertTrue(bool(trainer.pruning.hardened.numpy()))
+        self.assertEqual(float(trainer.pruning.masks.bound.numpy()), 0.0)
+        self.assertEqual(float(trainer.pruning.budget_lambda.numpy()), 0.0)
         final = _logits(trainer)
         for key, value in final.items():
             self.assertAllEqual(value, hardened_logits[0][key], msg=key)
             self.assertAllEqual(np.abs(value), np.ones_like(value), msg=key)
-            mask = trainer.masks()[key].numpy()
+            mask = trainer.pruning.masks()[key].numpy()
             self.assertAllEqual(mask, (value > 0).astype(np.float32))
         # The student kept training after hardening.
         self.assertNotAllClose(
             trainer.generator.blocks[0].conv1.kernel.numpy(), g_before)
 
         # The budget: within the target, close to it, floors kept.
-        kept = trainer.kept_channels()
+        kept = trainer.pruning.kept_channels()
         for key, count in kept.items():
-            self.assertGreaterEqual(count, trainer.floors[key], key)
-            self.assertGreaterEqual(trainer.floors[key], 1)
-        ratio = float(trainer.param_ratio().numpy())
+            self.assertGreaterEqual(count, trainer.pruning.floors[key], key)
+            self.assertGreaterEqual(trainer.pruning.floors[key], 1)
+        ratio = float(trainer.pruning.param_ratio().numpy())
         self.assertLessEqual(ratio, TARGET_RATIO + 1e-7)
         self.assertLessEqual(abs(ratio / TARGET_RATIO - 1.0), RATIO_RTOL)
         self.assertLess(sum(kept.values()), sum(
@@ -219,25 +219,25 @@ class PPCDRunTest(tf.test.TestCase):
         # parameters.
         compact = generator_lib.Generator.from_config(dict(
             trainer.generator.get_config(), name="compact",
-            channels=trainer.compact_channel_config().to_dict()))
+            channels=trainer.pruning.compact_channel_config().to_dict()))
         compact.build()
         self.assertEqual(
             generator_lib.count_trainable_parameters(compact),
-            round(ratio * trainer.full_params))
-        self.assertEqual(trainer.full_params,
+            round(ratio * trainer.pruning.full_params))
+        self.assertEqual(trainer.pruning.full_params,
                          generator_lib.count_trainable_parameters(
                              trainer.generator))
 
         # Resume after hardening.
         resumed = _ppcd(model_dir, extra=masked)
         self.assertEqual(resumed.restore(), 8)
-        self.assertTrue(bool(resumed.hardened.numpy()))
-        self.assertEqual(float(resumed.masks.bound.numpy()), 0.0)
-        self.assertEqual(float(resumed.budget_lambda.numpy()), 0.0)
+        self.assertTrue(bool(resumed.pruning.hardened.numpy()))
+        self.assertEqual(float(resumed.pruning.masks.bound.numpy()), 0.0)
+        self.assertEqual(float(resumed.pruning.budget_lambda.numpy()), 0.0)
         for key, value in final.items():
-            self.assertAllEqual(resumed.masks.logits[key].numpy(), value)
+            self.assertAllEqual(resumed.pruning.masks.logits[key].numpy(), value)
         # Nothing is hardened again on resume (already at num_steps).
-        resumed.harden = lambda: self.fail("hardened twice")
+        resumed.pruning.harden = lambda: self.fail("hardened twice")
         self.assertEqual(resumed.train(), {})
 
         self.assertTrue(
@@ -265,7 +265,7 @@ class AblationTest(tf.test.TestCase, parameterized.TestCase):
         # (The compiled loop of every ablation file is exercised by
         # gin_configs_test; here the steps run eagerly to save tracing.)
         trainer = _ppcd(self.create_tempdir().full_path, files=[relpath],
-                        extra=["Trainer.num_steps = 2"])
+                        extra=["TrainLoop.num_steps = 2"])
         g_before = trainer.generator.output_conv.kernel.numpy().copy()
         metrics = _eager_steps(trainer, 2)
         self.assertEqual(int(trainer.step.numpy()), 2)
@@ -276,10 +276,10 @@ class AblationTest(tf.test.TestCase, parameterized.TestCase):
         name = os.path.basename(relpath)
         weights = trainer.weights
         if name == "ablation_no_masks.gin":
-            self.assertIsNone(trainer.masks)
+            self.assertIsNone(trainer.pruning.masks)
             student = generator_lib.count_trainable_parameters(
                 trainer.generator)
-            teacher = trainer.full_params  # (the teacher is frozen)
+            teacher = trainer.pruning.full_params  # (the teacher is frozen)
             self.assertEqual(teacher, sum(
                 int(np.prod(w.shape)) for w in
                 trainer.teacher_generator.weights
@@ -309,12 +309,12 @@ class AblationTest(tf.test.TestCase, parameterized.TestCase):
                 restored.generator(z, labels, training=False),
                 trainer.generator_ema(z, labels, training=False), atol=1e-6)
         elif name == "ablation_uniform_pruning.gin":
-            self.assertTrue(bool(trainer.hardened.numpy()))
-            kept = trainer.kept_channels()
+            self.assertTrue(bool(trainer.pruning.hardened.numpy()))
+            kept = trainer.pruning.kept_channels()
             widths = channel_masks.mask_widths(trainer.generator.channels)
-            ratio = float(trainer.param_ratio().numpy())
+            ratio = float(trainer.pruning.param_ratio().numpy())
             self.assertLessEqual(ratio, TARGET_RATIO + 1e-7)
-            free = [k for k in kept if kept[k] > trainer.floors[k]]
+            free = [k for k in kept if kept[k] > trainer.pruning.floors[k]]
             self.assertNotEmpty(free)
             # One fraction f with kept == floor(f * width): +-1 channel.
             low = max(kept[k] / widths[k] for k in free)
@@ -322,7 +322,7 @@ class AblationTest(tf.test.TestCase, parameterized.TestCase):
             self.assertLess(low, high, kept)
             for key in kept:
                 self.assertLessEqual(abs(kept[key] - low * widths[key]),
-                                     max(1.0, trainer.floors[key]), key)
+                                     max(1.0, trainer.pruning.floors[key]), key)
         elif name == "ablation_no_distillation.gin":
             self.assertEqual((weights.attention, weights.class_aware,
                               weights.output_l1), (0.0, 0.0, 0.0))
@@ -341,9 +341,9 @@ class AblationTest(tf.test.TestCase, parameterized.TestCase):
 
     def test_teacher_d_feature_matching_term(self):
         trainer = _ppcd(self.create_tempdir().full_path,
-                        extra=["Trainer.num_steps = 2",
+                        extra=["TrainLoop.num_steps = 2",
                                "DistillationWeights.d_features = 2.0"])
-        self.assertIn("g_loss_d_features", trainer.metric_names())
+        self.assertIn("g_loss_d_features", trainer.steps.metric_names())
         metrics = _eager_steps(trainer, 1)
         self.assertGreater(metrics["g_loss_d_features"], 0.0)
         # The term is the weight times the per-example loss over the batch.
@@ -364,7 +364,7 @@ class AblationTest(tf.test.TestCase, parameterized.TestCase):
         gradient): the features and the student's gradient equal those of
         one pass over the concatenated batch."""
         trainer = _ppcd(self.create_tempdir().full_path,
-                        extra=["Trainer.num_steps = 2",
+                        extra=["TrainLoop.num_steps = 2",
                                "DistillationWeights.d_features = 2.0"])
         objective = trainer.objective
         z = tf.random.normal((4, trainer.dim_z), seed=3)
@@ -420,10 +420,10 @@ class PPCDMultiBudgetTest(tf.test.TestCase):
         multiplier is checkpointed and the history records the MAC ratio."""
         model_dir = self.create_tempdir().full_path
         trainer = _ppcd(model_dir, extra=[
-            "Trainer.num_steps = 4", "TARGET_MAC_RATIO = 0.3",
-            "PPCDTrainer.width_multiple = 4",
-            "PPCDTrainer.train_compact_after_cut = False"])
-        self.assertEqual([limit.name for limit in trainer.controller.limits],
+            "TrainLoop.num_steps = 4", "TARGET_MAC_RATIO = 0.3",
+            "PruningBudget.width_multiple = 4",
+            "CompactPhase.train_compact_after_cut = False"])
+        self.assertEqual([limit.name for limit in trainer.pruning.controller.limits],
                          ["params", "macs"])
         self.assertIn("budget_lambda_macs", trainer.checkpoint_items())
         _eager_steps(trainer, 2)
@@ -431,21 +431,21 @@ class PPCDMultiBudgetTest(tf.test.TestCase):
         # multipliers push.
         for name in ("params", "macs"):
             self.assertGreater(
-                float(trainer.controller.lambdas[name].numpy()), 0.0, name)
-        trainer.step.assign(trainer.prune_end_step)
-        trainer.train_loop_begin()
-        self.assertTrue(bool(trainer.hardened.numpy()))
-        kept = trainer.kept_channels()
-        ratios = trainer.budget_ratios()
+                float(trainer.pruning.controller.lambdas[name].numpy()), 0.0, name)
+        trainer.step.assign(trainer.pruning.prune_end_step)
+        trainer.begin_loop(trainer.current_step())
+        self.assertTrue(bool(trainer.pruning.hardened.numpy()))
+        kept = trainer.pruning.kept_channels()
+        ratios = trainer.pruning.budget_ratios()
         self.assertLessEqual(ratios["params"], TARGET_RATIO + 1e-7)
         self.assertLessEqual(ratios["macs"], 0.3 + 1e-7)
         widths = channel_masks.mask_widths(trainer.generator.channels)
         for key, count in kept.items():
             self.assertTrue(count % 4 == 0 or count == widths[key],
                             (key, count))
-        for variable in trainer.controller.lambdas.values():
+        for variable in trainer.pruning.controller.lambdas.values():
             self.assertEqual(float(variable.numpy()), 0.0)
-        trainer.extra_summaries(trainer.prune_end_step)
+        trainer.pruning.write_summaries(trainer.pruning.prune_end_step)
         history = run_dir.read_pruning_history(model_dir)
         self.assertAllClose(history[-1]["macs_ratio"], ratios["macs"])
 
@@ -455,7 +455,7 @@ class PPCDMultiBudgetTest(tf.test.TestCase):
         ramp and the cut meets the predicted-latency target."""
         model_dir = self.create_tempdir().full_path
         teacher = run_dir.restore_generator(_teacher_dir()).generator
-        measured = latency_profiling.measure_table(
+        measured = latency_table.measure_table(
             teacher, batch_size=2, grid_step=8, min_width=4, repeats=1,
             calls=1)
         # The measured structure with deterministic seconds (the product of
@@ -472,22 +472,22 @@ class PPCDMultiBudgetTest(tf.test.TestCase):
                                   "latency.json")
         table.write(table_path)
         trainer = _ppcd(model_dir, extra=[
-            "Trainer.num_steps = 4", "TARGET_LATENCY_RATIO = 0.6",
+            "TrainLoop.num_steps = 4", "TARGET_LATENCY_RATIO = 0.6",
             f"LATENCY_TABLE = '{table_path}'",
-            "PPCDTrainer.width_multiple = 4",
-            "PPCDTrainer.train_compact_after_cut = False"])
-        self.assertEqual([limit.name for limit in trainer.controller.limits],
+            "PruningBudget.width_multiple = 4",
+            "CompactPhase.train_compact_after_cut = False"])
+        self.assertEqual([limit.name for limit in trainer.pruning.controller.limits],
                          ["params", "latency"])
         _eager_steps(trainer, 2)
         self.assertGreater(
-            float(trainer.controller.lambdas["latency"].numpy()), 0.0)
-        trainer.step.assign(trainer.prune_end_step)
-        trainer.train_loop_begin()
-        self.assertTrue(bool(trainer.hardened.numpy()))
-        ratios = trainer.budget_ratios()
+            float(trainer.pruning.controller.lambdas["latency"].numpy()), 0.0)
+        trainer.step.assign(trainer.pruning.prune_end_step)
+        trainer.begin_loop(trainer.current_step())
+        self.assertTrue(bool(trainer.pruning.hardened.numpy()))
+        ratios = trainer.pruning.budget_ratios()
         self.assertLessEqual(ratios["params"], TARGET_RATIO + 1e-7)
         self.assertLessEqual(ratios["latency"], 0.6 + 1e-7)
-        kept = trainer.kept_channels()
+        kept = trainer.pruning.kept_channels()
         widths = channel_masks.mask_widths(trainer.generator.channels)
         for key, count in kept.items():
             self.assertTrue(count % 4 == 0 or count == widths[key],
@@ -496,7 +496,7 @@ class PPCDMultiBudgetTest(tf.test.TestCase):
     def test_latency_budget_needs_a_table(self):
         helpers.parse(["debug.gin", "stage/ppcd.gin"],
                       _bindings(_teacher_dir(), [
-                          "Trainer.num_steps = 2",
+                          "TrainLoop.num_steps = 2",
                           "TARGET_LATENCY_RATIO = 0.5"]))
         with self.assertRaisesRegex(errors.BadInputError, "latency_table"):
             ppcd_trainer.PPCDTrainer(
@@ -504,7 +504,7 @@ class PPCDMultiBudgetTest(tf.test.TestCase):
                 strategy=helpers.one_device())
         helpers.parse(["debug.gin", "stage/ppcd.gin"],
                       _bindings(_teacher_dir(), [
-                          "Trainer.num_steps = 2",
+                          "TrainLoop.num_steps = 2",
                           "TARGET_LATENCY_RATIO = 0.5",
                           "LATENCY_TABLE = '/nonexistent/latency.json'"]))
         with self.assertRaisesRegex(errors.MissingInputError,
@@ -519,7 +519,7 @@ class PPCDErrorTest(tf.test.TestCase):
     def test_empty_teacher_dir(self):
         empty = self.create_tempdir().full_path
         helpers.parse(["debug.gin", "stage/ppcd.gin"],
-                      _bindings(empty, ["Trainer.num_steps = 2"]))
+                      _bindings(empty, ["TrainLoop.num_steps = 2"]))
         with self.assertRaisesRegex(run_dir.RunDirError,
                                     "models.json"):
             ppcd_trainer.PPCDTrainer(model_dir=self.create_tempdir().full_path,
@@ -529,7 +529,7 @@ class PPCDErrorTest(tf.test.TestCase):
         partial = self.create_tempdir().full_path
         shutil.copy(os.path.join(_teacher_dir(), "models.json"), partial)
         helpers.parse(["debug.gin", "stage/ppcd.gin"],
-                      _bindings(partial, ["Trainer.num_steps = 2"]))
+                      _bindings(partial, ["TrainLoop.num_steps = 2"]))
         with self.assertRaisesRegex(run_dir.RunDirError,
                                     "checkpoint"):
             ppcd_trainer.PPCDTrainer(model_dir=self.create_tempdir().full_path,
@@ -537,7 +537,7 @@ class PPCDErrorTest(tf.test.TestCase):
 
     def test_missing_teacher_dir_binding(self):
         helpers.parse(["debug.gin", "stage/ppcd.gin"],
-                      list(helpers.TINY_BINDINGS) + ["Trainer.num_steps = 2"])
+                      list(helpers.TINY_BINDINGS) + ["TrainLoop.num_steps = 2"])
         with self.assertRaisesRegex(ValueError, "TEACHER_DIR"):
             ppcd_trainer.PPCDTrainer(model_dir=self.create_tempdir().full_path,
                                      strategy=helpers.one_device())
@@ -548,9 +548,9 @@ class PPCDErrorTest(tf.test.TestCase):
         # the masks would never move.
         helpers.parse(["debug.gin", "stage/ppcd.gin"],
                       _bindings(_teacher_dir(), [
-                          "Trainer.num_steps = 2",
-                          "PPCDTrainer.budget_surrogate_width = 1.0",
-                          "PPCDTrainer.mask_init = 1.0"]))
+                          "TrainLoop.num_steps = 2",
+                          "PruningPhase.budget_surrogate_width = 1.0",
+                          "PruningPhase.mask_init = 1.0"]))
         with self.assertRaisesRegex(ValueError, "surrogate"):
             ppcd_trainer.PPCDTrainer(model_dir=self.create_tempdir().full_path,
                                      strategy=helpers.one_device())
@@ -561,8 +561,8 @@ class PPCDErrorTest(tf.test.TestCase):
         trainer_dir = _teacher_dir()
         helpers.parse(["debug.gin", "stage/ppcd.gin"],
                       _bindings(trainer_dir, [
-                          "Trainer.num_steps = 2",
-                          "PPCDTrainer.min_channels = 4",
+                          "TrainLoop.num_steps = 2",
+                          "PruningBudget.min_channels = 4",
                           "TARGET_PARAM_RATIO = 0.02"]))
         with self.assertRaisesRegex(ValueError, "floors"):
             ppcd_trainer.PPCDTrainer(model_dir=self.create_tempdir().full_path,
@@ -580,10 +580,10 @@ class PPCDErrorTest(tf.test.TestCase):
         floor_params = budget_lib.live_parameters(channels, shape, floors)
         helpers.parse(["debug.gin", "stage/ppcd.gin"],
                       _bindings(_teacher_dir(), [
-                          "Trainer.num_steps = 2",
-                          "PPCDTrainer.min_channels = 4",
-                          f"PPCDTrainer.target_params = {floor_params}"]))
+                          "TrainLoop.num_steps = 2",
+                          "PruningBudget.min_channels = 4",
+                          f"PruningBudget.target_params = {floor_params}"]))
         trainer = ppcd_trainer.PPCDTrainer(
             model_dir=self.create_tempdir().full_path,
             strategy=helpers.one_device())
-        self.assertEqual(trainer.target_params, floor_params)
+        self.assertEqual(trainer.pruning.target_params, floor_params)

@@ -19,7 +19,7 @@ NUM_STEPS = 6
 RESOLUTION = 32
 NUM_CLASSES = 10
 SAMPLES_PER_CLASS = 4
-PAD = 1  # ppcd_tf.summaries.GRID_PADDING
+PAD = 1  # ppcd_tf.training.summaries.GRID_PADDING
 STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
 GIN_FILES = ["data/fashion_mnist32.gin", "model/biggan32.gin",
              "stage/teacher.gin"]
@@ -46,12 +46,12 @@ class FashionMnistCliTest(tf.test.TestCase):
         result = helpers.run_train(model_dir, GIN_FILES, [
             "CH = 8",
             "GLOBAL_BATCH_SIZE = 16",
-            f"Trainer.num_steps = {NUM_STEPS}",
-            "Trainer.log_every = 2",
-            "Trainer.checkpoint_every = 3",
-            "Trainer.sample_every = 3",
-            "Trainer.steps_per_loop = 3",
-            f"Trainer.samples_per_class = {SAMPLES_PER_CLASS}",
+            f"TrainLoop.num_steps = {NUM_STEPS}",
+            "TrainLoop.log_every = 2",
+            "TrainLoop.checkpoint_every = 3",
+            "TrainLoop.sample_every = 3",
+            "TrainLoop.steps_per_loop = 3",
+            f"SampleGrid.samples_per_class = {SAMPLES_PER_CLASS}",
         ], timeout=400)
         self.assertEqual(result.returncode, 0,
                          "\n".join(result.stderr.splitlines()[-40:]))

@@ -19,14 +19,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppcd_tf import checkpointing
 from ppcd_tf import errors
-from ppcd_tf import exporting
 from ppcd_tf import files
-from ppcd_tf import run_dir
-from ppcd_tf import serving
-from ppcd_tf import torch_files
-from ppcd_tf import trainer as trainer_lib
+from ppcd_tf.exporting import pipeline
+from ppcd_tf.exporting import saved_model
+from ppcd_tf.importing import torch_files
+from ppcd_tf.runs import checkpointing
+from ppcd_tf.runs import run_dir
+from ppcd_tf.training import gan_steps
+from ppcd_tf.training import trainer as trainer_lib
 from tests import helpers
 
 
@@ -81,7 +82,7 @@ def test_truncated_torch_file_is_a_damaged_input(tmp_path):
 
 MALICIOUS_GIN = ("from __gin__ import dynamic_registration\n"
                  "import os\n"
-                 "Trainer.num_steps = @os.system('touch {marker}')\n")
+                 "TrainLoop.num_steps = @os.system('touch {marker}')\n")
 
 
 @pytest.mark.slow
@@ -91,7 +92,7 @@ def test_step_timing_never_parses_a_run_config(tmp_path):
     and pruning.json with the package's gin files: a downloaded run's
     config.gin that would run a command (gin's dynamic registration) is
     never read."""
-    from ppcd_tf import benchmarking
+    from ppcd_tf.workflows import benchmark
     marker = tmp_path / "ran"
     teacher = str(tmp_path / "teacher")
     shutil.copytree(helpers.tiny_teacher_dir(), teacher)
@@ -100,9 +101,9 @@ def test_step_timing_never_parses_a_run_config(tmp_path):
     for directory in (teacher, str(ppcd)):
         _write(os.path.join(directory, "config.gin"),
                MALICIOUS_GIN.format(marker=marker))
-    result = benchmarking.measure_train_steps(
+    result = benchmark.measure_train_steps(
         teacher, str(ppcd), gin_params=list(helpers.TINY_BINDINGS) + [
-            "PPCDTrainer.min_channels = 1"], repeats=1, warmup=0)
+            "PruningBudget.min_channels = 1"], repeats=1, warmup=0)
     assert not marker.exists()
     # The recipe is the package's: the data file of the teacher's dataset
     # ('fake', from its models.json) and the teacher stage.
@@ -174,15 +175,15 @@ def test_the_json_reader_names_the_file_and_the_fix(tmp_path):
     # A run directory's and an export's own error classes.
     with pytest.raises(run_dir.RunDirError, match="restore it"):
         run_dir.read_run_json(str(tmp_path / "bad.json"), "pruning structure")
-    with pytest.raises(serving.ExportNotFoundError,
+    with pytest.raises(saved_model.ExportNotFoundError,
                        match="export the run again"):
-        serving.read_metadata(str(_export_with_metadata(tmp_path, b"{")))
+        saved_model.read_metadata(str(_export_with_metadata(tmp_path, b"{")))
 
 
 def _export_with_metadata(tmp_path, content):
     export = tmp_path / "export"
-    (export / serving.ASSETS_DIR).mkdir(parents=True)
-    (export / serving.ASSETS_DIR / "metadata.json").write_bytes(content)
+    (export / saved_model.ASSETS_DIR).mkdir(parents=True)
+    (export / saved_model.ASSETS_DIR / "metadata.json").write_bytes(content)
     return export
 
 
@@ -202,7 +203,7 @@ def test_a_killed_holder_releases_the_lock(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time\n"
-         "from ppcd_tf import run_dir\n"
+         "from ppcd_tf.runs import run_dir\n"
          f"with run_dir.locked({model_dir!r}):\n"
          "    print('locked', flush=True)\n"
          "    time.sleep(120)\n"],
@@ -228,7 +229,7 @@ def test_a_learning_rate_given_on_resume_takes_effect(tmp_path):
 
     def trainer(steps, bindings=()):
         helpers.parse(["debug.gin"], list(helpers.TINY_BINDINGS) + [
-            f"Trainer.num_steps = {steps}"] + list(bindings))
+            f"TrainLoop.num_steps = {steps}"] + list(bindings))
         return trainer_lib.Trainer(model_dir=model_dir,
                                    strategy=helpers.one_device())
 
@@ -262,8 +263,8 @@ def two_checkpoint_run(tmp_path_factory):
     """A tiny teacher run with checkpoints at steps 1 and 2."""
     model_dir = str(tmp_path_factory.mktemp("damage") / "run")
     helpers.parse(["debug.gin"], list(helpers.TINY_BINDINGS) + [
-        "Trainer.num_steps = 2", "Trainer.checkpoint_every = 1",
-        "Trainer.sample_every = 0"])
+        "TrainLoop.num_steps = 2", "TrainLoop.checkpoint_every = 1",
+        "TrainLoop.sample_every = 0"])
     helpers.train_eagerly(trainer_lib.Trainer(
         model_dir=model_dir, strategy=helpers.one_device()))
     return model_dir
@@ -319,8 +320,8 @@ def test_no_readable_checkpoint_is_a_damaged_input(two_checkpoint_run,
 @pytest.fixture(scope="module")
 def tiny_export(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("serving") / "export")
-    exporting.export_run(helpers.tiny_teacher_dir(), path)
-    return serving.load_export(path)
+    pipeline.export_run(helpers.tiny_teacher_dir(), path)
+    return saved_model.load_export(path)
 
 
 @pytest.mark.slow
@@ -341,7 +342,7 @@ def test_serving_refuses_bad_requests_with_what_it_expects(
 
 @pytest.mark.slow
 def test_serving_batch_limit_and_client_side_split(tiny_export):
-    assert tiny_export.metadata["max_batch"] == serving.MAX_BATCH
+    assert tiny_export.metadata["max_batch"] == saved_model.MAX_BATCH
     z = tf.random.normal((7, tiny_export.dim_z), seed=1)
     labels = tf.constant([0, 1, 2, 3, 4, 5, 6]) % tiny_export.num_classes
     whole = tiny_export.generate(z, labels).numpy()
@@ -349,7 +350,7 @@ def test_serving_batch_limit_and_client_side_split(tiny_export):
     try:
         split = tiny_export.generate(z, labels).numpy()
     finally:
-        tiny_export.max_batch = serving.MAX_BATCH
+        tiny_export.max_batch = saved_model.MAX_BATCH
     # (batch-size-dependent float32 kernels: agreement to ~1e-6)
     np.testing.assert_allclose(split, whole, atol=1e-5)
 
@@ -490,6 +491,14 @@ def _a_file(tmp_path):
     ("ppcd_tf.time_training", ["--teacher_dir", "{teacher}", "--ppcd_dir",
                                "{teacher}", "--output", "{file}/t.json"], 2,
      "which is a file"),
+    # A setting that moved to a trainer part says where it lives now.
+    ("ppcd_tf.train", ["--model_dir", "{tmp}/run", "--gin_file",
+                       "debug.gin", "--gin_param", "Trainer.num_steps = 3"],
+     2, "bind TrainLoop.num_steps instead"),
+    ("ppcd_tf.train", ["--model_dir", "{tmp}/run", "--gin_file",
+                       "debug.gin", "--gin_file", "stage/ppcd.gin",
+                       "--gin_param", "PPCDTrainer.min_channels = 3"],
+     2, "bind PruningBudget.min_channels instead"),
     # No command writes over, into or around what it reads.
     ("ppcd_tf.export", ["--model_dir", "{teacher_copy}", "--output",
                         "{teacher_copy}", "--overwrite"], 2,
@@ -596,7 +605,7 @@ def test_a_refused_second_trainer_leaves_the_run_untouched(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import time\n"
-         "from ppcd_tf import run_dir\n"
+         "from ppcd_tf.runs import run_dir\n"
          f"with run_dir.locked({str(model_dir)!r}):\n"
          "    print('locked', flush=True)\n"
          "    time.sleep(120)\n"],
@@ -606,7 +615,7 @@ def test_a_refused_second_trainer_leaves_the_run_untouched(tmp_path):
         assert holder.stdout.readline().strip() == "locked"
         result = _cli("ppcd_tf.train", [
             "--model_dir", str(model_dir), "--gin_file", "debug.gin",
-            "--gin_param", "Trainer.num_steps = 1"], tmp_path)
+            "--gin_param", "TrainLoop.num_steps = 1"], tmp_path)
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
@@ -617,14 +626,14 @@ def test_a_refused_second_trainer_leaves_the_run_untouched(tmp_path):
     assert sorted(os.listdir(model_dir)) == [".trainer.lock", "config.gin"]
 
 
-def test_the_run_lock_is_reentrant_in_one_process(tmp_path):
+def test_the_trainer_trains_under_the_commands_lock(tmp_path):
     model_dir = str(tmp_path / "run")
     with run_dir.locked(model_dir):
-        with run_dir.locked(os.path.join(model_dir, ".")):
+        with run_dir.locked_once(os.path.join(model_dir, ".")):
             pass
         other = subprocess.run(  # still held: another process is refused
             [sys.executable, "-c",
-             "from ppcd_tf import run_dir\n"
+             "from ppcd_tf.runs import run_dir\n"
              f"with run_dir.locked({model_dir!r}):\n    pass\n"],
             cwd=helpers.REPO_ROOT, env=helpers.python_env(),
             capture_output=True, text=True, timeout=60, check=False)
@@ -674,11 +683,11 @@ def test_fp16_loss_scale_is_removed_from_unwrapped_groups():
     scaled = keras.optimizers.LossScaleOptimizer(
         keras.optimizers.SGD(0.1), initial_scale=128.0)
     scaled.build([variable])
-    grads = trainer_lib.Trainer._unscaled(
+    grads = gan_steps.unscaled(
         [tf.constant([128.0, 256.0])], scaled)
     np.testing.assert_allclose(grads[0].numpy(), [1.0, 2.0])
     # An overflow: the scaled optimizer skips the step, so must the others.
-    grads = trainer_lib.Trainer._unscaled(
+    grads = gan_steps.unscaled(
         [tf.constant([np.inf, 256.0]), tf.constant([1.0])], scaled)
     assert all(float(tf.reduce_sum(tf.abs(g))) == 0.0 for g in grads)
 

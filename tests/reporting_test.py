@@ -1,8 +1,8 @@
-"""The report's target logic (reporting.targets) on hand-made reports."""
+"""The report's target logic (report_lib.targets) on hand-made reports."""
 
 import pytest
 
-from ppcd_tf import reporting
+from ppcd_tf.reporting import report as report_lib
 
 
 def _report(student_params=100, student_fid=1.05, student_acc=0.88,
@@ -18,7 +18,7 @@ def _report(student_params=100, student_fid=1.05, student_acc=0.88,
 
 
 def test_all_targets_met():
-    rows = reporting.targets(_report(step_ratio=1.2))
+    rows = report_lib.targets(_report(step_ratio=1.2))
     assert [row["met"] for row in rows] == [True] * 5
     compression, fid, accuracy, speed, step = rows
     assert compression["measured"] == pytest.approx(5.3)
@@ -36,14 +36,14 @@ def test_all_targets_met():
     (dict(student_ips=400.0), 3),      # 4.0x < 0.8 x 6.4 = 5.12x
 ])
 def test_each_miss_is_reported(changes, missed):
-    rows = reporting.targets(_report(**changes))
+    rows = report_lib.targets(_report(**changes))
     assert [i for i, row in enumerate(rows) if not row["met"]] == [missed]
 
 
 def test_boundaries_count_as_met():
     report = _report(student_fid=1.10)
     report["teacher"]["params"], report["student"]["params"] = 520, 100
-    compression, fid = reporting.targets(report)[:2]
+    compression, fid = report_lib.targets(report)[:2]
     assert compression["measured"] == 5.2 and compression["met"]
     assert fid["measured"] == 1.10 and fid["met"]
 
@@ -52,15 +52,15 @@ def test_missing_metrics_leave_their_rows_out():
     report = _report()
     report["student"]["fid"] = None
     report["teacher"]["class_accuracy"] = None
-    names = [row["name"] for row in reporting.targets(report)]
+    names = [row["name"] for row in report_lib.targets(report)]
     assert not any("FID" in name for name in names)
     assert not any("accuracy" in name for name in names)
     assert len(names) == 2  # compression and throughput
 
 
 def test_step_ratio_row_only_when_measured():
-    assert len(reporting.targets(_report(step_ratio=None))) == 4
-    rows = reporting.targets(_report(step_ratio=1.8))
+    assert len(report_lib.targets(_report(step_ratio=None))) == 4
+    rows = report_lib.targets(_report(step_ratio=1.8))
     assert len(rows) == 5 and not rows[-1]["met"]
 
 
@@ -85,16 +85,16 @@ def _full_report():
                             "split": "test", "resolution": 32}}
     report["ppcd_dir"] = "/run"
     report["targets"] = [dict(r, wanted=r.pop("target"))
-                         for r in reporting.targets(report)]
+                         for r in report_lib.targets(report)]
     return report
 
 
 def test_markdown_shows_gmacs_and_batch1_latency():
-    text = reporting.render_markdown(_full_report())
+    text = report_lib.render_markdown(_full_report())
     # 100 images/s x 64 MACs and 600 x 10 (in GMAC/s).
     assert "| achieved GMAC/s (same batch) | 0.0 | 0.0 |" in text
     assert "| latency at batch 1 (ms, median) | 8.00 | 4.00 | 2.00x lower |" \
         in text
     report = _full_report()
     del report["generation"]["batch1"]  # reports written before it
-    assert "latency at batch 1" not in reporting.render_markdown(report)
+    assert "latency at batch 1" not in report_lib.render_markdown(report)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppcd_tf import exporting
-from ppcd_tf import sampling
+from ppcd_tf.exporting import pipeline
+from ppcd_tf.reporting import sampling
 from tests import helpers
 
 CLASSES = (1, 3)
@@ -38,7 +38,7 @@ class SampleToolTest(tf.test.TestCase):
         root = tf.compat.v1.test.get_temp_dir()
         cls.model_dir = helpers.tiny_teacher_dir()
         cls.export_dir = os.path.join(root, "sample_export")
-        exporting.export_run(cls.model_dir, cls.export_dir, overwrite=True)
+        pipeline.export_run(cls.model_dir, cls.export_dir, overwrite=True)
 
     def test_saved_model_and_run_give_the_same_grid(self):
         out = self.create_tempdir().full_path
@@ -62,9 +62,9 @@ class SampleToolTest(tf.test.TestCase):
             int(np.abs(grid - _png(paths["--model_dir"])).max()), 1)
 
     def test_interpolation_and_truncation_grids(self):
-        from ppcd_tf import run_dir
-        from ppcd_tf import serving
-        export = serving.load_export(self.export_dir)
+        from ppcd_tf.exporting import saved_model as saved_model_lib
+        from ppcd_tf.runs import run_dir
+        export = saved_model_lib.load_export(self.export_dir)
         run = run_dir.restore_generator(self.model_dir)
         rows, steps = 2, 4
         grids = [sampling.interpolation_grid(source, 1, 7, rows, steps,
@@ -75,7 +75,7 @@ class SampleToolTest(tf.test.TestCase):
         # The export's interpolate signature and the run agree.
         self.assertAllClose(grids[0], grids[1], atol=1e-4, rtol=0)
         # Row ends are the two classes' images of the row's z.
-        z = serving.truncated_z((rows, export.dim_z), (3, 0), 0.5)
+        z = saved_model_lib.truncated_z((rows, export.dim_z), (3, 0), 0.5)
         for column, label in ((0, 1), (steps - 1, 7)):
             self.assertAllClose(
                 grids[0][column::steps],

@@ -1,4 +1,4 @@
-"""The inference-time graph (ppcd_tf.serving_graph): frozen spectral norms
+"""The inference-time graph (ppcd_tf.exporting.graph): frozen spectral norms
 and folded BatchNorms compute the trained generator's images (within float
 rounding), no power iteration runs at serving time, and the exporter writes,
 checks and records the prepared graph (optionally XLA-compiled)."""
@@ -9,9 +9,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from ppcd_tf import exporting
-from ppcd_tf import serving
-from ppcd_tf import serving_graph
+from ppcd_tf.exporting import graph
+from ppcd_tf.exporting import pipeline
+from ppcd_tf.exporting import saved_model
 from ppcd_tf.models import arch
 from ppcd_tf.models import generator as generator_lib
 from tests import helpers
@@ -50,29 +50,29 @@ class PrepareTest(tf.test.TestCase):
 
     def test_frozen_and_folded_equal_the_trained_generator(self):
         g = _generator()
-        z, labels = serving_graph.reference_batch(g)
+        z, labels = graph.reference_batch(g)
         reference = g(z, labels, training=False)
         served = _copy(g)
-        record = serving_graph.prepare(served, fold_batch_norm=True)
+        record = graph.prepare(served, fold_batch_norm=True)
         self.assertEqual(record["batch_norms_folded"],
                          ["block1.bn2", "block2.bn2", "block3.bn2",
                           "output_bn"])
         self.assertGreater(record["spectral_norms_frozen"], 20)
-        self.assertLess(serving_graph.max_difference(reference, served, z,
+        self.assertLess(graph.max_difference(reference, served, z,
                                                      labels), TOLERANCE)
         # Preparing twice changes nothing.
-        again = serving_graph.prepare(served, fold_batch_norm=True)
+        again = graph.prepare(served, fold_batch_norm=True)
         self.assertEqual(again, {"spectral_norms_frozen": 0,
                                  "batch_norms_folded": []})
-        self.assertLess(serving_graph.max_difference(reference, served, z,
+        self.assertLess(graph.max_difference(reference, served, z,
                                                      labels), TOLERANCE)
 
     def test_no_power_iteration_at_serving_time(self):
         """The frozen copy no longer reads the power-iteration vectors."""
         g = _generator()
         served = _copy(g)
-        serving_graph.prepare(served, fold_batch_norm=False)
-        z, labels = serving_graph.reference_batch(g)
+        graph.prepare(served, fold_batch_norm=False)
+        z, labels = graph.reference_batch(g)
         before_served = served(z, labels, training=False)
         before_trained = g(z, labels, training=False)
         for model in (g, served):
@@ -86,20 +86,20 @@ class PrepareTest(tf.test.TestCase):
 
     def test_output_bn_after_attention_is_not_folded(self):
         g = _generator(attention="32")  # attention after the last block
-        z, labels = serving_graph.reference_batch(g)
+        z, labels = graph.reference_batch(g)
         reference = g(z, labels, training=False)
         served = _copy(g)
-        record = serving_graph.prepare(served)
+        record = graph.prepare(served)
         self.assertNotIn("output_bn", record["batch_norms_folded"])
-        self.assertLess(serving_graph.max_difference(reference, served, z,
+        self.assertLess(graph.max_difference(reference, served, z,
                                                      labels), TOLERANCE)
 
     def test_misuse_is_refused(self):
         g = _generator()
         with self.assertRaisesRegex(ValueError, "Freeze"):
-            serving_graph.fold_batch_norms(g)
-        serving_graph.prepare(g)
-        z, labels = serving_graph.reference_batch(g)
+            graph.fold_batch_norms(g)
+        graph.prepare(g)
+        z, labels = graph.reference_batch(g)
         with self.assertRaisesRegex(ValueError, "train"):
             g(z, labels, training=True)
 
@@ -111,8 +111,8 @@ class ExportedServingGraphTest(tf.test.TestCase):
         root = self.create_tempdir().full_path
         plain = os.path.join(root, "plain")
         xla = os.path.join(root, "xla")
-        exporting.export_run(teacher, plain, fold_batch_norm=False)
-        report = exporting.export_run(teacher, xla, jit_compile=True)
+        pipeline.export_run(teacher, plain, fold_batch_norm=False)
+        report = pipeline.export_run(teacher, xla, jit_compile=True)
         self.assertTrue(report["serving_graph"]["jit_compile"])
         self.assertIn("block1.bn2",
                       report["serving_graph"]["batch_norms_folded"])
@@ -122,7 +122,7 @@ class ExportedServingGraphTest(tf.test.TestCase):
                          json.loads(json.dumps(report["serving_graph"])))
         z = tf.random.stateless_normal((5, 16), (1, 2))
         labels = tf.constant([0, 1, 2, 0, 1], tf.int32)
-        images = {path: serving.load_export(path).generate(z.numpy(),
+        images = {path: saved_model.load_export(path).generate(z.numpy(),
                                                            labels.numpy())
                   for path in (plain, xla)}
         self.assertAllClose(images[plain], images[xla], atol=1e-4)

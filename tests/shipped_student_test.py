@@ -10,8 +10,8 @@ import os
 import numpy as np
 import pytest
 
-from ppcd_tf import evaluation
-from ppcd_tf import serving
+from ppcd_tf.exporting import saved_model
+from ppcd_tf.metrics import evaluation
 from ppcd_tf.metrics import feature_networks
 
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
@@ -39,10 +39,10 @@ def test_record_and_export_agree(student):
     name, record = student
     params, compression = STUDENTS[name]
     path = os.path.join(ASSETS, name)
-    metadata = serving.read_metadata(path)
+    metadata = saved_model.read_metadata(path)
     assert metadata["params"] == record["params"] == params
     assert record["source_params"] / record["params"] >= compression
-    assert "interpolate" in serving.load_export(path).signature_names
+    assert "interpolate" in saved_model.load_export(path).signature_names
     assert metadata["serving_graph"]["batch_norms_folded"]
     size = sum(os.path.getsize(os.path.join(root, f))
                for root, _, files in os.walk(path) for f in files)

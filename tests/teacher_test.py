@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from ppcd_tf import evaluation
-from ppcd_tf import teachers
+from ppcd_tf.metrics import evaluation
 from ppcd_tf.metrics import feature_networks
+from ppcd_tf.workflows import teachers
 
 NUM_SAMPLES = 2000
 # Binomial std of a 2000-sample accuracy near 0.85 is 0.008; the recorded

@@ -44,8 +44,8 @@ def import_tfgan():
     if "tensorflow_gan" in sys.modules:
         return sys.modules["tensorflow_gan"]
 
-    import tensorflow_probability  # noqa: F401  (must precede the patch)
     import tensorflow as tf
+    import tensorflow_probability  # noqa: F401  (must precede the patch)
 
     compat_v1 = tf.compat.v1
     added = []

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppcd_tf import trainer as trainer_lib
+from ppcd_tf.training import trainer as trainer_lib
 from tests import helpers
 
 DEBUG_FILES = ["debug.gin"]
@@ -32,7 +32,7 @@ class TrainerTest(tf.test.TestCase):
     def test_trains_writes_everything_and_resumes(self):
         model_dir = self.create_tempdir().full_path
         trainer = _trainer(model_dir, helpers.one_device(),
-                           ["Trainer.num_steps = 2"])
+                           ["TrainLoop.num_steps = 2"])
         g_before = _weights(trainer.generator)
         metrics = trainer.train()
         self.assertEqual(int(trainer.step.numpy()), 2)
@@ -58,7 +58,7 @@ class TrainerTest(tf.test.TestCase):
         g_after = _weights(trainer.generator)
         ema_after = _weights(trainer.generator_ema)
         resumed = _trainer(model_dir, helpers.one_device(),
-                           ["Trainer.num_steps = 3"])
+                           ["TrainLoop.num_steps = 3"])
         self.assertEqual(resumed.restore(), 2)
         for a, b in zip(g_after, _weights(resumed.generator)):
             self.assertAllEqual(a, b)
@@ -71,25 +71,25 @@ class TrainerTest(tf.test.TestCase):
     def test_gradient_accumulation_and_d_steps(self):
         model_dir = self.create_tempdir().full_path
         trainer = _trainer(model_dir, helpers.one_device(),
-                           ["Trainer.num_steps = 1",
-                            "Trainer.accumulation_steps = 2",
-                            "Trainer.d_steps_per_g_step = 2"])
+                           ["TrainLoop.num_steps = 1",
+                            "GanSteps.accumulation_steps = 2",
+                            "GanSteps.d_steps_per_g_step = 2"])
         trainer.train()
-        self.assertEqual(trainer.micro_batch, 2)
+        self.assertEqual(trainer.steps.micro_batch, 2)
         self.assertEqual(int(trainer.d_optimizer.iterations.numpy()), 2)
         self.assertEqual(int(trainer.g_optimizer.iterations.numpy()), 1)
 
     def test_ema_follows_weights_before_start_and_lags_after(self):
         model_dir = self.create_tempdir().full_path
         trainer = _trainer(model_dir, helpers.one_device(),
-                           ["Trainer.num_steps = 1",
-                            "Trainer.ema_start_step = 1",
-                            "Trainer.ema_decay = 0.5"])
+                           ["TrainLoop.num_steps = 1",
+                            "GanSteps.ema_start_step = 1",
+                            "GanSteps.ema_decay = 0.5"])
         trainer.train()  # step 0 < start: EMA = weights
         kernel = trainer.generator.linear.kernel.numpy()
         self.assertAllClose(trainer.generator_ema.linear.kernel.numpy(),
                             kernel)
-        trainer.num_steps = 2
+        trainer.loop.num_steps = 2
         trainer.train()  # step 1 >= start: EMA = (old + new) / 2
         new_kernel = trainer.generator.linear.kernel.numpy()
         self.assertAllClose(trainer.generator_ema.linear.kernel.numpy(),
@@ -101,8 +101,8 @@ class TrainerTest(tf.test.TestCase):
 class DistributedTrainerTest(tf.test.TestCase):
 
     def test_mirrored_matches_single_device_and_replicas_agree(self):
-        bindings = ["Trainer.num_steps = 3", "Trainer.ema_start_step = 1",
-                    "Trainer.ema_decay = 0.5"]
+        bindings = ["TrainLoop.num_steps = 3", "GanSteps.ema_start_step = 1",
+                    "GanSteps.ema_decay = 0.5"]
         single = _trainer(self.create_tempdir().full_path,
                           helpers.one_device(), bindings)
         initial = {name: _weights(getattr(single, name))
@@ -151,7 +151,7 @@ class TrainerErrorTest(tf.test.TestCase):
     def test_batch_not_divisible_by_accumulation(self):
         with self.assertRaisesRegex(ValueError, "accumulation_steps"):
             _trainer(self.create_tempdir().full_path, helpers.one_device(),
-                     ["Trainer.accumulation_steps = 3"])
+                     ["GanSteps.accumulation_steps = 3"])
 
     def test_unknown_dataset(self):
         with self.assertRaisesRegex(ValueError, "fashion_mnist"):
@@ -161,7 +161,7 @@ class TrainerErrorTest(tf.test.TestCase):
     def test_bad_mixed_precision(self):
         with self.assertRaisesRegex(ValueError, "mixed_precision"):
             _trainer(self.create_tempdir().full_path, helpers.one_device(),
-                     ["Trainer.mixed_precision = 'fp8'"])
+                     ["GanSteps.mixed_precision = 'fp8'"])
 
 
 @pytest.mark.slow
@@ -170,8 +170,8 @@ class MixedPrecisionTest(tf.test.TestCase):
     def test_bfloat16_step_is_finite(self):
         trainer = _trainer(self.create_tempdir().full_path,
                            helpers.one_device(),
-                           ["Trainer.num_steps = 1",
-                            "Trainer.mixed_precision = 'mixed_bfloat16'"])
+                           ["TrainLoop.num_steps = 1",
+                            "GanSteps.mixed_precision = 'mixed_bfloat16'"])
         metrics = trainer.train()
         self.assertTrue(np.isfinite(metrics["g_loss"]))
         self.assertEqual(trainer.generator.linear.kernel.dtype, "float32")

@@ -1,4 +1,4 @@
-"""Quick validation and the best checkpoint it keeps (ppcd_tf.validation).
+"""Quick validation and the best checkpoint it keeps (ppcd_tf.training.validation).
 
 * BestKeeper: only a lower score replaces best/, every validation is
   recorded, best/ is a readable checkpoint (run_dir.resolve_checkpoint).
@@ -16,11 +16,11 @@ import pytest
 import tensorflow as tf
 
 from ppcd_tf import errors
-from ppcd_tf import exporting
-from ppcd_tf import ppcd_trainer
-from ppcd_tf import run_dir
-from ppcd_tf import validation
 from ppcd_tf.data import pipeline
+from ppcd_tf.exporting import pipeline as pipeline_lib
+from ppcd_tf.runs import run_dir
+from ppcd_tf.training import ppcd_trainer
+from ppcd_tf.training import validation
 from tests import helpers
 
 
@@ -126,11 +126,11 @@ def test_ppcd_run_keeps_its_best_student_after_the_cut(tmp_path):
     helpers.parse(["debug.gin", "stage/ppcd.gin"], list(
         helpers.TINY_BINDINGS) + [
         f"TEACHER_DIR = '{helpers.tiny_teacher_dir()}'",
-        "TARGET_PARAM_RATIO = 0.5", "PPCDTrainer.min_channels = 1",
-        "PPCDTrainer.prune_end_fraction = 0.5", "Trainer.num_steps = 6",
-        "Trainer.checkpoint_every = 1", "Trainer.sample_every = 0",
-        "Trainer.validator = @QuickValidator()",
-        "Trainer.validate_every = 1",
+        "TARGET_PARAM_RATIO = 0.5", "PruningBudget.min_channels = 1",
+        "PruningPhase.prune_end_fraction = 0.5", "TrainLoop.num_steps = 6",
+        "TrainLoop.checkpoint_every = 1", "TrainLoop.sample_every = 0",
+        "TrainLoop.validator = @QuickValidator()",
+        "TrainLoop.validate_every = 1",
         "QuickValidator.split = 'validation'",
         "QuickValidator.num_samples = 8",
         "QuickValidator.feature_network = 'fmnist_classifier'",
@@ -148,7 +148,7 @@ def test_ppcd_run_keeps_its_best_student_after_the_cut(tmp_path):
     restored = run_dir.restore_generator(model_dir, "best")
     assert restored.step == best["step"]
     assert restored.masks is None  # the compact student
-    report = exporting.export_run(model_dir, str(tmp_path / "export"),
+    report = pipeline_lib.export_run(model_dir, str(tmp_path / "export"),
                                   checkpoint="best")
     assert report["step"] == best["step"]
     assert "/best/" in report["checkpoint"]

@@ -32,17 +32,14 @@ import sys
 from absl import flags
 from absl import logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-
-from ppcd_tf import config as config_lib  # noqa: E402
-from ppcd_tf import demo_pipeline  # noqa: E402
-from ppcd_tf import errors  # noqa: E402
-from ppcd_tf import files  # noqa: E402
-from ppcd_tf import evaluation  # noqa: E402
-from ppcd_tf import run_dir as run_dir_lib  # noqa: E402
-from ppcd_tf import serving  # noqa: E402
-from ppcd_tf import teachers  # noqa: E402
+from ppcd_tf import config as config_lib
+from ppcd_tf import errors
+from ppcd_tf import files
+from ppcd_tf.exporting import saved_model
+from ppcd_tf.metrics import evaluation
+from ppcd_tf.runs import run_dir as run_dir_lib
+from ppcd_tf.workflows import demo
+from ppcd_tf.workflows import teachers
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_dir", None, "Teacher (default: shipped).")
@@ -115,7 +112,7 @@ def _check_flags():
         raise errors.BadInputError(
             f"Unknown --ablations {unknown}; choose from {available} "
             "(gin/stage/ablation_<name>.gin).")
-    demo_pipeline.check_sweep_flags(
+    demo.check_sweep_flags(
         FLAGS.ppcd_steps, FLAGS.cut_step, FLAGS.validate_every,
         FLAGS.prune_end_fraction, FLAGS.num_samples, FLAGS.ema_decay,
         FLAGS.seeds, FLAGS.teacher_dir)
@@ -130,11 +127,11 @@ def _check_flags():
                 f"--baseline_export {path} does not exist or is not a "
                 "directory; give an export of python -m ppcd_tf.export, or "
                 "leave it out to train the full method here.")
-        if not os.path.isfile(os.path.join(path, serving.ASSETS_DIR,
+        if not os.path.isfile(os.path.join(path, saved_model.ASSETS_DIR,
                                            "metadata.json")):
             raise errors.MissingInputError(
                 f"--baseline_export {path} is not an export of ppcd_tf (no "
-                f"{serving.ASSETS_DIR}/metadata.json); give a directory "
+                f"{saved_model.ASSETS_DIR}/metadata.json); give a directory "
                 "written by python -m ppcd_tf.export.")
         parent = os.path.dirname(os.path.abspath(path))
         if not os.access(parent, os.W_OK | os.X_OK):
@@ -148,7 +145,7 @@ def _check_flags():
 def _prune_end_fraction():
     """The full method's pruning-phase fraction (from --cut_step unless
     --prune_end_fraction is given)."""
-    return demo_pipeline.recipe_fraction(FLAGS.ppcd_steps, FLAGS.cut_step,
+    return demo.recipe_fraction(FLAGS.ppcd_steps, FLAGS.cut_step,
                                          FLAGS.prune_end_fraction)
 
 
@@ -166,7 +163,7 @@ def _student(name, teacher_dir):
             steps = int(round(_prune_end_fraction() * FLAGS.ppcd_steps
                               / 0.99))
     validate_every = 0 if pruning_phase_only else FLAGS.validate_every
-    _run(demo_pipeline.train_command(
+    _run(demo.train_command(
         run_dir, teacher_dir, FLAGS.target_ratio, steps, 50,
         gin_params=FLAGS.gin_param, ema_decay=FLAGS.ema_decay,
         extra_gin_files=extra,
@@ -174,7 +171,7 @@ def _student(name, teacher_dir):
                             else _prune_end_fraction()),
         validate_every=validate_every), run_dir)
     if not _export_is_current(run_dir, export):
-        _run(demo_pipeline.export_command(
+        _run(demo.export_command(
             run_dir, export, "best" if validate_every else None), run_dir)
     return export
 
@@ -186,7 +183,7 @@ def _mtime(path):
 def _export_is_current(model_dir, export):
     """True when `export` was written after the run's newest checkpoint and
     its best-student record (a rerun then skips the export)."""
-    written = _mtime(os.path.join(export, serving.ASSETS_DIR,
+    written = _mtime(os.path.join(export, saved_model.ASSETS_DIR,
                                   "metadata.json"))
     if written is None:
         return False

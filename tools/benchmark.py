@@ -42,7 +42,6 @@ runs/demo/student_export --repeats 20
 import json
 import os
 import platform
-import sys
 import tempfile
 
 import gin
@@ -50,21 +49,18 @@ from absl import app
 from absl import flags
 from absl import logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-
-from ppcd_tf import benchmarking  # noqa: E402
-from ppcd_tf import config as config_lib  # noqa: E402
-from ppcd_tf import errors  # noqa: E402
-from ppcd_tf import files  # noqa: E402
-from ppcd_tf import ppcd_trainer  # noqa: E402
-from ppcd_tf import reporting  # noqa: E402
-from ppcd_tf import serving  # noqa: E402
-from ppcd_tf import strategy as strategy_lib  # noqa: E402
-from ppcd_tf import teachers  # noqa: E402
-from ppcd_tf import trainer as trainer_lib  # noqa: E402
-from ppcd_tf.models import complexity  # noqa: E402
-from ppcd_tf.models import generator as generator_lib  # noqa: E402
+from ppcd_tf import config as config_lib
+from ppcd_tf import errors
+from ppcd_tf import files
+from ppcd_tf.exporting import saved_model
+from ppcd_tf.models import complexity
+from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.reporting import report as report_lib
+from ppcd_tf.training import ppcd_trainer
+from ppcd_tf.training import strategy as strategy_lib
+from ppcd_tf.training import trainer as trainer_lib
+from ppcd_tf.workflows import benchmark
+from ppcd_tf.workflows import teachers
 
 DEFAULT_GIN_FILES = ["data/fashion_mnist32.gin", "model/biggan32.gin",
                      "stage/teacher.gin"]
@@ -132,10 +128,10 @@ def compare(compare_dir):
         logging.info("Timing teacher and PPCD training steps ...")
         # From models.json and pruning.json with the package's own gin
         # files (and --gin_param): the runs' config.gin is never parsed.
-        train_steps = benchmarking.measure_train_steps(
+        train_steps = benchmark.measure_train_steps(
             teacher_dir, ppcd_dir, gin_params=FLAGS.gin_param,
             repeats=FLAGS.train_repeats)
-    report = reporting.run_comparison(
+    report = report_lib.run_comparison(
         teacher_dir, ppcd_dir,
         os.path.join(compare_dir, "teacher_export"),
         os.path.join(compare_dir, "student_export"),
@@ -144,7 +140,7 @@ def compare(compare_dir):
         gen_batch=FLAGS.gen_batch, repeats=FLAGS.repeats,
         train_steps=train_steps,
         cache_dir=os.path.join(compare_dir, "cache"))
-    text = reporting.render_markdown(report).split("\n## Samples")[0]
+    text = report_lib.render_markdown(report).split("\n## Samples")[0]
     print(text)
     if FLAGS.output:
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)),
@@ -190,14 +186,14 @@ def _check_export(path, flag="--exports"):
         raise errors.MissingInputError(
             f"{flag}: {path} holds no saved_model.pb; export the run "
             "again with python -m ppcd_tf.export.")
-    if not os.path.isfile(os.path.join(path, serving.ASSETS_DIR,
+    if not os.path.isfile(os.path.join(path, saved_model.ASSETS_DIR,
                                        "metadata.json")):
         raise errors.MissingInputError(
             f"{flag}: {path} is not an export of ppcd_tf (no "
-            f"{serving.ASSETS_DIR}/metadata.json); export the run with "
+            f"{saved_model.ASSETS_DIR}/metadata.json); export the run with "
             "python -m ppcd_tf.export.")
     try:
-        serving.read_metadata(path)
+        saved_model.read_metadata(path)
     except errors.MissingInputError as error:
         raise errors.DamagedInputError(f"{flag}: {error}") from error
 
@@ -249,9 +245,9 @@ def _check_flags():
 
 def portable(export_dir):
     """SavedModel vs ONNX vs TFLite images/s of one export."""
-    result = benchmarking.portable_throughput(
+    result = benchmark.portable_throughput(
         export_dir, FLAGS.repeats, FLAGS.warmup, FLAGS.threads)
-    print(benchmarking.portable_markdown(result))
+    print(benchmark.portable_markdown(result))
     if FLAGS.output:
         files.write_json(FLAGS.output, dict(
             result, export=os.path.abspath(export_dir),
@@ -263,7 +259,7 @@ def portable(export_dir):
 def sweep(exports):
     """Teacher vs student generation at every batch size of --batches."""
     try:
-        rows = benchmarking.generation_sweep(
+        rows = benchmark.generation_sweep(
             exports[0], exports[1], _positive_batches(), FLAGS.repeats,
             FLAGS.warmup)
     except OSError as error:
@@ -273,7 +269,7 @@ def sweep(exports):
         raise errors.DamagedInputError(
             f"--exports: cannot load {' or '.join(exports)} ({error}); "
             "export the run again with python -m ppcd_tf.export.") from error
-    table = benchmarking.sweep_markdown(rows)
+    table = benchmark.sweep_markdown(rows)
     print(table)
     one = [r for r in rows if r["batch_size"] == 1]
     if one:
@@ -320,10 +316,10 @@ def measure_configs():
         trainer = trainer_lib.Trainer(model_dir=teacher_dir,
                                       strategy=strategy)
         logging.info("Timing teacher training steps ...")
-        training = benchmarking.measure_training(
+        training = benchmark.measure_training(
             trainer, repeats=FLAGS.repeats, warmup=FLAGS.warmup)
         logging.info("Timing generation ...")
-        generation = benchmarking.measure_generation(
+        generation = benchmark.measure_generation(
             trainer.generator_ema, batch_size=FLAGS.gen_batch,
             repeats=FLAGS.repeats, warmup=FLAGS.warmup)
         ppcd = None
@@ -333,12 +329,12 @@ def measure_configs():
             trainer.checkpointer.save(int(trainer.step.numpy()))
             gin.clear_config()
             config_lib.parse_gin(
-                list(gin_files) + [benchmarking.PPCD_STAGE],
+                list(gin_files) + [benchmark.PPCD_STAGE],
                 list(FLAGS.gin_param) + [f"TEACHER_DIR = '{teacher_dir}'"])
             student = ppcd_trainer.PPCDTrainer(
                 model_dir=os.path.join(model_dir, "ppcd"), strategy=strategy)
             logging.info("Timing PPCD training steps ...")
-            ppcd = benchmarking.measure_training(
+            ppcd = benchmark.measure_training(
                 student, repeats=FLAGS.repeats, warmup=FLAGS.warmup)
     g = trainer.generator
     results = {

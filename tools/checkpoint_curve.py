@@ -18,11 +18,11 @@ from absl import app
 from absl import flags
 
 from ppcd_tf import errors
-from ppcd_tf import evaluation
 from ppcd_tf import files
-from ppcd_tf import run_dir
-from ppcd_tf.checkpointing import Checkpointer
+from ppcd_tf.metrics import evaluation
 from ppcd_tf.metrics import feature_networks
+from ppcd_tf.runs import run_dir
+from ppcd_tf.runs.checkpointing import Checkpointer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "The run directory.")

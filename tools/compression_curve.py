@@ -46,18 +46,15 @@ import time
 from absl import flags
 from absl import logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-
-from ppcd_tf import compression_curve  # noqa: E402
-from ppcd_tf import demo_pipeline  # noqa: E402
-from ppcd_tf import errors  # noqa: E402
-from ppcd_tf import evaluation  # noqa: E402
-from ppcd_tf import files  # noqa: E402
-from ppcd_tf import run_dir  # noqa: E402
-from ppcd_tf import serving  # noqa: E402
-from ppcd_tf import teachers  # noqa: E402
-from ppcd_tf.models import generator as generator_lib  # noqa: E402
+from ppcd_tf import errors
+from ppcd_tf import files
+from ppcd_tf.exporting import saved_model
+from ppcd_tf.metrics import evaluation
+from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.runs import run_dir
+from ppcd_tf.workflows import compression_curve
+from ppcd_tf.workflows import demo
+from ppcd_tf.workflows import teachers
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_dir", None, "Teacher (default: shipped).")
@@ -172,7 +169,7 @@ def _check_flags():
             "--earlier_curves to redraw their curve).")
     if any(not r > 1.0 for r in ratios):
         raise errors.BadInputError("--ratios must all be > 1.")
-    demo_pipeline.check_sweep_flags(
+    demo.check_sweep_flags(
         FLAGS.ppcd_steps, FLAGS.cut_step, FLAGS.validate_every,
         FLAGS.prune_end_fraction, FLAGS.num_samples, FLAGS.ema_decay,
         FLAGS.seeds, FLAGS.teacher_dir)
@@ -210,11 +207,11 @@ def _train(directory, teacher_dir, ratio, method, steps):
     done_seconds = (record.get("train_seconds", 0.0)
                     + record.get("interrupted_seconds", 0.0))
     extra = [_ABLATION_FILES[method]] if method in _ABLATION_FILES else []
-    argv = demo_pipeline.train_command(
+    argv = demo.train_command(
         directory, teacher_dir, 1.0 / ratio, steps, 50,
         gin_params=FLAGS.gin_param, ema_decay=FLAGS.ema_decay,
         extra_gin_files=extra,
-        prune_end_fraction=demo_pipeline.recipe_fraction(
+        prune_end_fraction=demo.recipe_fraction(
             steps, FLAGS.cut_step, FLAGS.prune_end_fraction),
         validate_every=FLAGS.validate_every)
 
@@ -234,7 +231,7 @@ def _train(directory, teacher_dir, ratio, method, steps):
 
 def _evaluate_export(directory, export, checkpoint=None):
     if not os.path.isdir(export):
-        _run(demo_pipeline.export_command(directory, export, checkpoint),
+        _run(demo.export_command(directory, export, checkpoint),
              directory)
     output = export + ".eval.json"
     result = evaluation.read_current_result(output, export,
@@ -273,7 +270,7 @@ def _one(teacher_dir, ratio, method, ppcd_seconds, teacher_params):
     summary = _evaluate_export(
         directory, export,
         "best" if FLAGS.validate_every else None)["summary"]
-    metadata = serving.read_metadata(export)
+    metadata = saved_model.read_metadata(export)
     return {"method": method, "target_compression": ratio,
             "params": metadata["params"],
             "teacher_params": teacher_params, "steps": steps,

@@ -7,7 +7,7 @@ r"""SIGKILLs a training run at random moments, then checks that it recovers.
       --min_delay_s 10 --max_delay_s 90
 
 Starts `python -m ppcd_tf.train` with the given gin files and bindings (plus
-`Trainer.num_steps = --num_steps`), kills it with SIGKILL after a random
+`TrainLoop.num_steps = --num_steps`), kills it with SIGKILL after a random
 delay drawn from [--min_delay_s, --max_delay_s] (seeded; with --by_step at
 a random step instead), restarts it, --kills times; then --kill_during_saves times at the moment a checkpoint
 save is in progress; then runs it to the end. Passes (exit 0) when the last
@@ -24,12 +24,9 @@ import sys
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-
-from ppcd_tf import crash_probe  # noqa: E402
-from ppcd_tf import errors  # noqa: E402
-from ppcd_tf import files  # noqa: E402
+from ppcd_tf import errors
+from ppcd_tf import files
+from ppcd_tf.workflows import kill_probe
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,7 +70,7 @@ def train_argv(model_dir, gin_files, gin_params, num_steps):
     argv = [sys.executable, "-m", "ppcd_tf.train", "--model_dir", model_dir]
     for name in gin_files:
         argv += ["--gin_file", name]
-    for binding in list(gin_params) + [f"Trainer.num_steps = {num_steps}"]:
+    for binding in list(gin_params) + [f"TrainLoop.num_steps = {num_steps}"]:
         argv += ["--gin_param", binding]
     return argv
 
@@ -89,13 +86,13 @@ def main(argv):
     command = train_argv(os.path.abspath(FLAGS.model_dir), FLAGS.gin_file,
                          FLAGS.gin_param, FLAGS.num_steps)
     try:
-        result = crash_probe.probe(
+        result = kill_probe.probe(
             command, os.path.abspath(FLAGS.model_dir), FLAGS.num_steps,
             FLAGS.kills, FLAGS.seed, FLAGS.min_delay_s, FLAGS.max_delay_s,
             kill_during_saves=FLAGS.kill_during_saves, cwd=REPO_ROOT,
             env=env, final_timeout_seconds=FLAGS.timeout_s,
             by_step=FLAGS.by_step)
-    except crash_probe.ProbeError as error:
+    except kill_probe.ProbeError as error:
         print(f"FAILED: {error}", file=sys.stderr)
         sys.exit(1)
     for number, kill in enumerate(result.kills, 1):

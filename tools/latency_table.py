@@ -21,22 +21,18 @@ the machine meanwhile.
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-
-from ppcd_tf import errors  # noqa: E402
-from ppcd_tf import files  # noqa: E402
-from ppcd_tf import latency_profiling  # noqa: E402
-from ppcd_tf import run_dir  # noqa: E402
-from ppcd_tf import serving  # noqa: E402
-from ppcd_tf.models import arch  # noqa: E402
-from ppcd_tf.models import generator as generator_lib  # noqa: E402
-from ppcd_tf.pruning import channel_masks  # noqa: E402
+from ppcd_tf import errors
+from ppcd_tf import files
+from ppcd_tf.exporting import saved_model
+from ppcd_tf.models import arch
+from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.pruning import channel_masks
+from ppcd_tf.runs import run_dir
+from ppcd_tf.workflows import latency_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_dir", None, "The teacher run (its models.json "
@@ -48,7 +44,7 @@ flags.DEFINE_integer("grid_step", 8, "Widths measured per axis: multiples "
                      "the fast widths of AVX CPUs; 16 is faster to "
                      "measure).")
 flags.DEFINE_integer("min_width", 4, "Smallest width measured (the usual "
-                     "per-layer floor, PPCDTrainer.min_channels).")
+                     "per-layer floor, PruningBudget.min_channels).")
 flags.DEFINE_integer("repeats", 5, "Timing samples per point (median).")
 flags.DEFINE_integer("calls", 3, "Calls per timing sample.")
 flags.DEFINE_list("check_fractions", ["0.25", "0.5"], "Uniform width "
@@ -77,14 +73,14 @@ def _check_export_channels(path):
         raise errors.MissingInputError(
             f"--check_exports: {path} does not exist or is not a "
             "directory; give exports written by python -m ppcd_tf.export.")
-    config = os.path.join(path, serving.ASSETS_DIR, "channel_config.json")
+    config = os.path.join(path, saved_model.ASSETS_DIR, "channel_config.json")
     if not os.path.isfile(config):
         raise errors.MissingInputError(
             f"--check_exports: {path} is not an export of ppcd_tf (no "
-            f"{serving.ASSETS_DIR}/channel_config.json); give exports "
+            f"{saved_model.ASSETS_DIR}/channel_config.json); give exports "
             "written by python -m ppcd_tf.export.")
     try:
-        return arch.ChannelConfig.from_dict(serving.read_channel_config(path))
+        return arch.ChannelConfig.from_dict(saved_model.read_channel_config(path))
     except (errors.MissingInputError, ValueError, KeyError, TypeError,
             AttributeError) as error:
         raise errors.DamagedInputError(
@@ -125,7 +121,7 @@ def main(argv):
         config = run_dir.read_model_configs(FLAGS.teacher_dir)["generator"]
         generator = generator_lib.Generator.from_config(config)
         generator.build()
-        table = latency_profiling.measure_table(
+        table = latency_table.measure_table(
             generator, FLAGS.batch_size, FLAGS.grid_step, FLAGS.min_width,
             FLAGS.repeats, FLAGS.calls)
         table.write(FLAGS.output)
@@ -142,7 +138,7 @@ def main(argv):
             counts_list.append(dict(channel_masks.mask_widths(
                 channels, prune_attention=True)))
             names.append(name)
-        for name, row in zip(names, latency_profiling.check_prediction(
+        for name, row in zip(names, latency_table.check_prediction(
                 table, generator, counts_list, FLAGS.repeats)):
             print(f"{name}: predicted "
                   f"{1e3 * row['predicted_seconds']:.2f} ms, measured "

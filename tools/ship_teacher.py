@@ -12,19 +12,15 @@ in README.md):
 
 import json
 import os
-import sys
 
 from absl import flags
 from absl import logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-
-from ppcd_tf import errors  # noqa: E402
-from ppcd_tf import evaluation  # noqa: E402
-from ppcd_tf import files  # noqa: E402
-from ppcd_tf import teachers  # noqa: E402
-from ppcd_tf import trainer as trainer_lib  # noqa: E402
+from ppcd_tf import errors
+from ppcd_tf import files
+from ppcd_tf.metrics import evaluation
+from ppcd_tf.training import trainer as trainer_lib
+from ppcd_tf.workflows import teachers
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "The teacher run.", required=True)

@@ -10,8 +10,8 @@ Public API:
 from ppcd_tf.data.fashion_mnist_offline import DataNotFoundError
 from ppcd_tf.data.fashion_mnist_offline import prepare_fashion_mnist
 from ppcd_tf.data.pipeline import ImageDataset
-from ppcd_tf.data.sources import SourceInfo
 from ppcd_tf.data.sources import VALID_NAMES
+from ppcd_tf.data.sources import SourceInfo
 from ppcd_tf.data.sources import load_split
 
 __all__ = [

@@ -22,8 +22,8 @@ import hashlib
 import os
 import struct
 
-from absl import logging
 import tensorflow_datasets as tfds
+from absl import logging
 
 from ppcd_tf import errors
 from ppcd_tf import files

@@ -13,10 +13,10 @@ import dataclasses
 import os
 import zlib
 
-from absl import logging
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from absl import logging
 
 from ppcd_tf import errors
 from ppcd_tf.data import fashion_mnist_offline

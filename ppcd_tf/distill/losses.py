@@ -2,7 +2,7 @@
 
 Contract: every loss returns a float32 tensor of shape [B] (one value per
 example); callers sum it and divide by the *global* batch size, like the GAN
-losses in `ppcd_tf.losses`. Inputs may be in any float dtype (mixed
+losses in `ppcd_tf.training.gan_losses`. Inputs may be in any float dtype (mixed
 precision); they are cast to float32 first. Teacher-side inputs are treated
 as constants (`tf.stop_gradient`): only the student is trained. Feature maps
 are channels-last, [B, H, W, C].

@@ -13,12 +13,12 @@ import numpy as np
 import tensorflow as tf
 
 from ppcd_tf import errors
-from ppcd_tf import run_dir
-from ppcd_tf import torch_files
 from ppcd_tf.importing import biggan_pytorch
 from ppcd_tf.importing import tfhub_biggan
+from ppcd_tf.importing import torch_files
 from ppcd_tf.models import builders
 from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.runs import run_dir
 
 GENERATOR_FILES = {"G_ema": "G_ema.pth", "G": "G.pth"}
 DISCRIMINATOR_FILE = "D.pth"

@@ -22,9 +22,9 @@ import os
 import tensorflow as tf
 
 from ppcd_tf import files
-from ppcd_tf import run_dir
-from ppcd_tf import teachers
 from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.runs import run_dir
+from ppcd_tf.workflows import teachers
 
 CHECKPOINT_NUMBER = 0
 

@@ -84,81 +84,112 @@ def _block_dirs(variables):
             for i in sorted(indices)]
 
 
+class _ModuleVariables:
+    """A module's variables read by name: weights with the EMA suffix when
+    `ema`, other variables (u0, statistics, biases) as they are."""
+
+    def __init__(self, variables, ema):
+        self.variables = variables
+        self.ema = ema
+        self.suffix = EMA_SUFFIX if ema else ""
+
+    def __contains__(self, name):
+        return name in self.variables
+
+    def get(self, name, weight=True):
+        full = name + (self.suffix if weight else "")
+        if full not in self.variables:
+            raise ModuleError(
+                f"The module has no variable {full!r}: not a BigGAN "
+                "generator module of the expected layout"
+                + (" (or it has no EMA weights: pass --no_ema)" if weight
+                   and self.ema else "") + ".")
+        return np.asarray(self.variables[full])
+
+    def conv(self, scope):
+        """{"weight": [out, in, kh, kw], "u0": [1, out]} of a conv scope."""
+        return {"weight": np.transpose(self.get(scope + "/w"), (3, 2, 0, 1)),
+                "u0": self.get(scope + "/u0", False).reshape(1, -1)}
+
+
 def to_biggan_pytorch(variables, attention_block, bottom_width, ema=True):
     """BigGAN-PyTorch G state dict ({key: ndarray}) of the module's
     variables. `attention_block`: 0-based index of the block followed by
     the attention layer (from the architecture), or None; `bottom_width`:
     the first linear's spatial size (4 in BigGAN)."""
-    suffix = EMA_SUFFIX if ema else ""
+    module = _ModuleVariables(variables, ema)
+    shared = module.get("linear/w")               # [classes, shared_dim]
+    state = {"shared.weight": shared}
+    state.update(_linear_state(module, bottom_width))
+    for index, scope in enumerate(_block_dirs(variables)):
+        state.update(_block_state(module, scope, f"blocks.{index}.0",
+                                  shared.shape[1]))
+    if attention_block is not None:
+        prefix = f"blocks.{attention_block}.1"
+        for source, target in _ATTENTION.items():
+            converted = module.conv(f"Generator/attention/{source}")
+            state[f"{prefix}.{target}.weight"] = converted["weight"]
+            state[f"{prefix}.{target}.u0"] = converted["u0"]
+        state[f"{prefix}.gamma"] = module.get("Generator/attention/gamma")
+    state.update(_output_state(module))
+    return state
 
-    def get(name, weight=True):
-        full = name + (suffix if weight else "")
-        if full not in variables:
-            raise ModuleError(
-                f"The module has no variable {full!r}: not a BigGAN "
-                "generator module of the expected layout"
-                + (" (or it has no EMA weights: pass --no_ema)" if weight
-                   and ema else "") + ".")
-        return np.asarray(variables[full])
 
-    def conv(scope):
-        return {"weight": np.transpose(get(scope + "/w"), (3, 2, 0, 1)),
-                "u0": get(scope + "/u0", False).reshape(1, -1)}
-
-    state = {}
-    shared = get("linear/w")                      # [classes, shared_dim]
-    shared_dim = shared.shape[1]
-    state["shared.weight"] = shared
-    w = get("Generator/G_Z/G_linear/w")           # [z, bw*bw*C]
-    b = get("Generator/G_Z/G_linear/b")
-    u = get("Generator/G_Z/G_linear/u0", False).reshape(-1)
-    bottom = bottom_width
+def _linear_state(module, bottom):
+    """The first linear, its units reordered from channels-last to
+    BigGAN-PyTorch's channels-first [C, bw, bw] view."""
+    w = module.get("Generator/G_Z/G_linear/w")    # [z, bw*bw*C]
+    b = module.get("Generator/G_Z/G_linear/b")
+    u = module.get("Generator/G_Z/G_linear/u0", False).reshape(-1)
     channels = w.shape[1] // (bottom * bottom)
 
     def channels_first(units):
         return np.moveaxis(units.reshape(units.shape[:-1] + (
             bottom, bottom, channels)), -1, -3).reshape(units.shape)
 
-    state["linear.weight"] = channels_first(w).T
-    state["linear.bias"] = channels_first(b)
-    state["linear.u0"] = channels_first(u).reshape(1, -1)
-    for index, scope in enumerate(_block_dirs(variables)):
-        prefix = f"blocks.{index}.0"
-        for source, target in _CONVS.items():
-            if f"{scope}/{source}/u0" not in variables:
-                continue  # a block without a shortcut conv
-            converted = conv(f"{scope}/{source}")
-            state[f"{prefix}.{target}.weight"] = converted["weight"]
-            state[f"{prefix}.{target}.bias"] = get(f"{scope}/{source}/b")
-            state[f"{prefix}.{target}.u0"] = converted["u0"]
-        for source, (target, stats) in _BNS.items():
-            for which, name in (("gamma", "gain"), ("beta", "bias")):
-                weight = get(f"{scope}/{source}/{which}/w")  # [z+cls, C]
-                z_rows = weight.shape[0] - shared_dim
-                reordered = np.concatenate([weight[z_rows:], weight[:z_rows]])
-                state[f"{prefix}.{target}.{name}.weight"] = reordered.T
-                state[f"{prefix}.{target}.{name}.u0"] = get(
-                    f"{scope}/{source}/{which}/u0", False).reshape(1, -1)
-            state[f"{prefix}.{target}.stored_mean"] = get(
-                f"{scope}/{stats}/accumulated_mean", False)
-            state[f"{prefix}.{target}.stored_var"] = get(
-                f"{scope}/{stats}/accumulated_var", False)
-    if attention_block is not None:
-        prefix = f"blocks.{attention_block}.1"
-        for source, target in _ATTENTION.items():
-            converted = conv(f"Generator/attention/{source}")
-            state[f"{prefix}.{target}.weight"] = converted["weight"]
-            state[f"{prefix}.{target}.u0"] = converted["u0"]
-        state[f"{prefix}.gamma"] = get("Generator/attention/gamma")
-    root = "Generator/ScaledCrossReplicaBN"
-    state["output_layer.0.gain"] = get(root + "/gamma")
-    state["output_layer.0.bias"] = get(root + "/beta")
-    state["output_layer.0.stored_mean"] = get(root + "bn/accumulated_mean",
-                                              False)
-    state["output_layer.0.stored_var"] = get(root + "bn/accumulated_var",
-                                             False)
-    out = conv("Generator/conv_2d")
-    state["output_layer.2.weight"] = out["weight"]
-    state["output_layer.2.bias"] = get("Generator/conv_2d/b")
-    state["output_layer.2.u0"] = out["u0"]
+    return {"linear.weight": channels_first(w).T,
+            "linear.bias": channels_first(b),
+            "linear.u0": channels_first(u).reshape(1, -1)}
+
+
+def _block_state(module, scope, prefix, shared_dim):
+    """One residual block: its convs and conditional batch norms (gain and
+    bias projections with the class rows first, standing statistics)."""
+    state = {}
+    for source, target in _CONVS.items():
+        if f"{scope}/{source}/u0" not in module:
+            continue  # a block without a shortcut conv
+        converted = module.conv(f"{scope}/{source}")
+        state[f"{prefix}.{target}.weight"] = converted["weight"]
+        state[f"{prefix}.{target}.bias"] = module.get(f"{scope}/{source}/b")
+        state[f"{prefix}.{target}.u0"] = converted["u0"]
+    for source, (target, stats) in _BNS.items():
+        for which, name in (("gamma", "gain"), ("beta", "bias")):
+            weight = module.get(f"{scope}/{source}/{which}/w")  # [z+cls, C]
+            z_rows = weight.shape[0] - shared_dim
+            reordered = np.concatenate([weight[z_rows:], weight[:z_rows]])
+            state[f"{prefix}.{target}.{name}.weight"] = reordered.T
+            state[f"{prefix}.{target}.{name}.u0"] = module.get(
+                f"{scope}/{source}/{which}/u0", False).reshape(1, -1)
+        state[f"{prefix}.{target}.stored_mean"] = module.get(
+            f"{scope}/{stats}/accumulated_mean", False)
+        state[f"{prefix}.{target}.stored_var"] = module.get(
+            f"{scope}/{stats}/accumulated_var", False)
     return state
+
+
+def _output_state(module):
+    """The final batch norm and the output conv."""
+    root = "Generator/ScaledCrossReplicaBN"
+    out = module.conv("Generator/conv_2d")
+    return {
+        "output_layer.0.gain": module.get(root + "/gamma"),
+        "output_layer.0.bias": module.get(root + "/beta"),
+        "output_layer.0.stored_mean": module.get(
+            root + "bn/accumulated_mean", False),
+        "output_layer.0.stored_var": module.get(
+            root + "bn/accumulated_var", False),
+        "output_layer.2.weight": out["weight"],
+        "output_layer.2.bias": module.get("Generator/conv_2d/b"),
+        "output_layer.2.u0": out["u0"],
+    }

@@ -19,8 +19,7 @@ import tensorflow as tf
 from ppcd_tf import errors
 from ppcd_tf import files
 
-ASSETS_DIR = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "assets")
+ASSETS_DIR = files.ASSETS_DIR
 WEIGHTS_FILE = "fmnist_classifier.weights.h5"
 RECORD_FILE = "fmnist_classifier.json"
 INPUT_SHAPE = (32, 32, 1)

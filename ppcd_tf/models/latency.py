@@ -16,7 +16,7 @@ three prunable widths (mask keys of `ppcd_tf.pruning.channel_masks`):
   output                      stream{n}            BN + ReLU + conv + tanh
 
 A `LatencyTable` holds, for each term, its seconds per batch measured on a
-grid of widths (`ppcd_tf.latency_profiling` measures it on the serving
+grid of widths (`ppcd_tf.workflows.latency_table` measures it on the serving
 machine), plus a constant offset (what the measured full generator costs
 beyond the sum of its terms at full width, if anything: embedding, reshapes,
 per-call overhead). The
@@ -196,7 +196,7 @@ class LatencyTable:
         damaged."""
         measure = ("measure one on the serving machine with `python "
                    "tools/latency_table.py --teacher_dir DIR --output PATH` "
-                   "and bind PPCDTrainer.latency_table.")
+                   "and bind PruningBudget.latency_table.")
         if not path:
             raise errors.MissingInputError(f"No latency table given: "
                                            f"{measure}")

@@ -68,7 +68,7 @@ def spectral_normalize(kernel_2d, u_var, training, eps):
 class _SpectralNormMixin:
     """Shared bookkeeping of the SN layers: the `u` vector and its update.
 
-    `serving_frozen` (set by `ppcd_tf.serving_graph.freeze_spectral_norms`
+    `serving_frozen` (set by `ppcd_tf.exporting.graph.freeze_spectral_norms`
     on a copy prepared for serving): the kernel already holds kernel / sigma
     and is used as it is, so no power iteration runs at serving time.
     """
@@ -282,7 +282,7 @@ class ConditionalBatchNorm(keras.layers.Layer):
     gains are not required: at W_g = W_b = 0 this is plain non-affine BN.
     BN momentum uses the Keras convention (0.9 == PyTorch's 0.1).
 
-    `normalization_folded` (set by `ppcd_tf.serving_graph` on a copy
+    `normalization_folded` (set by `ppcd_tf.exporting.graph` on a copy
     prepared for serving): the standing statistics were folded into the
     preceding convolution, so `bn` is skipped (inference only).
     """

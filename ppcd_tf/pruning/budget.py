@@ -152,70 +152,93 @@ def harden(logits, holds, floors, multiple=1):
     if int(multiple) < 1:
         raise errors.BadInputError(
             f"The width multiple must be >= 1, got {multiple}.")
-    multiple = int(multiple)
-    logits = {key: np.asarray(w, dtype=np.float64)
-              for key, w in logits.items()}
-    orders, ranks, allowed, counts = {}, {}, {}, {}
-    for key, w in logits.items():
-        orders[key], ranks[key] = _channel_order(w)
-        allowed[key] = _allowed_counts(len(w), floors[key], multiple)
-        positive = int((w > 0.0).sum())
-        counts[key] = min(c for c in allowed[key] if c >= positive)
+    state = _Hardening(logits, floors, int(multiple))
+    initial = dict(state.counts)
+    cut = not holds(state.counts)
+    state.cut_until(holds)
+    ceilings = (initial if cut
+                else {key: len(w) for key, w in state.logits.items()})
+    state.restore_while(holds, ceilings)
+    return state.keep()
 
-    def group_score(key, low, high):
+
+class _Hardening:
+    """The kept counts of `harden` as they move: per layer the channel
+    order (best first), the allowed counts and the current count."""
+
+    def __init__(self, logits, floors, multiple):
+        self.logits = {key: np.asarray(w, dtype=np.float64)
+                       for key, w in logits.items()}
+        self.orders, self.ranks, self.allowed, self.counts = {}, {}, {}, {}
+        for key, w in self.logits.items():
+            self.orders[key], self.ranks[key] = _channel_order(w)
+            self.allowed[key] = _allowed_counts(len(w), floors[key],
+                                                multiple)
+            positive = int((w > 0.0).sum())
+            self.counts[key] = min(c for c in self.allowed[key]
+                                   if c >= positive)
+
+    def group_score(self, key, low, high):
         """(mean logit, mean relative rank) of channels low..high-1 in
         order."""
-        group = orders[key][low:high]
-        return (float(logits[key][group].mean()),
-                float(ranks[key][group].mean()))
+        group = self.orders[key][low:high]
+        return (float(self.logits[key][group].mean()),
+                float(self.ranks[key][group].mean()))
 
-    def below(key):
-        smaller = [c for c in allowed[key] if c < counts[key]]
+    def below(self, key):
+        smaller = [c for c in self.allowed[key] if c < self.counts[key]]
         return smaller[-1] if smaller else None
 
-    def above(key, ceiling):
-        larger = [c for c in allowed[key] if counts[key] < c <= ceiling]
+    def above(self, key, ceiling):
+        larger = [c for c in self.allowed[key]
+                  if self.counts[key] < c <= ceiling]
         return larger[0] if larger else None
 
-    initial = dict(counts)
-    cut = not holds(counts)
-    while not holds(counts):
-        candidates = [(group_score(key, lower, counts[key]), key, lower)
-                      for key in counts
-                      for lower in [below(key)] if lower is not None]
-        if not candidates:
-            raise errors.BadInputError(
-                f"The budget cannot be met: every layer is at its floor "
-                f"({counts}). Lower PPCDTrainer.min_channels or "
-                "width_multiple, or raise the target.")
-        _, key, lower = min(candidates)
-        counts[key] = lower
-    ceilings = (initial if cut
-                else {key: len(w) for key, w in logits.items()})
-    blocked = set()
-    while True:
-        candidates = []
-        for key in counts:
-            upper = above(key, ceilings[key])
-            if key not in blocked and upper is not None:
-                logit, rank = group_score(key, counts[key], upper)
-                candidates.append(((-logit, -rank), key, upper))
-        if not candidates:
-            break
-        _, key, upper = min(candidates)
-        trial = dict(counts)
-        trial[key] = upper
-        if holds(trial):
-            counts = trial
-        else:
-            # Costs grow with counts, so no later group of it fits either.
-            blocked.add(key)
-    keep = {}
-    for key, w in logits.items():
-        k = np.zeros(len(w), bool)
-        k[orders[key][:counts[key]]] = True
-        keep[key] = k
-    return keep
+    def cut_until(self, holds):
+        """Removes the lowest-scored group until the budget holds."""
+        while not holds(self.counts):
+            candidates = [
+                (self.group_score(key, lower, self.counts[key]), key, lower)
+                for key in self.counts
+                for lower in [self.below(key)] if lower is not None]
+            if not candidates:
+                raise errors.BadInputError(
+                    f"The budget cannot be met: every layer is at its floor "
+                    f"({self.counts}). Lower PruningBudget.min_channels or "
+                    "width_multiple, or raise the target.")
+            _, key, lower = min(candidates)
+            self.counts[key] = lower
+
+    def restore_while(self, holds, ceilings):
+        """Restores the highest-scored group (up to `ceilings`) wherever
+        the budget still holds."""
+        blocked = set()
+        while True:
+            candidates = []
+            for key in self.counts:
+                upper = self.above(key, ceilings[key])
+                if key not in blocked and upper is not None:
+                    logit, rank = self.group_score(key, self.counts[key],
+                                                   upper)
+                    candidates.append(((-logit, -rank), key, upper))
+            if not candidates:
+                return
+            _, key, upper = min(candidates)
+            trial = dict(self.counts, **{key: upper})
+            if holds(trial):
+                self.counts = trial
+            else:
+                # Costs grow with counts, so no later group of it fits.
+                blocked.add(key)
+
+    def keep(self):
+        """{key: bool [width]}: each layer's best-ranked `count` channels."""
+        keep = {}
+        for key, w in self.logits.items():
+            k = np.zeros(len(w), bool)
+            k[self.orders[key][:self.counts[key]]] = True
+            keep[key] = k
+        return keep
 
 
 def parameters_within(channels, shape, target_params):

@@ -56,7 +56,7 @@ class BudgetController:
             raise ValueError("The first limit must be the parameter budget.")
         if int(width_multiple) < 1:
             raise errors.BadInputError(
-                f"PPCDTrainer.width_multiple must be >= 1, got "
+                f"PruningBudget.width_multiple must be >= 1, got "
                 f"{width_multiple}.")
         self.limits = list(limits)
         self.floors = budget_lib.channel_floors(widths, min_channels,
@@ -73,7 +73,7 @@ class BudgetController:
                     f"The {limit.name} target ({limit.target:,.6g}, "
                     f"{limit.target_ratio:.4f} of full) is below the "
                     f"{at_floors:,.6g} that the per-layer floors keep; lower "
-                    "PPCDTrainer.min_channels or width_multiple, or raise "
+                    "PruningBudget.min_channels or width_multiple, or raise "
                     "the target.")
         self.params = self.limits[0]
         self.full_params = int(self.params.full)

@@ -1,0 +1,1 @@
+"""Reports: the teacher-vs-student report and sample grids."""

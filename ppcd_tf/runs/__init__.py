@@ -1,0 +1,1 @@
+"""Run directories: their layout, readers, the run lock and checkpoints."""

@@ -1,0 +1,132 @@
+"""PPCD's compact phase: after the cut, the compact student trains.
+
+At the first loop after the masks are hardened, the hard-masked student
+(and its EMA copy) is replaced by the compact generator its masks define
+(surgery, verified equal), the G optimizer's moments are sliced to the kept
+channels, the cut is recorded in `pruning.json`, and the rest of the run
+trains that student. The learning rates follow `schedules.RetrainSchedule`
+from the cut on.
+"""
+
+import gin
+import numpy as np
+from absl import logging
+
+from ppcd_tf import errors
+from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.pruning import compaction
+from ppcd_tf.pruning import schedules
+from ppcd_tf.runs import run_dir
+from ppcd_tf.training import phases
+
+
+def _inner(optimizer):
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+@gin.configurable
+class CompactPhase(phases.Phase):
+    """The switch to the compact student and the learning rates after it.
+
+    Args:
+      train_compact_after_cut: at the cut, replace the hard-masked student
+        (and its EMA copy) by the compact generator its masks define
+        (surgery, verified equal within `compaction_tolerance`) and train
+        that for the rest of the run; checkpoints after the cut hold the
+        compact student, `pruning.json` its channel configuration.
+      carry_optimizer_state: slice the G optimizer's moments to the kept
+        channels at the switch (False: a fresh optimizer).
+      compaction_tolerance: largest |compact - masked| accepted at the cut
+        (or float32 rounding at the largest activation, when larger).
+      compaction_rounding_factor: that rounding in float32 ulps of the
+        largest activation (`surgery.allowed_difference`).
+      retrain: `schedules.RetrainSchedule` (class; gin binds it): learning
+        rate scales and decay of G and D after the cut.
+    """
+
+    def __init__(self, train_compact_after_cut=True,
+                 carry_optimizer_state=True, compaction_tolerance=1e-4,
+                 compaction_rounding_factor=16.0,
+                 retrain=schedules.RetrainSchedule):
+        if not (compaction_tolerance >= 0 and compaction_rounding_factor >= 0):
+            raise errors.BadInputError(
+                "CompactPhase.compaction_tolerance and "
+                "compaction_rounding_factor must be >= 0, got "
+                f"{compaction_tolerance} and {compaction_rounding_factor}.")
+        self.train_compact_after_cut = bool(train_compact_after_cut)
+        self.carry_optimizer_state = bool(carry_optimizer_state)
+        self.compaction_tolerance = float(compaction_tolerance)
+        self.compaction_rounding_factor = float(compaction_rounding_factor)
+        self.retrain = retrain()
+        self.trainer = None
+        self.pruning = None
+        self.base_learning_rates = None
+
+    def build(self, trainer, pruning):
+        """Attaches the phase to its trainer and pruning phase; the
+        optimizers' configured rates are the base the schedule scales."""
+        self.trainer, self.pruning = trainer, pruning
+        self.base_learning_rates = {
+            name: float(np.asarray(_inner(optimizer).learning_rate))
+            for name, optimizer in (("g", trainer.g_optimizer),
+                                    ("d", trainer.d_optimizer))}
+
+    def begin_loop(self, step):
+        """Switches once the masks are hard; sets the learning rates."""
+        pruning = self.pruning
+        if (self.train_compact_after_cut and pruning.masks is not None
+                and bool(pruning.hardened.numpy())):
+            self.switch_to_compact(step)
+        self.set_learning_rates(step)
+
+    def set_learning_rates(self, step):
+        """G and D learning rates: the optimizers' own before the cut, the
+        retraining schedule's (`schedules.RetrainSchedule`) after it."""
+        trainer = self.trainer
+        for name, optimizer in (("g", trainer.g_optimizer),
+                                ("d", trainer.d_optimizer)):
+            factor = self.retrain.factor(name, step,
+                                         self.pruning.prune_end_step,
+                                         trainer.num_steps)
+            _inner(optimizer).learning_rate.assign(
+                self.base_learning_rates[name] * factor)
+
+    def _compact(self, model, keep, name):
+        return compaction.compact_student(
+            model, keep, name, self.compaction_tolerance,
+            rounding_factor=self.compaction_rounding_factor)
+
+    def switch_to_compact(self, step):
+        """Replaces the hard-masked student, its EMA copy and the G optimizer
+        by compact ones (verified equal; optimizer moments sliced when
+        `carry_optimizer_state`), records the cut in pruning.json and
+        rebuilds the checkpoint and the compiled step around them."""
+        trainer = self.trainer
+        keep = run_dir.hard_keep(trainer.generator, self.pruning.masks)
+        with trainer.strategy.scope():
+            compact, difference = self._compact(trainer.generator, keep,
+                                                "generator")
+            compact_ema, _ = self._compact(trainer.generator_ema, keep,
+                                           "generator_ema")
+            inner = _inner(trainer.g_optimizer)
+            optimizer = trainer.steps.make_optimizer(
+                lambda name: type(inner).from_config(
+                    dict(inner.get_config(), name=name)), "g_optimizer")
+            optimizer.build(compact.trainable_variables)
+            carried = []
+            if self.carry_optimizer_state:
+                carried = compaction.carry_optimizer_state(
+                    trainer.g_optimizer, optimizer, trainer.generator,
+                    compact, keep)
+        self.pruning.masks = None
+        self.pruning.compacted = True
+        self.pruning.student_params = (
+            generator_lib.count_trainable_parameters(compact))
+        trainer.replace_generator(compact, compact_ema, optimizer)
+        trainer.write_pruning_structure(step, keep)
+        logging.info(
+            "Switched to the compact student at step %d: %s trainable G "
+            "parameters (max |compact - masked| %.2e), optimizer %s.", step,
+            f"{self.pruning.student_params:,}", difference,
+            f"state carried ({', '.join(carried)})" if carried
+            else "rebuilt")

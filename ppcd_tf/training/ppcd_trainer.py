@@ -1,0 +1,259 @@
+"""PPCD: progressive channel pruning with class-aware distillation, one run.
+
+`PPCDTrainer` is the GAN trainer with a teacher, a PPCD objective and two
+phases (DESIGN.md sections 4.1-4.5):
+
+  1. It loads a trained teacher (G, EMA G, D) from `teacher_dir`; the
+     student G starts as a copy of the teacher's EMA G, the student D as a
+     copy of the teacher's D; a frozen teacher G (and D, for class
+     activation maps) stays.
+  2. `PruningPhase` (pruning_phase.py): channel masks after every prunable
+     width, pushed from soft to hard over the first `prune_end_fraction` of
+     the run, a budget controller (`PruningBudget`), the cut.
+  3. `PPCDObjective` (objectives.py): the adversarial term plus attention
+     transfer, the class-aware term, output L1 and teacher-D features
+     (`distill.objective.DistillationObjective`) and the budget term.
+  4. `CompactPhase` (compact_phase.py): after the cut the compact student
+     the hard masks define trains for the rest of the run; the exporter
+     turns it into a plain generator.
+
+D is not pruned.
+"""
+
+import inspect
+
+import gin
+import numpy as np
+from absl import logging
+
+from ppcd_tf import config as config_lib
+from ppcd_tf import errors
+from ppcd_tf.distill import losses as distill_losses
+from ppcd_tf.distill import objective as distill_objective
+from ppcd_tf.models import complexity
+from ppcd_tf.models import discriminator as discriminator_lib
+from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.pruning import budget as budget_lib
+from ppcd_tf.pruning import compaction
+from ppcd_tf.pruning import costs
+from ppcd_tf.runs import run_dir
+from ppcd_tf.training import compact_phase
+from ppcd_tf.training import objectives
+from ppcd_tf.training import pruning_phase
+from ppcd_tf.training import trainer as trainer_lib
+
+
+@gin.configurable(denylist=["model_dir", "strategy"])
+class PPCDTrainer(trainer_lib.Trainer):
+    """Compresses a teacher generator by progressive pruning + distillation.
+
+    Args (beyond `Trainer`'s, which gin binds as `Trainer.*`):
+      teacher_dir: model_dir of a finished teacher run.
+      distillation: `DistillationWeights` (class; gin binds its weights).
+      cam_discriminator: 'teacher' (frozen teacher D) or 'student' (the D
+        being fine-tuned) computes the class activation maps.
+      pruning, compact: the phase classes (`PruningPhase`,
+        `CompactPhase`), called here; gin binds their settings.
+    """
+
+    def __init__(self, model_dir, strategy, teacher_dir=gin.REQUIRED,
+                 distillation=distill_losses.DistillationWeights,
+                 cam_discriminator="teacher",
+                 pruning=pruning_phase.PruningPhase,
+                 compact=compact_phase.CompactPhase, **kwargs):
+        _check_trainer_settings(kwargs)
+        if teacher_dir is gin.REQUIRED or not teacher_dir:
+            raise errors.BadInputError(
+                "PPCDTrainer needs teacher_dir: bind "
+                "TEACHER_DIR = '/path/to/teacher_run'.")
+        if cam_discriminator not in distill_objective.CAM_DISCRIMINATORS:
+            raise errors.BadInputError(
+                f"cam_discriminator must be one of "
+                f"{distill_objective.CAM_DISCRIMINATORS}, got "
+                f"{cam_discriminator!r}.")
+        self.teacher_dir = teacher_dir
+        self.teacher_configs = run_dir.read_model_configs(teacher_dir)
+        self.teacher_checkpoint = run_dir.latest_checkpoint(teacher_dir)
+        self.weights = distillation()
+        self.cam_discriminator = cam_discriminator
+        self.pruning = pruning()
+        self.compact = compact()
+        self.structure = run_dir.read_pruning_structure(model_dir)
+        self.pruning.compacted = self._resumes_compact(model_dir)
+        super().__init__(model_dir, strategy, **kwargs)
+
+    @property
+    def compacted(self):
+        """Whether the student is the compact one (after the cut)."""
+        return self.pruning.compacted
+
+    def _resumes_compact(self, model_dir):
+        """Whether the newest checkpoint holds the compact student."""
+        if (self.structure is None
+                or self.structure.get("phase") != run_dir.PHASE_COMPACT):
+            return False
+        # The newest checkpoint whose step can be read decides: a save
+        # killed while its files were written leaves a damaged newest one,
+        # which the restore skips for the previous one (possibly from
+        # before the cut) as well.
+        try:
+            step = run_dir.newest_readable_step(model_dir)
+        except run_dir.RunDirError:
+            return False  # none, or none readable: the restore says which
+        return run_dir.is_compact_checkpoint(self.structure, step)
+
+    # ------------------------------------------------------------------
+    # Construction.
+
+    def build_models(self, resolution, num_classes, image_channels):
+        g_config = self.teacher_configs["generator"]
+        d_config = self.teacher_configs["discriminator"]
+        teacher = generator_lib.Generator.from_config(g_config)
+        if (teacher.channels.resolution != resolution
+                or teacher.num_classes != num_classes
+                or teacher.image_channels != image_channels):
+            raise errors.BadInputError(
+                f"The teacher in {self.teacher_dir} generates "
+                f"{teacher.channels.resolution}x{teacher.channels.resolution}"
+                f"x{teacher.image_channels} images of {teacher.num_classes} "
+                f"classes, the data is {resolution}x{resolution}x"
+                f"{image_channels} with {num_classes} classes: use the data "
+                "gin file the teacher was trained with.")
+        student_config = dict(g_config, name="generator")
+        self.full_student_config = dict(student_config)
+        if self.compacted:
+            student_config["channels"] = self.structure["compact_channels"]
+        elif not self.pruning.use_masks:
+            student_config["channels"] = self._thin_channels(teacher)
+            # A fixed thinner student has no full width: models.json holds
+            # it as trained, so exports and evaluations read it back.
+            self.full_student_config = dict(student_config)
+        student = generator_lib.Generator.from_config(student_config)
+        discriminator = discriminator_lib.Discriminator.from_config(
+            dict(d_config, name="discriminator"))
+        return student, discriminator
+
+    def _thin_channels(self, teacher):
+        """The channel dict of a uniformly thinner student within the
+        budgets (the no-masks ablation)."""
+        widths = dict(self.pruning.mask_widths(teacher.channels))
+        limits = self.pruning.budget.limits(
+            teacher.channels, complexity.GeneratorShape.of(teacher), widths)
+        floors = {key: min(width, self.pruning.budget.min_channels)
+                  for key, width in widths.items()}
+        counts = budget_lib.uniform_counts_within(
+            widths, lambda c: costs.all_hold(limits, c), floors,
+            self.pruning.budget.width_multiple)
+        return budget_lib.kept_channel_config(teacher.channels,
+                                              counts).to_dict()
+
+    def build_parts(self):
+        """The frozen teacher, the phases and the PPCD objective."""
+        g_config = self.teacher_configs["generator"]
+        d_config = self.teacher_configs["discriminator"]
+        self.teacher_generator = generator_lib.Generator.from_config(
+            dict(g_config, name="teacher_generator"))
+        self.teacher_discriminator = (
+            discriminator_lib.Discriminator.from_config(
+                dict(d_config, name="teacher_discriminator")))
+        for model in (self.teacher_generator, self.teacher_discriminator):
+            model.build()
+            model.trainable = False
+        self._load_teacher()
+        self.objective = distill_objective.DistillationObjective(
+            self.weights, self.teacher_generator,
+            self.teacher_discriminator, self.cam_discriminator)
+        self.pruning.build(self, self.teacher_generator.channels)
+        self.compact.build(self, self.pruning)
+        self.phases = [self.pruning, self.compact]
+        self.steps.set_objective(objectives.PPCDObjective(
+            self.steps, self.objective, self.pruning))
+
+    def _load_teacher(self):
+        """Teacher EMA G and D from the teacher checkpoint; student copies
+        (by weight name, shapes checked). A resumed run overwrites the
+        copies from its own checkpoint."""
+        self.teacher_checkpoint = run_dir.restore_newest(
+            self.teacher_dir, dict(generator_ema=self.teacher_generator,
+                                   discriminator=self.teacher_discriminator),
+            "teacher")
+        pairs = [(self.teacher_discriminator, self.discriminator)]
+        # A thinner or compact student cannot copy the teacher.
+        if self.pruning.use_masks and not self.compacted:
+            pairs.append((self.teacher_generator, self.generator))
+        for src, dst in pairs:
+            compaction.copy_weights_by_name(src, dst)
+        logging.info("Teacher loaded from %s (student starts as its copy).",
+                     self.teacher_checkpoint)
+
+    # ------------------------------------------------------------------
+    # The run directory.
+
+    def model_configs(self):
+        """models.json holds the full-width student (the compact channels
+        after a cut are in pruning.json; a fixed thinner student, without
+        masks, as it is)."""
+        return dict(super().model_configs(),
+                    generator=self.full_student_config)
+
+    def write_model_configs(self):
+        """models.json; PPCD runs also write pruning.json, the pruning
+        structure, before their first step."""
+        super().write_model_configs()
+        if self.pruning.use_masks and not self.pruning.compacted:
+            self.write_pruning_structure(None, None)
+
+    def write_pruning_structure(self, cut_step, keep):
+        """pruning.json: the masks' set-up and, after a cut at `cut_step`
+        with hard masks `keep`, the compact channel configuration."""
+        widths = self.pruning.mask_widths(self.teacher_generator.channels)
+        structure = {
+            "mask_widths": dict(widths),
+            "mask_function": self.pruning.mask_function,
+            "prune_attention": self.pruning.prune_attention,
+            "phase": (run_dir.PHASE_MASKS if cut_step is None
+                      else run_dir.PHASE_COMPACT),
+            "cut_step": cut_step,
+            "compact_channels": (None if cut_step is None else
+                                 self.generator.channels.to_dict()),
+            "kept_indices": (None if keep is None else
+                             compaction.kept_index_lists(
+                                 self.teacher_generator, keep)),
+        }
+        self.structure = structure
+        if self.is_chief:
+            run_dir.write_pruning_structure(self.model_dir, structure)
+
+    def write_samples(self, step):
+        """The EMA grid, and teacher and student side by side: each row
+        shows the class once from the teacher (left half) and once from the
+        student (right half)."""
+        images = super().write_samples(step)
+        z, labels = self.samples.inputs()
+        teacher = self.teacher_generator(z, labels, training=False).numpy()
+        rows, cols = self.samples.rows, self.samples.columns
+        pair = np.concatenate([
+            teacher.reshape((rows, cols) + teacher.shape[1:]),
+            images.reshape((rows, cols) + images.shape[1:])], axis=1)
+        if self.is_chief:
+            self.samples.write(pair.reshape((-1,) + images.shape[1:]), step,
+                               self.model_dir, name="teacher_vs_student")
+        return images
+
+
+def _check_trainer_settings(kwargs):
+    """Refuses settings bound on PPCDTrainer that `Trainer` does not take
+    (gin passes any `PPCDTrainer.x` binding through **kwargs), naming
+    where a moved one lives now."""
+    known = set(inspect.signature(
+        trainer_lib.Trainer.__init__).parameters) - {"self"}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        moved = [f"{config_lib.MOVED_SETTINGS[('PPCDTrainer', name)]}.{name}"
+                 for name in unknown
+                 if ("PPCDTrainer", name) in config_lib.MOVED_SETTINGS]
+        raise errors.BadInputError(
+            f"PPCDTrainer has no setting {', '.join(unknown)}"
+            + (f"; it moved: bind {', '.join(moved)} instead" if moved
+               else "") + " (docs/commands.md, \"Where each setting "
+            "lives\").")

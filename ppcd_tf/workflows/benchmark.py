@@ -1,0 +1,330 @@
+"""Throughput measurements (medians over repeated runs after warm-up).
+
+Used by `tools/benchmark.py`. This machine is shared and noisy: every figure
+is a median over repeated timings, and comparisons are made side by side in
+one process.
+"""
+
+import os
+import re
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from ppcd_tf import config as config_lib
+from ppcd_tf import errors
+from ppcd_tf.models import complexity
+from ppcd_tf.models import discriminator as discriminator_lib
+from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.runs import run_dir
+
+TEACHER_STAGE = "stage/teacher.gin"
+PPCD_STAGE = "stage/ppcd.gin"
+
+
+def median_seconds(fn, repeats, warmup):
+    """Median wall time of fn() over `repeats` calls after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), times
+
+
+def measure_training(trainer, repeats=10, warmup=3):
+    """Seconds per G step of a built Trainer (one compiled step per call)."""
+    iterator = trainer.make_iterator(int(trainer.step.numpy()))
+    seconds, times = median_seconds(
+        lambda: trainer.run_steps(iterator, 1), repeats, warmup)
+    images = trainer.steps.global_batch_size * trainer.steps.d_steps
+    return {
+        "seconds_per_step": seconds,
+        "steps_per_sec": 1.0 / seconds,
+        "images_per_sec": images / seconds,
+        "global_batch_size": trainer.steps.global_batch_size,
+        "d_steps_per_g_step": trainer.steps.d_steps,
+        "step_times": times,
+    }
+
+
+def measure_generation(generator, batch_size=64, repeats=10, warmup=3,
+                       seed=0):
+    """Inference throughput of a generator at a fixed batch (tf.function)."""
+    z = tf.random.stateless_normal((batch_size, generator.dim_z), (seed, 1))
+    labels = tf.random.stateless_uniform((batch_size,), (seed, 2), 0,
+                                         generator.num_classes, tf.int32)
+    fn = tf.function(lambda z, y: generator(z, y, training=False))
+    seconds, times = median_seconds(lambda: fn(z, labels).numpy(), repeats,
+                                    warmup)
+    macs = complexity.generator_macs(generator.channels,
+                                     complexity.GeneratorShape.of(generator))
+    return {
+        "batch_size": batch_size,
+        "seconds_per_batch": seconds,
+        "images_per_sec": batch_size / seconds,
+        "macs_per_image": macs,
+        "gmacs_per_sec": batch_size * macs / seconds / 1e9,
+        "params": generator_lib.count_trainable_parameters(generator),
+        "batch_times": times,
+    }
+
+
+def _data_gin_file(dataset_name):
+    """The package's data gin file of a dataset (by `ImageDataset.name`)."""
+    pattern = re.compile(r"^ImageDataset\.name\s*=\s*['\"]([^'\"]+)['\"]",
+                         re.MULTILINE)
+    directory = os.path.join(config_lib.DEFAULT_GIN_SEARCH_PATH, "data")
+    for name in sorted(os.listdir(directory)):
+        with open(os.path.join(directory, name)) as f:
+            match = pattern.search(f.read())
+        if match and match.group(1) == dataset_name:
+            return f"data/{name}"
+    raise errors.BadInputError(
+        f"No data gin file under {directory} trains on {dataset_name!r} (the "
+        "teacher's models.json): give one with --gin_file.")
+
+
+def train_step_gin_files(teacher_dir):
+    """The tool's own gin files for timing a teacher's training steps: the
+    package's data file of the teacher's dataset (models.json) and
+    stage/teacher.gin; stage/ppcd.gin is added for the PPCD steps."""
+    dataset = run_dir.read_model_configs(teacher_dir).get("dataset") or {}
+    if "name" not in dataset:
+        raise errors.BadInputError(
+            f"{teacher_dir}'s models.json names no dataset: give the data gin "
+            "file with --gin_file.")
+    return [_data_gin_file(dataset["name"]), TEACHER_STAGE]
+
+
+def _models_from_json(configs):
+    """Factories of the run's G and D as models.json describes them."""
+    def generator_fn(**unused_kwargs):
+        return generator_lib.Generator.from_config(
+            dict(configs["generator"], name="generator"))
+
+    def discriminator_fn(**unused_kwargs):
+        return discriminator_lib.Discriminator.from_config(
+            dict(configs["discriminator"], name="discriminator"))
+    return generator_fn, discriminator_fn
+
+
+def _cut_like_the_run(trainer, structure):
+    """Hardens the timing trainer's masks as the PPCD run was cut (its
+    pruning.json kept indices) or, before the run's cut, to the budget of
+    the parsed configuration; then switches to the compact student."""
+    kept = (structure or {}).get("kept_indices")
+    if kept:
+        keep = {}
+        for key, variable in trainer.pruning.masks.logits.items():
+            keep[key] = np.zeros(variable.shape, bool)
+            keep[key][np.asarray(kept.get(key, range(keep[key].size)),
+                                 int)] = True
+        trainer.pruning.set_hard_masks(keep)
+    else:
+        trainer.pruning.harden()
+    trainer.compact.switch_to_compact(0)
+
+
+def measure_train_steps(teacher_dir, ppcd_dir, gin_files=None, gin_params=(),
+                        repeats=5, warmup=2):
+    """Median seconds per G step of the teacher and of PPCD training, timed
+    alternately in fresh temporary run directories: the teacher, PPCD in its
+    pruning phase (the masked full-width student) and, when the recipe
+    trains the compact student after the cut, PPCD after it (the compact
+    student, cut as `ppcd_dir`'s pruning.json records, else to the budget).
+
+    No file of either run is parsed by gin (a downloaded run could make gin
+    run code): the models come from the teacher's models.json, the cut from
+    the PPCD run's pruning.json, and the recipe from the package's own gin
+    files (`gin_files`, default `train_step_gin_files`) and `gin_params`,
+    which should carry the run's bindings that change a step's cost (batch
+    size, distillation terms).
+
+    Returns {"teacher_seconds_per_step", "ppcd_seconds_per_step", "ratio"
+    (PPCD pruning phase / teacher), "ppcd_compact_seconds_per_step",
+    "compact_ratio", "ppcd_compact_channels" (the timed compact student's
+    ChannelConfig dict), "gin_files", "gin_params", "repeats",
+    "step_times"}.
+    """
+    # Deferred: only this measurement builds trainers.
+    import gin
+
+    from ppcd_tf.training import ppcd_trainer
+    from ppcd_tf.training import strategy as strategy_lib
+    from ppcd_tf.training import trainer as trainer_lib
+
+    configs = run_dir.read_model_configs(teacher_dir)
+    structure = run_dir.read_pruning_structure(ppcd_dir)
+    gin_files = list(gin_files or train_step_gin_files(teacher_dir))
+    generator_fn, discriminator_fn = _models_from_json(configs)
+    strategy = strategy_lib.get_strategy("one_device")
+    timers = {}
+    with tempfile.TemporaryDirectory() as root:
+        for name, stage, cut in (("teacher", [], False),
+                                 ("ppcd", [PPCD_STAGE], False),
+                                 ("ppcd_compact", [PPCD_STAGE], True)):
+            gin.clear_config()
+            config_lib.parse_gin(gin_files + stage, list(gin_params))
+            model_dir = os.path.join(root, name)
+            if stage:
+                trainer = ppcd_trainer.PPCDTrainer(
+                    model_dir=model_dir, strategy=strategy,
+                    teacher_dir=teacher_dir)
+            else:
+                trainer = trainer_lib.Trainer(
+                    model_dir=model_dir, strategy=strategy,
+                    generator_fn=generator_fn,
+                    discriminator_fn=discriminator_fn)
+            if cut:
+                if not (trainer.pruning.masks is not None
+                        and trainer.compact.train_compact_after_cut):
+                    continue
+                _cut_like_the_run(trainer, structure)
+                compact_channels = trainer.generator.channels.to_dict()
+            iterator = trainer.make_iterator(0)
+            # Warm-up traces the step while this config is the parsed one.
+            median_seconds(
+                lambda t=trainer, i=iterator: t.run_steps(i, 1), 1, warmup)
+            timers[name] = (trainer, iterator)
+        gin.clear_config()
+        times = {name: [] for name in timers}
+        for _ in range(repeats):
+            for name, (trainer, iterator) in timers.items():
+                start = time.perf_counter()
+                trainer.run_steps(iterator, 1)
+                times[name].append(time.perf_counter() - start)
+    teacher = float(np.median(times["teacher"]))
+    ppcd = float(np.median(times["ppcd"]))
+    result = {"teacher_seconds_per_step": teacher,
+              "ppcd_seconds_per_step": ppcd, "ratio": ppcd / teacher,
+              "gin_files": gin_files, "gin_params": list(gin_params),
+              "repeats": repeats, "step_times": times}
+    if "ppcd_compact" in times:
+        compact = float(np.median(times["ppcd_compact"]))
+        result.update(ppcd_compact_seconds_per_step=compact,
+                      compact_ratio=compact / teacher,
+                      ppcd_compact_channels=compact_channels)
+    return result
+
+
+def generation_sweep(teacher_export, student_export, batch_sizes,
+                     repeats=10, warmup=3):
+    """Teacher vs student exported SavedModels at each batch size, timed
+    alternately in one process (`report.measure_generation`).
+
+    Returns one row per batch: {"batch_size", "teacher_images_per_sec",
+    "student_images_per_sec", "speedup", "mac_ratio" (teacher / student
+    MACs per image), "fraction_of_mac_limit" (speedup / mac_ratio),
+    "teacher_gmacs_per_sec", "student_gmacs_per_sec",
+    "teacher_seconds_per_batch", "student_seconds_per_batch"}.
+    """
+    from ppcd_tf.reporting import report  # Deferred: it imports the evaluators.
+
+    macs = {name: report.saved_model_facts(path)["macs"]
+            for name, path in (("teacher", teacher_export),
+                               ("student", student_export))}
+    rows = []
+    for batch_size in batch_sizes:
+        speed = report.measure_generation(
+            [teacher_export, student_export], batch_size, repeats, warmup)
+        row = {"batch_size": int(batch_size)}
+        for name, path in (("teacher", teacher_export),
+                           ("student", student_export)):
+            row[f"{name}_images_per_sec"] = speed[path]["images_per_sec"]
+            row[f"{name}_seconds_per_batch"] = speed[path][
+                "seconds_per_batch"]
+            row[f"{name}_gmacs_per_sec"] = (
+                speed[path]["images_per_sec"] * macs[name] / 1e9)
+        row["speedup"] = (row["student_images_per_sec"]
+                          / row["teacher_images_per_sec"])
+        row["mac_ratio"] = macs["teacher"] / macs["student"]
+        row["fraction_of_mac_limit"] = row["speedup"] / row["mac_ratio"]
+        rows.append(row)
+    return rows
+
+
+def sweep_markdown(rows):
+    """The sweep as a markdown table."""
+    lines = ["| batch | teacher images/s | student images/s | speed-up | "
+             "MAC ratio | fraction of MAC limit | teacher GMAC/s | "
+             "student GMAC/s | teacher ms/batch | student ms/batch |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['batch_size']} | {r['teacher_images_per_sec']:,.0f} | "
+            f"{r['student_images_per_sec']:,.0f} | {r['speedup']:.2f}x | "
+            f"{r['mac_ratio']:.2f}x | {r['fraction_of_mac_limit']:.2f} | "
+            f"{r['teacher_gmacs_per_sec']:.1f} | "
+            f"{r['student_gmacs_per_sec']:.1f} | "
+            f"{1e3 * r['teacher_seconds_per_batch']:.2f} | "
+            f"{1e3 * r['student_seconds_per_batch']:.2f} |")
+    return "\n".join(lines)
+
+
+def portable_throughput(export_dir, repeats=10, warmup=3, threads=None):
+    """Images/s of an export's SavedModel (serving_default) and of its
+    converted models (generator.onnx with onnxruntime, generator.tflite with
+    the TFLite interpreter) at the TFLite model's fixed batch (64 without
+    one), timed alternately in one process. onnxruntime runs with the
+    session options of `onnx_runtime.session_options(threads)`; TFLite with
+    `threads` threads (default: its own).
+
+    Returns {"batch_size", "rows": [{"runtime", "file", "bytes",
+    "seconds_per_batch", "images_per_sec", "vs_saved_model"}]}."""
+    from ppcd_tf.exporting import portable
+    from ppcd_tf.exporting import saved_model
+    export = saved_model.load_export(export_dir)
+    runners = {"SavedModel (TensorFlow)": (
+        None, lambda z, y: export.signature()(
+            z=tf.constant(z), labels=tf.constant(y))["images"].numpy())}
+    batch = 64
+    tflite_path = os.path.join(export_dir, portable.TFLITE_FILE)
+    if os.path.isfile(tflite_path):
+        tflite = portable.TFLiteGenerator.from_file(tflite_path,
+                                                          threads)
+        batch = tflite.batch
+        runners["TFLite"] = (tflite_path, tflite.generate)
+    onnx_path = os.path.join(export_dir, portable.ONNX_FILE)
+    if os.path.isfile(onnx_path):
+        # deferred: needs onnxruntime
+        from ppcd_tf.exporting import onnx_runtime
+        onnx = onnx_runtime.OnnxGenerator(onnx_path, threads)
+        runners["ONNX (onnxruntime)"] = (onnx_path, onnx.generate)
+    rng = np.random.RandomState(0)
+    z = rng.randn(batch, export.dim_z).astype(np.float32)
+    labels = (np.arange(batch) % export.num_classes).astype(np.int32)
+    times = {name: [] for name in runners}
+    for round_index in range(warmup + repeats):
+        for name, (_, run) in runners.items():
+            start = time.perf_counter()
+            run(z, labels)
+            if round_index >= warmup:
+                times[name].append(time.perf_counter() - start)
+    saved_model_bytes = saved_model.saved_model_bytes(export_dir)
+    base = float(np.median(times["SavedModel (TensorFlow)"]))
+    rows = []
+    for name, (path, _) in runners.items():
+        seconds = float(np.median(times[name]))
+        rows.append({
+            "runtime": name, "file": path,
+            "bytes": (os.path.getsize(path) if path
+                      else saved_model_bytes),
+            "seconds_per_batch": seconds, "images_per_sec": batch / seconds,
+            "vs_saved_model": base / seconds})
+    return {"batch_size": batch, "rows": rows}
+
+
+def portable_markdown(result):
+    """portable_throughput's result as a markdown table."""
+    lines = [f"| runtime (batch {result['batch_size']}) | images/s | "
+             "vs SavedModel | file size |", "|---|---:|---:|---:|"]
+    for row in result["rows"]:
+        size = (f"{row['bytes'] / 1e6:.2f} MB" if row["bytes"] else "")
+        lines.append(f"| {row['runtime']} | {row['images_per_sec']:,.0f} | "
+                     f"{row['vs_saved_model']:.2f}x | {size} |")
+    return "\n".join(lines)

@@ -271,3 +271,63 @@ def read_json(path, what, missing_fix, damaged_fix=None,
             f"{subject} is not valid JSON ({error}); "
             f"{missing_fix if damaged_fix is None else damaged_fix}"
         ) from error
+
+
+_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string",
+               int: "an integer", float: "a number", bool: "true or false",
+               type(None): "null"}
+
+
+def _has_type(value, kinds):
+    if isinstance(value, bool) and bool not in kinds:
+        return False  # JSON true is not an integer here
+    if isinstance(value, int) and float in kinds:
+        return True
+    return isinstance(value, kinds)
+
+
+def _field(content, dotted):
+    """(value, present) of a dotted field of nested dicts."""
+    value = content
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None, False
+        value = value[part]
+    return value, True
+
+
+def check_fields(content, path, fields, fix,
+                 error=DamagedInputError):
+    """Checks the shape of a parsed JSON artefact before anyone reads it.
+
+    Args:
+      content: the parsed JSON value.
+      path: the file, for the message.
+      fields: {dotted field name: type or tuple of types}; a name ending in
+        "?" may be absent. Parents come before their children
+        ("dataset": dict, then "dataset.resolution": int).
+      fix: the sentence that ends the message (how to get a good file).
+      error: the exception class raised (exit 3 by default).
+
+    Raises:
+      `error` naming the file, the field, what it must be and what it is.
+    """
+    if not isinstance(content, dict):
+        raise error(f"{path} must hold a JSON object, got "
+                    f"{_TYPE_NAMES.get(type(content), type(content).__name__)}"
+                    f"; {fix}")
+    for name, kinds in fields.items():
+        optional = name.endswith("?")
+        name = name.rstrip("?")
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        value, present = _field(content, name)
+        if not present:
+            if optional:
+                continue
+            raise error(f"{path}: field {name!r} is missing; {fix}")
+        if not _has_type(value, kinds):
+            wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__)
+                                 for k in kinds)
+            got = _TYPE_NAMES.get(type(value), type(value).__name__)
+            raise error(f"{path}: field {name!r} must be {wanted}, got "
+                        f"{got} ({json.dumps(value)[:40]}); {fix}")

@@ -34,6 +34,7 @@ _configure_logical_cpus()
 # tf.test.TestCase reads absl flags (test_tmpdir); under pytest nobody parses
 # them. Define the binaries' flags first, then mark the defaults as parsed.
 import ppcd_tf.train  # noqa: E402,F401
+
 from absl import flags  # noqa: E402  # isort: skip
 
 if not flags.FLAGS.is_parsed():

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from ppcd_tf import errors
 from ppcd_tf.data import DataNotFoundError
 from ppcd_tf.data import ImageDataset
 from ppcd_tf.data import fashion_mnist_offline
@@ -318,6 +319,43 @@ class ImageFolderTest(tf.test.TestCase):
                                image_channels=1)
         images, _ = _take(dataset.batches(2), 1)[0]
         self.assertEqual(images.shape, (2, RESOLUTION, RESOLUTION, 1))
+
+    def _add_unreadable(self, root):
+        """A zero-byte PNG and a text file named .jpg among the images."""
+        empty = os.path.join(root, "train", "cat", "empty.png")
+        open(empty, "wb").close()
+        text = os.path.join(root, "train", "dog", "notes.jpg")
+        with open(text, "w") as f:
+            f.write("not an image")
+        return empty, text
+
+    def test_unreadable_files_are_skipped_and_listed(self):
+        root = self._make_tree()
+        empty, text = self._add_unreadable(root)
+        with self.assertLogs(level="WARNING") as logs:
+            dataset = ImageDataset("image_folder", RESOLUTION,
+                                   image_folder=root, shuffle_buffer=BATCH)
+        message = "\n".join(logs.output)
+        self.assertIn("2 unreadable image file(s)", message)
+        self.assertIn(f"{empty} (empty file)", message)
+        self.assertIn(f"{text} (not a JPG image)", message)
+        self.assertEqual(dataset.num_examples, 6)
+        # Two passes over the data: every batch is whole, no decode error.
+        for images, labels in _take(dataset.batches(6), 2):
+            self.assertEqual(images.shape, (6, RESOLUTION, RESOLUTION, 3))
+            self.assertCountEqual(labels.tolist(), [0, 0, 0, 1, 1, 1])
+
+    def test_unreadable_files_can_be_refused(self):
+        root = self._make_tree()
+        empty, text = self._add_unreadable(root)
+        with self.assertRaises(errors.DamagedInputError) as ctx:
+            ImageDataset("image_folder", RESOLUTION, image_folder=root,
+                         unreadable_images="refuse")
+        self.assertIn(empty, str(ctx.exception))
+        self.assertIn(text, str(ctx.exception))
+        with self.assertRaises(errors.BadInputError):
+            ImageDataset("image_folder", RESOLUTION, image_folder=root,
+                         unreadable_images="ignore")
 
     def test_missing_split(self):
         root = self._make_tree()

@@ -116,3 +116,52 @@ def test_the_message_drops_gins_call_lines():
         "  In call to configurable 'PPCDTrainer' (<class ...>)\n"
         "  In call to configurable 'run' (<function run>)")
     assert errors.one_message(error) == "PPCDTrainer needs teacher_dir."
+
+
+def test_a_request_beyond_the_memory_is_refused_with_the_sizes():
+    gib = 2 ** 30
+    errors.check_fits_in_memory(gib, "--n 1", "ask less.", memory_bytes=gib)
+    with pytest.raises(errors.BadInputError,
+                       match=r"--n 9 needs 3.0 GiB at once, more than this "
+                             r"machine's 2.0 GiB of memory; ask less\."):
+        errors.check_fits_in_memory(3 * gib, "--n 9", "ask less.",
+                                    memory_bytes=2 * gib)
+    assert errors.machine_memory_bytes() > gib
+
+
+def test_a_command_error_is_one_line_on_stderr(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "ppcd_tf.train", "--model_dir",
+         str(tmp_path / "run")], cwd=helpers.REPO_ROOT,
+        env=helpers.python_env(), capture_output=True, text=True,
+        timeout=120, check=False)
+    assert result.returncode == errors.EXIT_BAD_INPUT
+    mentions = [line for line in result.stderr.splitlines()
+                if "at least one --gin_file" in line]
+    assert len(mentions) == 1 and mentions[0].startswith("error: ")
+
+
+@pytest.mark.parametrize("raised, fault", [
+    (OSError(28, "No space left on device", "/out/ckpt-3.data"),
+     "no space left on the device"),
+    (OSError(13, "Permission denied", "/out"), "permission denied"),
+    (RuntimeError("/out/x.tmp; No space left on device"),  # TF's text
+     "no space left on the device"),
+    (MemoryError(), "out of memory"),
+])
+def test_a_resource_fault_is_one_line_and_exit_4(capsys, raised, fault):
+    with pytest.raises(SystemExit) as caught:
+        with errors.exit_on_errors():
+            raise raised
+    assert caught.value.code == errors.EXIT_RESOURCE == 4
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {fault}")
+
+
+def test_other_errors_stay_tracebacks():
+    with pytest.raises(OSError):
+        with errors.exit_on_errors():
+            raise OSError(2, "No such file or directory")
+    with pytest.raises(KeyError):
+        with errors.exit_on_errors():
+            raise KeyError("a bug")

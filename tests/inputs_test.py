@@ -46,3 +46,25 @@ def test_one_class_id():
     assert inputs.checked_class(7, 10, "--class") == 7
     with pytest.raises(errors.BadInputError, match="--class must be in"):
         inputs.checked_class(10, 10, "--class")
+
+
+def test_artefact_fields_are_checked_with_the_file_and_the_field():
+    from ppcd_tf import files
+    schema = {"generator": dict, "generator.dim_z": int,
+              "dataset?": dict, "ratio": float, "names": (list, type(None))}
+    good = {"generator": {"dim_z": 120}, "ratio": 1, "names": None}
+    files.check_fields(good, "models.json", schema, "fix it.")
+    for content, phrase in (
+            ([], "must hold a JSON object, got a list"),
+            ({"ratio": 1.0, "names": []}, "field 'generator' is missing"),
+            (dict(good, generator={"dim_z": True}),
+             "field 'generator.dim_z' must be an integer, got true or false"),
+            (dict(good, generator={"dim_z": 1.5}),
+             "field 'generator.dim_z' must be an integer, got a number"),
+            (dict(good, dataset=[]), "field 'dataset' must be an object"),
+            (dict(good, names="a"), "must be a list or null, got a string")):
+        with pytest.raises(errors.DamagedInputError) as caught:
+            files.check_fields(content, "models.json", schema, "fix it.")
+        assert str(caught.value).startswith("models.json")
+        assert phrase in str(caught.value)
+        assert str(caught.value).endswith("fix it.")

@@ -6,6 +6,7 @@ trainer at a time; damaged files give a message, not a traceback.
 """
 
 import io
+import json
 import os
 import pickle
 import shutil
@@ -304,6 +305,19 @@ def test_checkpoints_without_their_state_file_are_found(two_checkpoint_run,
 
 
 @pytest.mark.slow
+def test_a_checkpoint_without_its_index_is_skipped_with_a_warning(
+        two_checkpoint_run, tmp_path, caplog):
+    model_dir, directory = _copy_run(two_checkpoint_run, tmp_path)
+    os.remove(os.path.join(directory, "ckpt-2.index"))
+    with caplog.at_level("WARNING"):
+        assert run_dir.latest_checkpoint(model_dir).endswith("ckpt-1")
+    assert any("Skipping checkpoint" in r.getMessage()
+               and "ckpt-2.index is missing" in r.getMessage()
+               for r in caplog.records), caplog.text
+    assert run_dir.restore_generator(model_dir).step == 1
+
+
+@pytest.mark.slow
 def test_no_readable_checkpoint_is_a_damaged_input(two_checkpoint_run,
                                                    tmp_path):
     model_dir, directory = _copy_run(two_checkpoint_run, tmp_path)
@@ -379,10 +393,31 @@ def _damaged_artefacts(tmp_path):
                     no_pb / "assets.extra")
     fake_ppcd = tmp_path / "fake_ppcd"
     fake_ppcd.mkdir()
-    (fake_ppcd / "pruning.json").write_text("{}")
+    (fake_ppcd / "pruning.json").write_text(json.dumps({
+        "mask_widths": {}, "phase": "masks", "cut_step": None,
+        "compact_channels": None, "kept_indices": None}))
     bad_json = tmp_path / "bad.json"
     bad_json.write_text("{ not json")
+    # Valid JSON of the wrong shape (hand-edited artefacts).
+    edited_export = tmp_path / "edited_export"
+    shutil.copytree(SHIPPED_STUDENT, edited_export)
+    metadata_path = edited_export / "assets.extra" / "metadata.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata["dim_z"] = "120"
+    metadata_path.write_text(json.dumps(metadata))
+    edited_run = tmp_path / "edited_run"
+    shutil.copytree(SHIPPED_TEACHER, edited_run)
+    models = json.loads((edited_run / "models.json").read_text())
+    models["generator"] = [models["generator"]]
+    (edited_run / "models.json").write_text(json.dumps(models))
+    edited_ppcd = tmp_path / "edited_ppcd"
+    edited_ppcd.mkdir()
+    (edited_ppcd / "pruning.json").write_text(json.dumps({
+        "mask_widths": {}, "phase": "compact", "cut_step": None,
+        "compact_channels": None, "kept_indices": None}))
     return {"damaged_export": str(tmp_path / "damaged_export"),
+            "edited_export": str(edited_export),
+            "edited_run": str(edited_run), "edited_ppcd": str(edited_ppcd),
             "no_pb_export": str(no_pb), "fake_ppcd": str(fake_ppcd),
             "bad_json": str(bad_json), "teacher": SHIPPED_TEACHER,
             "student": SHIPPED_STUDENT}
@@ -491,6 +526,25 @@ def _a_file(tmp_path):
     ("ppcd_tf.time_training", ["--teacher_dir", "{teacher}", "--ppcd_dir",
                                "{teacher}", "--output", "{file}/t.json"], 2,
      "which is a file"),
+    # Hand-edited artefacts: the file and the field, exit 3.
+    ("ppcd_tf.sample", ["--saved_model", "{edited_export}", "--out",
+                        "{tmp}/s.png"], 3,
+     "field 'dim_z' must be an integer, got a string"),
+    ("ppcd_tf.sample", ["--model_dir", "{edited_run}", "--out",
+                        "{tmp}/s.png"], 3,
+     "field 'generator' must be an object, got a list"),
+    ("ppcd_tf.report", ["--teacher_dir", "{teacher}", "--ppcd_dir",
+                        "{edited_ppcd}", "--teacher_export", "{student}",
+                        "--student_export", "{student}", "--output_dir",
+                        "{tmp}/new"], 3,
+     "field 'cut_step' must be an integer, got null"),
+    # Requests that cannot fit in memory are refused up front.
+    ("ppcd_tf.sample", ["--saved_model", "{student}", "--n", "100000000",
+                        "--out", "{tmp}/s.png"], 2,
+     "GiB at once, more than this machine's"),
+    ("ppcd_tf.evaluate", ["--saved_model", "{student}", "--num_samples",
+                          "2000000000", "--cache_dir", "{tmp}/cache"], 2,
+     "ask for at most"),
     # A setting that moved to a trainer part says where it lives now.
     ("ppcd_tf.train", ["--model_dir", "{tmp}/run", "--gin_file",
                        "debug.gin", "--gin_param", "Trainer.num_steps = 3"],
@@ -699,3 +753,13 @@ def test_the_export_reader_checks_the_z_width(tiny_export):
                              rf"{tiny_export.dim_z}\], got \[2, "
                              rf"{tiny_export.dim_z + 1}\]"):
         tiny_export.generate(tf.zeros((2, tiny_export.dim_z + 1)), [0, 1])
+
+
+def test_a_torch_file_of_an_unknown_pickle_protocol_is_damaged_input(
+        tmp_path):
+    path = str(tmp_path / "weights.pth")
+    with open(path, "wb") as f:
+        f.write(b"\x80\x09N.")  # protocol 9: newer than any pickle reader
+    with pytest.raises(errors.DamagedInputError,
+                       match="unsupported pickle protocol"):
+        torch_files.read_torch_state_dict(path)

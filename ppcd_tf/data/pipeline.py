@@ -70,7 +70,8 @@ class ImageDataset:
     def __init__(self, name=gin.REQUIRED, resolution=gin.REQUIRED,
                  split="train", data_dir=None, image_folder=None,
                  image_channels=None, shuffle_buffer=10000, cache=True,
-                 seed=0, fake_num_examples=64, fake_num_classes=10):
+                 seed=0, fake_num_examples=64, fake_num_classes=10,
+                 unreadable_images="skip"):
         """Loads the split.
 
         Args:
@@ -89,6 +90,8 @@ class ImageDataset:
             seed: seed of the shuffle order (and of 'fake' data).
             fake_num_examples: examples of a 'fake' split.
             fake_num_classes: classes of a 'fake' split.
+            unreadable_images: an image folder's unreadable files: 'skip'
+                (listed in a warning) or 'refuse' (stop before training).
 
         Raises:
             ValueError: bad arguments or unknown name.
@@ -120,7 +123,8 @@ class ImageDataset:
             fake_num_examples=fake_num_examples,
             fake_num_classes=fake_num_classes,
             fake_resolution=self._resolution,
-            fake_channels=image_channels or _RGB, seed=self._seed)
+            fake_channels=image_channels or _RGB, seed=self._seed,
+            unreadable_images=unreadable_images)
         if self._info.image_channels not in _VALID_CHANNELS:
             raise errors.BadInputError(
                 f"Source {name!r} has {self._info.image_channels}-channel "

@@ -164,7 +164,58 @@ def _load_imagenet2012(split, data_dir):
     return _load_prepared(IMAGENET2012, split, data_dir)
 
 
-def _load_image_folder(split, image_folder):
+# What an image folder does with files it cannot read ('skip': train
+# without them, listed in a warning; 'refuse': stop before training).
+UNREADABLE_POLICIES = ("skip", "refuse")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")  # what tfds' ImageFolder reads
+_MAGIC_BYTES = {".png": (b"\x89PNG\r\n\x1a\n",),
+                ".jpg": (b"\xff\xd8\xff",), ".jpeg": (b"\xff\xd8\xff",)}
+_LISTED_FILES = 10
+
+
+def unreadable_images(split_dir):
+    """[(path, why)] of the image files under <split_dir>/<class>/ that
+    cannot be images of their extension: empty, or without the format's
+    signature (a scan of each file's first bytes, not a full decode)."""
+    bad = []
+    for root, _, names in sorted(os.walk(split_dir)):
+        for name in sorted(names):
+            extension = os.path.splitext(name)[1].lower()
+            if extension not in IMAGE_EXTENSIONS:
+                continue
+            path = os.path.join(root, name)
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(8)
+            except OSError as error:
+                bad.append((path, error.strerror))
+                continue
+            if not head:
+                bad.append((path, "empty file"))
+            elif not head.startswith(_MAGIC_BYTES[extension]):
+                bad.append((path, f"not a {extension[1:].upper()} image"))
+    return bad
+
+
+def _report_unreadable(bad, split_dir, policy):
+    listed = "; ".join(f"{path} ({why})" for path, why in bad[:_LISTED_FILES])
+    more = (f" and {len(bad) - _LISTED_FILES} more"
+            if len(bad) > _LISTED_FILES else "")
+    summary = (f"{len(bad)} unreadable image file(s) in {split_dir}: "
+               f"{listed}{more}")
+    if policy == "refuse":
+        raise errors.DamagedInputError(
+            f"{summary}. Remove or replace them, or bind "
+            "ImageDataset.unreadable_images = 'skip' to train without them.")
+    logging.warning("%s. Training without them (ImageDataset."
+                    "unreadable_images = 'refuse' stops instead).", summary)
+
+
+def _load_image_folder(split, image_folder, unreadable="skip"):
+    if unreadable not in UNREADABLE_POLICIES:
+        raise errors.BadInputError(
+            f"ImageDataset.unreadable_images must be one of "
+            f"{UNREADABLE_POLICIES}, got {unreadable!r}.")
     if not image_folder:
         raise errors.BadInputError(
             f"Source {IMAGE_FOLDER!r} needs `image_folder`: a directory laid "
@@ -174,10 +225,19 @@ def _load_image_folder(split, image_folder):
         raise DataNotFoundError(
             f"Image folder split directory {split_dir} does not exist: lay "
             f"out images as {image_folder}/{split}/<class>/<image>.png|jpg.")
+    bad = unreadable_images(split_dir)
+    if bad:
+        _report_unreadable(bad, split_dir, unreadable)
     builder = tfds.folder_dataset.ImageFolder(image_folder)
     dataset = builder.as_dataset(split=split, as_supervised=True,
                                  shuffle_files=False)
-    return dataset, _info_from_builder(builder, split)
+    info = _info_from_builder(builder, split)
+    if bad:
+        # The scanned files fail to decode; the dataset passes over them.
+        dataset = dataset.ignore_errors()
+        info = dataclasses.replace(
+            info, num_examples=info.num_examples - len(bad))
+    return dataset, info
 
 
 def _split_seed(seed, split):
@@ -209,7 +269,7 @@ def _load_fake(split, num_examples, num_classes, resolution, channels, seed):
 
 def load_split(name, split, data_dir=None, image_folder=None,
                fake_num_examples=64, fake_num_classes=10, fake_resolution=32,
-               fake_channels=3, seed=0):
+               fake_channels=3, seed=0, unreadable_images="skip"):
     """Loads one split of an image source without ever downloading.
 
     Args:
@@ -228,6 +288,9 @@ def load_split(name, split, data_dir=None, image_folder=None,
         fake_resolution: height and width of 'fake' images.
         fake_channels: channels of 'fake' images.
         seed: seed of 'fake' data.
+        unreadable_images: an image folder's files that cannot be images
+            (`UNREADABLE_POLICIES`): 'skip' them with a warning listing
+            them, or 'refuse' (DamagedInputError) before training.
 
     Returns:
         `(dataset, info)`: a finite `tf.data.Dataset` of `(image, label)`,
@@ -248,7 +311,7 @@ def load_split(name, split, data_dir=None, image_folder=None,
         return _load_fake(split, fake_num_examples, fake_num_classes,
                           fake_resolution, fake_channels, seed)
     if name == IMAGE_FOLDER:
-        return _load_image_folder(split, image_folder)
+        return _load_image_folder(split, image_folder, unreadable_images)
     data_dir = os.path.expanduser(data_dir or default_data_dir())
     loaders = {
         FASHION_MNIST: _load_fashion_mnist,

@@ -219,9 +219,22 @@ def _read_asset_json(path, name):
         missing_error=ExportNotFoundError, damaged_error=ExportNotFoundError)
 
 
+METADATA_SCHEMA = {
+    "dim_z": int, "num_classes": int, "resolution": int,
+    "image_channels?": int, "max_batch?": int, "params?": int,
+    "class_names?": (list, type(None)), "metrics?": dict, "source?": dict,
+}
+
+
 def read_metadata(path):
-    """assets.extra/metadata.json of an export."""
-    return _read_asset_json(path, "metadata.json")
+    """assets.extra/metadata.json of an export, its fields checked
+    (ExportNotFoundError naming the field)."""
+    metadata = _read_asset_json(path, "metadata.json")
+    files.check_fields(
+        metadata, os.path.join(path, ASSETS_DIR, "metadata.json"),
+        METADATA_SCHEMA, "the export is damaged; export the run again.",
+        error=ExportNotFoundError)
+    return metadata
 
 
 def read_channel_config(path):

@@ -241,8 +241,12 @@ def read_torch_state_dict(path):
             result, buffers = _load_zip(path)
         else:
             result, buffers = _load_legacy(path)
+    except errors.PPCDError:
+        raise
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile,
-            KeyError, TypeError, AttributeError) as error:
+            KeyError, TypeError, AttributeError, ValueError,
+            IndexError) as error:
+        # ValueError: e.g. "unsupported pickle protocol" of a newer writer.
         raise errors.DamagedInputError(
             f"{path} is not a readable torch state dict ({error}).") from error
     if not isinstance(result, dict):

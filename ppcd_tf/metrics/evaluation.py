@@ -159,6 +159,17 @@ def sample_inputs(num_samples, dim_z, num_classes, seed, truncation=None):
     return z.numpy(), labels
 
 
+def check_memory(num_samples, dim_z, network):
+    """Refuses, before any real feature is computed, a --num_samples whose
+    z, features and logits (float32, one seed at a time) cannot fit in this
+    machine's memory."""
+    per_sample = 4 * (dim_z + network.feature_dim + network.num_classes)
+    errors.check_fits_in_memory(
+        num_samples * per_sample, f"--num_samples {num_samples:,}",
+        f"ask for at most {errors.machine_memory_bytes() // per_sample:,} "
+        "(FID is usually reported on 10,000 to 50,000 samples).")
+
+
 def generated_features(source, network, num_samples, seed, truncation=None,
                        batch_size=DEFAULT_BATCH_SIZE):
     """(features [N, D], logits [N, K], labels [N]) of generated samples."""
@@ -561,6 +572,7 @@ def evaluate_generator(saved_model=None, model_dir=None, dataset=None,
     if network is None:
         network = feature_networks.build(
             feature_networks.default_for_dataset(dataset), feature_weights)
+    check_memory(num_samples, source.dim_z, network)
     real = real_features(
         network, dataset, split, source.resolution,
         cache_dir or DEFAULT_CACHE_DIR,

@@ -71,6 +71,17 @@ def num_classes_of(saved_model=None, model_dir=None):
         "num_classes"]
 
 
+def image_values_of(saved_model=None, model_dir=None):
+    """Values of one generated image (H x W x C) of an export or a run."""
+    if saved_model:
+        metadata = saved_model_lib.read_metadata(saved_model)
+        size, channels = metadata["resolution"], metadata["image_channels"]
+    else:
+        dataset = run_dir.read_model_configs(model_dir)["dataset"]
+        size, channels = dataset["resolution"], dataset["image_channels"]
+    return int(size) * int(size) * int(channels)
+
+
 def check_args(saved_model, model_dir, classes, n, truncation, out,
                individual=False):
     """The sample tool's source, output and grid arguments checked (raises
@@ -98,6 +109,13 @@ def check_args(saved_model, model_dir, classes, n, truncation, out,
     if not 0.0 < truncation <= 1.0:
         raise SampleError(f"--truncation must be in (0, 1], got {truncation}.")
     num_classes = num_classes_of(saved_model, model_dir)
+    rows = len(classes) if classes else min(num_classes,
+                                            DEFAULT_MAX_CLASSES)
+    per_row_image = 4 * rows * image_values_of(saved_model, model_dir)
+    most = errors.machine_memory_bytes() // per_row_image
+    errors.check_fits_in_memory(
+        n * per_row_image, f"--n {n:,} x {rows} class rows",
+        f"ask for at most {most:,} images per class.")
     if classes is None:
         return list(range(min(num_classes, DEFAULT_MAX_CLASSES)))
     try:

@@ -43,7 +43,20 @@ def candidates(directory):
             number = path.rsplit("-", 1)[-1]
             if tf.io.gfile.exists(path + ".index") and number.isdigit():
                 found[path] = int(number)
+    _warn_without_index(directory, found)
     return sorted(found, key=found.get, reverse=True)
+
+
+def _warn_without_index(directory, found):
+    """Warns about checkpoints whose data files are there but whose
+    `.index` is not: they cannot be restored, so they are skipped."""
+    pattern = tf.io.gfile.join(directory, "ckpt-*.data-*")
+    orphans = sorted({path.rsplit(".data-", 1)[0]
+                      for path in tf.io.gfile.glob(pattern)} - set(found))
+    for prefix in orphans:
+        logging.warning("Skipping checkpoint %s: its data files are there but"
+                        " %s.index is missing, so it cannot be restored.",
+                        prefix, os.path.basename(prefix))
 
 
 class Checkpointer:

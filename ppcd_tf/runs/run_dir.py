@@ -77,13 +77,34 @@ def checkpoint_dir(model_dir):
     return os.path.join(model_dir, CHECKPOINT_DIR)
 
 
+MODELS_SCHEMA = {
+    "generator": dict, "generator.channels": dict,
+    "generator.num_classes": int, "generator.dim_z": int,
+    "discriminator": dict,
+    "dataset?": dict, "dataset.resolution?": int,
+    "dataset.num_classes?": int, "dataset.image_channels?": int,
+}
+PRUNING_SCHEMA = {
+    "mask_widths": dict, "phase": str, "cut_step": (int, type(None)),
+    "compact_channels": (dict, type(None)),
+    "kept_indices": (dict, type(None)),
+    "mask_function?": str, "prune_attention?": bool,
+}
+
+
 def read_model_configs(model_dir):
-    """models.json of a run: {"generator", "discriminator", "dataset"}."""
-    return read_run_json(
-        os.path.join(model_dir, MODELS_FILE), "run's model configuration",
+    """models.json of a run: {"generator", "discriminator", "dataset"},
+    its fields checked (RunDirError naming the field)."""
+    path = os.path.join(model_dir, MODELS_FILE)
+    content = read_run_json(
+        path, "run's model configuration",
         missing_fix=("the directory must be the --model_dir of a training "
                      "run (python -m ppcd_tf.train --model_dir ...), which "
                      "writes models.json and checkpoints/."))
+    files.check_fields(content, path, MODELS_SCHEMA,
+                       "the run's model configuration is damaged; restore "
+                       "it from a copy of the run.", error=RunDirError)
+    return content
 
 
 def write_model_configs(model_dir, content):
@@ -155,7 +176,19 @@ def read_pruning_structure(model_dir):
     path = os.path.join(model_dir, PRUNING_FILE)
     if not tf.io.gfile.exists(path):
         return None
-    return read_run_json(path, "pruning structure")
+    structure = read_run_json(path, "pruning structure")
+    fix = "the pruning structure is damaged; restore it from a copy of the run."
+    files.check_fields(structure, path, PRUNING_SCHEMA, fix,
+                       error=RunDirError)
+    if structure["phase"] not in (PHASE_MASKS, PHASE_COMPACT):
+        raise RunDirError(f"{path}: field 'phase' must be {PHASE_MASKS!r} or "
+                          f"{PHASE_COMPACT!r}, got {structure['phase']!r}; "
+                          f"{fix}")
+    if structure["phase"] == PHASE_COMPACT:
+        files.check_fields(structure, path, {"cut_step": int,
+                                             "compact_channels": dict}, fix,
+                           error=RunDirError)
+    return structure
 
 
 def write_pruning_structure(model_dir, structure):

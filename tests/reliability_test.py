@@ -5,6 +5,7 @@ config); nothing is replaced without --overwrite; a run directory has one
 trainer at a time; damaged files give a message, not a traceback.
 """
 
+import contextlib
 import io
 import json
 import os
@@ -199,26 +200,34 @@ def test_one_trainer_per_run_directory(tmp_path):
         pass
 
 
-def test_a_killed_holder_releases_the_lock(tmp_path):
-    model_dir = str(tmp_path / "run")
+@contextlib.contextmanager
+def _lock_holder(model_dir):
+    """Another process holding the run lock of `model_dir` for the block
+    (yields it); SIGKILLed at the end."""
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time\n"
+         "import time\n"
          "from ppcd_tf.runs import run_dir\n"
-         f"with run_dir.locked({model_dir!r}):\n"
+         f"with run_dir.locked({str(model_dir)!r}):\n"
          "    print('locked', flush=True)\n"
          "    time.sleep(120)\n"],
         cwd=helpers.REPO_ROOT, env=helpers.python_env(),
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+
+
+def test_a_killed_holder_releases_the_lock(tmp_path):
+    model_dir = str(tmp_path / "run")
+    with _lock_holder(model_dir) as holder:
         with pytest.raises(errors.BadInputError,
                            match=f"pid {holder.pid}"):
             with run_dir.locked(model_dir):
                 pass
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait(timeout=30)
     with run_dir.locked(model_dir):
         pass
 
@@ -656,23 +665,10 @@ def test_a_refused_second_trainer_leaves_the_run_untouched(tmp_path):
     model_dir = tmp_path / "run"
     model_dir.mkdir()
     (model_dir / "config.gin").write_text("# the running run's bindings\n")
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import time\n"
-         "from ppcd_tf.runs import run_dir\n"
-         f"with run_dir.locked({str(model_dir)!r}):\n"
-         "    print('locked', flush=True)\n"
-         "    time.sleep(120)\n"],
-        cwd=helpers.REPO_ROOT, env=helpers.python_env(),
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with _lock_holder(model_dir):
         result = _cli("ppcd_tf.train", [
             "--model_dir", str(model_dir), "--gin_file", "debug.gin",
             "--gin_param", "TrainLoop.num_steps = 1"], tmp_path)
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait(timeout=30)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "is in use by another trainer" in result.stderr
     assert (model_dir / "config.gin").read_text() == (

@@ -63,23 +63,28 @@ def check_modes(interpolate_classes, steps, truncation_sweep, num_classes):
     return pair, sweep
 
 
-def num_classes_of(saved_model=None, model_dir=None):
-    """Classes of an export (its metadata) or of a run (models.json)."""
-    if saved_model:
-        return int(saved_model_lib.read_metadata(saved_model)["num_classes"])
-    return run_dir.read_model_configs(model_dir)["generator"][
-        "num_classes"]
+# The channels assumed for an export that does not record them (RGB: the
+# most an image has, so a memory estimate errs on the safe side).
+_MOST_CHANNELS = 3
 
 
-def image_values_of(saved_model=None, model_dir=None):
-    """Values of one generated image (H x W x C) of an export or a run."""
+def source_facts(saved_model=None, model_dir=None):
+    """(classes, values of one image H x W x C) of an export (its
+    metadata) or of a run (models.json), each read once."""
     if saved_model:
         metadata = saved_model_lib.read_metadata(saved_model)
-        size, channels = metadata["resolution"], metadata["image_channels"]
-    else:
-        dataset = run_dir.read_model_configs(model_dir)["dataset"]
-        size, channels = dataset["resolution"], dataset["image_channels"]
-    return int(size) * int(size) * int(channels)
+        size = metadata["resolution"]
+        channels = metadata.get("image_channels", _MOST_CHANNELS)
+        return int(metadata["num_classes"]), int(size) ** 2 * int(channels)
+    configs = run_dir.read_model_configs(model_dir)
+    dataset = configs["dataset"]
+    return (int(configs["generator"]["num_classes"]),
+            int(dataset["resolution"]) ** 2 * int(dataset["image_channels"]))
+
+
+def num_classes_of(saved_model=None, model_dir=None):
+    """Classes of an export (its metadata) or of a run (models.json)."""
+    return source_facts(saved_model, model_dir)[0]
 
 
 def check_args(saved_model, model_dir, classes, n, truncation, out,
@@ -108,10 +113,10 @@ def check_args(saved_model, model_dir, classes, n, truncation, out,
         raise SampleError(f"--n must be >= 1, got {n}.")
     if not 0.0 < truncation <= 1.0:
         raise SampleError(f"--truncation must be in (0, 1], got {truncation}.")
-    num_classes = num_classes_of(saved_model, model_dir)
+    num_classes, image_values = source_facts(saved_model, model_dir)
     rows = len(classes) if classes else min(num_classes,
                                             DEFAULT_MAX_CLASSES)
-    per_row_image = 4 * rows * image_values_of(saved_model, model_dir)
+    per_row_image = 4 * rows * image_values
     most = errors.machine_memory_bytes() // per_row_image
     errors.check_fits_in_memory(
         n * per_row_image, f"--n {n:,} x {rows} class rows",

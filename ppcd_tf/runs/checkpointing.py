@@ -43,13 +43,15 @@ def candidates(directory):
             number = path.rsplit("-", 1)[-1]
             if tf.io.gfile.exists(path + ".index") and number.isdigit():
                 found[path] = int(number)
-    _warn_without_index(directory, found)
     return sorted(found, key=found.get, reverse=True)
 
 
-def _warn_without_index(directory, found):
+def warn_without_index(directory, found):
     """Warns about checkpoints whose data files are there but whose
-    `.index` is not: they cannot be restored, so they are skipped."""
+    `.index` is not (`found`: the candidates): they cannot be restored, so
+    a restore skips them. Called by the readers that restore, not by
+    `candidates` (a save in progress looks the same for a moment, and the
+    kill probe polls `candidates` while the run saves)."""
     pattern = tf.io.gfile.join(directory, "ckpt-*.data-*")
     orphans = sorted({path.rsplit(".data-", 1)[0]
                       for path in tf.io.gfile.glob(pattern)} - set(found))
@@ -116,6 +118,7 @@ class Checkpointer:
     def restore_latest(self):
         """Restores the newest readable checkpoint; returns its path or None."""
         paths = self.candidates()
+        warn_without_index(self.directory, paths)
         for path in paths:
             try:
                 self.checkpoint.restore(path).expect_partial()

@@ -117,6 +117,7 @@ def latest_checkpoint(model_dir):
     ckpt-N files); RunDirError if none."""
     directory = checkpoint_dir(model_dir)
     paths = checkpointing.candidates(directory)
+    checkpointing.warn_without_index(directory, paths)
     path = paths[0] if paths else None
     if path is None:
         raise RunDirError(

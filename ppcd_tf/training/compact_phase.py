@@ -17,11 +17,8 @@ from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.pruning import compaction
 from ppcd_tf.pruning import schedules
 from ppcd_tf.runs import run_dir
+from ppcd_tf.training import gan_steps
 from ppcd_tf.training import phases
-
-
-def _inner(optimizer):
-    return getattr(optimizer, "inner_optimizer", optimizer)
 
 
 @gin.configurable
@@ -67,7 +64,8 @@ class CompactPhase(phases.Phase):
         optimizers' configured rates are the base the schedule scales."""
         self.trainer, self.pruning = trainer, pruning
         self.base_learning_rates = {
-            name: float(np.asarray(_inner(optimizer).learning_rate))
+            name: float(np.asarray(
+                gan_steps.inner_optimizer(optimizer).learning_rate))
             for name, optimizer in (("g", trainer.g_optimizer),
                                     ("d", trainer.d_optimizer))}
 
@@ -88,7 +86,7 @@ class CompactPhase(phases.Phase):
             factor = self.retrain.factor(name, step,
                                          self.pruning.prune_end_step,
                                          trainer.num_steps)
-            _inner(optimizer).learning_rate.assign(
+            gan_steps.inner_optimizer(optimizer).learning_rate.assign(
                 self.base_learning_rates[name] * factor)
 
     def _compact(self, model, keep, name):
@@ -108,7 +106,7 @@ class CompactPhase(phases.Phase):
                                                 "generator")
             compact_ema, _ = self._compact(trainer.generator_ema, keep,
                                            "generator_ema")
-            inner = _inner(trainer.g_optimizer)
+            inner = gan_steps.inner_optimizer(trainer.g_optimizer)
             optimizer = trainer.steps.make_optimizer(
                 lambda name: type(inner).from_config(
                     dict(inner.get_config(), name=name)), "g_optimizer")

@@ -349,6 +349,12 @@ class GanSteps:
                 self._train_fn(iterator, tf.constant(num_steps)).items()}
 
 
+def inner_optimizer(optimizer):
+    """The optimizer a loss-scale wrapper holds (or `optimizer` itself):
+    the one whose learning rate is read and set."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
 def unscaled(grads, scaled_optimizer):
     """Gradients of the loss `scaled_optimizer` scaled (fp16 loss scaling),
     for an optimizer without its own scaling (the PPCD mask logits): divided

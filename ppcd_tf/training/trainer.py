@@ -354,13 +354,9 @@ def log_run_summary(trainer):
                  steps.d_steps)
 
 
-def _inner(optimizer):
-    return getattr(optimizer, "inner_optimizer", optimizer)
-
-
 def _learning_rates(g_optimizer, d_optimizer):
     return {f"learning_rate/{name}": float(np.asarray(
-        _inner(optimizer).learning_rate))
+        gan_steps.inner_optimizer(optimizer).learning_rate))
         for name, optimizer in (("g", g_optimizer), ("d", d_optimizer))}
 
 
@@ -369,7 +365,7 @@ def _constant_learning_rates(g_optimizer, d_optimizer):
     rate (a schedule's rate follows its step)."""
     rates = {}
     for name, optimizer in (("g", g_optimizer), ("d", d_optimizer)):
-        inner = _inner(optimizer)
+        inner = gan_steps.inner_optimizer(optimizer)
         schedule = inner._learning_rate  # pylint: disable=W0212
         if isinstance(schedule,
                       keras.optimizers.schedules.LearningRateSchedule):

@@ -48,16 +48,23 @@ _UNKNOWN_PARAMETER = re.compile(
     r"Configurable '(\w+)' doesn't have a parameter named '(\w+)'")
 
 
+WHERE_SETTINGS_LIVE = '(docs/commands.md, "Where each setting lives")'
+
+
+def moved_binding(configurable, name):
+    """'Part.name', where the setting `configurable.name` lives since it
+    moved, or None when it did not move."""
+    part = MOVED_SETTINGS.get((configurable, name))
+    return None if part is None else f"{part}.{name}"
+
+
 def _moved_hint(message):
     """' It moved: bind X.name instead.' for a setting that moved."""
     match = _UNKNOWN_PARAMETER.search(message)
-    if not match:
+    new = match and moved_binding(match.group(1), match.group(2))
+    if not new:
         return ""
-    new = MOVED_SETTINGS.get((match.group(1), match.group(2)))
-    if new is None:
-        return ""
-    return (f" The setting moved: bind {new}.{match.group(2)} instead "
-            "(docs/commands.md, \"Where each setting lives\").")
+    return f" The setting moved: bind {new} instead {WHERE_SETTINGS_LIVE}."
 
 
 def resolve_gin_files(gin_files, search_path=(DEFAULT_GIN_SEARCH_PATH,)):

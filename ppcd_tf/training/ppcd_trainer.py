@@ -249,11 +249,9 @@ def _check_trainer_settings(kwargs):
         trainer_lib.Trainer.__init__).parameters) - {"self"}
     unknown = sorted(set(kwargs) - known)
     if unknown:
-        moved = [f"{config_lib.MOVED_SETTINGS[('PPCDTrainer', name)]}.{name}"
-                 for name in unknown
-                 if ("PPCDTrainer", name) in config_lib.MOVED_SETTINGS]
+        moved = [new for new in (config_lib.moved_binding("PPCDTrainer", name)
+                                 for name in unknown) if new]
         raise errors.BadInputError(
             f"PPCDTrainer has no setting {', '.join(unknown)}"
             + (f"; it moved: bind {', '.join(moved)} instead" if moved
-               else "") + " (docs/commands.md, \"Where each setting "
-            "lives\").")
+               else "") + f" {config_lib.WHERE_SETTINGS_LIVE}.")

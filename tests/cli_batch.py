@@ -2,15 +2,18 @@
 
   python tests/cli_batch.py < request.json > results.json
 
-request: {"script": path of a tools/ script, "watch": a directory,
-"cases": [[arg, ...], ...]}. For each case the script's `main` runs through
-`ppcd_tf.errors.run`, as `python <script> <args>` does, with the flags reset
-to their defaults first; stderr is captured. results: one entry per case,
+request: {"script": path of a tools/ script, or "module": a command module
+such as "ppcd_tf.evaluate"; "watch": a directory; "cases": [[arg, ...],
+...]}. For each case the script's `main` runs through `ppcd_tf.errors.run`,
+as `python <script> <args>` does (a module's `run_main`, as `python -m
+<module> <args>` does), with the flags reset to their defaults and gin's
+configuration cleared first; stderr is captured. results: one entry per case,
 {"status": the exit status, "stderr": what it wrote there (an uncaught
 exception's traceback included), "stdout", "listing": the files under
 "watch" after the case}.
 
-The tests of bad input (tests/tools_cli_test.py) use it so that a script's
+The tests of bad input (tests/tools_cli_test.py, tests/reliability_test.py)
+use it so that a script's
 cases share one interpreter start and one TensorFlow import (~4 s each on
 2 cores) while the exit status, the message and the absence of a traceback
 are the ones a user sees.
@@ -33,16 +36,17 @@ def _listing(directory):
                   for name in dirs + names)
 
 
-def _run_case(namespace, script, args):
-    from ppcd_tf import errors
+def _run_case(entry_point, program, args):
+    import gin
     flags.FLAGS.unparse_flags()
-    sys.argv = [script] + list(args)
+    gin.clear_config()
+    sys.argv = [program] + list(args)
     stderr, stdout = io.StringIO(), io.StringIO()
     status = 0
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(
             stdout):
         try:
-            errors.run(namespace["main"])
+            entry_point()
         except SystemExit as exit_:
             code = exit_.code
             status = code if isinstance(code, int) else (0 if code is None
@@ -54,14 +58,21 @@ def _run_case(namespace, script, args):
 
 
 def main():
+    from ppcd_tf import errors
     request = json.load(sys.stdin)
-    script = request["script"]
-    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-    # Defines the script's flags and functions without running it.
-    namespace = runpy.run_path(script, run_name="cli_batch_target")
+    # Defines the program's flags and functions without running it.
+    if "module" in request:
+        program = request["module"]
+        namespace = runpy.run_module(program, run_name="cli_batch_target")
+        entry_point = namespace["run_main"]
+    else:
+        program = request["script"]
+        sys.path.insert(0, os.path.dirname(os.path.abspath(program)))
+        namespace = runpy.run_path(program, run_name="cli_batch_target")
+        entry_point = lambda: errors.run(namespace["main"])  # noqa: E731
     results = []
     for args in request["cases"]:
-        status, stderr, stdout = _run_case(namespace, script, args)
+        status, stderr, stdout = _run_case(entry_point, program, args)
         results.append({"status": status, "stderr": stderr,
                         "stdout": stdout,
                         "listing": _listing(request["watch"])})

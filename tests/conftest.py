@@ -31,6 +31,13 @@ def _configure_logical_cpus():
 
 _configure_logical_cpus()
 
+# Grappler's graph optimisations cost ~6 s on the first call of every tiny
+# compiled training step (a third of its tracing and start-up) and buy
+# nothing at test sizes. In-process tests run their graphs unoptimised; the
+# command-line tests (subprocesses: the demo, the kill probe, the CLI and
+# multi-worker tests) keep TensorFlow's default, so both are covered.
+tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+
 # tf.test.TestCase reads absl flags (test_tmpdir); under pytest nobody parses
 # them. Define the binaries' flags first, then mark the defaults as parsed.
 import ppcd_tf.train  # noqa: E402,F401

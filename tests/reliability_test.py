@@ -10,6 +10,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -438,7 +439,8 @@ def _a_file(tmp_path):
     return str(path)
 
 
-@pytest.mark.parametrize("module, args, status, phrase", [
+# (command module, arguments, exit status, a phrase of the error line).
+BAD_INVOCATIONS = [
     ("ppcd_tf.evaluate", ["--saved_model", "{tmp}", "--num_real", "-3"], 2,
      "--num_real must be >= 1"),
     ("ppcd_tf.evaluate", ["--saved_model", "{tmp}", "--dataset", "bogus"], 2,
@@ -580,19 +582,102 @@ def _a_file(tmp_path):
                                 "--weights_dir", "{tmp}", "--output_dir",
                                 "{tmp}", "--overwrite"], 2,
      "is the same path as --weights_dir"),
-])
+]
+CLI_BATCH = os.path.join(helpers.REPO_ROOT, "tests", "cli_batch.py")
+
+
+def _case_values(case_dir):
+    """The fixtures one invocation may name, in a directory of its own (as
+    if the command had the machine to itself)."""
+    (case_dir / "not_empty.txt").write_text("x")
+    values = {"tmp": str(case_dir), "file": _a_file(case_dir)}
+    values.update(_damaged_artefacts(case_dir))
+    values.update(_teacher_copy(case_dir))
+    return values
+
+
+@pytest.fixture(scope="module")
+def module_invocations(tmp_path_factory):
+    """module -> [(result, teacher copy's listing before, after)] for its
+    BAD_INVOCATIONS in order: a module's cases run in one process
+    (tests/cli_batch.py: `run_main` as `python -m` runs it, flags and gin
+    reset between cases), each against fixtures of its own, so that the
+    ~4 s TensorFlow import is paid once per module, not once per case."""
+    cache = {}
+
+    def results(module):
+        if module not in cache:
+            root = tmp_path_factory.mktemp(module.replace(".", "_"))
+            cases, befores = [], []
+            for index, (name, args, _, _) in enumerate(BAD_INVOCATIONS):
+                if name != module:
+                    continue
+                case_dir = root / f"case_{index}"
+                case_dir.mkdir()
+                values = _case_values(case_dir)
+                cases.append([a.format(**values) for a in args])
+                befores.append((values["teacher_copy"],
+                                _listing(values["teacher_copy"])))
+            request = {"module": module, "watch": str(root), "cases": cases}
+            batch = subprocess.run(
+                [sys.executable, CLI_BATCH], input=json.dumps(request),
+                cwd=helpers.REPO_ROOT, env=helpers.python_env(),
+                capture_output=True, text=True, timeout=600, check=False)
+            assert batch.returncode == 0, batch.stderr[-3000:]
+            cache[module] = [
+                (result, before, _listing(copy)) for result, (copy, before)
+                in zip(json.loads(batch.stdout), befores)]
+        return cache[module]
+
+    return results
+
+
+def _numbered_invocations():
+    """(module, index among the module's cases, args, status, phrase)."""
+    seen = {}
+    for module, args, status, phrase in BAD_INVOCATIONS:
+        index = seen.get(module, 0)
+        seen[module] = index + 1
+        yield module, index, args, status, phrase
+
+
+@pytest.mark.parametrize("module, index, args, status, phrase",
+                         list(_numbered_invocations()))
 def test_bad_invocations_fail_at_once_with_a_message(
-        tmp_path, module, args, status, phrase):
-    (tmp_path / "not_empty.txt").write_text("x")
-    values = {"tmp": str(tmp_path), "file": _a_file(tmp_path)}
-    values.update(_damaged_artefacts(tmp_path))
-    values.update(_teacher_copy(tmp_path))
-    before = _listing(values["teacher_copy"])
-    result = _cli(module, [a.format(**values) for a in args], tmp_path)
-    assert result.returncode == status, result.stderr[-2000:]
-    assert phrase in result.stderr, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    assert _listing(values["teacher_copy"]) == before
+        module_invocations, module, index, args, status, phrase):
+    result, before, after = module_invocations(module)[index]
+    stderr = result["stderr"]
+    assert result["status"] == status, stderr[-2000:]
+    assert phrase in stderr, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert after == before
+
+
+def test_a_batched_invocation_is_what_a_process_sees(module_invocations,
+                                                     tmp_path):
+    """The first case of each exit status, also in a process of its own:
+    the same status and `error:` line as in the batch."""
+    firsts = {}
+    for module, index, args, status, _ in _numbered_invocations():
+        firsts.setdefault(status, (module, index, args))
+    for status, (module, index, args) in sorted(firsts.items()):
+        case_dir = tmp_path / f"status_{status}"
+        case_dir.mkdir()
+        values = _case_values(case_dir)
+        alone = _cli(module, [a.format(**values) for a in args], case_dir)
+        batched = module_invocations(module)[index][0]
+        assert alone.returncode == batched["status"] == status, alone.stderr
+        lines = [_without_paths(line) for text in (alone.stderr,
+                                                   batched["stderr"])
+                 for line in text.splitlines() if line.startswith("error: ")]
+        # One line each; paths differ (other fixture directories), the
+        # wording does not.
+        assert len(lines) == 2 and lines[0] == lines[1], (
+            alone.stderr, batched["stderr"])
+
+
+def _without_paths(line):
+    return re.sub(r"\S*/\S*", "<path>", line)
 
 
 def _teacher_copy(tmp_path):

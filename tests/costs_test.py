@@ -186,11 +186,52 @@ class HardenWithinLimitsTest(tf.test.TestCase, parameterized.TestCase):
 
 class ControllerTest(tf.test.TestCase):
 
-    def _controller(self, limits, multiple=1, min_channels=4):
+    def _controller(self, limits, multiple=1, min_channels=4,
+                    cost_exponent=1.0):
         return controller_lib.BudgetController(
             limits, WIDTHS, min_channels, 0.0, surrogate_width=2.0,
             ramp_fraction=0.5, lambda_rate=0.1, lambda_max=10.0,
-            prune_end_step=100, width_multiple=multiple)
+            prune_end_step=100, width_multiple=multiple,
+            cost_exponent=cost_exponent)
+
+    def _push_per_channel(self, controller):
+        """{mask key: the budget's gradient on one open channel's logit}."""
+        logits = {k: tf.Variable(np.full(w, 0.5, np.float32))
+                  for k, w in WIDTHS.items()}
+        controller.budget_lambda.assign(1.0)
+        with tf.GradientTape() as tape:
+            loss, ratio = controller.budget_loss(logits)
+        grads = tape.gradient(loss, logits)
+        return float(ratio), {k: float(g.numpy()[0]) for k, g in
+                              grads.items() if WIDTHS[k] >
+                              controller.floors[k]}
+
+    def test_cost_exponent_sets_how_the_push_follows_the_cost(self):
+        params = costs.parameter_limit(CH32, SHAPE, WIDTHS, 0.5)
+        ratio, priced = self._push_per_channel(self._controller([params]))
+        self.assertAllClose(ratio, 1.0)
+        # Exponent 1: in proportion to the marginal cost of a channel,
+        # which differs between layers (the attention's is small).
+        self.assertGreater(max(priced.values()) / min(priced.values()), 4.0)
+        ratio, even = self._push_per_channel(
+            self._controller([params], cost_exponent=0.0))
+        self.assertAllClose(ratio, 1.0)  # the values are the same
+        # Exponent 0: the same push on every layer, the mean of the priced.
+        self.assertAllClose(list(even.values()),
+                            [np.mean(list(even.values()))] * len(even),
+                            rtol=1e-5)
+        self.assertTrue(all(value > 0 for value in even.values()))
+        _, half = self._push_per_channel(
+            self._controller([params], cost_exponent=0.5))
+        for key in priced:
+            # Geometric in between: half^2 = priced * even.
+            self.assertAllClose(half[key] ** 2, priced[key] * even[key],
+                                rtol=1e-4)
+
+    def test_negative_cost_exponent_is_refused(self):
+        params = costs.parameter_limit(CH32, SHAPE, WIDTHS, 0.5)
+        with self.assertRaisesRegex(errors.BadInputError, "cost_exponent"):
+            self._controller([params], cost_exponent=-1.0)
 
     def test_one_lambda_per_limit_in_the_checkpoint(self):
         limits = [costs.parameter_limit(CH32, SHAPE, WIDTHS, 0.19),

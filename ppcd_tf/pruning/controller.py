@@ -47,11 +47,21 @@ class BudgetController:
       prune_end_step: the cut.
       width_multiple: hardened kept counts are multiples of this (or a
         layer's full width).
+      cost_exponent: how the budget's push on a layer's masks follows what
+        one of its channels costs (`priced_counts`): 1 in proportion to the
+        marginal cost (the gradient of the ratio), 0 the same push on every
+        layer (the cost then acts through the lambdas and the hardening
+        only), values between interpolate geometrically.
     """
 
     def __init__(self, limits, widths, min_channels, min_channel_fraction,
                  surrogate_width, ramp_fraction, lambda_rate, lambda_max,
-                 prune_end_step, width_multiple=1):
+                 prune_end_step, width_multiple=1, cost_exponent=1.0):
+        if float(cost_exponent) < 0.0:
+            raise errors.BadInputError(
+                f"PruningBudget.cost_exponent must be >= 0, got "
+                f"{cost_exponent}.")
+        self.cost_exponent = float(cost_exponent)
         if not limits or limits[0].name != "params":
             raise ValueError("The first limit must be the parameter budget.")
         if int(width_multiple) < 1:
@@ -142,7 +152,8 @@ class BudgetController:
         loss = 0.0
         param_ratio = None
         for limit in self.limits:
-            ratio = tf.cast(limit.ratio(counts), tf.float32)
+            ratio = tf.cast(limit.ratio(self.priced_counts(counts, limit)),
+                            tf.float32)
             # Value lambda * ratio; gradient scaled by (mask channels / 2),
             # the inverse of the mean per-channel share of the ratio (the
             # quantities are quadratic in widths), so an average channel's
@@ -154,6 +165,33 @@ class BudgetController:
             if limit.name == "params":
                 param_ratio = tf.stop_gradient(ratio)
         return loss, param_ratio
+
+    def priced_counts(self, counts, limit):
+        """`counts` ({mask key: scalar}) with each layer's gradient path
+        rescaled by (mean marginal cost / its marginal cost) ** (1 -
+        cost_exponent), where a layer's marginal cost is the gradient of
+        `limit`'s ratio with respect to its count: values unchanged, so the
+        ratio and the controller see the same numbers; with exponent 1
+        (the default) `counts` itself."""
+        if self.cost_exponent == 1.0:
+            return counts
+        keys = sorted(counts)
+        probes = [tf.stop_gradient(tf.cast(counts[k], tf.float32))
+                  for k in keys]
+        with tf.GradientTape() as tape:
+            tape.watch(probes)
+            ratio = tf.cast(limit.ratio(dict(zip(keys, probes))), tf.float32)
+        marginals = [tf.zeros([]) if g is None else tf.abs(g)
+                     for g in tape.gradient(ratio, probes)]
+        mean = tf.add_n(marginals) / len(marginals)
+        priced = {}
+        for key, marginal in zip(keys, marginals):
+            scale = tf.stop_gradient(tf.math.divide_no_nan(mean, marginal)
+                                     ** (1.0 - self.cost_exponent))
+            count = counts[key]
+            priced[key] = tf.stop_gradient(count) + scale * (
+                count - tf.stop_gradient(count))
+        return priced
 
     def update(self, step, hard_counts, pruning):
         """One controller step (cross-replica): each lambda tracks the excess

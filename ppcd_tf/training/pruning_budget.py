@@ -36,12 +36,17 @@ class PruningBudget:
       harden_rule: 'global' (rank channels by logit over all layers) or
         'uniform' (the same kept fraction in every layer: the uniform-width
         pruning baseline).
+      cost_exponent: how the budget's push on a layer's masks follows the
+        cost of one of its channels: 1 in proportion (a cheap channel, e.g.
+        of the attention, is hardly pushed), 0 the same push on every layer
+        (`BudgetController.priced_counts`).
     """
 
     def __init__(self, target_param_ratio=0.19, target_params=None,
                  target_mac_ratio=None, target_latency_ratio=None,
                  latency_table=None, width_multiple=1, min_channels=4,
-                 min_channel_fraction=0.0, harden_rule="global"):
+                 min_channel_fraction=0.0, harden_rule="global",
+                 cost_exponent=1.0):
         if target_params is None and not 0.0 < target_param_ratio <= 1.0:
             raise errors.BadInputError(
                 f"PruningBudget.target_param_ratio must be in (0, 1], got "
@@ -76,6 +81,7 @@ class PruningBudget:
         self.min_channels = int(min_channels)
         self.min_channel_fraction = float(min_channel_fraction)
         self.harden_rule = harden_rule
+        self.cost_exponent = float(cost_exponent)
 
     def limits(self, channels, shape, widths):
         """The budgeted quantities (`costs.Limit`s) of a generator with

@@ -20,6 +20,11 @@ dataset, stage/teacher.gin, stage/ppcd.gin; `--gin_file` replaces the first
 two) plus `--gin_param`: give the run's bindings that change a step's cost,
 e.g. `--gin_param "GLOBAL_BATCH_SIZE = 32"` or
 `--gin_param "DistillationWeights.d_features = 0.0"`.
+
+With `--parts` the pieces of the compact step are timed in the same rounds
+(the D step, the G step, the frozen teacher G and D, the student G's forward
+and backward, the training D's forward and backward to its input;
+`ppcd_tf/workflows/step_parts.py`) and printed as a table of shares.
 Exit status 2 on bad arguments, 3 when a run's models.json is missing.
 """
 
@@ -32,6 +37,7 @@ from ppcd_tf import errors
 from ppcd_tf import files
 from ppcd_tf.runs import run_dir
 from ppcd_tf.workflows import benchmark
+from ppcd_tf.workflows import step_parts
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_dir", None, "The teacher run.")
@@ -45,6 +51,8 @@ flags.DEFINE_multi_string(
     "dataset and stage/teacher.gin). stage/ppcd.gin is added for PPCD.")
 flags.DEFINE_multi_string("gin_param", [], "Bindings of the timed recipe "
                           "(the runs' bindings that change a step's cost).")
+flags.DEFINE_bool("parts", False, "Also time the pieces of the compact step "
+                  "(teacher G and D, training D, student G, D and G steps).")
 
 
 def main(argv):
@@ -77,7 +85,7 @@ def main(argv):
         result = benchmark.measure_train_steps(
             FLAGS.teacher_dir, FLAGS.ppcd_dir, gin_files=FLAGS.gin_file,
             gin_params=FLAGS.gin_param, repeats=FLAGS.repeats,
-            warmup=FLAGS.warmup)
+            warmup=FLAGS.warmup, parts=FLAGS.parts)
         files.write_json(FLAGS.output, result)
     line = (f"teacher {result['teacher_seconds_per_step']:.3f} s/step, PPCD "
             f"(pruning phase) {result['ppcd_seconds_per_step']:.3f} s "
@@ -87,6 +95,10 @@ def main(argv):
         line += (f", PPCD after the cut {compact:.3f} s "
                  f"({result['compact_ratio']:.2f}x)")
     print(line)
+    if "compact_parts" in result:
+        print(step_parts.markdown(result["compact_parts"],
+                                  result["ppcd_compact_seconds_per_step"],
+                                  result["teacher_seconds_per_step"]))
     print(f"Wrote {FLAGS.output}")
 
 

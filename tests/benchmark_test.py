@@ -77,3 +77,21 @@ class GenerationSweepTest(tf.test.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
+
+
+def test_step_parts_table_gives_each_share_of_both_steps():
+    from ppcd_tf.workflows import step_parts
+    parts = {"g_step": 0.3, "d_step": 0.1, "teacher_g": 0.05}
+    text = step_parts.markdown(parts, step_seconds=0.4, teacher_seconds=0.5)
+    lines = text.splitlines()
+    # Header, rule, the whole step, then the parts in PART_NAMES order.
+    assert lines[2] == "| whole compact step | 0.4000 | 1.00 | 0.80 |"
+    assert lines[3] == "| d_step | 0.1000 | 0.25 | 0.20 |"
+    assert lines[4] == "| g_step | 0.3000 | 0.75 | 0.60 |"
+    assert lines[5] == "| teacher_g | 0.0500 | 0.12 | 0.10 |"
+    assert len(lines) == 6
+    shares = step_parts.shares(parts, 0.4)
+    assert sorted(shares) == sorted(parts)
+    for name, share in {"g_step": 0.75, "d_step": 0.25,
+                        "teacher_g": 0.125}.items():
+        assert abs(shares[name] - share) < 1e-12, (name, shares)

@@ -96,6 +96,7 @@ def test_step_timing_never_parses_a_run_config(tmp_path):
     config.gin that would run a command (gin's dynamic registration) is
     never read."""
     from ppcd_tf.workflows import benchmark
+    from ppcd_tf.workflows import step_parts
     marker = tmp_path / "ran"
     teacher = str(tmp_path / "teacher")
     shutil.copytree(helpers.tiny_teacher_dir(), teacher)
@@ -106,8 +107,14 @@ def test_step_timing_never_parses_a_run_config(tmp_path):
                MALICIOUS_GIN.format(marker=marker))
     result = benchmark.measure_train_steps(
         teacher, str(ppcd), gin_params=list(helpers.TINY_BINDINGS) + [
-            "PruningBudget.min_channels = 1"], repeats=1, warmup=0)
+            "PruningBudget.min_channels = 1"], repeats=1, warmup=0,
+        parts=True)
     assert not marker.exists()
+    # The compact step's pieces were timed in the same rounds (the
+    # recipe's CAMs come from the frozen teacher D: every piece runs).
+    assert sorted(result["compact_parts"]) == sorted(step_parts.PART_NAMES)
+    assert all(seconds > 0 for seconds in result["compact_parts"].values())
+    assert len(result["step_times"]["part_g_step"]) == 1
     # The recipe is the package's: the data file of the teacher's dataset
     # ('fake', from its models.json) and the teacher stage.
     assert result["gin_files"] == ["data/fake.gin", "stage/teacher.gin"]

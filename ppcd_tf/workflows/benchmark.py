@@ -131,12 +131,14 @@ def _cut_like_the_run(trainer, structure):
 
 
 def measure_train_steps(teacher_dir, ppcd_dir, gin_files=None, gin_params=(),
-                        repeats=5, warmup=2):
+                        repeats=5, warmup=2, parts=False):
     """Median seconds per G step of the teacher and of PPCD training, timed
     alternately in fresh temporary run directories: the teacher, PPCD in its
     pruning phase (the masked full-width student) and, when the recipe
     trains the compact student after the cut, PPCD after it (the compact
     student, cut as `ppcd_dir`'s pruning.json records, else to the budget).
+    With `parts`, the pieces of the compact step (`step_parts`) are timed in
+    the same rounds.
 
     No file of either run is parsed by gin (a downloaded run could make gin
     run code): the models come from the teacher's models.json, the cut from
@@ -149,55 +151,82 @@ def measure_train_steps(teacher_dir, ppcd_dir, gin_files=None, gin_params=(),
     (PPCD pruning phase / teacher), "ppcd_compact_seconds_per_step",
     "compact_ratio", "ppcd_compact_channels" (the timed compact student's
     ChannelConfig dict), "gin_files", "gin_params", "repeats",
-    "step_times"}.
+    "step_times"}; with `parts` also "compact_parts" ({part: median
+    seconds}).
     """
-    # Deferred: only this measurement builds trainers.
+    # Deferred: only this measurement parses configurations and builds
+    # trainers; the trainers' modules register the configurables the gin
+    # files and bindings name.
     import gin
 
-    from ppcd_tf.training import ppcd_trainer
-    from ppcd_tf.training import strategy as strategy_lib
-    from ppcd_tf.training import trainer as trainer_lib
+    from ppcd_tf.training import ppcd_trainer  # noqa: F401
 
-    configs = run_dir.read_model_configs(teacher_dir)
-    structure = run_dir.read_pruning_structure(ppcd_dir)
     gin_files = list(gin_files or train_step_gin_files(teacher_dir))
-    generator_fn, discriminator_fn = _models_from_json(configs)
-    strategy = strategy_lib.get_strategy("one_device")
-    timers = {}
+    timers, compact_channels = {}, None
     with tempfile.TemporaryDirectory() as root:
         for name, stage, cut in (("teacher", [], False),
                                  ("ppcd", [PPCD_STAGE], False),
                                  ("ppcd_compact", [PPCD_STAGE], True)):
             gin.clear_config()
             config_lib.parse_gin(gin_files + stage, list(gin_params))
-            model_dir = os.path.join(root, name)
-            if stage:
-                trainer = ppcd_trainer.PPCDTrainer(
-                    model_dir=model_dir, strategy=strategy,
-                    teacher_dir=teacher_dir)
-            else:
-                trainer = trainer_lib.Trainer(
-                    model_dir=model_dir, strategy=strategy,
-                    generator_fn=generator_fn,
-                    discriminator_fn=discriminator_fn)
-            if cut:
-                if not (trainer.pruning.masks is not None
-                        and trainer.compact.train_compact_after_cut):
-                    continue
-                _cut_like_the_run(trainer, structure)
-                compact_channels = trainer.generator.channels.to_dict()
-            iterator = trainer.make_iterator(0)
-            # Warm-up traces the step while this config is the parsed one.
-            median_seconds(
-                lambda t=trainer, i=iterator: t.run_steps(i, 1), 1, warmup)
-            timers[name] = (trainer, iterator)
+            built = _step_timers(name, os.path.join(root, name), teacher_dir,
+                                 ppcd_dir, cut, parts)
+            if built is None:
+                continue
+            new_timers, channels = built
+            compact_channels = channels or compact_channels
+            # Warm-up traces each step while its config is the parsed one.
+            for timer in new_timers.values():
+                median_seconds(timer, 1, warmup)
+            timers.update(new_timers)
         gin.clear_config()
         times = {name: [] for name in timers}
         for _ in range(repeats):
-            for name, (trainer, iterator) in timers.items():
+            for name, timer in timers.items():
                 start = time.perf_counter()
-                trainer.run_steps(iterator, 1)
+                timer()
                 times[name].append(time.perf_counter() - start)
+    return _step_results(times, compact_channels, gin_files, gin_params,
+                         repeats)
+
+
+def _step_timers(name, model_dir, teacher_dir, ppcd_dir, cut, parts):
+    """({timer name: callable}, the compact ChannelConfig dict or None) of
+    one trainer of the parsed configuration; None when the recipe has no
+    compact phase to time."""
+    # Deferred: only this measurement builds trainers.
+    from ppcd_tf.training import ppcd_trainer
+    from ppcd_tf.training import strategy as strategy_lib
+    from ppcd_tf.training import trainer as trainer_lib
+    from ppcd_tf.workflows import step_parts
+
+    strategy = strategy_lib.get_strategy("one_device")
+    if name == "teacher":
+        generator_fn, discriminator_fn = _models_from_json(
+            run_dir.read_model_configs(teacher_dir))
+        trainer = trainer_lib.Trainer(
+            model_dir=model_dir, strategy=strategy,
+            generator_fn=generator_fn, discriminator_fn=discriminator_fn)
+    else:
+        trainer = ppcd_trainer.PPCDTrainer(
+            model_dir=model_dir, strategy=strategy, teacher_dir=teacher_dir)
+    channels = None
+    if cut:
+        if not (trainer.pruning.masks is not None
+                and trainer.compact.train_compact_after_cut):
+            return None
+        _cut_like_the_run(trainer, run_dir.read_pruning_structure(ppcd_dir))
+        channels = trainer.generator.channels.to_dict()
+    iterator = trainer.make_iterator(0)
+    timers = {name: lambda: trainer.run_steps(iterator, 1)}
+    if cut and parts:
+        timers.update({f"part_{part}": fn for part, fn in
+                       step_parts.compact_step_parts(trainer).items()})
+    return timers, channels
+
+
+def _step_results(times, compact_channels, gin_files, gin_params, repeats):
+    """measure_train_steps' result of the timings {timer: [seconds]}."""
     teacher = float(np.median(times["teacher"]))
     ppcd = float(np.median(times["ppcd"]))
     result = {"teacher_seconds_per_step": teacher,
@@ -209,6 +238,10 @@ def measure_train_steps(teacher_dir, ppcd_dir, gin_files=None, gin_params=(),
         result.update(ppcd_compact_seconds_per_step=compact,
                       compact_ratio=compact / teacher,
                       ppcd_compact_channels=compact_channels)
+    parts = {name[len("part_"):]: float(np.median(values))
+             for name, values in times.items() if name.startswith("part_")}
+    if parts:
+        result["compact_parts"] = parts
     return result
 
 

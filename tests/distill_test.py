@@ -6,6 +6,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from ppcd_tf.distill import losses
+from ppcd_tf.distill import objective
 
 BATCH = 3
 
@@ -222,3 +223,64 @@ class DistillationWeightsTest(tf.test.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
+
+
+class _RecordingModel:
+    """A stand-in teacher model returning fixed outputs and counting its
+    calls (which passes a G step runs is the subject, not their values)."""
+
+    def __init__(self, outputs):
+        self.outputs = outputs
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.outputs
+
+
+class ObjectivePassesTest(tf.test.TestCase):
+    """A term whose weight is 0 runs none of the teacher passes only it
+    needs."""
+
+    def _run(self, cam_discriminator="teacher", **weights):
+        images = tf.zeros((BATCH, 8, 8, 3))
+        features = {"block1": _features(4, 2, 1)}
+        d_features = {"features": _features(4, 5, 2),
+                      "class_embedding": tf.ones((BATCH, 5)),
+                      "blocks": [_features(4, 5, 3)]}
+        teacher_g = _RecordingModel((images, features))
+        teacher_d = _RecordingModel((tf.zeros((BATCH,)), d_features))
+        student_d = _RecordingModel((tf.zeros((BATCH,)), d_features))
+        distillation = objective.DistillationObjective(
+            losses.DistillationWeights(**weights), teacher_g, teacher_d,
+            cam_discriminator)
+        terms = distillation.terms(
+            tf.zeros((BATCH, 4)), tf.zeros((BATCH,), tf.int32), 0,
+            images + 0.5, {"block1": _features(4, 2, 4)}, d_features,
+            student_d, lambda values: tf.reduce_sum(values) / BATCH)
+        self.assertCountEqual(terms, distillation.term_names)
+        return terms, teacher_g.calls, teacher_d.calls, student_d.calls
+
+    def test_no_distillation_runs_no_teacher(self):
+        terms, g_calls, d_calls, _ = self._run(
+            attention=0.0, class_aware=0.0, output_l1=0.0)
+        self.assertEqual((g_calls, d_calls), (0, 0))
+        for value in terms.values():
+            self.assertEqual(float(value), 0.0)
+
+    def test_teacher_d_only_for_its_terms(self):
+        terms, g_calls, d_calls, _ = self._run(class_aware=0.0)
+        self.assertEqual((g_calls, d_calls), (1, 0))
+        self.assertEqual(float(terms["g_loss_class_aware"]), 0.0)
+        self.assertGreater(float(terms["g_loss_output_l1"]), 0.0)
+        # The default recipe: CAMs from the teacher D, once per half.
+        _, g_calls, d_calls, _ = self._run()
+        self.assertEqual((g_calls, d_calls), (1, 2))
+        # CAMs from the student's D: the teacher D stays idle, unless the
+        # feature term needs it.
+        _, _, d_calls, student_calls = self._run(cam_discriminator="student")
+        self.assertEqual((d_calls, student_calls), (0, 1))
+        terms, _, d_calls, _ = self._run(cam_discriminator="student",
+                                         d_features=1.0)
+        self.assertEqual(d_calls, 2)
+        self.assertIn(objective.FEATURE_MATCHING_TERM, terms)

@@ -100,29 +100,44 @@ class DistillationObjective:
                 student_d_features["class_embedding"])
         return tf.stop_gradient(teacher_cam), student_cam
 
+    def needs_teacher_d(self):
+        """Whether a G step runs the frozen teacher D: for its CAMs (class-
+        aware term on, CAMs from the teacher) or the feature term."""
+        weights = self.weights
+        return weights.d_features > 0 or (
+            weights.class_aware > 0 and self.cam_discriminator == "teacher")
+
     def terms(self, z, labels, step, fake, student_features,
               student_d_features, student_discriminator, reduce):
-        """{TERM_NAMES: scalar} for the student's images `fake` [B, H, W, C]
+        """{term_names: scalar} for the student's images `fake` [B, H, W, C]
         and feature taps at inputs (z [B, dim_z], labels [B]); `reduce`
-        turns per-example values [B] into the global-batch share."""
+        turns per-example values [B] into the global-batch share.
+
+        A term whose weight is 0 is 0 and costs nothing: the teacher passes
+        only it needs are not run (with every weight 0, as in
+        stage/ablation_no_distillation.gin, neither teacher model runs)."""
         weights = self.weights
+        terms = {name: tf.constant(0.0) for name in self.term_names}
+        if not any(w > 0 for w in (weights.attention, weights.class_aware,
+                                   weights.output_l1, weights.d_features)):
+            return terms
         teacher_images, teacher_features = self.teacher_outputs(z, labels)
-        teacher_d = None
-        if weights.d_features > 0 or self.cam_discriminator == "teacher":
-            teacher_d = self.teacher_d_features(fake, teacher_images, labels)
-        teacher_cam, student_cam = self.class_activation_maps(
-            fake, teacher_images, labels, student_d_features,
-            student_discriminator, teacher_d)
-        terms = {
-            "g_loss_attention": weights.attention * reduce(
+        teacher_d = (self.teacher_d_features(fake, teacher_images, labels)
+                     if self.needs_teacher_d() else None)
+        if weights.attention > 0:
+            terms["g_loss_attention"] = weights.attention * reduce(
                 distill_losses.attention_transfer_loss(
                     student_features, teacher_features,
-                    layers=weights.attention_layers)),
-            "g_loss_class_aware": weights.class_aware * reduce(
-                distill_losses.class_aware_loss(student_cam, teacher_cam)),
-            "g_loss_output_l1": weights.output_l1_weight(step) * reduce(
-                distill_losses.output_l1_loss(fake, teacher_images)),
-        }
+                    layers=weights.attention_layers))
+        if weights.class_aware > 0:
+            teacher_cam, student_cam = self.class_activation_maps(
+                fake, teacher_images, labels, student_d_features,
+                student_discriminator, teacher_d)
+            terms["g_loss_class_aware"] = weights.class_aware * reduce(
+                distill_losses.class_aware_loss(student_cam, teacher_cam))
+        if weights.output_l1 > 0:
+            terms["g_loss_output_l1"] = weights.output_l1_weight(step) * (
+                reduce(distill_losses.output_l1_loss(fake, teacher_images)))
         if weights.d_features > 0:
             terms[FEATURE_MATCHING_TERM] = weights.d_features * reduce(
                 distill_losses.feature_matching_loss(

@@ -12,8 +12,8 @@ whole step:
                     losses, the mask-free budget bookkeeping, Adam)
   teacher_g         the frozen teacher G's forward (images and feature taps)
   teacher_d         the frozen teacher D's forwards on the teacher's and
-                    the student's images (None when the recipe does not
-                    run it: CAMs from the student's D and no feature term)
+                    the student's images (left out when the recipe does
+                    not run it: `DistillationObjective.needs_teacher_d`)
   student_g         the student G's forward and backward (a sum of its
                     images as the loss)
   training_d_input  the training D's forward and backward to its input (what
@@ -72,8 +72,7 @@ def compact_step_parts(trainer, seed=0):
     parts = {"d_step": lambda: _fetch(d_step()),
              "g_step": lambda: _fetch(g_step()),
              "teacher_g": lambda: _fetch(teacher_g())}
-    if (distillation.cam_discriminator == "teacher"
-            or distillation.weights.d_features > 0):
+    if distillation.needs_teacher_d():
         teacher_d = _compiled(lambda: distillation.teacher_d_features(
             fake, teacher_images, labels))
         parts["teacher_d"] = lambda: _fetch(teacher_d())

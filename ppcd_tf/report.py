@@ -30,6 +30,7 @@ from ppcd_tf.metrics import evaluation
 from ppcd_tf.metrics import feature_networks
 from ppcd_tf.reporting import report as report_lib
 from ppcd_tf.runs import run_dir
+from ppcd_tf.workflows import benchmark
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_dir", None, "The teacher run (its config.gin is"
@@ -109,11 +110,14 @@ def read_train_steps(path):
     """The training step timing JSON, or None without `path`."""
     if not path:
         return None
-    return files.read_json(
+    again = "write it again with python -m ppcd_tf.time_training."
+    content = files.read_json(
         path, "--train_steps",
         missing_fix=("write it with python -m ppcd_tf.time_training, or "
                      "leave the flag out."),
-        damaged_fix="write it again with python -m ppcd_tf.time_training.")
+        damaged_fix=again)
+    files.check_fields(content, path, benchmark.TRAIN_STEPS_SCHEMA, again)
+    return content
 
 
 def main(argv):

@@ -432,7 +432,20 @@ def _damaged_artefacts(tmp_path):
     (edited_ppcd / "pruning.json").write_text(json.dumps({
         "mask_widths": {}, "phase": "compact", "cut_step": None,
         "compact_channels": None, "kept_indices": None}))
+    # A run whose best-checkpoint record names no checkpoint file.
+    edited_best = tmp_path / "edited_best_run"
+    (edited_best / "best").mkdir(parents=True)
+    shutil.copyfile(os.path.join(SHIPPED_TEACHER, "models.json"),
+                    edited_best / "models.json")
+    (edited_best / "best" / "best.json").write_text(json.dumps({
+        "step": 100, "checkpoint": 100, "figures": {"score": 1.0}}))
+    edited_steps = tmp_path / "train_steps.json"
+    edited_steps.write_text(json.dumps({
+        "teacher_seconds_per_step": 0.5, "ppcd_seconds_per_step": "slow",
+        "ratio": 1.0, "repeats": 5}))
     return {"damaged_export": str(tmp_path / "damaged_export"),
+            "edited_best_run": str(edited_best),
+            "edited_steps": str(edited_steps),
             "edited_export": str(edited_export),
             "edited_run": str(edited_run), "edited_ppcd": str(edited_ppcd),
             "no_pb_export": str(no_pb), "fake_ppcd": str(fake_ppcd),
@@ -448,6 +461,14 @@ def _a_file(tmp_path):
 
 # (command module, arguments, exit status, a phrase of the error line).
 BAD_INVOCATIONS = [
+    ("ppcd_tf.export", ["--model_dir", "{edited_best_run}", "--checkpoint",
+                        "best", "--output", "{tmp}/export"], 3,
+     "field 'checkpoint' must be a string, got an integer"),
+    ("ppcd_tf.report", ["--teacher_dir", "{teacher}", "--ppcd_dir",
+                        "{fake_ppcd}", "--teacher_export", "{student}",
+                        "--student_export", "{student}", "--output_dir",
+                        "{tmp}/new", "--train_steps", "{edited_steps}"], 3,
+     "field 'ppcd_seconds_per_step' must be a number, got a string"),
     ("ppcd_tf.evaluate", ["--saved_model", "{tmp}", "--num_real", "-3"], 2,
      "--num_real must be >= 1"),
     ("ppcd_tf.evaluate", ["--saved_model", "{tmp}", "--dataset", "bogus"], 2,

@@ -84,6 +84,8 @@ MODELS_SCHEMA = {
     "dataset?": dict, "dataset.resolution?": int,
     "dataset.num_classes?": int, "dataset.image_channels?": int,
 }
+BEST_SCHEMA = {"step": int, "checkpoint": str, "figures": dict,
+               "figures.score": float}
 PRUNING_SCHEMA = {
     "mask_widths": dict, "phase": str, "cut_step": (int, type(None)),
     "compact_channels": (dict, type(None)),
@@ -129,11 +131,17 @@ def latest_checkpoint(model_dir):
 
 def read_best(model_dir):
     """best/best.json of a run ({step, checkpoint, figures}), or None when
-    it has no best checkpoint."""
+    it has no best checkpoint; its fields checked (RunDirError naming the
+    field)."""
     path = os.path.join(model_dir, BEST_DIR, BEST_RECORD)
     if not tf.io.gfile.exists(path):
         return None
-    return read_run_json(path, "best-checkpoint record")
+    record = read_run_json(path, "best-checkpoint record")
+    files.check_fields(record, path, BEST_SCHEMA,
+                       "the best-checkpoint record is damaged; restore it "
+                       "from a copy of the run, or export the latest "
+                       "checkpoint instead of 'best'.", error=RunDirError)
+    return record
 
 
 def best_checkpoint(model_dir):

@@ -24,6 +24,15 @@ TEACHER_STAGE = "stage/teacher.gin"
 PPCD_STAGE = "stage/ppcd.gin"
 
 
+# The fields of measure_train_steps' result that its readers (the report)
+# use, checked when it is read back from a file (files.check_fields).
+TRAIN_STEPS_SCHEMA = {
+    "teacher_seconds_per_step": float, "ppcd_seconds_per_step": float,
+    "ratio": float, "repeats": int,
+    "ppcd_compact_seconds_per_step?": float, "compact_ratio?": float,
+}
+
+
 def median_seconds(fn, repeats, warmup):
     """Median wall time of fn() over `repeats` calls after `warmup` calls."""
     for _ in range(warmup):

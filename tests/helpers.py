@@ -90,6 +90,31 @@ def run_train(model_dir, gin_files, bindings=(), extra_flags=(), timeout=300):
         timeout=timeout, check=False)
 
 
+CLI_BATCH = os.path.join(REPO_ROOT, "tests", "cli_batch.py")
+
+
+def run_cli_batch(request, timeout=600):
+    """Results of tests/cli_batch.py for `request` (one per case)."""
+    import json
+    batch = subprocess.run(
+        [sys.executable, CLI_BATCH], input=json.dumps(request),
+        cwd=REPO_ROOT, env=python_env(), capture_output=True, text=True,
+        timeout=timeout, check=False)
+    assert batch.returncode == 0, batch.stderr[-3000:]
+    return json.loads(batch.stdout)
+
+
+def numbered(cases):
+    """(program, index among the program's cases, args, status, phrase) of
+    (program, args, status, phrase) cases: a case's place in its program's
+    batch (`run_cli_batch`)."""
+    seen = {}
+    for program, args, status, phrase in cases:
+        index = seen.get(program, 0)
+        seen[program] = index + 1
+        yield program, index, args, status, phrase
+
+
 _TINY_TEACHER = {}
 
 

@@ -611,7 +611,6 @@ BAD_INVOCATIONS = [
                                 "{tmp}", "--overwrite"], 2,
      "is the same path as --weights_dir"),
 ]
-CLI_BATCH = os.path.join(helpers.REPO_ROOT, "tests", "cli_batch.py")
 
 
 def _case_values(case_dir):
@@ -646,31 +645,18 @@ def module_invocations(tmp_path_factory):
                 cases.append([a.format(**values) for a in args])
                 befores.append((values["teacher_copy"],
                                 _listing(values["teacher_copy"])))
-            request = {"module": module, "watch": str(root), "cases": cases}
-            batch = subprocess.run(
-                [sys.executable, CLI_BATCH], input=json.dumps(request),
-                cwd=helpers.REPO_ROOT, env=helpers.python_env(),
-                capture_output=True, text=True, timeout=600, check=False)
-            assert batch.returncode == 0, batch.stderr[-3000:]
+            batch = helpers.run_cli_batch(
+                {"module": module, "watch": str(root), "cases": cases})
             cache[module] = [
                 (result, before, _listing(copy)) for result, (copy, before)
-                in zip(json.loads(batch.stdout), befores)]
+                in zip(batch, befores)]
         return cache[module]
 
     return results
 
 
-def _numbered_invocations():
-    """(module, index among the module's cases, args, status, phrase)."""
-    seen = {}
-    for module, args, status, phrase in BAD_INVOCATIONS:
-        index = seen.get(module, 0)
-        seen[module] = index + 1
-        yield module, index, args, status, phrase
-
-
 @pytest.mark.parametrize("module, index, args, status, phrase",
-                         list(_numbered_invocations()))
+                         list(helpers.numbered(BAD_INVOCATIONS)))
 def test_bad_invocations_fail_at_once_with_a_message(
         module_invocations, module, index, args, status, phrase):
     result, before, after = module_invocations(module)[index]
@@ -686,7 +672,8 @@ def test_a_batched_invocation_is_what_a_process_sees(module_invocations,
     """The first case of each exit status, also in a process of its own:
     the same status and `error:` line as in the batch."""
     firsts = {}
-    for module, index, args, status, _ in _numbered_invocations():
+    for module, index, args, status, _ in helpers.numbered(
+            BAD_INVOCATIONS):
         firsts.setdefault(status, (module, index, args))
     for status, (module, index, args) in sorted(firsts.items()):
         case_dir = tmp_path / f"status_{status}"

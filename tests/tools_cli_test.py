@@ -4,13 +4,14 @@ input), a one-line `error: ...` message naming the problem and no
 traceback, before any training, feature extraction or timing, and writes
 nothing."""
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 
 import pytest
+
+from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEACHER = os.path.join(ROOT, "ppcd_tf", "assets", "teacher_fashion_mnist32")
@@ -121,7 +122,6 @@ CASES = [
 ]
 
 
-BATCH = os.path.join(ROOT, "tests", "cli_batch.py")
 
 
 @pytest.fixture(scope="module")
@@ -141,28 +141,15 @@ def script_results(tmp_path_factory):
                 "watch": str(tmp),
                 "cases": [[arg.format(**paths) for arg in args]
                           for name, args, _, _ in CASES if name == script]}
-            env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-            batch = subprocess.run(
-                [sys.executable, BATCH], input=json.dumps(request), cwd=ROOT,
-                env=env, capture_output=True, text=True, timeout=300)
-            assert batch.returncode == 0, batch.stderr[-3000:]
-            cache[script] = before, json.loads(batch.stdout)
+            cache[script] = before, helpers.run_cli_batch(request,
+                                                          timeout=300)
         return cache[script]
 
     return results
 
 
-def _numbered(cases):
-    """(script, index among the script's cases, args, status, phrase)."""
-    seen = {}
-    for script, args, status, phrase in cases:
-        index = seen.get(script, 0)
-        seen[script] = index + 1
-        yield script, index, args, status, phrase
-
-
 @pytest.mark.parametrize("script, index, args, status, phrase",
-                         list(_numbered(CASES)))
+                         list(helpers.numbered(CASES)))
 def test_bad_input_fails_fast(script_results, script, index, args, status,
                               phrase):
     before, results = script_results(script)

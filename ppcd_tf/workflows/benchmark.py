@@ -169,8 +169,10 @@ def measure_train_steps(teacher_dir, ppcd_dir, gin_files=None, gin_params=(),
     import gin
 
     from ppcd_tf.training import ppcd_trainer  # noqa: F401
+    from ppcd_tf.training import strategy as strategy_lib
 
     gin_files = list(gin_files or train_step_gin_files(teacher_dir))
+    strategy = strategy_lib.get_strategy("one_device")
     timers, compact_channels = {}, None
     with tempfile.TemporaryDirectory() as root:
         for name, stage, cut in (("teacher", [], False),
@@ -178,8 +180,8 @@ def measure_train_steps(teacher_dir, ppcd_dir, gin_files=None, gin_params=(),
                                  ("ppcd_compact", [PPCD_STAGE], True)):
             gin.clear_config()
             config_lib.parse_gin(gin_files + stage, list(gin_params))
-            built = _step_timers(name, os.path.join(root, name), teacher_dir,
-                                 ppcd_dir, cut, parts)
+            built = _step_timers(name, os.path.join(root, name), strategy,
+                                 teacher_dir, ppcd_dir, cut, parts)
             if built is None:
                 continue
             new_timers, channels = built
@@ -199,17 +201,17 @@ def measure_train_steps(teacher_dir, ppcd_dir, gin_files=None, gin_params=(),
                          repeats)
 
 
-def _step_timers(name, model_dir, teacher_dir, ppcd_dir, cut, parts):
+def _step_timers(name, model_dir, strategy, teacher_dir, ppcd_dir, cut,
+                 parts):
     """({timer name: callable}, the compact ChannelConfig dict or None) of
-    one trainer of the parsed configuration; None when the recipe has no
-    compact phase to time."""
+    one trainer of the parsed configuration on `strategy` (the one all the
+    timed trainers share); None when the recipe has no compact phase to
+    time."""
     # Deferred: only this measurement builds trainers.
     from ppcd_tf.training import ppcd_trainer
-    from ppcd_tf.training import strategy as strategy_lib
     from ppcd_tf.training import trainer as trainer_lib
     from ppcd_tf.workflows import step_parts
 
-    strategy = strategy_lib.get_strategy("one_device")
     if name == "teacher":
         generator_fn, discriminator_fn = _models_from_json(
             run_dir.read_model_configs(teacher_dir))

@@ -14,11 +14,14 @@ REFERENCE = {"fid": {"mean": 1.0}, "class_accuracy": {"mean": 0.9}}
 
 
 def _record(method, target, params, fid, accuracy, steps=1000,
-            seconds=600.0):
-    return {"method": method, "target_compression": target,
-            "params": params, "teacher_params": 400, "steps": steps,
-            "train_seconds": seconds, "fid": fid,
-            "class_accuracy": accuracy}
+            seconds=600.0, seed=None):
+    record = {"method": method, "target_compression": target,
+              "params": params, "teacher_params": 400, "steps": steps,
+              "train_seconds": seconds, "fid": fid,
+              "class_accuracy": accuracy}
+    if seed is not None:
+        record["train_seed"] = seed
+    return record
 
 
 def test_equal_time_steps():
@@ -48,9 +51,11 @@ def test_table_and_plot(tmp_path):
         _record("ppcd", 2, 200, 1.05, 0.895),
         _record("uniform_pruning", 2, 199, 1.3, 0.88)], REFERENCE)
     table = compression_curve.render_markdown(rows, REFERENCE)
-    assert "| ppcd | 2x | 2.00x | 200 | 1,000 | 10.0 | 1.050 | 1.05 |" \
-        in table
+    assert ("| ppcd | 2x | 0 | 2.00x | 200 | 1,000 | 10.0 | 1.050 | 1.05 |"
+            in table)
     assert "uniform_pruning" in table
+    # One seed per run: no table over seeds.
+    assert "Over training seeds" not in table
     path = str(tmp_path / "curve.png")
     compression_curve.plot(rows, path)
     with open(path, "rb") as f:
@@ -208,7 +213,7 @@ def test_the_tool_redraws_the_curve_of_earlier_sweeps(tmp_path):
     assert [(r["method"], r["target_compression"], r["fid"])
             for r in rows] == [("ppcd", 4, 0.96), ("ppcd", 8, 1.24),
                                ("uniform_pruning", 4, 1.2)]
-    assert "| ppcd | 8x | 8.00x | 50 |" in (out / "curve.md").read_text()
+    assert "| ppcd | 8x | 0 | 8.00x | 50 |" in (out / "curve.md").read_text()
 
 
 def test_the_tool_refuses_an_earlier_curve_of_another_protocol(tmp_path):
@@ -228,3 +233,55 @@ def test_the_tool_refuses_an_earlier_curve_of_another_protocol(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "different protocols" in result.stderr
     assert not os.path.exists(tmp_path / "curve")
+
+
+def test_run_names_and_bindings_of_training_seeds():
+    # Seed 0 keeps the name (and the recipe) of sweeps before seeds.
+    assert compression_curve.run_name("ppcd", 12.0, 0) == "ppcd_12x"
+    assert compression_curve.seed_bindings(0) == []
+    assert compression_curve.run_name("uniform_pruning", 5.2, 2) == \
+        "uniform_pruning_5.2x_seed2"
+    assert compression_curve.seed_bindings(2) == [
+        "Trainer.seed = 2", "ImageDataset.seed = 2"]
+
+
+def test_training_seeds_are_kept_apart_and_summarised():
+    """Records of one (method, ratio) with different training seeds all
+    stay (a later sweep replaces only its own seed); the summary gives
+    their mean and sample standard deviation, the table a line over seeds."""
+    earlier = [_record("ppcd", 8, 50, 1.40, 0.86),
+               _record("ppcd", 8, 50, 1.10, 0.88, seed=1)]
+    current = [_record("ppcd", 8, 50, 1.20, 0.87, seed=1),
+               _record("ppcd", 8, 50, 1.00, 0.88, seed=2),
+               _record("uniform_pruning", 8, 50, 1.50, 0.85, seed=0)]
+    merged = compression_curve.merge_records(earlier, current)
+    rows = compression_curve.curve_rows(merged, REFERENCE)
+    assert [(r["method"], compression_curve.train_seed(r), r["fid"])
+            for r in rows] == [("ppcd", 0, 1.40), ("ppcd", 1, 1.20),
+                               ("ppcd", 2, 1.00),
+                               ("uniform_pruning", 0, 1.50)]
+    summary = compression_curve.seed_summary(rows)
+    assert [(e["method"], e["train_seeds"]) for e in summary] == [
+        ("ppcd", [0, 1, 2]), ("uniform_pruning", [0])]
+    ppcd, uniform = summary
+    assert ppcd["fid_ratio"]["mean"] == pytest.approx(1.2)
+    assert ppcd["fid_ratio"]["std"] == pytest.approx(0.2)
+    assert ppcd["accuracy_drop_points"]["mean"] == pytest.approx(
+        100 * (0.9 - (0.86 + 0.87 + 0.88) / 3))
+    assert ppcd["compression"] == {"mean": pytest.approx(8.0), "std": 0.0}
+    assert uniform["fid_ratio"] == {"mean": pytest.approx(1.5), "std": 0.0}
+    table = compression_curve.render_markdown(rows, REFERENCE)
+    assert "| ppcd | 8x | 2 | 8.00x | 50 | 1,000 | 10.0 | 1.000 |" in table
+    assert "| ppcd | 8x | 3 | 8.00x | 1.20 ± 0.20 | 3.0 ± 1.0 |" in table
+    assert "| uniform_pruning | 8x | 1 | 8.00x | 1.50 ± 0.00 |" in table
+
+
+def test_the_plot_draws_error_bars_over_training_seeds(tmp_path):
+    rows = compression_curve.curve_rows([
+        _record("ppcd", 8, 50, 1.2, 0.87, seed=s) for s in range(3)] + [
+        _record("ppcd", 4, 100, 1.0, 0.89)], REFERENCE)
+    path = str(tmp_path / "curve.png")
+    compression_curve.plot(rows, path)
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+

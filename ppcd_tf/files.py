@@ -8,12 +8,15 @@ import shutil
 import tempfile
 import uuid
 
-import tensorflow as tf
-
+from ppcd_tf import lazy
 from ppcd_tf.errors import BadInputError
 from ppcd_tf.errors import DamagedInputError
 from ppcd_tf.errors import MissingInputError
 from ppcd_tf.errors import OutputExistsError
+
+# tf.io.gfile, imported on first use (commands import this module to check
+# their flags before they need TensorFlow).
+tf = lazy.load("tensorflow")
 
 # The package's shipped assets (teacher, students, classifier).
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),

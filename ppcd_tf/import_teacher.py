@@ -48,9 +48,13 @@ from absl import logging
 
 from ppcd_tf import errors
 from ppcd_tf import files
+from ppcd_tf import lazy
 from ppcd_tf.importing import biggan_pytorch
-from ppcd_tf.importing import convert
-from ppcd_tf.importing import teacher_run
+
+# Imported on first use: --help and flag errors answer without
+# TensorFlow (ppcd_tf/lazy.py).
+convert = lazy.load("ppcd_tf.importing.convert")
+teacher_run = lazy.load("ppcd_tf.importing.teacher_run")
 
 FORMATS = ("biggan_pytorch", "tfhub_biggan")
 FLAGS = flags.FLAGS
@@ -67,7 +71,7 @@ flags.DEFINE_string("output_dir", None, "Teacher run directory to write.")
 flags.DEFINE_enum("preset", None, sorted(biggan_pytorch.PRESETS),
                   "Architecture preset (flags below override it).")
 flags.DEFINE_enum("generator", "auto",
-                  ["auto"] + sorted(convert.GENERATOR_FILES),
+                  ["auto"] + sorted(biggan_pytorch.GENERATOR_FILES),
                   "Which generator file: G_ema.pth, G.pth, or auto (G_ema "
                   "when present).")
 flags.DEFINE_integer("resolution", None, "Image resolution.")

@@ -23,14 +23,19 @@ import os
 from absl import app
 from absl import flags
 
+from ppcd_tf import defaults
 from ppcd_tf import errors
 from ppcd_tf import files
-from ppcd_tf.exporting import saved_model
-from ppcd_tf.metrics import evaluation
-from ppcd_tf.metrics import feature_networks
-from ppcd_tf.reporting import report as report_lib
-from ppcd_tf.runs import run_dir
-from ppcd_tf.workflows import benchmark
+from ppcd_tf import lazy
+
+# Imported on first use: --help and flag errors answer without
+# TensorFlow (ppcd_tf/lazy.py).
+benchmark = lazy.load("ppcd_tf.workflows.benchmark")
+evaluation = lazy.load("ppcd_tf.metrics.evaluation")
+feature_networks = lazy.load("ppcd_tf.metrics.feature_networks")
+report_lib = lazy.load("ppcd_tf.reporting.report")
+run_dir = lazy.load("ppcd_tf.runs.run_dir")
+saved_model = lazy.load("ppcd_tf.exporting.saved_model")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_dir", None, "The teacher run (its config.gin is"
@@ -39,7 +44,7 @@ flags.DEFINE_string("ppcd_dir", None, "The PPCD run.")
 flags.DEFINE_string("teacher_export", None, "The teacher's SavedModel.")
 flags.DEFINE_string("student_export", None, "The student's SavedModel.")
 flags.DEFINE_string("output_dir", None, "Report directory.")
-flags.DEFINE_enum("feature_network", None, list(feature_networks.NAMES),
+flags.DEFINE_enum("feature_network", None, list(defaults.FEATURE_NETWORKS),
                   "Feature network (default: by dataset, as in "
                   "ppcd_tf.evaluate).")
 flags.DEFINE_string("feature_weights", None, "Its weights file, if needed.")
@@ -47,17 +52,17 @@ flags.DEFINE_string("split", None, "Real-image split (default as in "
                     "ppcd_tf.evaluate).")
 flags.DEFINE_integer("num_real", None, "Use only the split's first N real "
                      "images (default: all).")
-flags.DEFINE_integer("num_samples", evaluation.DEFAULT_NUM_SAMPLES,
+flags.DEFINE_integer("num_samples", defaults.EVAL_NUM_SAMPLES,
                      "Generated samples per seed and generator.")
-flags.DEFINE_list("seeds", [str(s) for s in evaluation.DEFAULT_SEEDS],
+flags.DEFINE_list("seeds", [str(s) for s in defaults.EVAL_SEEDS],
                   "Seeds (figures are mean +- std over them).")
-flags.DEFINE_integer("gen_batch", report_lib.DEFAULT_GEN_BATCH,
+flags.DEFINE_integer("gen_batch", defaults.REPORT_GEN_BATCH,
                      "Batch size of the throughput measurement.")
-flags.DEFINE_integer("repeats", report_lib.DEFAULT_REPEATS,
+flags.DEFINE_integer("repeats", defaults.REPORT_REPEATS,
                      "Timed generation rounds (median reported).")
 flags.DEFINE_string("train_steps", None, "JSON written by python -m "
                     "ppcd_tf.time_training (optional).")
-flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
+flags.DEFINE_string("cache_dir", defaults.EVAL_CACHE_DIR,
                     "Where real-image features are cached.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty "
                   "--output_dir.")

@@ -34,8 +34,12 @@ from absl import app
 from absl import flags
 
 from ppcd_tf import errors
-from ppcd_tf.reporting import sampling
-from ppcd_tf.training import summaries
+from ppcd_tf import lazy
+
+# Imported on first use: --help and flag errors answer without
+# TensorFlow (ppcd_tf/lazy.py).
+sampling = lazy.load("ppcd_tf.reporting.sampling")
+summaries = lazy.load("ppcd_tf.training.summaries")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "An exported SavedModel directory.")

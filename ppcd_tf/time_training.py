@@ -35,9 +35,13 @@ from absl import logging
 
 from ppcd_tf import errors
 from ppcd_tf import files
-from ppcd_tf.runs import run_dir
-from ppcd_tf.workflows import benchmark
-from ppcd_tf.workflows import step_parts
+from ppcd_tf import lazy
+
+# Imported on first use: --help and flag errors answer without
+# TensorFlow (ppcd_tf/lazy.py).
+benchmark = lazy.load("ppcd_tf.workflows.benchmark")
+run_dir = lazy.load("ppcd_tf.runs.run_dir")
+step_parts = lazy.load("ppcd_tf.workflows.step_parts")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_dir", None, "The teacher run.")

@@ -29,22 +29,24 @@ else ends in a traceback (a bug).
 import os
 
 import gin
-import tensorflow as tf
 from absl import app
 from absl import flags
 from absl import logging
 
-from ppcd_tf import config as config_lib
-from ppcd_tf import configurables  # noqa: F401  (registers Keras symbols)
+from ppcd_tf import defaults
 from ppcd_tf import errors
 from ppcd_tf import files as files_lib
-from ppcd_tf.data import pipeline  # noqa: F401  (gin configurables)
-from ppcd_tf.data import sources  # noqa: F401  (gin configurables)
-from ppcd_tf.models import builders  # noqa: F401  (gin configurables)
-from ppcd_tf.runs import run_dir
-from ppcd_tf.training import gan_losses  # noqa: F401  (gin configurables)
-from ppcd_tf.training import strategy as strategy_lib
-from ppcd_tf.training import trainer as trainer_lib
+from ppcd_tf import lazy
+
+# Imported on first use: --help and flag errors answer without TensorFlow
+# (ppcd_tf/lazy.py); main registers the gin configurables before it parses
+# the configuration (training/registry.py).
+config_lib = lazy.load("ppcd_tf.config")
+registry = lazy.load("ppcd_tf.training.registry")
+run_dir = lazy.load("ppcd_tf.runs.run_dir")
+strategy_lib = lazy.load("ppcd_tf.training.strategy")
+tf = lazy.load("tensorflow")
+trainer_lib = lazy.load("ppcd_tf.training.trainer")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin config files (in order).")
@@ -52,10 +54,10 @@ flags.DEFINE_multi_string("gin_param", [], "Gin bindings, applied last.")
 flags.DEFINE_string("model_dir", None, "Output directory (checkpoints, "
                     "summaries, configs, samples). Re-running resumes.")
 flags.DEFINE_string("strategy", None, "Overrides get_strategy.name: "
-                    + ", ".join(strategy_lib.STRATEGY_NAMES) + ".")
+                    + ", ".join(defaults.STRATEGY_NAMES) + ".")
 flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into this many "
                      "logical devices before TensorFlow starts (0: off).")
-flags.DEFINE_list("gin_search_path", [config_lib.DEFAULT_GIN_SEARCH_PATH],
+flags.DEFINE_list("gin_search_path", [defaults.GIN_SEARCH_PATH],
                   "Directories searched for gin files and includes.")
 flags.DEFINE_bool("run_functions_eagerly", False,
                   "Run tf.functions eagerly (debugging).")
@@ -84,6 +86,7 @@ def main(argv):
             raise errors.BadInputError(
                 f"--model_dir {FLAGS.model_dir} is a file; give a directory.")
         files_lib.check_output_location("--model_dir", FLAGS.model_dir)
+        registry.register()
         files = config_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_param,
                                      FLAGS.gin_search_path)
         if FLAGS.strategy:

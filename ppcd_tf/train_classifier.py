@@ -15,22 +15,27 @@ import json
 import os
 import sys
 
-import keras
-import numpy as np
-import tensorflow as tf
 from absl import flags
 from absl import logging
 
 from ppcd_tf import errors
-from ppcd_tf.data import pipeline
-from ppcd_tf.metrics import classifier
+from ppcd_tf import files
+from ppcd_tf import lazy
+
+# Imported on first use: --help and flag errors answer without
+# TensorFlow (ppcd_tf/lazy.py).
+classifier = lazy.load("ppcd_tf.metrics.classifier")
+keras = lazy.load("keras")
+np = lazy.load("numpy")
+pipeline = lazy.load("ppcd_tf.data.pipeline")
+tf = lazy.load("tensorflow")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("epochs", 4, "Training epochs.")
 flags.DEFINE_integer("batch_size", 128, "Batch size.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_integer("seed", 0, "Seed.")
-flags.DEFINE_string("output_dir", classifier.ASSETS_DIR, "Where to write.")
+flags.DEFINE_string("output_dir", files.ASSETS_DIR, "Where to write.")
 
 
 def split_arrays(split, seed):

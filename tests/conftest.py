@@ -42,6 +42,12 @@ tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 # them. Define the binaries' flags first, then mark the defaults as parsed.
 import ppcd_tf.train  # noqa: E402,F401
 
+# The commands import their libraries on first use; tests parse training
+# configurations directly, so every configurable is registered here.
+from ppcd_tf.training import registry  # noqa: E402  # isort: skip
+
+registry.register()
+
 from absl import flags  # noqa: E402  # isort: skip
 
 if not flags.FLAGS.is_parsed():

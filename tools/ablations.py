@@ -32,14 +32,19 @@ import sys
 from absl import flags
 from absl import logging
 
-from ppcd_tf import config as config_lib
+from ppcd_tf import defaults
 from ppcd_tf import errors
 from ppcd_tf import files
-from ppcd_tf.exporting import saved_model
-from ppcd_tf.metrics import evaluation
-from ppcd_tf.runs import run_dir as run_dir_lib
-from ppcd_tf.workflows import demo
-from ppcd_tf.workflows import teachers
+from ppcd_tf import lazy
+
+# Imported on first use: --help and flag errors answer without
+# TensorFlow (ppcd_tf/lazy.py).
+config_lib = lazy.load("ppcd_tf.config")
+demo = lazy.load("ppcd_tf.workflows.demo")
+evaluation = lazy.load("ppcd_tf.metrics.evaluation")
+run_dir_lib = lazy.load("ppcd_tf.runs.run_dir")
+saved_model = lazy.load("ppcd_tf.exporting.saved_model")
+teachers = lazy.load("ppcd_tf.workflows.teachers")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_dir", None, "Teacher (default: shipped).")
@@ -64,7 +69,7 @@ flags.DEFINE_float("ema_decay", 0.99, "EMA decay of the students.")
 flags.DEFINE_multi_string("gin_param", [], "Recipe bindings (every run).")
 flags.DEFINE_integer("num_samples", 10000, "Samples per seed.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Evaluation seeds.")
-flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
+flags.DEFINE_string("cache_dir", defaults.EVAL_CACHE_DIR,
                     "Real-feature cache.")
 
 _PRUNING_PHASE_ONLY = ("no_retraining",)
@@ -80,7 +85,6 @@ def _run(argv, directory):
                    f"failed with exit status {status} (its output is "
                    "above); fix the cause and rerun: finished stages are "
                    "kept.")
-        logging.error("%s", message)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(status if status > 0 else 1)
 

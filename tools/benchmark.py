@@ -49,18 +49,23 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from ppcd_tf import config as config_lib
 from ppcd_tf import errors
 from ppcd_tf import files
-from ppcd_tf.exporting import saved_model
-from ppcd_tf.models import complexity
-from ppcd_tf.models import generator as generator_lib
-from ppcd_tf.reporting import report as report_lib
-from ppcd_tf.training import ppcd_trainer
-from ppcd_tf.training import strategy as strategy_lib
-from ppcd_tf.training import trainer as trainer_lib
-from ppcd_tf.workflows import benchmark
-from ppcd_tf.workflows import teachers
+from ppcd_tf import lazy
+
+# Imported on first use: --help and flag errors answer without
+# TensorFlow (ppcd_tf/lazy.py).
+benchmark = lazy.load("ppcd_tf.workflows.benchmark")
+complexity = lazy.load("ppcd_tf.models.complexity")
+config_lib = lazy.load("ppcd_tf.config")
+generator_lib = lazy.load("ppcd_tf.models.generator")
+ppcd_trainer = lazy.load("ppcd_tf.training.ppcd_trainer")
+registry = lazy.load("ppcd_tf.training.registry")
+report_lib = lazy.load("ppcd_tf.reporting.report")
+saved_model = lazy.load("ppcd_tf.exporting.saved_model")
+strategy_lib = lazy.load("ppcd_tf.training.strategy")
+teachers = lazy.load("ppcd_tf.workflows.teachers")
+trainer_lib = lazy.load("ppcd_tf.training.trainer")
 
 DEFAULT_GIN_FILES = ["data/fashion_mnist32.gin", "model/biggan32.gin",
                      "stage/teacher.gin"]
@@ -309,6 +314,7 @@ def measure_configs():
     """Training and generation throughput of the configured teacher (and of
     PPCD training on top of it)."""
     gin_files = FLAGS.gin_file or DEFAULT_GIN_FILES
+    registry.register()
     parsed_files = config_lib.parse_gin(gin_files, FLAGS.gin_param)
     strategy = strategy_lib.get_strategy()
     with tempfile.TemporaryDirectory() as model_dir:

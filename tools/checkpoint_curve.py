@@ -17,12 +17,17 @@ import os
 from absl import app
 from absl import flags
 
+from ppcd_tf import defaults
 from ppcd_tf import errors
 from ppcd_tf import files
-from ppcd_tf.metrics import evaluation
-from ppcd_tf.metrics import feature_networks
-from ppcd_tf.runs import run_dir
-from ppcd_tf.runs.checkpointing import Checkpointer
+from ppcd_tf import lazy
+
+# Imported on first use: --help and flag errors answer without
+# TensorFlow (ppcd_tf/lazy.py).
+Checkpointer = lazy.load("ppcd_tf.runs.checkpointing.Checkpointer")
+evaluation = lazy.load("ppcd_tf.metrics.evaluation")
+feature_networks = lazy.load("ppcd_tf.metrics.feature_networks")
+run_dir = lazy.load("ppcd_tf.runs.run_dir")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "The run directory.")
@@ -31,7 +36,7 @@ flags.DEFINE_integer("num_samples", 2000, "Samples per seed.")
 flags.DEFINE_list("seeds", ["0"], "Evaluation seeds.")
 flags.DEFINE_string("reference", None, "Result JSON of python -m "
                     "ppcd_tf.evaluate to divide by (same samples and seeds).")
-flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
+flags.DEFINE_string("cache_dir", defaults.EVAL_CACHE_DIR,
                     "Real-feature cache.")
 
 

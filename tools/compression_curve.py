@@ -55,15 +55,20 @@ import time
 from absl import flags
 from absl import logging
 
+from ppcd_tf import defaults
 from ppcd_tf import errors
 from ppcd_tf import files
-from ppcd_tf.exporting import saved_model
-from ppcd_tf.metrics import evaluation
-from ppcd_tf.models import generator as generator_lib
-from ppcd_tf.runs import run_dir
-from ppcd_tf.workflows import compression_curve
-from ppcd_tf.workflows import demo
-from ppcd_tf.workflows import teachers
+from ppcd_tf import lazy
+
+# Imported on first use: --help and flag errors answer without
+# TensorFlow (ppcd_tf/lazy.py).
+compression_curve = lazy.load("ppcd_tf.workflows.compression_curve")
+demo = lazy.load("ppcd_tf.workflows.demo")
+evaluation = lazy.load("ppcd_tf.metrics.evaluation")
+generator_lib = lazy.load("ppcd_tf.models.generator")
+run_dir = lazy.load("ppcd_tf.runs.run_dir")
+saved_model = lazy.load("ppcd_tf.exporting.saved_model")
+teachers = lazy.load("ppcd_tf.workflows.teachers")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_dir", None, "Teacher (default: shipped).")
@@ -71,8 +76,8 @@ flags.DEFINE_string("output_dir", os.path.join("runs", "curve"),
                     "Runs, exports, evaluations and the curve go here.")
 flags.DEFINE_list("ratios", ["2", "3", "4", "5.2", "8", "12"],
                   "Target compressions (teacher / student G parameters).")
-flags.DEFINE_list("methods", list(compression_curve.METHODS),
-                  "Methods: " + ", ".join(compression_curve.METHODS) + ".")
+flags.DEFINE_list("methods", list(defaults.CURVE_METHODS),
+                  "Methods: " + ", ".join(defaults.CURVE_METHODS) + ".")
 flags.DEFINE_integer("ppcd_steps", 1200, "Steps of a PPCD run (the "
                      "demo's).")
 flags.DEFINE_integer("cut_step", 300, "G step of the cut (the demo's); runs "
@@ -95,7 +100,7 @@ flags.DEFINE_list("train_seeds", ["0"], "Training seeds: every (method, "
 flags.DEFINE_string("teacher_eval", None, "The teacher's evaluation JSON "
                     "with the same samples and seeds (default: evaluate the "
                     "teacher here).")
-flags.DEFINE_string("cache_dir", evaluation.DEFAULT_CACHE_DIR,
+flags.DEFINE_string("cache_dir", defaults.EVAL_CACHE_DIR,
                     "Real-feature cache.")
 flags.DEFINE_list("earlier_curves", [], "curve.json files of earlier sweeps "
                   "(same protocol) whose runs join this sweep's table and "
@@ -131,7 +136,6 @@ def _run(argv, directory, heartbeat=None):
         message = (f"[curve] python -m {argv[2]} of {directory} failed "
                    f"with exit status {status} (its output is above); fix "
                    "the cause and rerun: finished stages are kept.")
-        logging.error("%s", message)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(status if status > 0 else 1)
     return time.monotonic() - start
@@ -164,12 +168,12 @@ def _check_flags():
     if not FLAGS.methods:
         raise errors.BadInputError(
             f"--methods must name a method: "
-            f"{', '.join(compression_curve.METHODS)}.")
-    unknown = set(FLAGS.methods) - set(compression_curve.METHODS)
+            f"{', '.join(defaults.CURVE_METHODS)}.")
+    unknown = set(FLAGS.methods) - set(defaults.CURVE_METHODS)
     if unknown:
         raise errors.BadInputError(
             f"Unknown --methods {sorted(unknown)}; choose from "
-            f"{list(compression_curve.METHODS)}.")
+            f"{list(defaults.CURVE_METHODS)}.")
     try:
         ratios = [float(r) for r in FLAGS.ratios]
     except ValueError as error:

@@ -26,7 +26,11 @@ from absl import flags
 
 from ppcd_tf import errors
 from ppcd_tf import files
-from ppcd_tf.workflows import kill_probe
+from ppcd_tf import lazy
+
+# Imported on first use: --help and flag errors answer without
+# TensorFlow (ppcd_tf/lazy.py).
+kill_probe = lazy.load("ppcd_tf.workflows.kill_probe")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

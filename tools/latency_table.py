@@ -27,12 +27,16 @@ from absl import flags
 
 from ppcd_tf import errors
 from ppcd_tf import files
-from ppcd_tf.exporting import saved_model
-from ppcd_tf.models import arch
-from ppcd_tf.models import generator as generator_lib
-from ppcd_tf.pruning import channel_masks
-from ppcd_tf.runs import run_dir
-from ppcd_tf.workflows import latency_table
+from ppcd_tf import lazy
+
+# Imported on first use: --help and flag errors answer without
+# TensorFlow (ppcd_tf/lazy.py).
+arch = lazy.load("ppcd_tf.models.arch")
+channel_masks = lazy.load("ppcd_tf.pruning.channel_masks")
+generator_lib = lazy.load("ppcd_tf.models.generator")
+latency_table = lazy.load("ppcd_tf.workflows.latency_table")
+run_dir = lazy.load("ppcd_tf.runs.run_dir")
+saved_model = lazy.load("ppcd_tf.exporting.saved_model")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_dir", None, "The teacher run (its models.json "

@@ -18,9 +18,13 @@ from absl import logging
 
 from ppcd_tf import errors
 from ppcd_tf import files
-from ppcd_tf.metrics import evaluation
-from ppcd_tf.training import trainer as trainer_lib
-from ppcd_tf.workflows import teachers
+from ppcd_tf import lazy
+
+# Imported on first use: --help and flag errors answer without
+# TensorFlow (ppcd_tf/lazy.py).
+evaluation = lazy.load("ppcd_tf.metrics.evaluation")
+teachers = lazy.load("ppcd_tf.workflows.teachers")
+trainer_lib = lazy.load("ppcd_tf.training.trainer")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "The teacher run.", required=True)

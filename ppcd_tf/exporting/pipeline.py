@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from ppcd_tf import defaults
 from ppcd_tf import errors
 from ppcd_tf.exporting import graph
 from ppcd_tf.exporting import portable as portable_lib
@@ -40,11 +41,11 @@ from ppcd_tf.pruning import channel_masks
 from ppcd_tf.pruning import surgery
 from ppcd_tf.runs import run_dir
 
-DEFAULT_TOLERANCE = 1e-4
+DEFAULT_TOLERANCE = defaults.EXPORT_TOLERANCE
 # float32 TFLite against the compact generator (its kernels sum in another
 # order than TensorFlow's).
 TFLITE_TOLERANCE = 1e-3
-FORMATS = ("onnx", "tflite")
+FORMATS = defaults.PORTABLE_FORMATS
 VERIFY_BATCH = 16
 METRICS_FILE = "metrics.json"
 

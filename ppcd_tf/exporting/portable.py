@@ -31,17 +31,18 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import convert_to_constants
 
+from ppcd_tf import defaults
 from ppcd_tf import errors
 from ppcd_tf.models import inputs
 
 # The check op's name: the runtime's error message names it.
 CHECK_NAME = "invalid_input_label_outside_classes_or_nonfinite_z"
 # tf2onnx converts opsets 13 to 18 of this graph (21 is refused).
-DEFAULT_ONNX_OPSET = 15
+DEFAULT_ONNX_OPSET = defaults.ONNX_OPSET
 SUPPORTED_ONNX_OPSETS = tuple(range(13, 19))
 ONNX_FILE = "generator.onnx"
 TFLITE_FILE = "generator.tflite"
-TFLITE_QUANTIZATIONS = ("none", "dynamic_range", "float16")
+TFLITE_QUANTIZATIONS = defaults.TFLITE_QUANTIZATIONS
 
 
 class PortableExportError(errors.BadInputError):

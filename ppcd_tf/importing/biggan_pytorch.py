@@ -41,6 +41,9 @@ from ppcd_tf.models import arch
 IGNORED_KEY = re.compile(
     r"(^|\.)(sv\d+|u[1-9]\d*|accumulation_counter|num_batches_tracked)$")
 
+# Generator weight files of a BigGAN-PyTorch run (by --generator_weights).
+GENERATOR_FILES = {"G_ema": "G_ema.pth", "G": "G.pth"}
+
 # Architecture presets of BigGAN-PyTorch's launch scripts.
 PRESETS = {
     # launch_BigGAN_bs256x8.sh: G_ch = D_ch = 96, attention at 64,

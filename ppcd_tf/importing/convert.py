@@ -20,7 +20,7 @@ from ppcd_tf.models import builders
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.runs import run_dir
 
-GENERATOR_FILES = {"G_ema": "G_ema.pth", "G": "G.pth"}
+GENERATOR_FILES = biggan_pytorch.GENERATOR_FILES
 DISCRIMINATOR_FILE = "D.pth"
 # Architecture flags and their defaults when no preset gives them.
 ARCH_DEFAULTS = dict(resolution=None, g_ch=None, d_ch=None, num_classes=None,

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from ppcd_tf import defaults
 from ppcd_tf import errors
 from ppcd_tf import files
 from ppcd_tf.data import pipeline
@@ -31,9 +32,9 @@ from ppcd_tf.metrics import feature_networks
 from ppcd_tf.metrics import gan_metrics
 from ppcd_tf.runs import run_dir
 
-DEFAULT_NUM_SAMPLES = 10000
-DEFAULT_SEEDS = (0, 1, 2)
-DEFAULT_BATCH_SIZE = 500
+DEFAULT_NUM_SAMPLES = defaults.EVAL_NUM_SAMPLES
+DEFAULT_SEEDS = defaults.EVAL_SEEDS
+DEFAULT_BATCH_SIZE = defaults.EVAL_BATCH_SIZE
 # z of the `sample` signature and the sample tool: a normal truncated at
 # +-TRUNCATION_BOUND, scaled by the truncation factor.
 TRUNCATION_BOUND = saved_model_lib.TRUNCATION_BOUND
@@ -41,8 +42,7 @@ TRUNCATION_BOUND = saved_model_lib.TRUNCATION_BOUND
 # (tensorflow-gan's block estimator assumes random order).
 _KID_SHUFFLE_SEED = 1234
 _CACHE_VERSION = 1
-DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache",
-                                 "ppcd_tf")
+DEFAULT_CACHE_DIR = defaults.EVAL_CACHE_DIR
 METRIC_NAMES = ("fid", "kid", "inception_score", "intra_fid",
                 "class_accuracy")
 

@@ -23,10 +23,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from ppcd_tf import defaults
 from ppcd_tf import errors
 from ppcd_tf.metrics import classifier as classifier_lib
 
-NAMES = ("fmnist_classifier", "inception_v3", "efficientnet_lite0")
+NAMES = defaults.FEATURE_NETWORKS
 DEFAULT_BATCH_SIZE = 200
 INCEPTION_SIZE = 299  # Inception-v3's ImageNet input resolution.
 INCEPTION_FEATURE_DIM = 2048  # Its global-average-pool ("pool_3") width.

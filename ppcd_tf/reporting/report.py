@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from ppcd_tf import defaults
 from ppcd_tf import files
 from ppcd_tf.exporting import saved_model
 from ppcd_tf.metrics import evaluation
@@ -30,8 +31,8 @@ from ppcd_tf.reporting import sampling
 from ppcd_tf.runs import run_dir
 from ppcd_tf.training import summaries
 
-DEFAULT_GEN_BATCH = 64
-DEFAULT_REPEATS = 10
+DEFAULT_GEN_BATCH = defaults.REPORT_GEN_BATCH
+DEFAULT_REPEATS = defaults.REPORT_REPEATS
 DEFAULT_WARMUP = 3
 DEFAULT_GRID_COLUMNS = 8
 MAX_GRID_ROWS = 10  # Classes shown in the sample grids.

@@ -21,10 +21,10 @@ import gin
 import tensorflow as tf
 from absl import logging
 
+from ppcd_tf import defaults
 from ppcd_tf import errors
 
-STRATEGY_NAMES = ("auto", "one_device", "mirrored", "multi_worker", "tpu",
-                  "default")
+STRATEGY_NAMES = defaults.STRATEGY_NAMES
 
 
 @gin.configurable

@@ -17,16 +17,13 @@ student trained from the start) are given more steps, `equal_time_steps`.
 
 import math
 
+from ppcd_tf import defaults
 from ppcd_tf import errors
 from ppcd_tf import files
 from ppcd_tf.metrics import evaluation
 from ppcd_tf.training import summaries
 
-METHODS = {
-    "ppcd": "PPCD (masks + class-aware distillation)",
-    "uniform_pruning": "uniform pruning (same widths fraction everywhere)",
-    "no_masks": "thinner student from scratch (same distillation)",
-}
+METHODS = defaults.CURVE_METHODS
 
 
 # What every run record holds (see the module docstring); a record may hold

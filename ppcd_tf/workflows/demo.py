@@ -26,7 +26,10 @@ def run_stage(stage, command):
     start = time.time()
     status = subprocess.call(command)
     if status:
-        logging.error("[demo] %s failed with exit status %d.", stage, status)
+        # One line, once (the stage printed its own error above it).
+        print(f"error: [demo] {stage} failed with exit status {status}; "
+              "fix the cause and rerun the same command: the PPCD run "
+              "continues from its newest checkpoint.", file=sys.stderr)
         sys.exit(status)
     logging.info("[demo] %s done in %.0f s.", stage, time.time() - start)
 

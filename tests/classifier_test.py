@@ -3,7 +3,6 @@
 import os
 import shutil
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -48,3 +47,24 @@ def test_a_damaged_record_names_the_file_and_the_fix(tmp_path):
     with pytest.raises(errors.DamagedInputError,
                        match=r"record .*not valid JSON.*train_classifier"):
         classifier.load_shipped_classifier(str(tmp_path))
+
+
+@pytest.mark.parametrize("content, field", [
+    ('["not", "an", "object"]', "JSON object"),
+    ('{"epochs": 4}', "'test_accuracy' is missing"),
+    ('{"test_accuracy": "0.88"}', "'test_accuracy' must be"),
+    ('{"test_accuracy": 0.88, "seed": "zero"}', "'seed' must be"),
+])
+def test_a_record_of_the_wrong_shape_names_the_field(tmp_path, content,
+                                                       field):
+    """Valid JSON of the wrong shape (a hand-edited record) is exit 3 naming
+    the file and the field, not an AttributeError later."""
+    weights, record = classifier.shipped_paths()
+    shutil.copy(weights, tmp_path)
+    path = os.path.join(tmp_path, os.path.basename(record))
+    with open(path, "w") as f:
+        f.write(content)
+    with pytest.raises(errors.DamagedInputError) as raised:
+        classifier.load_shipped_classifier(str(tmp_path))
+    assert path in str(raised.value) and field in str(raised.value)
+    assert "train_classifier" in str(raised.value)

@@ -22,6 +22,11 @@ from ppcd_tf import files
 ASSETS_DIR = files.ASSETS_DIR
 WEIGHTS_FILE = "fmnist_classifier.weights.h5"
 RECORD_FILE = "fmnist_classifier.json"
+# What the classifier's record must hold (files.check_fields): its test
+# accuracy is reported with every evaluation; the rest says how it was made.
+RECORD_SCHEMA = {"test_accuracy": (int, float), "test_examples?": int,
+                 "train_examples?": int, "epochs?": int, "seed?": int,
+                 "tensorflow?": str, "command?": str}
 INPUT_SHAPE = (32, 32, 1)
 NUM_CLASSES = 10
 FEATURE_DIM = 128
@@ -58,12 +63,14 @@ def load_shipped_classifier(assets_dir=ASSETS_DIR):
         raise errors.MissingInputError(
             f"The Fashion-MNIST classifier is missing ({weights}); recreate "
             "it with: python -m ppcd_tf.train_classifier")
+    fix = ("restore it from a clean checkout of ppcd_tf/assets/ or "
+           "recreate it with: python -m ppcd_tf.train_classifier")
+    record_path = record
     record = files.read_json(
-        record, "The classifier's record",
+        record_path, "The classifier's record",
         missing_fix="recreate it with: python -m ppcd_tf.train_classifier",
-        damaged_fix=("restore it from a clean checkout of "
-                     "ppcd_tf/assets/ or recreate it with: "
-                     "python -m ppcd_tf.train_classifier"))
+        damaged_fix=fix)
+    files.check_fields(record, record_path, RECORD_SCHEMA, fix)
     model = build_classifier()
     model.load_weights(weights)
     return model, record

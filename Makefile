@@ -19,12 +19,20 @@ REPRODUCE_8X_STEPS ?= 3000
 # not raised (gin/stage/ppcd.gin triples it since 2026-12-03; untried here).
 REPRODUCE_RECIPE := --gin_param 'RetrainSchedule.g_lr_scale = 1.0'
 REPRODUCE_VALIDATE_EVERY ?= 100
+# make frontier: the shipped 12x student's recipe (one PPCD run, best student
+# kept): the budget prices every channel alike (PruningBudget.cost_exponent
+# = 0, see BENCHMARKS.md), 1,800 steps, cut at 300.
+FRONTIER_DIR := runs/frontier_12x
+FRONTIER_STEPS ?= 1800
+FRONTIER_TARGET_RATIO := 0.08333333333333333
+FRONTIER_RECIPE := --gin_param 'PruningBudget.cost_exponent = 0.0'
 # The shipped teacher's run (make teacher reproduces it).
 TEACHER_RUN := runs/fmnist_teacher
 TEACHER_STEPS := 5000
 SHIPPED_TEACHER := ppcd_tf/assets/teacher_fashion_mnist32
 
-.PHONY: setup data test test-fast demo reproduce teacher tensorboard clean
+.PHONY: setup data test test-fast demo reproduce frontier teacher tensorboard \
+	clean
 
 $(STAMP): requirements.txt requirements-test.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +87,14 @@ reproduce: setup
 	$(PY) -m ppcd_tf.demo --output_dir $(REPRODUCE_DIR)/ratio_0.125 \
 	  --ppcd_steps $(REPRODUCE_8X_STEPS) --target_ratio 0.125 \
 	  --validate_every $(REPRODUCE_VALIDATE_EVERY) $(REPRODUCE_RECIPE)
+
+# The 12x frontier: a PPCD student with 12x fewer G parameters than the
+# shipped teacher, trained, exported, timed and reported under
+# $(FRONTIER_DIR)/ (about 30 min on 2 CPU cores; resumable).
+frontier: setup
+	$(PY) -m ppcd_tf.demo --output_dir $(FRONTIER_DIR) \
+	  --ppcd_steps $(FRONTIER_STEPS) --target_ratio $(FRONTIER_TARGET_RATIO) \
+	  --validate_every $(REPRODUCE_VALIDATE_EVERY) $(FRONTIER_RECIPE)
 
 # Reproduces the shipped teacher (about 75 min on 2 CPU cores; resumable),
 # slims it into the package and measures it.

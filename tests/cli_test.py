@@ -34,17 +34,7 @@ def checkpoint_step(path):
     return int(tf.train.load_checkpoint(path).get_tensor(STEP_KEY))
 
 
-def read_events(log_dir):
-    """{tag: [(step, plugin name, value ndarray)]} of all event files."""
-    files = sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*")))
-    tags = {}
-    for path in files:
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                tags.setdefault(value.tag, []).append(
-                    (event.step, value.metadata.plugin_data.plugin_name,
-                     tf.make_ndarray(value.tensor)))
-    return tags
+read_events = helpers.read_events
 
 
 def tail(text, lines=40):
@@ -155,6 +145,16 @@ class CliOutputsTest(tf.test.TestCase):
                 self.assertEqual(plugin, "scalars", tag)
                 self.assertTrue(np.isfinite(float(value)), tag)
         self.assertAllClose(float(tags["learning_rate/g"][0][2]), 1e-4)
+        # The run's settings (HParams dashboard) and its configuration.
+        events = helpers.read_events(train_dir, with_metadata=True)
+        settings = helpers.session_hparams(events)
+        self.assertIsNotNone(settings, sorted(events))
+        self.assertEqual(settings["TrainLoop.num_steps"], 2)
+        self.assertEqual(settings["ImageDataset.name"], "fake")
+        self.assertAllClose(settings["generator/Adam.learning_rate"], 1e-4)
+        (step, plugin, text), = tags["run/operative_config"]
+        self.assertEqual((step, plugin), (0, "text"))
+        self.assertIn("TrainLoop.num_steps = 2", text.item().decode())
         self.assertIn("samples/ema", tags, sorted(tags))
         step, plugin, value = tags["samples/ema"][-1]
         self.assertEqual((step, plugin), (2, "images"))

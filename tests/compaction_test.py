@@ -132,6 +132,21 @@ class CompactSwitchTest(tf.test.TestCase):
         for key, indices in structure["kept_indices"].items():
             self.assertEqual(indices,
                              np.flatnonzero(record["keep"][key]).tolist())
+        # TensorBoard: the cut as a text table at the cut's step, and the
+        # PPCD settings in the HParams session.
+        events = helpers.read_events(os.path.join(model_dir, "train"),
+                                     with_metadata=True)
+        (step, plugin, table, _), = events["pruning/cut"]
+        self.assertEqual((step, plugin), (CUT_STEP, "text"))
+        table = table.item().decode()
+        for key, indices in structure["kept_indices"].items():
+            self.assertIn(f"| {key} | {len(indices)} |", table)
+        self.assertIn(f"G parameters: {live:,} of "
+                      f"{trainer.pruning.full_params:,}", table)
+        settings = helpers.session_hparams(events)
+        self.assertEqual(settings["PruningPhase.mask_function"],
+                         trainer.pruning.mask_function)
+        self.assertIn("DistillationWeights.output_l1", settings)
         latest = run_dir.latest_checkpoint(model_dir)
         self.assertEqual(run_dir.checkpoint_step(latest), NUM_STEPS)
         shapes = dict(tf.train.list_variables(latest))

@@ -2,6 +2,7 @@
 
 import atexit
 import contextlib
+import glob
 import os
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import tempfile
 
 import gin
 import tensorflow as tf
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from ppcd_tf import config as config_lib
 
@@ -158,3 +160,35 @@ def tiny_teacher_dir():
         gin.clear_config()
         _TINY_TEACHER["dir"] = model_dir
     return _TINY_TEACHER["dir"]
+
+
+def read_events(log_dir, with_metadata=False):
+    """{tag: [(step, plugin name, value ndarray)]} of all event files in
+    `log_dir`; with `with_metadata`, each entry also ends with the plugin's
+    content bytes (e.g. the HParams session of `_hparams_/...` tags)."""
+    files = sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*")))
+    tags = {}
+    for path in files:
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                plugin = value.metadata.plugin_data
+                entry = (event.step, plugin.plugin_name,
+                         tf.make_ndarray(value.tensor))
+                if with_metadata:
+                    entry += (plugin.content,)
+                tags.setdefault(value.tag, []).append(entry)
+    return tags
+
+
+def session_hparams(tags):
+    """{name: value} of the HParams session a run wrote (`read_events` with
+    metadata), or None when it wrote none."""
+    entries = tags.get("_hparams_/session_start_info")
+    if not entries:
+        return None
+    data = plugin_data_pb2.HParamsPluginData.FromString(entries[-1][-1])
+    values = {}
+    for name, value in data.session_start_info.hparams.items():
+        kind = value.WhichOneof("kind")
+        values[name] = getattr(value, kind)
+    return values

@@ -109,6 +109,7 @@ class TrainLoop:
                      self.num_steps)
         wall_start = time.monotonic()
         with writer.as_default():
+            trainer.write_run_start(start_step)
             step, metrics = self._steps(trainer, iterator, start_step)
             if not self.sample_every or self.num_steps % self.sample_every:
                 trainer.write_samples(step)

@@ -40,6 +40,7 @@ from ppcd_tf.runs import run_dir
 from ppcd_tf.training import compact_phase
 from ppcd_tf.training import objectives
 from ppcd_tf.training import pruning_phase
+from ppcd_tf.training import run_summaries
 from ppcd_tf.training import trainer as trainer_lib
 
 
@@ -223,6 +224,24 @@ class PPCDTrainer(trainer_lib.Trainer):
         self.structure = structure
         if self.is_chief:
             run_dir.write_pruning_structure(self.model_dir, structure)
+            if cut_step is not None:
+                self._write_cut_summary(cut_step, keep, widths)
+
+    def _write_cut_summary(self, cut_step, keep, widths):
+        """The cut as a TensorBoard text table (kept / total channels per
+        layer, parameters and MACs against the teacher)."""
+        kept = {key: len(indices) for key, indices in
+                compaction.kept_index_lists(self.teacher_generator,
+                                            keep).items()}
+        shape = complexity.GeneratorShape.of(self.teacher_generator)
+        run_summaries.write_cut(run_summaries.cut_table(
+            [(key, kept[key], width) for key, width in dict(widths).items()
+             if key in kept],
+            generator_lib.count_trainable_parameters(self.generator),
+            self.pruning.full_params,
+            complexity.generator_macs(self.generator.channels, shape),
+            complexity.generator_macs(self.teacher_generator.channels,
+                                      shape)), cut_step)
 
     def write_samples(self, step):
         """The EMA grid, and teacher and student side by side: each row

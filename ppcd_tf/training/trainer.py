@@ -40,6 +40,7 @@ from ppcd_tf.training import ema as ema_lib
 from ppcd_tf.training import gan_steps
 from ppcd_tf.training import loop as loop_lib
 from ppcd_tf.training import objectives
+from ppcd_tf.training import run_summaries
 from ppcd_tf.training import samples as samples_lib
 from ppcd_tf.training import strategy as strategy_lib
 from ppcd_tf.training import summaries
@@ -253,6 +254,13 @@ class Trainer:
 
     def write_operative_config(self):
         write_operative_config(self.model_dir)
+
+    def write_run_start(self, step):
+        """The run's settings (HParams) and operative configuration (text)
+        for TensorBoard, from the chief, when training starts or resumes."""
+        if self.is_chief:
+            run_summaries.write_run_start(
+                os.path.basename(os.path.normpath(self.model_dir)), step)
 
     def summary_dir(self):
         if self.is_chief:

@@ -143,6 +143,8 @@ class CompactSwitchTest(tf.test.TestCase):
             self.assertIn(f"| {key} | {len(indices)} |", table)
         self.assertIn(f"G parameters: {live:,} of "
                       f"{trainer.pruning.full_params:,}", table)
+        self.assertEqual(events["custom_scalars__config__"][0][1],
+                         "custom_scalars")
         settings = helpers.session_hparams(events)
         self.assertEqual(settings["PruningPhase.mask_function"],
                          trainer.pruning.mask_function)

@@ -70,3 +70,14 @@ def test_cut_table():
     ("lower_case_macro", False)])
 def test_which_bindings_are_run_settings(name, wanted):
     assert run_summaries._is_run_setting(name) is wanted  # pylint: disable=protected-access
+
+
+def test_pruning_layout_charts_every_layer_and_the_ratios():
+    layout = run_summaries.pruning_layout()
+    (category,) = layout.category
+    assert category.title == "pruning"
+    tags = {chart.title: list(chart.multiline.tag)
+            for chart in category.chart}
+    assert tags["kept channels, every layer"] == [r"kept_channels/.*"]
+    assert r"pruning/param_ratio" in tags[
+        "live parameter ratio, bound and desired ratio"]

@@ -227,6 +227,13 @@ class PPCDTrainer(trainer_lib.Trainer):
             if cut_step is not None:
                 self._write_cut_summary(cut_step, keep, widths)
 
+    def write_run_start(self, step):
+        """Beside the run's settings: the Custom Scalars charts of the
+        pruning curves (all layers' kept channels in one chart)."""
+        super().write_run_start(step)
+        if self.is_chief:
+            run_summaries.write_pruning_layout(step)
+
     def _write_cut_summary(self, cut_step, keep, widths):
         """The cut as a TensorBoard text table (kept / total channels per
         layer, parameters and MACs against the teacher)."""

@@ -5,6 +5,9 @@
     a sweep's runs in one table and in parallel coordinates; its metrics are
     the run's scalars (validation FID and accuracy, pruning ratios, losses),
     which the dashboard finds by itself;
+  * the Custom Scalars dashboard of a PPCD run (`write_pruning_layout`):
+    the kept channels of every layer in one chart, and the live parameter
+    ratio beside the bound and the desired ratio in another;
   * text: the operative gin configuration (`run/operative_config`) and, for
     a PPCD run, the cut (`pruning/cut`: kept / total channels per layer,
     parameters and MACs).
@@ -20,6 +23,8 @@ import re
 
 import gin
 import tensorflow as tf
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.custom_scalar import summary as custom_scalar
 from tensorboard.plugins.hparams import api as hparams_api
 
 # Configurables whose parameters are the run's settings in the HParams
@@ -116,6 +121,31 @@ def cut_table(rows, params, teacher_params, macs, teacher_macs):
               f"{macs:,} of {teacher_macs:,} "
               f"({teacher_macs / macs:.2f}x fewer)."]
     return "\n".join(lines)
+
+
+# Custom Scalars charts of a PPCD run: (title, tag regular expressions).
+PRUNING_CHARTS = (
+    ("kept channels, every layer", (r"kept_channels/.*",)),
+    ("live parameter ratio, bound and desired ratio",
+     (r"pruning/param_ratio", r"pruning/bound", r"pruning/desired_ratio",
+      r"pruning/.*_target_ratio")),
+    ("budget multipliers", (r"pruning/budget_lambda.*",)))
+
+
+def pruning_layout():
+    """The Custom Scalars layout of PRUNING_CHARTS (category 'pruning')."""
+    charts = [layout_pb2.Chart(
+        title=title,
+        multiline=layout_pb2.MultilineChartContent(tag=list(tags)))
+        for title, tags in PRUNING_CHARTS]
+    return layout_pb2.Layout(category=[layout_pb2.Category(
+        title="pruning", chart=charts)])
+
+
+def write_pruning_layout(step):
+    """Writes `pruning_layout` to the default summary writer."""
+    tf.summary.experimental.write_raw_pb(
+        custom_scalar.pb(pruning_layout()).SerializeToString(), step=step)
 
 
 def write_cut(table, step):

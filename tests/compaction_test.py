@@ -24,6 +24,7 @@ from ppcd_tf.pruning import schedules
 from ppcd_tf.pruning import surgery
 from ppcd_tf.runs import checkpointing
 from ppcd_tf.runs import run_dir
+from ppcd_tf.training import summaries
 from tests import helpers
 from tests import ppcd_test
 
@@ -145,6 +146,17 @@ class CompactSwitchTest(tf.test.TestCase):
                       f"{trainer.pruning.full_params:,}", table)
         self.assertEqual(events["custom_scalars__config__"][0][1],
                          "custom_scalars")
+        # The teacher-vs-student grid is labelled: a header band over the
+        # two halves and the class names in a margin.
+        _, plugin, value, _ = events["samples/teacher_vs_student"][-1]
+        self.assertEqual(plugin, "images")
+        cell = trainer.resolution + summaries.GRID_PADDING
+        self.assertEqual(
+            [int(v) for v in value[:2]],
+            [2 * trainer.samples.columns * cell + summaries.GRID_PADDING
+             + summaries.LABEL_MARGIN_CHARS * summaries.LABEL_CHAR_WIDTH,
+             trainer.samples.rows * cell + summaries.GRID_PADDING
+             + summaries.LABEL_BAND])
         settings = helpers.session_hparams(events)
         self.assertEqual(settings["PruningPhase.mask_function"],
                          trainer.pruning.mask_function)

@@ -262,8 +262,11 @@ class PPCDTrainer(trainer_lib.Trainer):
             teacher.reshape((rows, cols) + teacher.shape[1:]),
             images.reshape((rows, cols) + images.shape[1:])], axis=1)
         if self.is_chief:
-            self.samples.write(pair.reshape((-1,) + images.shape[1:]), step,
-                               self.model_dir, name="teacher_vs_student")
+            self.samples.write(
+                pair.reshape((-1,) + images.shape[1:]), step,
+                self.model_dir, name="teacher_vs_student",
+                row_labels=self.samples.row_labels(self.dataset.class_names),
+                headers=("teacher", "student"))
         return images
 
 

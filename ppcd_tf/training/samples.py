@@ -56,12 +56,22 @@ class SampleGrid:
         labels = tf.repeat(tf.constant(self.classes, tf.int32), self.columns)
         return z, labels
 
-    def write(self, images, step, model_dir, name="ema"):
+    def row_labels(self, class_names=None):
+        """The grid's row labels: the class names of `classes` (from the
+        dataset's `class_names`, else "class <index>")."""
+        return [class_names[c] if class_names and c < len(class_names)
+                else f"class {c}" for c in self.classes]
+
+    def write(self, images, step, model_dir, name="ema", row_labels=None,
+              headers=None):
         """Writes images [rows * columns, H, W, C] in [-1, 1] as a grid:
         TensorBoard `samples/<name>` and, for the EMA grid,
         samples/samples_<step>.png and samples/latest.png (other names:
-        samples/<name>_<step>.png)."""
+        samples/<name>_<step>.png). With `row_labels` and/or `headers` the
+        grid is labelled (`summaries.label_grid`)."""
         grid = summaries.image_grid(images, rows=self.rows)
+        if row_labels or headers:
+            grid = summaries.label_grid(grid, self.rows, row_labels, headers)
         tf.summary.image(f"samples/{name}", grid, step=step)
         directory = os.path.join(model_dir, "samples")
         if name == "ema":

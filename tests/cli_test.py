@@ -120,8 +120,11 @@ class CliOutputsTest(tf.test.TestCase):
     def test_writes_configs_and_tensorboard_summaries(self):
         model_dir = self.create_tempdir().full_path
         result = helpers.run_train(model_dir, DEBUG_FILES, tiny_bindings(
-            "TrainLoop.num_steps = 2"))
+            "TrainLoop.num_steps = 2", "TrainLoop.profile_steps = (1, 2)"))
         assert_finished(self, result)
+        # The trace of step 1 for TensorBoard's Profile tab.
+        self.assertLen(glob.glob(os.path.join(
+            model_dir, "train", "plugins", "profile", "*", "*.xplane.pb")), 1)
 
         with open(os.path.join(model_dir, "config.gin")) as f:
             config = f.read()

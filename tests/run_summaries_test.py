@@ -1,7 +1,10 @@
-"""The run's settings for TensorBoard's HParams dashboard and its texts."""
+"""What a run writes for TensorBoard beyond its curves: the HParams settings,
+the texts, the pruning layout and the profile window."""
 
 import pytest
 
+from ppcd_tf import errors
+from ppcd_tf.training import profiling
 from ppcd_tf.training import run_summaries
 
 OPERATIVE = """\
@@ -81,3 +84,14 @@ def test_pruning_layout_charts_every_layer_and_the_ratios():
     assert tags["kept channels, every layer"] == [r"kept_channels/.*"]
     assert r"pruning/param_ratio" in tags[
         "live parameter ratio, bound and desired ratio"]
+
+
+@pytest.mark.parametrize("value", [(5,), (3, 3), (-1, 2), "soon"])
+def test_profile_steps_must_be_a_window(value):
+    with pytest.raises(errors.BadInputError, match="profile_steps"):
+        profiling.StepProfiler(value)
+
+
+def test_profile_window_is_a_loop_boundary():
+    assert profiling.StepProfiler((4, 9)).boundaries() == (4, 9)
+    assert profiling.StepProfiler(None).boundaries() == ()

@@ -26,6 +26,7 @@ import tensorflow as tf
 from absl import logging
 
 from ppcd_tf import errors
+from ppcd_tf.training import profiling
 
 
 def format_duration(seconds):
@@ -53,11 +54,14 @@ class TrainLoop:
         run then keeps its best EMA generator in <model_dir>/best/.
       validate_every: G steps between validations (a multiple of
         checkpoint_every; 0: off).
+      profile_steps: None, or (first, stop): trace G steps first .. stop - 1
+        for TensorBoard's Profile tab (`profiling.StepProfiler`).
     """
 
     def __init__(self, num_steps=gin.REQUIRED, steps_per_loop=10,
                  log_every=50, sample_every=500, checkpoint_every=500,
-                 max_checkpoints=3, validator=None, validate_every=0):
+                 max_checkpoints=3, validator=None, validate_every=0,
+                 profile_steps=None):
         for name, value in (("num_steps", num_steps),
                             ("steps_per_loop", steps_per_loop),
                             ("log_every", log_every),
@@ -73,6 +77,7 @@ class TrainLoop:
         self.max_checkpoints = int(max_checkpoints)
         self.validator = validator
         self.validate_every = int(validate_every) if validator else 0
+        self.profiler = profiling.StepProfiler(profile_steps)
         if self.validate_every % self.checkpoint_every:
             raise errors.BadInputError(
                 f"TrainLoop.validate_every ({validate_every}) must be a "
@@ -110,7 +115,10 @@ class TrainLoop:
         wall_start = time.monotonic()
         with writer.as_default():
             trainer.write_run_start(start_step)
-            step, metrics = self._steps(trainer, iterator, start_step)
+            try:
+                step, metrics = self._steps(trainer, iterator, start_step)
+            finally:
+                self.profiler.stop()
             if not self.sample_every or self.num_steps % self.sample_every:
                 trainer.write_samples(step)
             writer.flush()
@@ -126,9 +134,12 @@ class TrainLoop:
         step = start_step
         while step < self.num_steps:
             trainer.begin_loop(step)
-            k = self.steps_until_boundary(step, trainer.boundaries())
+            k = self.steps_until_boundary(
+                step, trainer.boundaries() + self.profiler.boundaries())
+            self.profiler.before(step, trainer.summary_dir())
             metrics = trainer.run_steps(iterator, k)
             step = trainer.current_step()
+            self.profiler.after(step)
             check_finite(metrics, step)
             if step % self.log_every == 0 or step == self.num_steps:
                 now = time.monotonic()

@@ -37,6 +37,40 @@ def checkpoint_step(path):
 read_events = helpers.read_events
 
 
+def _read_through_tensorboard(test, model_dir, tags):
+    """What a user's browser reads: a TensorBoard on the run serves the
+    scalars (the event files' values), the sample images, the operative
+    configuration as text and the run's settings as HParams."""
+    with helpers.tensorboard_server(model_dir) as get:
+        deadline = time.monotonic() + 60
+        while "losses/d_loss" not in get("/data/plugin/scalars/tags").get(
+                "train", {}) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        scalar_tags = get("/data/plugin/scalars/tags")["train"]
+        for tag in ("losses/d_loss", "losses/g_loss", "learning_rate/g",
+                    "speed/steps_per_sec"):
+            test.assertIn(tag, scalar_tags)
+        points = get("/data/plugin/scalars/scalars?run=train&tag="
+                     "losses%2Fd_loss")
+        test.assertEqual([step for _, step, _ in points], [1, 2])
+        test.assertAllClose([value for _, _, value in points],
+                            [float(v) for _, _, v in tags["losses/d_loss"]])
+        test.assertIn("samples/ema", get("/data/plugin/images/tags")[
+            "train"])
+        test.assertIn("run/operative_config",
+                      get("/data/plugin/text/tags")["train"])
+        (text,) = get("/data/plugin/text/text?run=train&tag="
+                      "run%2Foperative_config")
+        test.assertIn("TrainLoop.num_steps", text["text"])
+        experiment = get("/data/plugin/hparams/experiment",
+                         {"experimentName": ""})
+        names = [info["name"] for info in experiment["hparamInfos"]]
+        test.assertIn("TrainLoop.num_steps", names)
+        test.assertIn("generator/Adam.learning_rate", names)
+        metrics = [info["name"]["tag"] for info in experiment["metricInfos"]]
+        test.assertIn("losses/d_loss", metrics)
+
+
 def tail(text, lines=40):
     return "\n".join(text.splitlines()[-lines:])
 
@@ -165,6 +199,7 @@ class CliOutputsTest(tf.test.TestCase):
         self.assertEqual([int(v) for v in value[:2]], [2 * 33 + 1] * 2)
         png = tf.io.decode_png(value[2])
         self.assertEqual(png.shape[:2], (2 * 33 + 1, 2 * 33 + 1))
+        _read_through_tensorboard(self, model_dir, tags)
 
     def test_mirrored_strategy_on_two_logical_cpus(self):
         model_dir = self.create_tempdir().full_path

@@ -3,11 +3,15 @@
 import atexit
 import contextlib
 import glob
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 
 import gin
 import tensorflow as tf
@@ -192,3 +196,42 @@ def session_hparams(tags):
         kind = value.WhichOneof("kind")
         values[name] = getattr(value, kind)
     return values
+
+
+@contextlib.contextmanager
+def tensorboard_server(logdir, timeout=90):
+    """A TensorBoard on `logdir` (loopback only, an ephemeral port, the
+    event files loaded once); yields `get(path, body=None)` -> parsed JSON of
+    an HTTP data endpoint (POST when `body` is given). Stopped on exit."""
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", logdir,
+         "--host", "127.0.0.1", "--port", "0", "--load_fast", "false",
+         "--reload_interval", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=python_env())
+    try:
+        deadline = time.monotonic() + timeout
+        port = None
+        for line in process.stdout:
+            found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+            if found:
+                port = int(found.group(1))
+                break
+            if time.monotonic() > deadline:
+                break
+        if port is None:
+            raise RuntimeError("TensorBoard did not start")
+
+        def get(path, body=None):
+            data = None if body is None else json.dumps(body).encode()
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}{path}", data=data,
+                headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read().decode())
+
+        yield get
+    finally:
+        process.kill()
+        process.wait()

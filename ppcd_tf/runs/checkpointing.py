@@ -107,9 +107,25 @@ class Checkpointer:
         return self.manager.latest_checkpoint
 
     def save(self, step):
-        path = self.manager.save(checkpoint_number=step)
+        """Saves checkpoint `step`; a save that fails (a full disk, a
+        permission taken away) removes its own staging directory before
+        the error goes on, so no half-written checkpoint stays behind."""
+        try:
+            path = self.manager.save(checkpoint_number=step)
+        except BaseException:
+            self._remove_staging(step)
+            raise
         logging.info("Saved checkpoint %s.", path)
         return path
+
+    def _remove_staging(self, step):
+        pattern = tf.io.gfile.join(self.directory, f"ckpt-{step}_temp*")
+        for path in tf.io.gfile.glob(pattern):
+            try:
+                tf.io.gfile.rmtree(path)
+            except tf.errors.OpError as error:
+                logging.warning("Could not remove %s of the failed save: %s",
+                                path, error)
 
     def candidates(self):
         """`candidates(self.directory)`."""

@@ -81,9 +81,18 @@ class TinyDemoTest(tf.test.TestCase):
     def test_writes_every_report_file(self):
         report_dir = os.path.join(self.output_dir, "report")
         # Fresh exports have the interpolate signature: every figure.
-        self.assertCountEqual(os.listdir(report_dir),
+        names = os.listdir(report_dir)
+        events = [n for n in names if n.startswith("events.out.tfevents.")]
+        self.assertCountEqual(sorted(set(names) - set(events)),
                               report_lib.REPORT_FILES
                               + report_lib.OPTIONAL_REPORT_FILES)
+        # The report as TensorBoard text (the run `report`).
+        self.assertLen(events, 1)
+        (step, plugin, text), = helpers.read_events(report_dir)[
+            report_lib.REPORT_TEXT_TAG]
+        self.assertEqual((step, plugin), (0, "text"))
+        with open(os.path.join(report_dir, "report.md")) as f:
+            self.assertEqual(text.item().decode(), f.read())
         for name in ("ppcd", "teacher_export", "student_export"):
             self.assertTrue(os.path.isdir(os.path.join(self.output_dir,
                                                        name)))

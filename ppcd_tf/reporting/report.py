@@ -45,6 +45,9 @@ TARGET_FID_RATIO = 1.10
 TARGET_ACCURACY_DROP = 0.02
 TARGET_THROUGHPUT_FRACTION = 0.8
 TARGET_STEP_RATIO = 1.7
+# The report as TensorBoard text, in an events.out.tfevents.* file beside
+# REPORT_FILES.
+REPORT_TEXT_TAG = "report/summary"
 REPORT_FILES = ("report.json", "report.md", "teacher_samples.png",
                 "student_samples.png", "samples_side_by_side.png",
                 "truncation.png", "pruning.png", "evaluation_teacher.json",
@@ -423,9 +426,21 @@ def build_report(teacher_export, student_export, ppcd_dir, output_dir,
             evaluation.write_json(
                 result, os.path.join(tmp, f"evaluation_{name}.json"))
         evaluation.write_json(report, os.path.join(tmp, "report.json"))
+        markdown = render_markdown(report)
         with open(os.path.join(tmp, "report.md"), "w") as f:
-            f.write(render_markdown(report))
+            f.write(markdown)
+        write_report_text(tmp, markdown)
     return report
+
+
+def write_report_text(directory, markdown):
+    """The report's text as a TensorBoard text summary (`report/summary`)
+    in `directory`, so that `tensorboard --logdir <demo output>` shows it
+    as the run `report` beside the training run."""
+    writer = tf.summary.create_file_writer(directory)
+    with writer.as_default():
+        tf.summary.text(REPORT_TEXT_TAG, markdown, step=0)
+    writer.close()
 
 
 def run_comparison(teacher_dir, ppcd_dir, teacher_export, student_export,

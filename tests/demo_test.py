@@ -88,9 +88,17 @@ class TinyDemoTest(tf.test.TestCase):
                               + report_lib.OPTIONAL_REPORT_FILES)
         # The report as TensorBoard text (the run `report`).
         self.assertLen(events, 1)
-        (step, plugin, text), = helpers.read_events(report_dir)[
-            report_lib.REPORT_TEXT_TAG]
+        tags = helpers.read_events(report_dir)
+        (step, plugin, text), = tags[report_lib.REPORT_TEXT_TAG]
         self.assertEqual((step, plugin), (0, "text"))
+        with open(os.path.join(report_dir, "report.json")) as f:
+            measured = {row["name"]: row["measured"]
+                        for row in json.load(f)["targets"]}
+        for name in ("compression (teacher / student params)",
+                     "student FID / teacher FID",
+                     "student / teacher images/s"):
+            (_, _, value), = tags[report_lib.REPORT_SCALARS[name]]
+            self.assertAllClose(float(value), measured[name], rtol=1e-6)
         with open(os.path.join(report_dir, "report.md")) as f:
             self.assertEqual(text.item().decode(), f.read())
         for name in ("ppcd", "teacher_export", "student_export"):

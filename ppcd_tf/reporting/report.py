@@ -429,17 +429,31 @@ def build_report(teacher_export, student_export, ppcd_dir, output_dir,
         markdown = render_markdown(report)
         with open(os.path.join(tmp, "report.md"), "w") as f:
             f.write(markdown)
-        write_report_text(tmp, markdown)
+        write_report_summaries(tmp, markdown, report["targets"])
     return report
 
 
-def write_report_text(directory, markdown):
-    """The report's text as a TensorBoard text summary (`report/summary`)
-    in `directory`, so that `tensorboard --logdir <demo output>` shows it
-    as the run `report` beside the training run."""
+# Scalar tags of the report's measured figures (`targets` names).
+REPORT_SCALARS = {
+    "compression (teacher / student params)": "report/compression",
+    "student FID / teacher FID": "report/fid_ratio",
+    "class accuracy drop (points)": "report/accuracy_drop_points",
+    "student / teacher images/s": "report/images_per_sec_ratio",
+    "PPCD / teacher training step": "report/train_step_ratio"}
+
+
+def write_report_summaries(directory, markdown, target_rows):
+    """The report for TensorBoard, in `directory` (the run `report` of
+    `tensorboard --logdir <demo output>`): its text (`report/summary`) and
+    its measured figures as scalars at step 0 (REPORT_SCALARS), beside the
+    training run's curves."""
     writer = tf.summary.create_file_writer(directory)
     with writer.as_default():
         tf.summary.text(REPORT_TEXT_TAG, markdown, step=0)
+        for row in target_rows:
+            if row["name"] in REPORT_SCALARS:
+                tf.summary.scalar(REPORT_SCALARS[row["name"]],
+                                  row["measured"], step=0)
     writer.close()
 
 

@@ -91,12 +91,7 @@ class Checkpointer:
         `ckpt-N_temp*` directories (a save writes there, then renames).
         Call it only while holding the run's lock (run_dir.locked): no
         other save can be in progress. Returns the removed paths."""
-        removed = []
-        pattern = tf.io.gfile.join(self.directory, "*_temp*")
-        for path in tf.io.gfile.glob(pattern):
-            if tf.io.gfile.isdir(path):
-                tf.io.gfile.rmtree(path)
-                removed.append(path)
+        removed = self._remove_staging("*")
         if removed:
             logging.info("Removed leftovers of interrupted saves: %s",
                          removed)
@@ -113,19 +108,25 @@ class Checkpointer:
         try:
             path = self.manager.save(checkpoint_number=step)
         except BaseException:
-            self._remove_staging(step)
+            try:
+                self._remove_staging(f"ckpt-{step}")
+            except tf.errors.OpError as error:
+                logging.warning("Could not remove the failed save's staging "
+                                "directory: %s", error)
             raise
         logging.info("Saved checkpoint %s.", path)
         return path
 
-    def _remove_staging(self, step):
-        pattern = tf.io.gfile.join(self.directory, f"ckpt-{step}_temp*")
+    def _remove_staging(self, prefix):
+        """Removes the `<prefix>_temp*` staging directories TensorFlow's
+        saves write into (`*`: every save's); returns the removed paths."""
+        removed = []
+        pattern = tf.io.gfile.join(self.directory, f"{prefix}_temp*")
         for path in tf.io.gfile.glob(pattern):
-            try:
+            if tf.io.gfile.isdir(path):
                 tf.io.gfile.rmtree(path)
-            except tf.errors.OpError as error:
-                logging.warning("Could not remove %s of the failed save: %s",
-                                path, error)
+                removed.append(path)
+        return removed
 
     def candidates(self):
         """`candidates(self.directory)`."""

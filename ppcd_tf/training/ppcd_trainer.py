@@ -225,7 +225,7 @@ class PPCDTrainer(trainer_lib.Trainer):
         if self.is_chief:
             run_dir.write_pruning_structure(self.model_dir, structure)
             if cut_step is not None:
-                self._write_cut_summary(cut_step, keep, widths)
+                self._write_cut_summary(cut_step, structure)
 
     def write_run_start(self, step):
         """Beside the run's settings: the Custom Scalars charts of the
@@ -234,15 +234,15 @@ class PPCDTrainer(trainer_lib.Trainer):
         if self.is_chief:
             run_summaries.write_pruning_layout(step)
 
-    def _write_cut_summary(self, cut_step, keep, widths):
-        """The cut as a TensorBoard text table (kept / total channels per
-        layer, parameters and MACs against the teacher)."""
-        kept = {key: len(indices) for key, indices in
-                compaction.kept_index_lists(self.teacher_generator,
-                                            keep).items()}
-        shape = complexity.GeneratorShape.of(self.teacher_generator)
+    def _write_cut_summary(self, cut_step, structure):
+        """The cut of pruning.json's `structure` as a TensorBoard text table
+        (kept / total channels per layer, parameters and MACs against the
+        full student)."""
+        kept = structure["kept_indices"]
+        shape = self.pruning.shape
         run_summaries.write_cut(run_summaries.cut_table(
-            [(key, kept[key], width) for key, width in dict(widths).items()
+            [(key, len(kept[key]), width)
+             for key, width in structure["mask_widths"].items()
              if key in kept],
             generator_lib.count_trainable_parameters(self.generator),
             self.pruning.full_params,

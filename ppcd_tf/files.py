@@ -329,8 +329,9 @@ def check_fields(content, path, fields, fix,
                 continue
             raise error(f"{path}: field {name!r} is missing; {fix}")
         if not _has_type(value, kinds):
-            wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__)
-                                 for k in kinds)
+            wanted = " or ".join(
+                _TYPE_NAMES.get(k, k.__name__) for k in kinds
+                if not (k is int and float in kinds))  # a number covers it
             got = _TYPE_NAMES.get(type(value), type(value).__name__)
             raise error(f"{path}: field {name!r} must be {wanted}, got "
                         f"{got} ({json.dumps(value)[:40]}); {fix}")

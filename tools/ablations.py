@@ -24,7 +24,6 @@ Example:
 """
 
 import glob
-import json
 import os
 import subprocess
 import sys
@@ -204,8 +203,9 @@ def _evaluate(export):
     """The evaluation of `export` with --num_samples and --seeds, read back
     when a rerun finds a current one."""
     output = export + ".eval.json"
-    result = evaluation.read_current_result(output, export,
-                                            FLAGS.num_samples, FLAGS.seeds)
+    result = evaluation.read_current_result(
+        output, export, FLAGS.num_samples, FLAGS.seeds,
+        fields=evaluation.SWEEP_RESULT_FIELDS)
     if result is not None:
         logging.info("[ablations] read back %s", output)
         return result
@@ -243,17 +243,16 @@ def main(argv):
                              "params": result["generator"]["params"]}
             lines.append(_row(name, result, result["generator"]["params"]))
         table = "\n".join(lines)
-        with open(os.path.join(FLAGS.output_dir, "ablations.json"),
-                  "w") as f:
-            json.dump({"steps": FLAGS.ppcd_steps,
-                       "prune_end_fraction": _prune_end_fraction(),
-                       "gin_param": FLAGS.gin_param,
-                       "validate_every": FLAGS.validate_every,
-                       "seeds": FLAGS.seeds,
-                       "num_samples": FLAGS.num_samples, "results": results,
-                       "table": table}, f, indent=2)
-        with open(os.path.join(FLAGS.output_dir, "ablations.md"), "w") as f:
-            f.write(table + "\n")
+        files.write_json(os.path.join(FLAGS.output_dir, "ablations.json"),
+                         {"steps": FLAGS.ppcd_steps,
+                          "prune_end_fraction": _prune_end_fraction(),
+                          "gin_param": FLAGS.gin_param,
+                          "validate_every": FLAGS.validate_every,
+                          "seeds": FLAGS.seeds,
+                          "num_samples": FLAGS.num_samples,
+                          "results": results, "table": table})
+        files.write_text(os.path.join(FLAGS.output_dir, "ablations.md"),
+                         table + "\n")
         print(table)
 
 

@@ -107,6 +107,10 @@ flags.DEFINE_list("earlier_curves", [], "curve.json files of earlier sweeps "
                   "plot; with --ratios= only these are drawn.")
 
 RECORD_FILE = "curve_record.json"
+# What a run's sweep record holds (files.check_fields): steps trained and
+# the training seconds of finished and interrupted attempts.
+SWEEP_RECORD_SCHEMA = {"steps?": int, "train_seconds?": (int, float),
+                       "interrupted_seconds?": (int, float)}
 # How often a training run's time so far is saved (so that a run interrupted
 # and resumed is charged for all its attempts).
 HEARTBEAT_SECONDS = 30
@@ -233,12 +237,12 @@ def _train(directory, teacher_dir, ratio, method, steps, seed=0):
     record_path = os.path.join(directory, RECORD_FILE)
     record = {}
     if os.path.isfile(record_path):
-        record = files.read_json(
-            record_path, "the run's sweep record",
-            missing_fix="", damaged_fix=(
-                f"remove {directory} to train that run again."))
+        again = f"remove {directory} to train that run again."
+        record = files.read_json(record_path, "the run's sweep record",
+                                 missing_fix="", damaged_fix=again)
+        files.check_fields(record, record_path, SWEEP_RECORD_SCHEMA, again)
     if record.get("steps", 0) >= steps:
-        return record["steps"], record["train_seconds"]
+        return record["steps"], record.get("train_seconds", 0.0)
     # Time of attempts that were interrupted (the tool killed mid-run) counts
     # too: the heartbeat below keeps it in the record while a run trains.
     done_seconds = (record.get("train_seconds", 0.0)
@@ -273,8 +277,9 @@ def _evaluate_export(directory, export, checkpoint=None):
         _run(demo.export_command(directory, export, checkpoint),
              directory)
     output = export + ".eval.json"
-    result = evaluation.read_current_result(output, export,
-                                            FLAGS.num_samples, FLAGS.seeds)
+    result = evaluation.read_current_result(
+        output, export, FLAGS.num_samples, FLAGS.seeds,
+        fields=evaluation.SWEEP_RESULT_FIELDS)
     if result is not None:
         return result
     return evaluation.evaluate_generator(

@@ -93,10 +93,8 @@ def _ship():
                 "network"],
             "real_images": "fashion_mnist test split (10,000)",
         }
-        with open(os.path.join(FLAGS.output, teachers.RECORD_FILE),
-                  "w") as f:
-            json.dump(record, f, indent=2, sort_keys=True)
-            f.write("\n")
+        files.write_json(os.path.join(FLAGS.output, teachers.RECORD_FILE),
+                         record)
         print(json.dumps(record["evaluation"]["summary"], indent=2))
 
 

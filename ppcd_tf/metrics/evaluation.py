@@ -494,10 +494,31 @@ def read_result_summary(path, flag, missing_hint="", again_hint=""):
     return summary
 
 
-def read_current_result(output, saved_model, num_samples, seeds):
+# What every reader of a stored result needs (files.check_fields): how it
+# was computed and the FID's mean. Readers that use more figures pass them as
+# `fields` of read_current_result.
+RESULT_SCHEMA = {"computed": dict, "computed.num_samples_per_seed": int,
+                 "computed.seeds": list, "summary": dict, "summary.fid": dict,
+                 "summary.fid.mean": (int, float)}
+# The figures the sweep tools (compression curve, ablations) read back.
+SWEEP_RESULT_FIELDS = {
+    "summary.class_accuracy": dict,
+    "summary.class_accuracy.mean": (int, float),
+    "summary.class_accuracy.std": (int, float),
+    "summary.fid.std": (int, float),
+    "summary.intra_fid": dict,
+    "summary.intra_fid.mean": (int, float),
+    "summary.intra_fid.std": (int, float),
+    "generator": dict, "generator.params": int}
+
+
+def read_current_result(output, saved_model, num_samples, seeds,
+                        fields=None):
     """The result JSON `output` of evaluating the export `saved_model`, when
     it is current: written after the export's metadata, with `num_samples`
-    per seed and `seeds`, and readable; else None (evaluate again). What the
+    per seed and `seeds`, and holding RESULT_SCHEMA's fields and `fields`
+    ({dotted name: type}, as files.check_fields); else None (evaluate
+    again; a damaged or hand-edited file is named in a warning). What the
     sweep tools read back on a rerun."""
     metadata = os.path.join(saved_model, saved_model_lib.ASSETS_DIR,
                             "metadata.json")
@@ -505,15 +526,21 @@ def read_current_result(output, saved_model, num_samples, seeds):
         return None
     if os.path.getmtime(output) <= os.path.getmtime(metadata):
         return None
+    again = "evaluating the export again."
     try:
-        with open(output) as f:
-            result = json.load(f)
-        computed = result["computed"]
-        current = (computed["num_samples_per_seed"] == num_samples
-                   and computed["seeds"] == parse_seeds(seeds))
-        float(result["summary"]["fid"]["mean"])
-    except (ValueError, KeyError, TypeError):
+        with open(output, "rb") as f:
+            result = json.loads(f.read().decode("utf-8"))
+        files.check_fields(result, output,
+                           dict(RESULT_SCHEMA, **(fields or {})), again)
+    except errors.DamagedInputError as error:  # before ValueError: a kind
+        logging.warning("%s", error)
         return None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        logging.warning("%s is not valid JSON (%s); %s", output, error, again)
+        return None
+    computed = result["computed"]
+    current = (computed["num_samples_per_seed"] == num_samples
+               and computed["seeds"] == parse_seeds(seeds))
     return result if current else None
 
 

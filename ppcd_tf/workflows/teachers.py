@@ -13,7 +13,6 @@ passed wherever a teacher run's `--model_dir` is expected (PPCD's
 `python tools/ship_teacher.py` writes one from a run.
 """
 
-import json
 import os
 import shutil
 
@@ -31,6 +30,18 @@ SHIPPED = {"fashion_mnist32": "teacher_fashion_mnist32"}
 RECORD_FILE = "teacher.json"
 _COPIED_FILES = (trainer_lib.MODELS_FILE, "config.gin",
                  "operative_config.gin")
+# What a teacher record holds (files.check_fields): every field is
+# optional (an imported teacher records its source instead of a command),
+# but a field that is there has its type; the evaluation's summary holds
+# the figures of python -m ppcd_tf.evaluate.
+RECORD_SCHEMA = {
+    "command?": str, "note?": str, "step?": int, "source_checkpoint?": str,
+    "generator_params?": int, "discriminator_params?": int,
+    "evaluation?": dict, "evaluation.summary?": dict,
+    "evaluation.summary.fid?": dict,
+    "evaluation.summary.fid.mean?": (int, float),
+    "evaluation.summary.class_accuracy?": (dict, type(None)),
+    "evaluation.computed?": dict}
 
 
 class TeacherError(errors.MissingInputError):
@@ -52,13 +63,19 @@ def shipped_teacher_dir(name="fashion_mnist32"):
 
 
 def read_record(teacher_dir):
-    """The record (provenance, evaluation) of a slim teacher directory."""
-    return files.read_json(
-        os.path.join(teacher_dir, RECORD_FILE), "the teacher record",
+    """The record (provenance, evaluation) of a slim teacher directory;
+    exit 3 naming the file and the field when it is not JSON or a field
+    has the wrong type (RECORD_SCHEMA)."""
+    path = os.path.join(teacher_dir, RECORD_FILE)
+    damaged = ("the teacher is damaged; reinstall ppcd_tf or slim it "
+               "again with tools/ship_teacher.py.")
+    record = files.read_json(
+        path, "the teacher record",
         missing_fix=("the directory is not a slim teacher; write one with "
                      "tools/ship_teacher.py."),
-        damaged_fix=("the teacher is damaged; reinstall ppcd_tf or slim it "
-                     "again with tools/ship_teacher.py."))
+        damaged_fix=damaged)
+    files.check_fields(record, path, RECORD_SCHEMA, damaged)
+    return record
 
 
 def _checkpoint_path(model_dir, step):
@@ -109,9 +126,7 @@ def write_slim_teacher(model_dir, output_dir, step=None, record=None,
                       .count_trainable_parameters(generator),
                       discriminator_params=generator_lib
                       .count_trainable_parameters(discriminator))
-        with open(os.path.join(tmp, RECORD_FILE), "w") as f:
-            json.dump(record, f, indent=2, sort_keys=True)
-            f.write("\n")
+        files.write_json(os.path.join(tmp, RECORD_FILE), record)
         relative_checkpoint_state(os.path.join(tmp, "checkpoints"))
     return os.path.join(output_dir, "checkpoints",
                         os.path.basename(written))

@@ -101,6 +101,15 @@ class TinyDemoTest(tf.test.TestCase):
             self.assertAllClose(float(value), measured[name], rtol=1e-6)
         with open(os.path.join(report_dir, "report.md")) as f:
             self.assertEqual(text.item().decode(), f.read())
+        # An HParams session with the PPCD run's settings: the table shows
+        # the exported student's figures in a row with what made them.
+        tags = helpers.read_events(report_dir, with_metadata=True)
+        ppcd_tags = helpers.read_events(
+            os.path.join(self.output_dir, "ppcd", "train"), with_metadata=True)
+        settings = helpers.session_hparams(tags)
+        self.assertIsNotNone(settings)
+        self.assertEqual(settings, helpers.session_hparams(ppcd_tags))
+        self.assertIn("TARGET_PARAM_RATIO", settings)
         for name in ("ppcd", "teacher_export", "student_export"):
             self.assertTrue(os.path.isdir(os.path.join(self.output_dir,
                                                        name)))

@@ -155,3 +155,19 @@ def test_ppcd_run_keeps_its_best_student_after_the_cut(tmp_path):
     with open(tmp_path / "export" / "assets.extra" / "metadata.json") as f:
         metadata = json.load(f)
     assert metadata["source"]["validation"]["step"] == best["step"]
+    # The final figures for TensorBoard's HParams table, in the run itself.
+    tags = helpers.read_events(os.path.join(model_dir, "train"))
+    final = {tag[len("final/"):]: float(entries[-1][2])
+             for tag, entries in tags.items() if tag.startswith("final/")}
+    assert set(final) == {"best_validation_fid", "best_validation_step",
+                          "param_compression", "mac_compression"}
+    assert final["best_validation_step"] == best["step"]
+    assert final["best_validation_fid"] == pytest.approx(
+        best["figures"]["fid"], rel=1e-6)
+    # The parameter compression equals the live ratio's at the end.
+    assert final["param_compression"] == pytest.approx(
+        float(tags["pruning/compression"][-1][2]), rel=1e-5)
+    assert final["param_compression"] > 1.5  # TARGET_PARAM_RATIO 0.5
+    assert final["mac_compression"] > 1.0
+    assert {entries[-1][0] for tag, entries in tags.items()
+            if tag.startswith("final/")} == {6}

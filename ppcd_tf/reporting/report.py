@@ -21,6 +21,7 @@ import time
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from tensorboard.plugins.hparams import api as hparams_api
 
 from ppcd_tf import defaults
 from ppcd_tf import files
@@ -29,6 +30,7 @@ from ppcd_tf.metrics import evaluation
 from ppcd_tf.metrics import feature_networks
 from ppcd_tf.reporting import sampling
 from ppcd_tf.runs import run_dir
+from ppcd_tf.training import run_summaries
 from ppcd_tf.training import summaries
 
 DEFAULT_GEN_BATCH = defaults.REPORT_GEN_BATCH
@@ -429,7 +431,8 @@ def build_report(teacher_export, student_export, ppcd_dir, output_dir,
         markdown = render_markdown(report)
         with open(os.path.join(tmp, "report.md"), "w") as f:
             f.write(markdown)
-        write_report_summaries(tmp, markdown, report["targets"])
+        write_report_summaries(tmp, markdown, report["targets"],
+                               run_settings(ppcd_dir))
     return report
 
 
@@ -442,13 +445,34 @@ REPORT_SCALARS = {
     "PPCD / teacher training step": "report/train_step_ratio"}
 
 
-def write_report_summaries(directory, markdown, target_rows):
+def run_settings(ppcd_dir):
+    """(HParams session name, settings) of the PPCD run `ppcd_dir` from its
+    operative configuration, or None when the run wrote none (it writes it
+    when training ends)."""
+    path = os.path.join(ppcd_dir, "operative_config.gin")
+    if not os.path.isfile(path):
+        logging.warning("%s is missing: the report's figures join no run "
+                        "settings in TensorBoard's HParams table.", path)
+        return None
+    with open(path) as f:
+        settings = run_summaries.hyperparameters(f.read())
+    name = os.path.basename(os.path.normpath(os.path.abspath(ppcd_dir)))
+    return f"{name} (report)", settings
+
+
+def write_report_summaries(directory, markdown, target_rows, settings=None):
     """The report for TensorBoard, in `directory` (the run `report` of
     `tensorboard --logdir <demo output>`): its text (`report/summary`) and
     its measured figures as scalars at step 0 (REPORT_SCALARS), beside the
-    training run's curves."""
+    training run's curves. With `settings` (`run_settings`), the run is an
+    HParams session holding the PPCD run's settings, so the HParams table
+    shows the exported student's figures (speed-up, FID ratio) in a row
+    with the settings that made it."""
     writer = tf.summary.create_file_writer(directory)
     with writer.as_default():
+        if settings is not None:
+            trial_id, hparams = settings
+            hparams_api.hparams(hparams, trial_id=trial_id)
         tf.summary.text(REPORT_TEXT_TAG, markdown, step=0)
         for row in target_rows:
             if row["name"] in REPORT_SCALARS:

@@ -121,6 +121,7 @@ class TrainLoop:
                 self.profiler.stop()
             if not self.sample_every or self.num_steps % self.sample_every:
                 trainer.write_samples(step)
+            trainer.write_run_end(step)
             writer.flush()
         if trainer.is_chief:
             trainer.write_operative_config()

@@ -234,6 +234,22 @@ class PPCDTrainer(trainer_lib.Trainer):
         if self.is_chief:
             run_summaries.write_pruning_layout(step)
 
+    def final_figures(self):
+        """Beside the best validation: the student's parameter and MAC
+        compression against the teacher, once its widths are final (after
+        the cut, or a fixed thinner student)."""
+        figures = super().final_figures()
+        if self.pruning.use_masks and not self.pruning.compacted:
+            return figures
+        shape = self.pruning.shape
+        figures["param_compression"] = (
+            self.pruning.full_params
+            / generator_lib.count_trainable_parameters(self.generator))
+        figures["mac_compression"] = (
+            complexity.generator_macs(self.teacher_generator.channels, shape)
+            / complexity.generator_macs(self.generator.channels, shape))
+        return figures
+
     def _write_cut_summary(self, cut_step, structure):
         """The cut of pruning.json's `structure` as a TensorBoard text table
         (kept / total channels per layer, parameters and MACs against the

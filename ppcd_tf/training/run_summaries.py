@@ -10,7 +10,11 @@
     ratio beside the bound and the desired ratio in another;
   * text: the operative gin configuration (`run/operative_config`) and, for
     a PPCD run, the cut (`pruning/cut`: kept / total channels per layer,
-    parameters and MACs).
+    parameters and MACs);
+  * the run's final figures as scalars `final/*` when training ends
+    (`write_run_end`: the best quick validation, and for a PPCD student its
+    parameter and MAC compression), so the HParams table shows them beside
+    the settings of the same run.
 
 The settings are the scalar values of gin's operative configuration (every
 parameter of every configurable the run called, defaults included) of the
@@ -96,6 +100,19 @@ def write_run_start(run_name, step):
     hparams_api.hparams(hyperparameters(config_text), trial_id=run_name)
     tf.summary.text("run/operative_config", _code_block(config_text),
                     step=step)
+
+
+# The scalar tag of a final figure (`write_run_end`).
+FINAL_PREFIX = "final/"
+
+
+def write_run_end(figures, step):
+    """Writes (to the default summary writer) the run's final figures
+    {name: number} as scalars `final/<name>` at `step`, the step training
+    ended at; None values are left out."""
+    for name, value in figures.items():
+        if value is not None:
+            tf.summary.scalar(FINAL_PREFIX + name, float(value), step=step)
 
 
 def _code_block(text):

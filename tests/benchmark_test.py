@@ -56,13 +56,37 @@ class GenerationSweepTest(tf.test.TestCase):
         output = os.path.join(self.create_tempdir().full_path, "sweep.json")
         result = self._run("--exports", ",".join(self.exports), "--batches",
                            "1,2", "--repeats", "1", "--warmup", "1",
+                           "--teacher_dir", helpers.tiny_teacher_dir(),
                            "--output", output)
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         self.assertIn("fraction of MAC limit", result.stdout)
         self.assertIn("batch-1 latency", result.stdout)
+        self.assertIn("student / uniform", result.stdout)
         with open(output) as f:
             record = json.load(f)
         self.assertEqual([r["batch_size"] for r in record["rows"]], [1, 2])
+        # The student is the teacher itself: its equal-MAC uniform
+        # thinning keeps every channel.
+        reference = record["uniform_reference"]
+        self.assertEqual(reference["fraction"], 1.0)
+        teacher_macs = json.load(open(os.path.join(
+            self.exports[0], "assets.extra", "metadata.json")))[
+                "macs_per_image"]
+        self.assertEqual(reference["macs_per_image"], teacher_macs)
+        for r in record["rows"]:
+            self.assertAllClose(r["student_vs_reference"],
+                                r["student_images_per_sec"]
+                                / r["reference_images_per_sec"])
+
+    def test_reference_of_another_architecture_is_refused(self):
+        """The default --teacher_dir (the shipped teacher) is not the tiny
+        teacher these exports came from: exit 2 before any timing."""
+        result = self._run("--exports", ",".join(self.exports), "--batches",
+                           "1", "--repeats", "1")
+        self.assertEqual(result.returncode, 2, result.stderr[-2000:])
+        self.assertIn("give --teacher_dir the teacher run it was exported "
+                      "from", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
 
     def test_bad_input(self):
         bad = self._run("--exports", ",".join(self.exports), "--batches",
@@ -73,6 +97,10 @@ class GenerationSweepTest(tf.test.TestCase):
         self.assertEqual(one.returncode, 2)
         missing = self._run("--exports", f"{self.exports[0]},/nonexistent")
         self.assertEqual(missing.returncode, 3, missing.stderr[-2000:])
+        no_teacher = self._run("--exports", ",".join(self.exports),
+                               "--teacher_dir", "/nonexistent")
+        self.assertEqual(no_teacher.returncode, 3, no_teacher.stderr[-2000:])
+        self.assertIn("--nouniform_reference", no_teacher.stderr)
 
 
 if __name__ == "__main__":
@@ -95,3 +123,31 @@ def test_step_parts_table_gives_each_share_of_both_steps():
     for name, share in {"g_step": 0.75, "d_step": 0.25,
                         "teacher_g": 0.125}.items():
         assert abs(shares[name] - share) < 1e-12, (name, shares)
+
+
+def test_uniform_counts_meet_a_mac_target_at_one_fraction():
+    """The equal-MAC reference of the shipped 12x student: the shipped
+    teacher's layers all kept at one fraction, MACs within 1 % of the
+    student's; the teacher's own MACs keep every channel."""
+    from ppcd_tf.models import complexity
+    from ppcd_tf.pruning import channel_masks
+    from ppcd_tf.workflows import equal_macs
+    from ppcd_tf.workflows import teachers
+    teacher = equal_macs.teacher_generator(teachers.shipped_teacher_dir())
+    shape = complexity.GeneratorShape.of(teacher)
+    full = dict(channel_masks.mask_widths(teacher.channels,
+                                          prune_attention=True))
+    target = 2_779_452  # the shipped 12x student's MACs per image
+    counts, macs, fraction = equal_macs.uniform_counts(teacher.channels,
+                                                       shape, target)
+    assert abs(macs - target) / target < 0.01
+    assert 0.1 < fraction < 0.2
+    # One fraction for every layer: each count within one channel of the
+    # kept share of its width.
+    for key, width in full.items():
+        assert abs(counts[key] - fraction * width) <= 1.0, key
+    everything = complexity.generator_macs(teacher.channels, shape)
+    counts, macs, fraction = equal_macs.uniform_counts(teacher.channels,
+                                                       shape, everything)
+    assert counts == full and macs == everything
+

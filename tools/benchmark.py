@@ -27,8 +27,12 @@ generator.tflite alternately at the TFLite model's batch.
 With --exports TEACHER,STUDENT (two exported SavedModels) it measures
 generation only: images/s of both at every batch size of --batches (default
 1, 8, 64, 256), timed alternately in one process, with achieved GMAC/s, the
-speed-up, the MAC ratio and the fraction of the MAC limit reached (the speed
-issue's target: >= 0.8 at batch 64), and the batch-1 latency ratio.
+speed-up, the MAC ratio, the fraction of the MAC limit reached and the
+batch-1 latency ratio; and, in the same rounds, the teacher's architecture
+thinned uniformly to the student's MACs (--teacher_dir's generator, random
+weights, prepared as an export): student / uniform images/s says whether the
+learned widths run as fast as the simplest choice of equal cost (wanted:
+>= 0.95; --nouniform_reference leaves it out).
 
 Examples:
   python tools/benchmark.py --exports runs/demo/teacher_export,\
@@ -65,6 +69,7 @@ report_lib = lazy.load("ppcd_tf.reporting.report")
 saved_model = lazy.load("ppcd_tf.exporting.saved_model")
 strategy_lib = lazy.load("ppcd_tf.training.strategy")
 teachers = lazy.load("ppcd_tf.workflows.teachers")
+equal_macs = lazy.load("ppcd_tf.workflows.equal_macs")
 trainer_lib = lazy.load("ppcd_tf.training.trainer")
 
 DEFAULT_GIN_FILES = ["data/fashion_mnist32.gin", "model/biggan32.gin",
@@ -81,8 +86,14 @@ flags.DEFINE_string("output", None, "Write the results as JSON here.")
 flags.DEFINE_bool("ppcd", True, "Also time PPCD training steps.")
 flags.DEFINE_string("compare_dir", None, "Compare teacher and student of "
                     "this demo output directory instead.")
-flags.DEFINE_string("teacher_dir", None, "Teacher run of --compare_dir "
-                    "(default: the shipped Fashion-MNIST teacher).")
+flags.DEFINE_string("teacher_dir", None, "Teacher run of --compare_dir, "
+                    "and of --exports' equal-MAC reference (default: the "
+                    "shipped Fashion-MNIST teacher).")
+flags.DEFINE_bool("uniform_reference", True, "With --exports: also time "
+                  "the teacher's architecture thinned uniformly to the "
+                  "student's MACs (random weights, prepared as an export) "
+                  "in the same rounds, and report student / uniform "
+                  "images/s.")
 flags.DEFINE_integer("num_samples", 10000, "Evaluation samples per seed "
                      "(--compare_dir).")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Evaluation seeds "
@@ -235,6 +246,12 @@ def _check_flags():
                 "TEACHER_EXPORT,STUDENT_EXPORT.")
         for path in FLAGS.exports:
             _check_export(path)
+        if (FLAGS.uniform_reference and FLAGS.teacher_dir
+                and not os.path.isdir(FLAGS.teacher_dir)):
+            raise errors.MissingInputError(
+                f"--teacher_dir {FLAGS.teacher_dir} does not exist or is "
+                "not a directory; give the teacher run the --exports "
+                "teacher came from, or --nouniform_reference.")
     elif FLAGS.compare_dir:
         if not os.path.isdir(FLAGS.compare_dir):
             raise errors.MissingInputError(
@@ -261,12 +278,39 @@ def portable(export_dir):
         logging.info("Wrote %s", FLAGS.output)
 
 
+def _uniform_reference(exports, directory):
+    """Writes the equal-MAC uniform thinning of the teacher (--teacher_dir)
+    into `directory`; returns its record (workflows.equal_macs)."""
+    teacher = equal_macs.teacher_generator(
+        FLAGS.teacher_dir or teachers.shipped_teacher_dir())
+    equal_macs.check_same_architecture(teacher, exports[0])
+    target = saved_model.read_metadata(exports[1]).get("macs_per_image")
+    if not isinstance(target, int):
+        raise errors.DamagedInputError(
+            f"--exports: {exports[1]} records no macs_per_image; export the "
+            "run again with python -m ppcd_tf.export.")
+    record = equal_macs.write_uniform_export(
+        teacher, target, os.path.join(directory, "uniform_equal_macs"))
+    logging.info("Equal-MAC reference: every layer at %.3f of its width "
+                 "(%s MACs per image, the student's %s).", record["fraction"],
+                 f"{record['macs_per_image']:,}", f"{target:,}")
+    return record
+
+
 def sweep(exports):
     """Teacher vs student generation at every batch size of --batches."""
+    with tempfile.TemporaryDirectory(prefix="ppcd_benchmark_") as scratch:
+        reference = (_uniform_reference(exports, scratch)
+                     if FLAGS.uniform_reference else None)
+        rows = _timed_sweep(exports, reference)
+    _print_and_write_sweep(exports, rows, reference)
+
+
+def _timed_sweep(exports, reference):
     try:
-        rows = benchmark.generation_sweep(
+        return benchmark.generation_sweep(
             exports[0], exports[1], _positive_batches(), FLAGS.repeats,
-            FLAGS.warmup)
+            FLAGS.warmup, reference and reference["path"])
     except OSError as error:
         if isinstance(error, errors.PPCDError):
             raise
@@ -274,6 +318,9 @@ def sweep(exports):
         raise errors.DamagedInputError(
             f"--exports: cannot load {' or '.join(exports)} ({error}); "
             "export the run again with python -m ppcd_tf.export.") from error
+
+
+def _print_and_write_sweep(exports, rows, reference):
     table = benchmark.sweep_markdown(rows)
     print(table)
     one = [r for r in rows if r["batch_size"] == 1]
@@ -287,6 +334,9 @@ def sweep(exports):
             "teacher_export": os.path.abspath(exports[0]),
             "student_export": os.path.abspath(exports[1]),
             "repeats": FLAGS.repeats, "rows": rows, "table": table,
+            "uniform_reference": None if reference is None else {
+                key: reference[key] for key in (
+                    "counts", "macs_per_image", "params", "fraction")},
             "machine": {"cpus": os.cpu_count(),
                         "platform": platform.platform()}})
         logging.info("Wrote %s", FLAGS.output)

@@ -263,20 +263,11 @@ class Trainer:
                 os.path.basename(os.path.normpath(self.model_dir)), step)
 
     def final_figures(self):
-        """The run's final figures for TensorBoard ({name: number or
-        None}): its best quick validation (FID, class accuracy, step)."""
-        best = run_dir.read_best(self.model_dir)
-        if best is None:
-            return {}
-        return {"best_validation_fid": best["figures"].get("fid"),
-                "best_validation_class_accuracy":
-                    best["figures"].get("class_accuracy"),
-                "best_validation_step": best["step"]}
+        """{name: number or None} for TensorBoard: the best validation."""
+        return validation.best_figures(self.model_dir)
 
     def write_run_end(self, step):
-        """The final figures (`final_figures`) as scalars `final/*`, from
-        the chief, when training ends: the HParams table shows them beside
-        the run's settings."""
+        """The final figures as scalars `final/*` (chief, at the end)."""
         if self.is_chief:
             run_summaries.write_run_end(self.final_figures(), step)
 

@@ -164,6 +164,18 @@ class BestKeeper:
         return True
 
 
+def best_figures(model_dir):
+    """The run's best quick validation as final figures ({name: number or
+    None}; {} without a best checkpoint): FID, class accuracy and step."""
+    best = run_dir.read_best(model_dir)
+    if best is None:
+        return {}
+    return {"best_validation_fid": best["figures"].get("fid"),
+            "best_validation_class_accuracy":
+                best["figures"].get("class_accuracy"),
+            "best_validation_step": best["step"]}
+
+
 class RunValidation:
     """A run's validations: the validator prepared at the first one, each
     measure logged and summarised, the best kept (`BestKeeper`).

@@ -257,28 +257,34 @@ def _step_results(times, compact_channels, gin_files, gin_params, repeats):
 
 
 def generation_sweep(teacher_export, student_export, batch_sizes,
-                     repeats=10, warmup=3):
+                     repeats=10, warmup=3, reference_export=None):
     """Teacher vs student exported SavedModels at each batch size, timed
-    alternately in one process (`report.measure_generation`).
+    alternately in one process (`report.measure_generation`), with
+    `reference_export` (the teacher thinned uniformly to the student's MACs,
+    `workflows.equal_macs`) in the same rounds when given.
 
     Returns one row per batch: {"batch_size", "teacher_images_per_sec",
     "student_images_per_sec", "speedup", "mac_ratio" (teacher / student
     MACs per image), "fraction_of_mac_limit" (speedup / mac_ratio),
     "teacher_gmacs_per_sec", "student_gmacs_per_sec",
-    "teacher_seconds_per_batch", "student_seconds_per_batch"}.
+    "teacher_seconds_per_batch", "student_seconds_per_batch"}; with a
+    reference also "reference_images_per_sec", "reference_seconds_per_batch",
+    "reference_gmacs_per_sec" and "student_vs_reference" (student images/s
+    / the reference's: at least 0.95 says the learned widths cost no speed).
     """
     from ppcd_tf.reporting import report  # Deferred: it imports the evaluators.
 
+    sides = [("teacher", teacher_export), ("student", student_export)]
+    if reference_export is not None:
+        sides.append(("reference", reference_export))
     macs = {name: report.saved_model_facts(path)["macs"]
-            for name, path in (("teacher", teacher_export),
-                               ("student", student_export))}
+            for name, path in sides}
     rows = []
     for batch_size in batch_sizes:
         speed = report.measure_generation(
-            [teacher_export, student_export], batch_size, repeats, warmup)
+            [path for _, path in sides], batch_size, repeats, warmup)
         row = {"batch_size": int(batch_size)}
-        for name, path in (("teacher", teacher_export),
-                           ("student", student_export)):
+        for name, path in sides:
             row[f"{name}_images_per_sec"] = speed[path]["images_per_sec"]
             row[f"{name}_seconds_per_batch"] = speed[path][
                 "seconds_per_batch"]
@@ -288,16 +294,24 @@ def generation_sweep(teacher_export, student_export, batch_sizes,
                           / row["teacher_images_per_sec"])
         row["mac_ratio"] = macs["teacher"] / macs["student"]
         row["fraction_of_mac_limit"] = row["speedup"] / row["mac_ratio"]
+        if reference_export is not None:
+            row["student_vs_reference"] = (row["student_images_per_sec"]
+                                           / row["reference_images_per_sec"])
         rows.append(row)
     return rows
 
 
 def sweep_markdown(rows):
-    """The sweep as a markdown table."""
+    """The sweep as a markdown table (with the equal-MAC reference's
+    columns when the rows have them)."""
+    reference = all("reference_images_per_sec" in r for r in rows)
     lines = ["| batch | teacher images/s | student images/s | speed-up | "
              "MAC ratio | fraction of MAC limit | teacher GMAC/s | "
-             "student GMAC/s | teacher ms/batch | student ms/batch |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "student GMAC/s | teacher ms/batch | student ms/batch |"
+             + (" uniform, equal MACs: images/s | student / uniform |"
+                if reference else ""),
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+             + ("---:|---:|" if reference else "")]
     for r in rows:
         lines.append(
             f"| {r['batch_size']} | {r['teacher_images_per_sec']:,.0f} | "
@@ -306,7 +320,9 @@ def sweep_markdown(rows):
             f"{r['teacher_gmacs_per_sec']:.1f} | "
             f"{r['student_gmacs_per_sec']:.1f} | "
             f"{1e3 * r['teacher_seconds_per_batch']:.2f} | "
-            f"{1e3 * r['student_seconds_per_batch']:.2f} |")
+            f"{1e3 * r['student_seconds_per_batch']:.2f} |"
+            + (f" {r['reference_images_per_sec']:,.0f} | "
+               f"{r['student_vs_reference']:.2f} |" if reference else ""))
     return "\n".join(lines)
 
 

@@ -89,7 +89,7 @@ def generator_macs(channels, shape, stream=None, hidden=None,
         total += 2 * cond * (cin + hid)          # CBN linears
         total += pixels * KERNEL * cin * hid     # conv1
         total += pixels * KERNEL * hid * cout    # conv2
-        total += pixels * cin * cout             # conv_sc
+        total += pixels // 4 * cin * cout        # conv_sc, before upsampling
         if i in att:
             qk, value = att[i]
             pooled = pixels // 4

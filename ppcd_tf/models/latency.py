@@ -4,11 +4,11 @@ The generator's inference graph is split into terms, each depending on one to
 three prunable widths (mask keys of `ppcd_tf.pruning.channel_masks`):
 
   linear                      stream0
-  block{i}.pre                stream{i-1}          CBN + ReLU + two upsamples
+  block{i}.pre                stream{i-1}          CBN + ReLU + upsample
   block{i}.conv1              stream{i-1}, hidden{i}
   block{i}.mid                hidden{i}            CBN + ReLU
   block{i}.conv2              hidden{i}, stream{i}
-  block{i}.shortcut           stream{i-1}, stream{i}   1x1 conv + add
+  block{i}.shortcut           stream{i-1}, stream{i}   1x1 conv, upsample, add
   attention{i}.qk             stream{i}, attention{i}_qk   theta, phi, pool
   attention{i}.value          stream{i}, attention{i}_value  g, pool, o, add
   attention{i}.scores         attention{i}_qk       matmul + softmax

@@ -465,8 +465,14 @@ def _apply_mask(x, mask):
 
 
 def _upsample2x(x):
-    """Nearest-neighbour 2x upsampling of [B, H, W, C]."""
-    return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
+    """Nearest-neighbour 2x upsampling of [B, H, W, C]: each pixel broadcast
+    to a 2x2 patch in one reshape-broadcast-reshape (measured faster on the
+    CPU than two `tf.repeat`s, the same values)."""
+    shape = tf.shape(x)
+    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    x = tf.reshape(x, [batch, height, 1, width, 1, channels])
+    x = tf.broadcast_to(x, [batch, height, 2, width, 2, channels])
+    return tf.reshape(x, [batch, 2 * height, 2 * width, channels])
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -474,7 +480,12 @@ class GBlock(keras.layers.Layer):
     """BigGAN generator residual block (pre-activation, 2x nearest upsample).
 
     h = conv1(up(relu(bn1(x, y)))) ; h = conv2(relu(bn2(h, y)))
-    out = h + conv_sc(up(x))
+    out = h + up(conv_sc(x))
+
+    The 1x1 shortcut is computed before the nearest upsampling: the same
+    values as BigGAN's conv_sc(up(x)) (a 1x1 convolution commutes with
+    nearest upsampling; bit-identical on the CPU), on a quarter of the
+    pixels.
 
     Inputs: x [B, H, W, in_channels], y [B, cond_dim].
     Output [B, 2H, 2W, out_channels] (H, W unchanged without upsampling).
@@ -533,13 +544,16 @@ class GBlock(keras.layers.Layer):
         self.bn2.build((hidden_shape, y_shape))
         self.conv2.build(hidden_shape)
         if self.conv_sc is not None:
-            self.conv_sc.build(up_shape)
+            self.conv_sc.build(x_shape)
 
     def call(self, inputs, training=False, in_mask=None, hidden_mask=None,
              out_mask=None, in_keep=None, hidden_keep=None, out_keep=None):
         x, y = inputs
         h = self.bn1((x, y), training=training, keep=in_keep)
         h = tf.nn.relu(_apply_mask(h, in_mask))
+        if self.conv_sc is not None:  # on the small grid (see above)
+            x = self.conv_sc(x, training=training, in_keep=in_keep,
+                             out_keep=out_keep)
         if self.upsample:
             h = _upsample2x(h)
             x = _upsample2x(x)
@@ -549,9 +563,6 @@ class GBlock(keras.layers.Layer):
         h = tf.nn.relu(_apply_mask(h, hidden_mask))
         h = self.conv2(h, training=training, in_keep=hidden_keep,
                        out_keep=out_keep)
-        if self.conv_sc is not None:
-            x = self.conv_sc(x, training=training, in_keep=in_keep,
-                             out_keep=out_keep)
         return _apply_mask(h + tf.cast(x, h.dtype), out_mask)
 
     def compute_output_shape(self, input_shape):

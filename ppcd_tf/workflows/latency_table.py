@@ -120,7 +120,7 @@ class _TermBuilder:
             cbn = self._cbn_relu(cin, 10)
 
             def fn(x, y):
-                return _upsample2x(cbn(x, y)), _upsample2x(x)
+                return _upsample2x(cbn(x, y))
             return fn, [_normal((b, size // 2, size // 2, cin), 11), y]
         if part == "mid":
             (hid,) = widths
@@ -131,10 +131,12 @@ class _TermBuilder:
         kernel = _normal((kernel_size, kernel_size, cin, cout), 14)
         bias = _normal((cout,), 15)
         if part == "shortcut":
+            # As GBlock: the 1x1 conv on the block's input grid, then the
+            # upsampling, then the residual addition.
             def fn(x, h):
-                return h + tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "SAME"),
-                                          bias)
-            return fn, [_normal((b, size, size, cin), 16),
+                return h + _upsample2x(tf.nn.bias_add(
+                    tf.nn.conv2d(x, kernel, 1, "SAME"), bias))
+            return fn, [_normal((b, size // 2, size // 2, cin), 16),
                         _normal((b, size, size, cout), 17)]
 
         def conv(x):

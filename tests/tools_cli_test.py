@@ -115,6 +115,15 @@ CASES = [
     ("checkpoint_curve", ["--model_dir", "{teacher}", "--num_samples", "0"],
      2, "--num_samples must be >= 2"),
     ("checkpoint_curve", ["--model_dir", "{missing}"], 3, "does not exist"),
+    # profile_generation
+    ("profile_generation", [], 2, "--exports is required"),
+    ("profile_generation", ["--exports", "{student}", "--batches", "0"], 2,
+     "--batches takes positive integers"),
+    ("profile_generation", ["--exports", "{student}", "--calls", "0"], 2,
+     "--calls must be >= 1"),
+    ("profile_generation", ["--exports", "{no_pb}"], 3, "saved_model.pb"),
+    ("profile_generation", ["--exports", "{student}", "--output",
+                            "{afile}/child.json"], 2, "which is a file"),
     # ship_teacher
     ("ship_teacher", ["--model_dir", "{missing}", "--output", "{tmp}/slim"],
      3, "--model_dir"),

@@ -1,0 +1,255 @@
+"""BigGAN-deep's generator (Brock et al. 2019, appendix B) as Keras layers.
+
+The architecture of the pretrained BigGAN-deep generators people download
+(TF-Hub's `biggan-deep-128/256/512` and their PyTorch port,
+huggingface/pytorch-pretrained-BigGAN), parameter for parameter:
+
+  cond = concat(z [B, dim_z], embedding(labels) [B, embed_dim])
+  x = SNDense(cond) -> [B, 4, 4, 16 ch]           (with bias)
+  for each block (`DEEP_LAYERS[resolution]`: upsample?, in, out multipliers
+  of ch), with self-attention before block `attention_position`:
+      x = DeepGBlock(x, cond)
+  x = conv_to_rgb(relu(bn(x)))[..., :image_channels]; tanh
+
+`DeepGBlock` is the bottleneck residual block: four class-conditional BNs
+(gain 1 + W_g cond, bias W_b cond; SN linears without bias), a 1x1 conv from
+the block's width down to a quarter of it, two 3x3 convs at that width (the
+first after the nearest upsampling), a 1x1 conv up to the output width; the
+skip keeps the first `out` channels of the input when the width halves (no
+shortcut conv) and is upsampled with the block. The class embedding is a
+plain (not spectrally normalised) [num_classes, embed_dim] matrix, the port's
+bias-free `Linear` of a one-hot; the final BN is unconditional and affine;
+`conv_to_rgb` maps ch -> ch channels of which the first `image_channels` are
+kept (the released weights have all ch).
+
+Parameter counts (trainable, generator + class embedding) equal the port's
+`BigGAN` module: 50,388,609 at 128, 55,880,833 at 256, 56,163,905 at 512
+(tests/biggan_deep_test.py). Not yet here (issue 35): the per-truncation
+batch-norm statistics of the released weights, their import, masks and PPCD
+on the deep blocks, a BigGAN-deep discriminator.
+"""
+
+import keras
+import tensorflow as tf
+
+from ppcd_tf import errors
+from ppcd_tf.models import layers
+
+_PACKAGE = "ppcd_tf"
+
+# Blocks of the released configurations: (upsample, in multiplier, out
+# multiplier) of ch, from 4x4 to the resolution (the port's config.json
+# `layers`); 32 is ours, for small experiments (three upsamplings).
+DEEP_LAYERS = {
+    32: ((False, 4, 4), (True, 4, 4), (False, 4, 4), (True, 4, 2),
+         (False, 2, 2), (True, 2, 1)),
+    128: ((False, 16, 16), (True, 16, 16), (False, 16, 16), (True, 16, 8),
+          (False, 8, 8), (True, 8, 4), (False, 4, 4), (True, 4, 2),
+          (False, 2, 2), (True, 2, 1)),
+    256: ((False, 16, 16), (True, 16, 16), (False, 16, 16), (True, 16, 8),
+          (False, 8, 8), (True, 8, 8), (False, 8, 8), (True, 8, 4),
+          (False, 4, 4), (True, 4, 2), (False, 2, 2), (True, 2, 1)),
+    512: ((False, 16, 16), (True, 16, 16), (False, 16, 16), (True, 16, 8),
+          (False, 8, 8), (True, 8, 8), (False, 8, 8), (True, 8, 4),
+          (False, 4, 4), (True, 4, 2), (False, 2, 2), (True, 2, 1),
+          (False, 1, 1), (True, 1, 1)),
+}
+# Self-attention sits before this block (at 64x64 in the released models;
+# at 16x16 in the 32x32 configuration).
+ATTENTION_POSITION = {32: 2, 128: 8, 256: 8, 512: 8}
+# Width of the 4x4 input grid: 16 ch channels.
+BOTTOM_WIDTH = 4
+# The bottleneck's inner width is the block's input width / this.
+REDUCTION = 4
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DeepGBlock(keras.layers.Layer):
+    """BigGAN-deep's bottleneck generator block.
+
+    Inputs: x [B, H, W, C_in], cond [B, cond_dim]. Output [B, 2H, 2W, C_out]
+    with `upsample` ([B, H, W, C_out] without). C_out is C_in or C_in / 2
+    (the skip drops the second half of the channels); the inner width is
+    C_in // reduction.
+    """
+
+    def __init__(self, out_channels, upsample=False, reduction=REDUCTION,
+                 bn_epsilon=1e-4, bn_momentum=0.9, sn_eps=1e-4,
+                 kernel_initializer="orthogonal", **kwargs):
+        super().__init__(**kwargs)
+        self.out_channels = int(out_channels)
+        self.upsample = bool(upsample)
+        self.reduction = int(reduction)
+        self.bn_epsilon = float(bn_epsilon)
+        self.bn_momentum = float(bn_momentum)
+        self.sn_eps = float(sn_eps)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        x_shape, cond_shape = input_shape
+        in_channels = int(x_shape[-1])
+        if self.out_channels not in (in_channels, in_channels // 2):
+            raise errors.BadInputError(
+                f"DeepGBlock keeps or halves its width: {in_channels} "
+                f"input channels cannot give {self.out_channels}.")
+        self.middle_channels = in_channels // self.reduction
+        if self.middle_channels < 1:
+            raise errors.BadInputError(
+                f"DeepGBlock: {in_channels} input channels / reduction "
+                f"{self.reduction} leaves no inner channel.")
+        common = dict(sn_eps=self.sn_eps,
+                      kernel_initializer=self.kernel_initializer)
+        cbn = dict(epsilon=self.bn_epsilon, momentum=self.bn_momentum,
+                   **common)
+        mid = self.middle_channels
+        self.bns = [layers.ConditionalBatchNorm(name=f"bn{i}", **cbn)
+                    for i in range(4)]
+        self.convs = [
+            layers.SNConv2D(mid, 1, name="conv0", **common),
+            layers.SNConv2D(mid, 3, name="conv1", **common),
+            layers.SNConv2D(mid, 3, name="conv2", **common),
+            layers.SNConv2D(self.out_channels, 1, name="conv3", **common)]
+        # Input widths of bn_i and conv_i (only the channels matter).
+        for bn, conv, width in zip(self.bns, self.convs,
+                                   (in_channels, mid, mid, mid)):
+            shape = (x_shape[0], None, None, width)
+            bn.build((shape, cond_shape))
+            conv.build(shape)
+
+    def call(self, inputs, training=False):
+        x, cond = inputs
+        h = x
+        for i, (bn, conv) in enumerate(zip(self.bns, self.convs)):
+            h = tf.nn.relu(bn((h, cond), training=training))
+            if i == 1 and self.upsample:
+                h = layers._upsample2x(h)  # pylint: disable=protected-access
+            h = conv(h, training=training)
+        skip = x[..., :self.out_channels]
+        if self.upsample:
+            skip = layers._upsample2x(skip)  # pylint: disable=protected-access
+        return h + tf.cast(skip, h.dtype)
+
+    def compute_output_shape(self, input_shape):
+        x_shape = input_shape[0]
+        scale = 2 if self.upsample else 1
+        return (x_shape[0], x_shape[1] * scale, x_shape[2] * scale,
+                self.out_channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(out_channels=self.out_channels, upsample=self.upsample,
+                      reduction=self.reduction, bn_epsilon=self.bn_epsilon,
+                      bn_momentum=self.bn_momentum, sn_eps=self.sn_eps,
+                      kernel_initializer=keras.initializers.serialize(
+                          self.kernel_initializer))
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DeepGenerator(layers.NamedBlocksMixin, keras.Model):
+    """BigGAN-deep generator (see the module docstring).
+
+    Call: `generator(z, labels, training=False)` with z float [B, dim_z] and
+    labels int [B]; returns images float32 [B, R, R, image_channels] in
+    [-1, 1] for the configuration's resolution R.
+    """
+
+    def __init__(self, resolution=128, ch=128, num_classes=1000, dim_z=128,
+                 embed_dim=128, image_channels=3, attention=True,
+                 bn_epsilon=1e-4, bn_momentum=0.9, sn_eps=1e-4,
+                 kernel_initializer="orthogonal", name="deep_generator",
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        if resolution not in DEEP_LAYERS:
+            raise errors.BadInputError(
+                f"BigGAN-deep resolution {resolution} has no configuration; "
+                f"choose from {sorted(DEEP_LAYERS)}.")
+        if image_channels > ch:
+            raise errors.BadInputError(
+                f"image_channels={image_channels} exceeds ch={ch} (the "
+                "output conv's channels, of which the first are kept).")
+        self.resolution = int(resolution)
+        self.ch = int(ch)
+        self.num_classes = int(num_classes)
+        self.dim_z = int(dim_z)
+        self.embed_dim = int(embed_dim)
+        self.image_channels = int(image_channels)
+        self.attention = bool(attention)
+        self.bn_epsilon = float(bn_epsilon)
+        self.bn_momentum = float(bn_momentum)
+        self.sn_eps = float(sn_eps)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self._build_layers()
+
+    def _build_layers(self):
+        common = dict(sn_eps=self.sn_eps,
+                      kernel_initializer=self.kernel_initializer)
+        config = DEEP_LAYERS[self.resolution]
+        self.embedding = keras.layers.Embedding(
+            self.num_classes, self.embed_dim,
+            embeddings_initializer=self.kernel_initializer, name="embedding")
+        self.linear = layers.SNDense(
+            config[0][1] * self.ch * BOTTOM_WIDTH ** 2, name="linear",
+            **common)
+        self._init_named_blocks()
+        position = ATTENTION_POSITION[self.resolution]
+        for index, (upsample, in_mult, out_mult) in enumerate(config):
+            if self.attention and index == position:
+                width = in_mult * self.ch
+                self._add_attention(index, layers.SelfAttention(
+                    width // 8, width // 2, name=f"attention{index}",
+                    **common))
+            self._add_block(index + 1, DeepGBlock(
+                out_mult * self.ch, upsample=upsample,
+                bn_epsilon=self.bn_epsilon, bn_momentum=self.bn_momentum,
+                name=f"block{index + 1}", **common))
+        self.output_bn = keras.layers.BatchNormalization(
+            epsilon=self.bn_epsilon, momentum=self.bn_momentum,
+            synchronized=True, name="output_bn")
+        self.conv_to_rgb = layers.SNConv2D(self.ch, 3, name="conv_to_rgb",
+                                           **common)
+
+    def build(self, input_shape=None):
+        """Creates every weight (shapes follow from the configuration)."""
+        if self.built:
+            return
+        cond_shape = (None, self.dim_z + self.embed_dim)
+        self.embedding.build((None,))
+        self.linear.build(cond_shape)
+        size = BOTTOM_WIDTH
+        for index, (upsample, in_mult, _) in enumerate(
+                DEEP_LAYERS[self.resolution]):
+            shape = (None, size, size, in_mult * self.ch)
+            attention = self.attentions.get(index)
+            if attention is not None:
+                attention.build(shape)
+            self.blocks[index].build((shape, cond_shape))
+            size *= 2 if upsample else 1
+        self.output_bn.build((None, size, size, self.ch))
+        self.conv_to_rgb.build((None, size, size, self.ch))
+        self.built = True
+
+    def call(self, z, labels, training=False):
+        cond = tf.concat([tf.cast(z, tf.float32),
+                          self.embedding(labels)], axis=-1)
+        width = DEEP_LAYERS[self.resolution][0][1] * self.ch
+        x = tf.reshape(self.linear(cond, training=training),
+                       (-1, BOTTOM_WIDTH, BOTTOM_WIDTH, width))
+        for index, block in enumerate(self.blocks):
+            attention = self.attentions.get(index)
+            if attention is not None:
+                x = attention(x, training=training)
+            x = block((x, cond), training=training)
+        x = tf.nn.relu(self.output_bn(x, training=training))
+        x = self.conv_to_rgb(x, training=training)
+        return tf.tanh(x[..., :self.image_channels])
+
+    def get_config(self):
+        return {"name": self.name, "resolution": self.resolution,
+                "ch": self.ch, "num_classes": self.num_classes,
+                "dim_z": self.dim_z, "embed_dim": self.embed_dim,
+                "image_channels": self.image_channels,
+                "attention": self.attention, "bn_epsilon": self.bn_epsilon,
+                "bn_momentum": self.bn_momentum, "sn_eps": self.sn_eps,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer)}

@@ -87,3 +87,59 @@ def test_config_round_trip_builds_the_same_shapes():
     assert [w.shape for w in clone.weights] == \
         [w.shape for w in generator.weights]
     assert clone.attentions == {}
+
+
+# BigGAN-PyTorch's BigGANdeep.Discriminator (ch 128, depth 2, attention at
+# 64, 1,000 classes), the sum of its parameters; 128: the 34.6 M published
+# for BigGAN-deep's discriminator.
+DEEP_D_PARAMETERS = {128: 34_590_210, 256: 38_247_426}
+
+
+@pytest.mark.parametrize("resolution", sorted(DEEP_D_PARAMETERS))
+def test_discriminator_parameter_count(resolution):
+    from ppcd_tf.models import biggan_deep_discriminator as deep_d
+    discriminator = deep_d.DeepDiscriminator(
+        resolution=resolution, ch=128, kernel_initializer="zeros")
+    discriminator.build()
+    assert generator_lib.count_trainable_parameters(discriminator) == \
+        DEEP_D_PARAMETERS[resolution]
+    assert len(discriminator.blocks) == 2 * len(
+        deep_d.DEEP_D_STAGES[resolution])
+    assert len(discriminator.attentions) == 1
+
+
+def test_small_discriminator_scores_and_features():
+    from ppcd_tf.models import biggan_deep_discriminator as deep_d
+    discriminator = deep_d.DeepDiscriminator(
+        resolution=32, ch=8, num_classes=5, image_channels=1,
+        attention=(16,))
+    images = tf.random.stateless_uniform((3, 32, 32, 1), (6, 7), -1.0, 1.0)
+    labels = tf.constant([0, 3, 4])
+    logits, features = discriminator(images, labels, training=True,
+                                     return_features=True)
+    assert logits.shape == (3,) and logits.dtype == tf.float32
+    assert features["features"].shape == (3, 8, 8, 32)
+    assert features["class_embedding"].shape == (3, 32)
+    assert len(features["blocks"]) == 6
+    assert list(discriminator.attentions) == [2]  # after the 16x16 stage
+    # The projection: another class changes the score.
+    other = discriminator(images, tf.constant([1, 1, 1]), training=False)
+    assert float(tf.reduce_max(tf.abs(other - discriminator(
+        images, labels, training=False)))) > 0.0
+
+
+def test_discriminator_block_skip_pools_and_adds_learned_channels():
+    """With conv4 zeroed the block is its skip: the pooled input, then the
+    learnable 1x1 conv's channels for the added width."""
+    from ppcd_tf.models import biggan_deep_discriminator as deep_d
+    block = deep_d.DeepDBlock(12, downsample=True)
+    x = tf.random.stateless_normal((2, 4, 4, 8), (8, 9))
+    block(x)
+    block.conv4.kernel.assign(tf.zeros_like(block.conv4.kernel))
+    out = block(x, training=False).numpy()
+    pooled = tf.nn.avg_pool2d(x, 2, 2, "VALID")
+    np.testing.assert_allclose(out[..., :8], pooled.numpy(), atol=1e-6)
+    added = block.conv_sc(pooled, training=False).numpy()
+    np.testing.assert_allclose(out[..., 8:], added, atol=1e-5)
+    with pytest.raises(errors.BadInputError, match="cannot narrow"):
+        deep_d.DeepDBlock(4)(x)

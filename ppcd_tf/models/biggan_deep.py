@@ -24,9 +24,10 @@ kept (the released weights have all ch).
 
 Parameter counts (trainable, generator + class embedding) equal the port's
 `BigGAN` module: 50,388,609 at 128, 55,880,833 at 256, 56,163,905 at 512
-(tests/biggan_deep_test.py). Not yet here (issue 35): the per-truncation
-batch-norm statistics of the released weights, their import, masks and PPCD
-on the deep blocks, a BigGAN-deep discriminator.
+(tests/biggan_deep_test.py). The discriminator for training from scratch is
+`ppcd_tf.models.biggan_deep_discriminator`. Not yet here (issue 35): the
+per-truncation batch-norm statistics of the released weights, their import,
+gin builders, masks and PPCD on the deep blocks.
 """
 
 import keras

@@ -111,6 +111,33 @@ class SpectralNormTest(tf.test.TestCase, parameterized.TestCase):
             layers.SelfAttention(0, 2)
 
 
+class OneOutputConvTest(tf.test.TestCase, parameterized.TestCase):
+    """The single-output-channel convolution as a matmul to the kernel taps
+    and their shifted sum equals tf.nn.conv2d ('SAME', stride 1)."""
+
+    @parameterized.product(size=[1, 3, 5], channels=[1, 7, 64])
+    def test_equals_conv2d(self, size, channels):
+        x = tf.random.stateless_normal((2, 9, 7, channels), (size, channels))
+        kernel = 0.1 * tf.random.stateless_normal(
+            (size, size, channels, 1), (channels, size))
+        self.assertAllClose(layers.conv_one_output(x, kernel),
+                            tf.nn.conv2d(x, kernel, 1, "SAME"), atol=1e-5,
+                            rtol=1e-5)
+
+    def test_sn_conv_with_one_filter_uses_it_and_matches_conv2d(self):
+        conv = layers.SNConv2D(1, 3, name="to_gray")
+        x = tf.random.stateless_normal((3, 8, 8, 5), (1, 2))
+        out = conv(x, training=False)
+        kernel = conv._normalized(conv.kernel, False)  # pylint: disable=protected-access
+        self.assertAllClose(out, tf.nn.bias_add(
+            tf.nn.conv2d(x, kernel, 1, "SAME"), conv.bias), atol=1e-6)
+        # Gradients flow to the kernel as through a convolution.
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(conv(x, training=False) ** 2)
+        self.assertEqual(tape.gradient(loss, conv.kernel).shape,
+                         (3, 3, 5, 1))
+
+
 class ConditionalBatchNormTest(tf.test.TestCase):
 
     def test_class_conditioning_changes_output(self):

@@ -26,6 +26,7 @@ from absl import logging
 from ppcd_tf.models import complexity
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.models import latency
+from ppcd_tf.models import layers
 from ppcd_tf.pruning import budget as budget_lib
 from ppcd_tf.pruning import channel_masks
 from ppcd_tf.workflows import benchmark
@@ -48,8 +49,8 @@ def _normal(shape, seed):
     return tf.random.stateless_normal(shape, (seed, 7))
 
 
-def _upsample2x(x):
-    return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
+# GBlock's upsampling, so the terms time what the generator runs.
+_upsample2x = layers._upsample2x  # pylint: disable=protected-access
 
 
 class _TermBuilder:
@@ -102,8 +103,10 @@ class _TermBuilder:
 
             def fn(x):
                 h = tf.nn.relu(x * scale + shift)
-                return tf.tanh(tf.nn.bias_add(
-                    tf.nn.conv2d(h, kernel, 1, "SAME"), bias))
+                conv = (layers.conv_one_output(h, kernel)
+                        if self.image_channels == 1
+                        else tf.nn.conv2d(h, kernel, 1, "SAME"))
+                return tf.tanh(tf.nn.bias_add(conv, bias))
             return fn, [_normal((b, size, size, c), 8)]
         kind, part = name.split(".")
         index = int(kind.replace("block", "").replace("attention", ""))

@@ -128,7 +128,8 @@ class OneOutputConvTest(tf.test.TestCase, parameterized.TestCase):
         conv = layers.SNConv2D(1, 3, name="to_gray")
         x = tf.random.stateless_normal((3, 8, 8, 5), (1, 2))
         out = conv(x, training=False)
-        kernel = conv._normalized(conv.kernel, False)  # pylint: disable=protected-access
+        kernel = conv._normalized(  # pylint: disable=protected-access
+            conv.kernel, False)
         self.assertAllClose(out, tf.nn.bias_add(
             tf.nn.conv2d(x, kernel, 1, "SAME"), conv.bias), atol=1e-6)
         # Gradients flow to the kernel as through a convolution.

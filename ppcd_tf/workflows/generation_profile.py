@@ -65,8 +65,8 @@ def part_of(op_type, op_name):
 def read_op_stats(logdir):
     """[{"type", "name", "occurrences", "self_us"}] of the trace under
     `logdir` (every *.xplane.pb), from TensorFlow's framework_op_stats."""
-    from tensorflow.python.profiler.internal import (  # pylint: disable=g-import-not-at-top
-        _pywrap_profiler_plugin)
+    # The profiler's own reader of its trace (TensorFlow's tools data).
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
     paths = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"),
                       recursive=True)
     if not paths:
@@ -164,7 +164,8 @@ def markdown(results):
         f"{total:.3f} ms" for total in totals) + " |")
     lines.append("| **wall time per call** (no profiler) | " + " | ".join(
         f"**{r['wall_ms']:.3f} ms**" for r in results) + " |")
+    outside = [r["parts"][OUTSIDE] for r in results]
     lines.append(f"| {OUTSIDE}: wall - ops | " + " | ".join(
-        f"{r['parts'][OUTSIDE]:.3f} ms ({r['parts'][OUTSIDE] / r['wall_ms']:.0%}"
-        " of the wall)" for r in results) + " |")
+        f"{ms:.3f} ms ({ms / r['wall_ms']:.0%} of the wall)"
+        for ms, r in zip(outside, results)) + " |")
     return "\n".join(lines)

@@ -57,13 +57,17 @@ class PrepareTest(tf.test.TestCase):
         self.assertEqual(record["batch_norms_folded"],
                          ["block1.bn2", "block2.bn2", "block3.bn2",
                           "output_bn"])
+        # The bn1 statistics (random, as every BN's here) in the gains.
+        self.assertEqual(record["batch_norm_statistics_merged"],
+                         ["block1.bn1", "block2.bn1", "block3.bn1"])
         self.assertGreater(record["spectral_norms_frozen"], 20)
         self.assertLess(graph.max_difference(reference, served, z,
                                                      labels), TOLERANCE)
         # Preparing twice changes nothing.
         again = graph.prepare(served, fold_batch_norm=True)
         self.assertEqual(again, {"spectral_norms_frozen": 0,
-                                 "batch_norms_folded": []})
+                                 "batch_norms_folded": [],
+                                 "batch_norm_statistics_merged": []})
         self.assertLess(graph.max_difference(reference, served, z,
                                                      labels), TOLERANCE)
 

@@ -13,7 +13,11 @@ it on the copy that is exported) into its serving form:
     into the last block's conv2 and shortcut conv when no self-attention
     follows the last block (its input is then their sum alone). The bn1 of
     each block and the output BN after an attention layer read a stream that
-    also feeds a shortcut or the attention itself, so they stay.
+    also feeds a shortcut or the attention itself, so they stay;
+  * the standing statistics of each block's bn1 merged into its
+    class-conditional gain and bias (`merge_batch_norm_statistics`):
+    ((x - mean) * s) * g + b = x * (s g) + (b - mean s g), per sample and
+    channel, so normalisation and conditioning are one pass over x.
 
 `check(reference, prepared)` measures max |prepared - reference| on a batch;
 the exporter refuses a prepared graph that differs by more than its tolerance.
@@ -90,13 +94,33 @@ def fold_batch_norms(generator):
     return folded
 
 
+def merge_batch_norm_statistics(generator):
+    """Merges the standing statistics of every block's bn1 (not foldable
+    into a convolution) into its conditional gain and bias. Returns the
+    names merged."""
+    merged = []
+    for block in generator.blocks:
+        cbn = block.bn1
+        if cbn.normalization_folded or cbn.merged_statistics is not None:
+            continue
+        inverse, mean = _standing_scale(cbn.bn)
+        # numpy, so each traced graph holds them as constants (a captured
+        # tensor would be an extra input to the ONNX converter).
+        cbn.merged_statistics = (inverse.numpy(), (-mean * inverse).numpy())
+        merged.append(f"{block.name}.bn1")
+    return merged
+
+
 def prepare(generator, fold_batch_norm=True):
     """The serving form of `generator` (in place). Returns a record:
-    {"spectral_norms_frozen": n, "batch_norms_folded": [names]}."""
+    {"spectral_norms_frozen": n, "batch_norms_folded": [names],
+    "batch_norm_statistics_merged": [names]}."""
     record = {"spectral_norms_frozen": freeze_spectral_norms(generator),
-              "batch_norms_folded": []}
+              "batch_norms_folded": [], "batch_norm_statistics_merged": []}
     if fold_batch_norm:
         record["batch_norms_folded"] = fold_batch_norms(generator)
+        record["batch_norm_statistics_merged"] = (
+            merge_batch_norm_statistics(generator))
     return record
 
 

@@ -326,6 +326,10 @@ class ConditionalBatchNorm(keras.layers.Layer):
     """
 
     normalization_folded = False
+    # Set by `ppcd_tf.exporting.graph` on a copy prepared for serving: the
+    # standing statistics as numpy (scale [C], shift [C]) merged into the
+    # conditional gain and bias, so x * gain' + bias' is one pass over x.
+    merged_statistics = None
 
     def __init__(self, epsilon=1e-5, momentum=0.9, sn_eps=1e-6,
                  kernel_initializer="orthogonal", **kwargs):
@@ -352,15 +356,22 @@ class ConditionalBatchNorm(keras.layers.Layer):
     def call(self, inputs, training=False, keep=None):
         """`keep` [C]: optional 0/1 mask of kept channels (see SN layers)."""
         x, y = inputs
-        if self.normalization_folded:
-            if training:
-                raise ValueError("A BatchNorm folded for serving cannot "
-                                 "train.")
+        if ((self.normalization_folded or self.merged_statistics is not None)
+                and training):
+            raise ValueError("A BatchNorm prepared for serving cannot "
+                             "train.")
+        gain = 1.0 + self.gain(y, training=training, out_keep=keep)
+        bias = self.bias(y, training=training, out_keep=keep)
+        if self.merged_statistics is not None:
+            scale, shift = (tf.constant(v, gain.dtype)
+                            for v in self.merged_statistics)
+            bias = bias + gain * shift
+            gain = gain * scale
+            normalized = x
+        elif self.normalization_folded:
             normalized = x
         else:
             normalized = self.bn(x, training=training)
-        gain = 1.0 + self.gain(y, training=training, out_keep=keep)
-        bias = self.bias(y, training=training, out_keep=keep)
         gain = tf.cast(gain[:, None, None, :], normalized.dtype)
         bias = tf.cast(bias[:, None, None, :], normalized.dtype)
         return normalized * gain + bias

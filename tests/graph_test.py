@@ -35,6 +35,8 @@ def _generator(attention="16", seed=0):
         elif "moving_variance" in variable.path:
             variable.assign(rng.uniform(0.3, 2.0, variable.shape))
     g.output_bn.gamma.assign(rng.uniform(0.5, 1.5, g.output_bn.gamma.shape))
+    for attention in g.attentions.values():  # not the identity of init
+        attention.gamma.assign(0.7)
     g.output_bn.beta.assign(rng.normal(0, 0.3, g.output_bn.beta.shape))
     return g
 
@@ -60,6 +62,8 @@ class PrepareTest(tf.test.TestCase):
         # The bn1 statistics (random, as every BN's here) in the gains.
         self.assertEqual(record["batch_norm_statistics_merged"],
                          ["block1.bn1", "block2.bn1", "block3.bn1"])
+        self.assertEqual(record["attention_projections_fused"],
+                         ["attention2"])
         self.assertGreater(record["spectral_norms_frozen"], 20)
         self.assertLess(graph.max_difference(reference, served, z,
                                                      labels), TOLERANCE)
@@ -67,7 +71,8 @@ class PrepareTest(tf.test.TestCase):
         again = graph.prepare(served, fold_batch_norm=True)
         self.assertEqual(again, {"spectral_norms_frozen": 0,
                                  "batch_norms_folded": [],
-                                 "batch_norm_statistics_merged": []})
+                                 "batch_norm_statistics_merged": [],
+                                 "attention_projections_fused": []})
         self.assertLess(graph.max_difference(reference, served, z,
                                                      labels), TOLERANCE)
 

@@ -121,6 +121,29 @@ def test_onnx_wrong_shapes_and_types_are_refused(export):
         generator.generate(z, labels[:1])
 
 
+@pytest.mark.parametrize("prop, value, phrase", [
+    ("ppcd_tf.metadata", "{not json", "is not valid JSON"),
+    ("dim_z", "twelve", "'dim_z' must be a positive integer"),
+    ("max_batch", "0", "'max_batch' must be a positive integer"),
+])
+def test_onnx_hand_edited_metadata_names_the_field(export, tmp_path, prop,
+                                                   value, phrase):
+    import onnx
+    from ppcd_tf import errors
+    from ppcd_tf.exporting import onnx_runtime
+    output, _ = export
+    model = onnx.load(os.path.join(output, "generator.onnx"))
+    for entry in model.metadata_props:
+        if entry.key == prop:
+            entry.value = value
+    edited = str(tmp_path / "edited.onnx")
+    onnx.save(model, edited)
+    with pytest.raises(errors.DamagedInputError) as caught:
+        onnx_runtime.OnnxGenerator(edited)
+    assert str(caught.value).startswith(edited)
+    assert phrase in str(caught.value)
+
+
 def test_onnx_runs_in_a_process_without_tensorflow(export, tmp_path):
     output, _ = export
     loaded = saved_model.load_export(output)

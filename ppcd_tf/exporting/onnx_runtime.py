@@ -29,9 +29,12 @@ import json
 import numpy as np
 import onnxruntime
 
+from ppcd_tf.errors import DamagedInputError
 from ppcd_tf.models import inputs
 
 METADATA_KEY = "ppcd_tf.metadata"
+# Metadata properties the runner reads as positive integers.
+SHAPE_FIELDS = ("dim_z", "num_classes", "resolution", "max_batch")
 
 
 def session_options(threads=None):
@@ -60,7 +63,19 @@ class OnnxGenerator:
         if METADATA_KEY not in props:
             raise ValueError(f"{path} was not written by ppcd_tf's "
                              "exporter (no ppcd_tf.metadata).")
-        self.metadata = json.loads(props[METADATA_KEY])
+        again = "export the run again with --format onnx."
+        try:
+            self.metadata = json.loads(props[METADATA_KEY])
+        except ValueError as error:
+            raise DamagedInputError(
+                f"{path}: its {METADATA_KEY} is not valid JSON ({error}); "
+                f"{again}") from error
+        for name in SHAPE_FIELDS:
+            value = props.get(name, "")
+            if not value.isdigit() or int(value) < 1:
+                raise DamagedInputError(
+                    f"{path}: metadata field {name!r} must be a positive "
+                    f"integer, got {value!r}; {again}")
         self.dim_z = int(props["dim_z"])
         self.num_classes = int(props["num_classes"])
         self.resolution = int(props["resolution"])

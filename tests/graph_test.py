@@ -62,8 +62,6 @@ class PrepareTest(tf.test.TestCase):
         # The bn1 statistics (random, as every BN's here) in the gains.
         self.assertEqual(record["batch_norm_statistics_merged"],
                          ["block1.bn1", "block2.bn1", "block3.bn1"])
-        self.assertEqual(record["attention_projections_fused"],
-                         ["attention2"])
         self.assertGreater(record["spectral_norms_frozen"], 20)
         self.assertLess(graph.max_difference(reference, served, z,
                                                      labels), TOLERANCE)
@@ -71,8 +69,7 @@ class PrepareTest(tf.test.TestCase):
         again = graph.prepare(served, fold_batch_norm=True)
         self.assertEqual(again, {"spectral_norms_frozen": 0,
                                  "batch_norms_folded": [],
-                                 "batch_norm_statistics_merged": [],
-                                 "attention_projections_fused": []})
+                                 "batch_norm_statistics_merged": []})
         self.assertLess(graph.max_difference(reference, served, z,
                                                      labels), TOLERANCE)
 

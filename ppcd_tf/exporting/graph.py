@@ -17,9 +17,7 @@ it on the copy that is exported) into its serving form:
   * the standing statistics of each block's bn1 merged into its
     class-conditional gain and bias (`merge_batch_norm_statistics`):
     ((x - mean) * s) * g + b = x * (s g) + (b - mean s g), per sample and
-    channel, so normalisation and conditioning are one pass over x;
-  * each self-attention's theta, phi and g 1x1 convolutions as one matmul
-    and one max pooling (`fuse_attention_projections`).
+    channel, so normalisation and conditioning are one pass over x.
 
 `check(reference, prepared)` measures max |prepared - reference| on a batch;
 the exporter refuses a prepared graph that differs by more than its tolerance.
@@ -113,35 +111,12 @@ def merge_batch_norm_statistics(generator):
     return merged
 
 
-def fuse_attention_projections(generator):
-    """Puts each attention's frozen theta, phi and g kernels side by side
-    (one matmul, one pooling at serving time; max pooling is per channel,
-    so pooling [phi, g] together is pooling each). Needs frozen spectral
-    norms. Returns the names fused."""
-    fused = []
-    for attention in generator.attentions.values():
-        if attention.fused_projection is not None:
-            continue
-        if not attention.theta.serving_frozen:
-            raise ValueError("Freeze the spectral norms before fusing the "
-                             "attention projections.")
-        kernels = [tf.cast(layer.kernel, tf.float32)[0, 0]
-                   for layer in (attention.theta, attention.phi,
-                                 attention.g)]
-        attention.fused_projection = tf.concat(kernels, axis=-1).numpy()
-        fused.append(attention.name)
-    return fused
-
-
 def prepare(generator, fold_batch_norm=True):
     """The serving form of `generator` (in place). Returns a record:
     {"spectral_norms_frozen": n, "batch_norms_folded": [names],
-    "batch_norm_statistics_merged": [names],
-    "attention_projections_fused": [names]}."""
+    "batch_norm_statistics_merged": [names]}."""
     record = {"spectral_norms_frozen": freeze_spectral_norms(generator),
               "batch_norms_folded": [], "batch_norm_statistics_merged": []}
-    record["attention_projections_fused"] = fuse_attention_projections(
-        generator)
     if fold_batch_norm:
         record["batch_norms_folded"] = fold_batch_norms(generator)
         record["batch_norm_statistics_merged"] = (

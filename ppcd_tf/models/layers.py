@@ -435,25 +435,11 @@ class SelfAttention(keras.layers.Layer):
         self.gamma = self.add_weight(name="gamma", shape=(),
                                      initializer="zeros")
 
-    # Set by `ppcd_tf.exporting.graph` on a copy prepared for serving: the
-    # frozen theta, phi and g kernels side by side as numpy [C, 2 qk + value]:
-    # one matmul and one pooling instead of three convolutions and two.
-    fused_projection = None
-
-    def _projections(self, x, training, masks):
-        """(theta [B, H, W, qk], pooled phi, pooled g) of x."""
-        qk_mask, value_mask, channel_keep, qk_keep, value_keep = masks
-        if self.fused_projection is not None:
-            kernel = tf.constant(self.fused_projection, x.dtype)
-            shape = tf.shape(x)
-            projected = tf.reshape(
-                tf.matmul(tf.reshape(x, (-1, shape[3])), kernel),
-                tf.concat([shape[:3], [kernel.shape[1]]], 0))
-            theta = projected[..., :self.qk_width]
-            pooled = tf.nn.max_pool2d(projected[..., self.qk_width:], 2, 2,
-                                      "VALID")
-            return (theta, pooled[..., :self.qk_width],
-                    pooled[..., self.qk_width:])
+    def call(self, inputs, training=False, qk_mask=None, value_mask=None,
+             channel_keep=None, qk_keep=None, value_keep=None):
+        x = inputs
+        shape = tf.shape(x)
+        batch, height, width = shape[0], shape[1], shape[2]
         theta = self.theta(x, training=training, in_keep=channel_keep,
                            out_keep=qk_keep)
         phi = self.phi(x, training=training, in_keep=channel_keep,
@@ -465,20 +451,8 @@ class SelfAttention(keras.layers.Layer):
             phi = phi * tf.cast(qk_mask, phi.dtype)
         if value_mask is not None:
             g = g * tf.cast(value_mask, g.dtype)
-        return (theta, tf.nn.max_pool2d(phi, 2, 2, "VALID"),
-                tf.nn.max_pool2d(g, 2, 2, "VALID"))
-
-    def call(self, inputs, training=False, qk_mask=None, value_mask=None,
-             channel_keep=None, qk_keep=None, value_keep=None):
-        x = inputs
-        shape = tf.shape(x)
-        batch, height, width = shape[0], shape[1], shape[2]
-        masks = (qk_mask, value_mask, channel_keep, qk_keep, value_keep)
-        if self.fused_projection is not None and (
-                training or any(m is not None for m in masks)):
-            raise ValueError("An attention prepared for serving takes no "
-                             "masks and cannot train.")
-        theta, phi, g = self._projections(x, training, masks)
+        phi = tf.nn.max_pool2d(phi, 2, 2, "VALID")
+        g = tf.nn.max_pool2d(g, 2, 2, "VALID")
         theta = tf.reshape(theta, (batch, -1, self.qk_width))
         phi = tf.reshape(phi, (batch, -1, self.qk_width))
         g = tf.reshape(g, (batch, -1, self.value_width))

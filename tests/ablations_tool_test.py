@@ -38,8 +38,11 @@ def test_an_evaluation_is_read_back_only_when_current(tmp_path):
     export = tmp_path / "no_class_aware_export"
     (export / "assets.extra").mkdir(parents=True)
     (export / "assets.extra" / "metadata.json").write_text("{}")
+    # What the table reads (evaluation.SWEEP_RESULT_FIELDS).
+    summary = {name: {"mean": mean, "std": 0.01} for name, mean in
+               (("fid", 1.5), ("intra_fid", 3.0), ("class_accuracy", 0.88))}
     stored = {"computed": {"num_samples_per_seed": 2000, "seeds": [0, 1]},
-              "summary": {"fid": {"mean": 1.5}}}
+              "summary": summary, "generator": {"params": 1234}}
     evaluation = tmp_path / "no_class_aware_export.eval.json"
     time.sleep(0.05)
     evaluation.write_text(json.dumps(stored))
@@ -50,6 +53,11 @@ def test_an_evaluation_is_read_back_only_when_current(tmp_path):
     # An export newer than the evaluation: evaluated again.
     time.sleep(0.05)
     (export / "assets.extra" / "metadata.json").write_text("{}")
+    assert _evaluate(export, "0,1") == {"evaluated": True}
+    # Written after the export again but without the figures the table
+    # reads (hand-edited): evaluated again, not a KeyError in the table.
+    time.sleep(0.05)
+    evaluation.write_text(json.dumps(dict(stored, generator={})))
     assert _evaluate(export, "0,1") == {"evaluated": True}
 
 

@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from ppcd_tf import errors
+from ppcd_tf.models import discriminator as discriminator_lib
 from ppcd_tf.models import layers
 
 _PACKAGE = "ppcd_tf"
@@ -171,24 +172,9 @@ class DeepDiscriminator(layers.NamedBlocksMixin, keras.Model):
         self.built = True
 
     def call(self, images, labels, training=False, return_features=False):
-        h = self.input_conv(images, training=training)
-        block_outputs = []
-        for i, block in enumerate(self.blocks, start=1):
-            h = block(h, training=training)
-            if i in self.attentions:
-                h = self.attentions[i](h, training=training)
-            block_outputs.append(h)
-        features = tf.nn.relu(h)
-        pooled = tf.reduce_sum(features, axis=[1, 2])
-        embedding = self.embed(labels, training=training)
-        logits = self.linear(pooled, training=training)[:, 0]
-        logits = tf.cast(logits + tf.reduce_sum(
-            tf.cast(embedding, pooled.dtype) * pooled, axis=1), tf.float32)
-        if return_features:
-            return logits, {"features": features,
-                            "class_embedding": embedding,
-                            "blocks": block_outputs}
-        return logits
+        return discriminator_lib.blocks_and_projection(
+            self, self.input_conv(images, training=training), labels,
+            training, return_features)
 
     def get_config(self):
         return {"name": self.name, "resolution": self.resolution,

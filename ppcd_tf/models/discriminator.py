@@ -31,6 +31,35 @@ from ppcd_tf.models import layers
 _PACKAGE = "ppcd_tf"
 
 
+def blocks_and_projection(model, h, labels, training=False,
+                          return_features=False):
+    """The body every projection discriminator shares: `model.blocks` in
+    order on h [B, H, W, C] (each followed by `model.attentions[i]` where
+    there is one), `pooled = sum_hw relu(h)`, then
+    `logit = model.linear(pooled) + <model.embed(labels), pooled>`.
+
+    Returns logits float32 [B], or (logits, {"features": relu(h) [B, h, w,
+    C], "class_embedding": [B, C], "blocks": [each block's output]}).
+    """
+    block_outputs = []
+    for i, block in enumerate(model.blocks, start=1):
+        h = block(h, training=training)
+        if i in model.attentions:
+            h = model.attentions[i](h, training=training)
+        block_outputs.append(h)
+    features = tf.nn.relu(h)
+    pooled = tf.reduce_sum(features, axis=[1, 2])
+    embedding = model.embed(labels, training=training)
+    logits = model.linear(pooled, training=training)[:, 0]
+    logits = logits + tf.reduce_sum(
+        tf.cast(embedding, pooled.dtype) * pooled, axis=1)
+    logits = tf.cast(logits, tf.float32)
+    if return_features:
+        return logits, {"features": features, "class_embedding": embedding,
+                        "blocks": block_outputs}
+    return logits
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class Discriminator(layers.NamedBlocksMixin, keras.Model):
     """Class-conditional projection discriminator.
@@ -92,25 +121,8 @@ class Discriminator(layers.NamedBlocksMixin, keras.Model):
         self.built = True
 
     def call(self, images, labels, training=False, return_features=False):
-        h = images
-        block_outputs = []
-        for i, block in enumerate(self.blocks, start=1):
-            h = block(h, training=training)
-            if i in self.attentions:
-                h = self.attentions[i](h, training=training)
-            block_outputs.append(h)
-        features = tf.nn.relu(h)
-        pooled = tf.reduce_sum(features, axis=[1, 2])
-        embedding = self.embed(labels, training=training)
-        logits = self.linear(pooled, training=training)[:, 0]
-        logits = logits + tf.reduce_sum(
-            tf.cast(embedding, pooled.dtype) * pooled, axis=1)
-        logits = tf.cast(logits, tf.float32)
-        if return_features:
-            return logits, {"features": features,
-                            "class_embedding": embedding,
-                            "blocks": block_outputs}
-        return logits
+        return blocks_and_projection(self, images, labels, training,
+                                     return_features)
 
     def get_config(self):
         return {

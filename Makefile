@@ -34,10 +34,23 @@ SHIPPED_TEACHER := ppcd_tf/assets/teacher_fashion_mnist32
 .PHONY: setup data test test-fast demo reproduce frontier teacher tensorboard \
 	clean
 
+# INSTALLER=uv (default): the pinned set is installed with uv (itself
+# installed by pip into the venv; parallel downloads and a shared cache: ~17 s
+# on a fresh machine instead of pip's ~50 s, ~5 s when uv's cache holds the
+# wheels). INSTALLER=pip: pip alone, which also reads pip.conf (mirrors,
+# find-links, constraints) that uv does not; uv falls back to pip when it
+# cannot install.
+INSTALLER ?= uv
 $(STAMP): requirements.txt requirements-test.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+ifeq ($(INSTALLER),uv)
+	$(PY) -m pip install -q uv
+	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements-test.txt \
+	  || $(PY) -m pip install -q -r requirements-test.txt
+else
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-test.txt
+endif
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

@@ -74,19 +74,19 @@ class Mapping:
     source_shape: tuple  # the shape the state dict must hold
 
 
-def _oihw_to_hwio(array):
+def oihw_to_hwio(array):
     return np.transpose(array, (2, 3, 1, 0))
 
 
-def _transpose(array):
+def transposed(array):
     return np.transpose(array)
 
 
-def _same(array):
+def unchanged(array):
     return array
 
 
-def _scalar(array):
+def as_scalar(array):
     return np.reshape(array, ())
 
 
@@ -127,12 +127,12 @@ def source_key(path):
 
 
 def _source_shape(our_shape, convert):
-    if convert is _oihw_to_hwio:
+    if convert is oihw_to_hwio:
         h, w, i, o = our_shape
         return (o, i, h, w)
-    if convert is _transpose:
+    if convert is transposed:
         return tuple(reversed(our_shape))
-    if convert is _scalar:
+    if convert is as_scalar:
         return ()
     return tuple(our_shape)
 
@@ -146,11 +146,11 @@ def plan(model, linear_units=None):
         path = variable.path
         leaf = path.rsplit("/", 1)[-1]
         shape = tuple(variable.shape)
-        convert = _same
+        convert = unchanged
         if leaf == "kernel":
-            convert = _oihw_to_hwio if len(shape) == 4 else _transpose
+            convert = oihw_to_hwio if len(shape) == 4 else transposed
         elif leaf == "gamma" and shape == ():
-            convert = _scalar
+            convert = as_scalar
         key = source_key(path)
         source_shape = _source_shape(shape, convert)
         if linear_units and key.startswith("linear."):

@@ -25,9 +25,11 @@ kept (the released weights have all ch).
 Parameter counts (trainable, generator + class embedding) equal the port's
 `BigGAN` module: 50,388,609 at 128, 55,880,833 at 256, 56,163,905 at 512
 (tests/biggan_deep_test.py). The discriminator for training from scratch is
-`ppcd_tf.models.biggan_deep_discriminator`. Not yet here (issue 35): the
-per-truncation batch-norm statistics of the released weights, their import,
-gin builders, masks and PPCD on the deep blocks.
+`ppcd_tf.models.biggan_deep_discriminator`. The released weights' per-truncation
+BN statistics are tables (`truncation_rows`, `ppcd_tf.models.truncation`);
+the PyTorch port's weights are read by
+`ppcd_tf.importing.biggan_deep_pytorch`. Not yet here (issue 35): gin builders,
+masks and PPCD on the deep blocks.
 """
 
 import keras
@@ -35,6 +37,7 @@ import tensorflow as tf
 
 from ppcd_tf import errors
 from ppcd_tf.models import layers
+from ppcd_tf.models import truncation as truncation_lib
 
 _PACKAGE = "ppcd_tf"
 
@@ -71,13 +74,18 @@ class DeepGBlock(keras.layers.Layer):
     Inputs: x [B, H, W, C_in], cond [B, cond_dim]. Output [B, 2H, 2W, C_out]
     with `upsample` ([B, H, W, C_out] without). C_out is C_in or C_in / 2
     (the skip drops the second half of the channels); the inner width is
-    C_in // reduction.
+    C_in // reduction. With `truncation_rows` > 0 each BN has a table of
+    per-truncation statistics (`truncation.StatisticsTable`) that `call`
+    reads when given a `truncation`.
     """
 
     def __init__(self, out_channels, upsample=False, reduction=REDUCTION,
                  bn_epsilon=1e-4, bn_momentum=0.9, sn_eps=1e-4,
-                 kernel_initializer="orthogonal", **kwargs):
-        super().__init__(**kwargs)
+                 kernel_initializer="orthogonal", truncation_rows=0,
+                 **kwargs):
+        # No autocast: a float64 truncation must reach the tables as it is.
+        super().__init__(autocast=False, **kwargs)
+        self.truncation_rows = int(truncation_rows)
         self.out_channels = int(out_channels)
         self.upsample = bool(upsample)
         self.reduction = int(reduction)
@@ -110,18 +118,27 @@ class DeepGBlock(keras.layers.Layer):
             layers.SNConv2D(mid, 3, name="conv1", **common),
             layers.SNConv2D(mid, 3, name="conv2", **common),
             layers.SNConv2D(self.out_channels, 1, name="conv3", **common)]
+        self.tables = [
+            truncation_lib.StatisticsTable(self.truncation_rows,
+                                           name=f"stats{i}")
+            for i in range(4)] if self.truncation_rows else []
         # Input widths of bn_i and conv_i (only the channels matter).
-        for bn, conv, width in zip(self.bns, self.convs,
-                                   (in_channels, mid, mid, mid)):
+        for i, (bn, conv, width) in enumerate(zip(
+                self.bns, self.convs, (in_channels, mid, mid, mid))):
             shape = (x_shape[0], None, None, width)
             bn.build((shape, cond_shape))
             conv.build(shape)
+            if self.tables:
+                self.tables[i].build(shape)
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, truncation=None):
         x, cond = inputs
         h = x
         for i, (bn, conv) in enumerate(zip(self.bns, self.convs)):
-            h = tf.nn.relu(bn((h, cond), training=training))
+            statistics = (None if truncation is None
+                          else self.tables[i].statistics(truncation))
+            h = tf.nn.relu(bn((h, cond), training=training,
+                              statistics=statistics))
             if i == 1 and self.upsample:
                 h = layers._upsample2x(h)  # pylint: disable=protected-access
             h = conv(h, training=training)
@@ -142,7 +159,8 @@ class DeepGBlock(keras.layers.Layer):
                       reduction=self.reduction, bn_epsilon=self.bn_epsilon,
                       bn_momentum=self.bn_momentum, sn_eps=self.sn_eps,
                       kernel_initializer=keras.initializers.serialize(
-                          self.kernel_initializer))
+                          self.kernel_initializer),
+                      truncation_rows=self.truncation_rows)
         return config
 
 
@@ -150,17 +168,23 @@ class DeepGBlock(keras.layers.Layer):
 class DeepGenerator(layers.NamedBlocksMixin, keras.Model):
     """BigGAN-deep generator (see the module docstring).
 
-    Call: `generator(z, labels, training=False)` with z float [B, dim_z] and
-    labels int [B]; returns images float32 [B, R, R, image_channels] in
-    [-1, 1] for the configuration's resolution R.
+    Call: `generator(z, labels, training=False, truncation=None)` with z
+    float [B, dim_z] and labels int [B]; returns images float32
+    [B, R, R, image_channels] in [-1, 1] for the configuration's resolution
+    R. With `truncation_rows` > 0 (the released weights: 51) every BN holds
+    per-truncation statistics, and a scalar `truncation` in (0, 1] makes
+    the BNs use them (inference; `truncation.row_at` says how a row is
+    read) instead of the standing statistics.
     """
 
     def __init__(self, resolution=128, ch=128, num_classes=1000, dim_z=128,
                  embed_dim=128, image_channels=3, attention=True,
                  bn_epsilon=1e-4, bn_momentum=0.9, sn_eps=1e-4,
-                 kernel_initializer="orthogonal", name="deep_generator",
-                 **kwargs):
-        super().__init__(name=name, **kwargs)
+                 kernel_initializer="orthogonal", truncation_rows=0,
+                 name="deep_generator", **kwargs):
+        # No autocast: a float64 truncation must reach the tables as it is.
+        super().__init__(name=name, autocast=False, **kwargs)
+        self.truncation_rows = int(truncation_rows)
         if resolution not in DEEP_LAYERS:
             raise errors.BadInputError(
                 f"BigGAN-deep resolution {resolution} has no configuration; "
@@ -203,12 +227,17 @@ class DeepGenerator(layers.NamedBlocksMixin, keras.Model):
             self._add_block(index + 1, DeepGBlock(
                 out_mult * self.ch, upsample=upsample,
                 bn_epsilon=self.bn_epsilon, bn_momentum=self.bn_momentum,
+                truncation_rows=self.truncation_rows,
                 name=f"block{index + 1}", **common))
         self.output_bn = keras.layers.BatchNormalization(
             epsilon=self.bn_epsilon, momentum=self.bn_momentum,
             synchronized=True, name="output_bn")
         self.conv_to_rgb = layers.SNConv2D(self.ch, 3, name="conv_to_rgb",
                                            **common)
+        self.output_stats = (
+            truncation_lib.StatisticsTable(self.truncation_rows,
+                                           name="output_stats")
+            if self.truncation_rows else None)
 
     def build(self, input_shape=None):
         """Creates every weight (shapes follow from the configuration)."""
@@ -227,10 +256,17 @@ class DeepGenerator(layers.NamedBlocksMixin, keras.Model):
             self.blocks[index].build((shape, cond_shape))
             size *= 2 if upsample else 1
         self.output_bn.build((None, size, size, self.ch))
+        if self.output_stats is not None:
+            self.output_stats.build((None, size, size, self.ch))
         self.conv_to_rgb.build((None, size, size, self.ch))
         self.built = True
 
-    def call(self, z, labels, training=False):
+    def call(self, z, labels, training=False, truncation=None):
+        if truncation is not None and (training or not self.truncation_rows):
+            raise errors.BadInputError(
+                "A truncation selects per-truncation BN statistics: the "
+                "generator needs truncation_rows > 0 (imported weights) and "
+                "inference (training=False).")
         cond = tf.concat([tf.cast(z, tf.float32),
                           self.embedding(labels)], axis=-1)
         width = DEEP_LAYERS[self.resolution][0][1] * self.ch
@@ -240,10 +276,20 @@ class DeepGenerator(layers.NamedBlocksMixin, keras.Model):
             attention = self.attentions.get(index)
             if attention is not None:
                 x = attention(x, training=training)
-            x = block((x, cond), training=training)
-        x = tf.nn.relu(self.output_bn(x, training=training))
+            x = block((x, cond), training=training, truncation=truncation)
+        x = tf.nn.relu(self._output_norm(x, training, truncation))
         x = self.conv_to_rgb(x, training=training)
         return tf.tanh(x[..., :self.image_channels])
+
+    def _output_norm(self, x, training, truncation):
+        """The unconditional affine output BN, with the per-truncation
+        statistics when a truncation is given."""
+        if truncation is None:
+            return self.output_bn(x, training=training)
+        normalized = layers.normalize_with(
+            x, self.output_stats.statistics(truncation), self.bn_epsilon)
+        return (normalized * tf.cast(self.output_bn.gamma, x.dtype)
+                + tf.cast(self.output_bn.beta, x.dtype))
 
     def get_config(self):
         return {"name": self.name, "resolution": self.resolution,
@@ -253,4 +299,5 @@ class DeepGenerator(layers.NamedBlocksMixin, keras.Model):
                 "attention": self.attention, "bn_epsilon": self.bn_epsilon,
                 "bn_momentum": self.bn_momentum, "sn_eps": self.sn_eps,
                 "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer)}
+                    self.kernel_initializer),
+                "truncation_rows": self.truncation_rows}

@@ -303,6 +303,13 @@ class SNEmbedding(_SpectralNormMixin, keras.layers.Layer):
         return config
 
 
+def normalize_with(x, statistics, epsilon):
+    """(x - mean) / sqrt(variance + epsilon) for x [B, H, W, C] and
+    statistics (mean [C], variance [C]), in x's dtype."""
+    mean, variance = (tf.cast(v, x.dtype) for v in statistics)
+    return (x - mean) * tf.math.rsqrt(variance + epsilon)
+
+
 def _batch_norm(epsilon, momentum, affine, name):
     """Synchronised BN (cross-replica statistics, as BigGAN trains)."""
     return keras.layers.BatchNormalization(
@@ -353,9 +360,14 @@ class ConditionalBatchNorm(keras.layers.Layer):
         self.gain.build(y_shape)
         self.bias.build(y_shape)
 
-    def call(self, inputs, training=False, keep=None):
-        """`keep` [C]: optional 0/1 mask of kept channels (see SN layers)."""
+    def call(self, inputs, training=False, keep=None, statistics=None):
+        """`keep` [C]: optional 0/1 mask of kept channels (see SN layers).
+        `statistics`: optional (mean [C], variance [C]) used instead of the
+        standing ones (inference only; BigGAN-deep's per-truncation
+        statistics, `ppcd_tf.models.truncation`)."""
         x, y = inputs
+        if statistics is not None and training:
+            raise ValueError("Given statistics are for inference only.")
         if ((self.normalization_folded or self.merged_statistics is not None)
                 and training):
             raise ValueError("A BatchNorm prepared for serving cannot "
@@ -370,6 +382,8 @@ class ConditionalBatchNorm(keras.layers.Layer):
             normalized = x
         elif self.normalization_folded:
             normalized = x
+        elif statistics is not None:
+            normalized = normalize_with(x, statistics, self.epsilon)
         else:
             normalized = self.bn(x, training=training)
         gain = tf.cast(gain[:, None, None, :], normalized.dtype)

@@ -23,6 +23,7 @@ from ppcd_tf.models import complexity
 from ppcd_tf.models import discriminator as discriminator_lib
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.models import latency
+from ppcd_tf.models import layers
 from ppcd_tf.pruning import budget as budget_lib
 from ppcd_tf.pruning import channel_masks
 from ppcd_tf.runs import run_dir
@@ -110,6 +111,13 @@ def _teacher_models():
 
 
 @pytest.mark.slow  # (the first test of the module trains the teacher)
+def _normalized_weight(layer):
+    """weight / sigma of an SN layer at inference, numpy."""
+    if hasattr(layer, "embeddings"):
+        return layer._normalized_table(False).numpy()  # pylint: disable=protected-access
+    return layer._normalized(layer.kernel, False).numpy()  # pylint: disable=protected-access
+
+
 class StudentInitTest(tf.test.TestCase):
 
     def test_student_is_teacher_ema_copy_and_d_is_teacher_d(self):
@@ -124,12 +132,45 @@ class StudentInitTest(tf.test.TestCase):
                  (teacher_ema, trainer.teacher_generator),
                  (teacher_d, trainer.discriminator),
                  (teacher_d, trainer.teacher_discriminator))
+        frozen = (trainer.teacher_generator, trainer.teacher_discriminator)
         for src, dst in pairs:
             self.assertLen(dst.weights, len(src.weights))
+            normalized = {}
+            if dst in frozen:  # Its SN weights hold weight / sigma.
+                for layer in layers.spectral_norm_layers(src):
+                    weight = (layer.embeddings if hasattr(layer, "embeddings")
+                              else layer.kernel)
+                    normalized[weight.path.split("/", 1)[1]] = (
+                        _normalized_weight(layer))
             for s, d in zip(src.weights, dst.weights):
-                self.assertEqual(s.path.split("/", 1)[1],
-                                 d.path.split("/", 1)[1])
-                self.assertAllEqual(s.numpy(), d.numpy(), msg=d.path)
+                path = s.path.split("/", 1)[1]
+                self.assertEqual(path, d.path.split("/", 1)[1])
+                if path in normalized:
+                    self.assertAllClose(normalized[path], d.numpy(),
+                                        atol=1e-7, msg=d.path)
+                else:
+                    self.assertAllEqual(s.numpy(), d.numpy(), msg=d.path)
+        # The student copied the raw weights, before the teacher froze.
+        self.assertNotAllClose(trainer.generator.linear.kernel.numpy(),
+                               trainer.teacher_generator.linear.kernel.numpy())
+        for model in frozen:
+            self.assertTrue(all(layer.serving_frozen for layer in
+                                layers.spectral_norm_layers(model)))
+        # Frozen, the teacher computes what it computed before.
+        z = tf.random.stateless_normal((4, teacher_ema.dim_z), (3, 4))
+        labels = tf.constant([0, 1, 2, 3])
+        images = teacher_ema(z, labels, training=False)
+        self.assertAllClose(
+            images, trainer.teacher_generator(z, labels, training=False),
+            atol=1e-5)
+        want, want_features = teacher_d(images, labels, training=False,
+                                        return_features=True)
+        got, got_features = trainer.teacher_discriminator(
+            images, labels, training=False, return_features=True)
+        self.assertAllClose(want, got, atol=1e-5)
+        for name in want_features:
+            self.assertAllClose(want_features[name], got_features[name],
+                                atol=1e-5, msg=name)
         # Masks start open: every mask value is 1 at the initial bound.
         for key, value in trainer.pruning.masks().items():
             self.assertAllEqual(value.numpy(), np.ones_like(value.numpy()),

@@ -30,25 +30,6 @@ from ppcd_tf.models import layers as layers_lib
 VERIFY_BATCH = 16
 
 
-def _spectral_norm_layers(model):
-    return [layer for layer in model._flatten_layers(include_self=False)  # pylint: disable=protected-access
-            if isinstance(layer, layers_lib._SpectralNormMixin)]  # pylint: disable=protected-access
-
-
-def freeze_spectral_norms(generator):
-    """Replaces every SN kernel by kernel / sigma and marks the layer
-    frozen. Returns the number of layers frozen."""
-    frozen = 0
-    for layer in _spectral_norm_layers(generator):
-        if layer.serving_frozen:
-            continue
-        normalized = layer._normalized(layer.kernel, False)  # pylint: disable=protected-access
-        layer.kernel.assign(tf.cast(normalized, layer.kernel.dtype))
-        layer.serving_frozen = True
-        frozen += 1
-    return frozen
-
-
 def _standing_scale(bn):
     """(1 / sqrt(var + eps), mean) of a Keras BatchNormalization [C]."""
     inverse = tf.math.rsqrt(tf.cast(bn.moving_variance, tf.float32)
@@ -66,7 +47,7 @@ def fold_batch_norms(generator):
     """Folds the BatchNorms that follow a convolution alone (see the module
     docstring). Needs frozen spectral norms. Returns the names folded."""
     if not all(layer.serving_frozen
-               for layer in _spectral_norm_layers(generator)):
+               for layer in layers_lib.spectral_norm_layers(generator)):
         raise ValueError("Freeze the spectral norms before folding "
                          "BatchNorms (the folded scale goes into the "
                          "normalised kernel).")
@@ -115,7 +96,8 @@ def prepare(generator, fold_batch_norm=True):
     """The serving form of `generator` (in place). Returns a record:
     {"spectral_norms_frozen": n, "batch_norms_folded": [names],
     "batch_norm_statistics_merged": [names]}."""
-    record = {"spectral_norms_frozen": freeze_spectral_norms(generator),
+    record = {"spectral_norms_frozen":
+              layers_lib.freeze_spectral_norms(generator),
               "batch_norms_folded": [], "batch_norm_statistics_merged": []}
     if fold_batch_norm:
         record["batch_norms_folded"] = fold_batch_norms(generator)

@@ -68,9 +68,10 @@ def spectral_normalize(kernel_2d, u_var, training, eps):
 class _SpectralNormMixin:
     """Shared bookkeeping of the SN layers: the `u` vector and its update.
 
-    `serving_frozen` (set by `ppcd_tf.exporting.graph.freeze_spectral_norms`
-    on a copy prepared for serving): the kernel already holds kernel / sigma
-    and is used as it is, so no power iteration runs at serving time.
+    `serving_frozen` (set by `freeze_spectral_norms`: on a copy prepared
+    for serving, and on the frozen teacher of a PPCD run): the kernel
+    already holds kernel / sigma and is used as it is, so no power iteration
+    or sigma runs at all.
     """
 
     serving_frozen = False
@@ -83,6 +84,11 @@ class _SpectralNormMixin:
             trainable=False,
             aggregation="only_first_replica",
         )
+
+    def _freeze(self):
+        """kernel <- kernel / sigma (see `freeze_spectral_norms`)."""
+        normalized = self._normalized(self.kernel, False)
+        self.kernel.assign(tf.cast(normalized, self.kernel.dtype))
 
     def _normalized(self, kernel, training, in_keep=None, out_keep=None):
         """Returns kernel / sigma, in float32, with the kernel's own shape.
@@ -284,12 +290,24 @@ class SNEmbedding(_SpectralNormMixin, keras.layers.Layer):
         self._add_sn_vector(self.input_dim)
 
     def call(self, inputs, training=False):
+        return tf.gather(tf.cast(self._normalized_table(training),
+                                 self.compute_dtype),
+                         tf.cast(inputs, tf.int32))
+
+    def _normalized_table(self, training):
+        """The table / sigma, float32 [input_dim, output_dim] (as it is
+        when frozen)."""
+        if self.serving_frozen:
+            return tf.cast(self.embeddings, tf.float32)
         # Normalise the transposed table: its "fan_out" axis is input_dim.
         table_t = tf.transpose(tf.cast(self.embeddings, tf.float32))
         normalized_t, _ = spectral_normalize(
             table_t, self.sn_u, bool(training), self.sn_eps)
-        table = tf.cast(tf.transpose(normalized_t), self.compute_dtype)
-        return tf.gather(table, tf.cast(inputs, tf.int32))
+        return tf.transpose(normalized_t)
+
+    def _freeze(self):
+        self.embeddings.assign(tf.cast(self._normalized_table(False),
+                                       self.embeddings.dtype))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
@@ -301,6 +319,29 @@ class SNEmbedding(_SpectralNormMixin, keras.layers.Layer):
                       embeddings_initializer=keras.initializers.serialize(
                           self.embeddings_initializer))
         return config
+
+
+def spectral_norm_layers(model):
+    """Every spectrally normalised layer inside `model`."""
+    return [layer for layer in model._flatten_layers(include_self=False)  # pylint: disable=protected-access
+            if isinstance(layer, _SpectralNormMixin)]
+
+
+def freeze_spectral_norms(model):
+    """Replaces every SN weight of `model` by weight / sigma (sigma from the
+    stored vector u, as the layer computes it at inference) and marks the
+    layer frozen: the layer then computes exactly what it computed at
+    inference, without a power iteration or sigma. For a model that no
+    longer trains: a copy prepared for serving, the frozen teacher of a PPCD
+    run. Returns the number of layers frozen."""
+    frozen = 0
+    for layer in spectral_norm_layers(model):
+        if layer.serving_frozen:
+            continue
+        layer._freeze()  # pylint: disable=protected-access
+        layer.serving_frozen = True
+        frozen += 1
+    return frozen
 
 
 def normalize_with(x, statistics, epsilon):

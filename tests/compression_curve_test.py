@@ -79,16 +79,9 @@ def test_the_tool_refuses_bad_flags(tmp_path, flag, message):
     assert not os.path.exists(tmp_path / "curve")
 
 
-# Run in a child process: the tool defines absl flags that other test
-# modules' imports (ppcd_tf.train) define too.
+# The body of a child process that loads tools/compression_curve.py.
 _CHARGE_DRIVER = r"""
-import importlib.util, json, sys
-from absl import flags
-path, directory = sys.argv[1], sys.argv[2]
-spec = importlib.util.spec_from_file_location("curve_tool", path)
-tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tool)
-flags.FLAGS(["curve_tool"])
+directory = sys.argv[2]
 tool.HEARTBEAT_SECONDS = 0.2
 sleep = [sys.executable, "-c", "import time; time.sleep(1.0)"]
 tool.demo.train_command = lambda *args, **kwargs: sleep
@@ -117,12 +110,8 @@ def test_an_interrupted_run_is_charged_for_every_attempt(tmp_path):
     record_path.write_text(json.dumps({
         "steps": 0, "train_seconds": 0.0, "interrupted_seconds": 100.0,
         "training_to": 1800}))
-    result = subprocess.run(
-        [sys.executable, "-c", _CHARGE_DRIVER,
-         os.path.join(helpers.REPO_ROOT, "tools", "compression_curve.py"),
-         str(directory)],
-        cwd=helpers.REPO_ROOT, env=helpers.python_env(), capture_output=True,
-        text=True, timeout=120, check=False)
+    result = helpers.run_tool_driver("compression_curve.py", _CHARGE_DRIVER,
+                                     [directory])
     assert result.returncode == 0, result.stderr[-2000:]
     output = json.loads(result.stdout.strip().splitlines()[-1])
     seconds = output["first"]

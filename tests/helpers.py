@@ -99,6 +99,30 @@ def run_train(model_dir, gin_files, bindings=(), extra_flags=(), timeout=300):
 CLI_BATCH = os.path.join(REPO_ROOT, "tests", "cli_batch.py")
 
 
+# Loads a tool script as the module `tool`, its absl flags at their
+# defaults; a driver's body follows (sys.argv[2:] are its arguments).
+_TOOL_DRIVER_PROLOGUE = r"""
+import importlib.util, json, sys
+from absl import flags
+spec = importlib.util.spec_from_file_location("tool_under_test", sys.argv[1])
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
+flags.FLAGS(["tool_under_test"])
+"""
+
+
+def run_tool_driver(tool_script, body, args=(), timeout=120):
+    """Runs `body` in a child Python after loading tools/`tool_script` as
+    `tool` (a child process: a tool defines absl flags that other test
+    modules' imports define too). Returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-c", _TOOL_DRIVER_PROLOGUE + body,
+         os.path.join(REPO_ROOT, "tools", tool_script)]
+        + [str(arg) for arg in args],
+        cwd=REPO_ROOT, env=python_env(), capture_output=True, text=True,
+        timeout=timeout, check=False)
+
+
 def run_cli_batch(request, timeout=600):
     """Results of tests/cli_batch.py for `request` (one per case)."""
     import json

@@ -126,17 +126,15 @@ def sn_vector(weight, v):
     return (u / norm if norm > 0 else u)[None, :].astype(np.float32)
 
 
-def _sn_mappings(layer, prefix, state, conv):
-    """Mappings of one spectrally normalised layer: kernel, bias, u."""
+def _sn_mappings(layer, prefix, state):
+    """Mappings of one spectrally normalised layer (conv or dense): kernel,
+    bias, u."""
     Mapping = biggan_pytorch.Mapping
     weight_key = prefix + ".weight_orig"
     kernel_shape = tuple(layer.kernel.shape)
-    if conv:
-        source_shape = (kernel_shape[3], kernel_shape[2]) + kernel_shape[:2]
-        convert = biggan_pytorch.oihw_to_hwio
-    else:
-        source_shape = kernel_shape[::-1]
-        convert = biggan_pytorch.transposed
+    convert = (biggan_pytorch.oihw_to_hwio if len(kernel_shape) == 4
+               else biggan_pytorch.transposed)
+    source_shape = biggan_pytorch.source_shape_of(kernel_shape, convert)
     fan_in = int(np.prod(source_shape[1:]))
 
     def solve_u(v):
@@ -177,8 +175,7 @@ def plan(generator, state):
     mappings = [Mapping(generator.embedding.embeddings, "embeddings.weight",
                         biggan_pytorch.transposed,
                         tuple(generator.embedding.embeddings.shape)[::-1])]
-    mappings += _sn_mappings(generator.linear, "generator.gen_z", state,
-                             conv=False)
+    mappings += _sn_mappings(generator.linear, "generator.gen_z", state)
     index = 0
     for block_index, block in enumerate(generator.blocks):
         attention = generator.attentions.get(block_index)
@@ -187,8 +184,7 @@ def plan(generator, state):
             for ours, theirs in (("theta", "theta"), ("phi", "phi"),
                                  ("g", "g"), ("o", "o_conv")):
                 mappings += _sn_mappings(getattr(attention, ours),
-                                         f"{prefix}.snconv1x1_{theirs}",
-                                         state, conv=True)
+                                         f"{prefix}.snconv1x1_{theirs}", state)
             mappings.append(Mapping(attention.gamma, prefix + ".gamma",
                                     biggan_pytorch.as_scalar,
                                     (1,)))
@@ -199,12 +195,10 @@ def plan(generator, state):
             mappings += _table_mappings(
                 block.tables[k], (bn.bn.moving_mean, bn.bn.moving_variance),
                 f"{prefix}.bn_{k}")
-            mappings += _sn_mappings(bn.gain, f"{prefix}.bn_{k}.scale",
-                                     state, conv=False)
-            mappings += _sn_mappings(bn.bias, f"{prefix}.bn_{k}.offset",
-                                     state, conv=False)
+            mappings += _sn_mappings(bn.gain, f"{prefix}.bn_{k}.scale", state)
+            mappings += _sn_mappings(bn.bias, f"{prefix}.bn_{k}.offset", state)
             mappings += _sn_mappings(block.convs[k], f"{prefix}.conv_{k}",
-                                     state, conv=True)
+                                     state)
         index += 1
     output_bn = generator.output_bn
     mappings += _table_mappings(
@@ -216,8 +210,8 @@ def plan(generator, state):
                          channels),
                  Mapping(output_bn.beta, "generator.bn.bias", same,
                          channels)]
-    mappings += _sn_mappings(generator.conv_to_rgb, "generator.conv_to_rgb",
-                             state, conv=True)
+    mappings += _sn_mappings(generator.conv_to_rgb,
+                             "generator.conv_to_rgb", state)
     return mappings
 
 

@@ -126,7 +126,9 @@ def source_key(path):
     return ".".join([prefix] + middle + [name])
 
 
-def _source_shape(our_shape, convert):
+def source_shape_of(our_shape, convert):
+    """The shape the state dict holds for one of ours converted by
+    `convert` (oihw_to_hwio, transposed, as_scalar or unchanged)."""
     if convert is oihw_to_hwio:
         h, w, i, o = our_shape
         return (o, i, h, w)
@@ -152,7 +154,7 @@ def plan(model, linear_units=None):
         elif leaf == "gamma" and shape == ():
             convert = as_scalar
         key = source_key(path)
-        source_shape = _source_shape(shape, convert)
+        source_shape = source_shape_of(shape, convert)
         if linear_units and key.startswith("linear."):
             order = _linear_unit_order(*linear_units)
             convert = _reorder_units(convert, order)

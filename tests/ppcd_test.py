@@ -82,7 +82,7 @@ def _eager_steps(trainer, num_steps):
     terms = {}
     for _ in range(num_steps):
         trainer.begin_loop(trainer.current_step())
-        terms = trainer.steps.one_step(iterator)
+        terms, _ = trainer.steps.one_step(iterator)
     return {name: float(value) for name, value in terms.items()}
 
 

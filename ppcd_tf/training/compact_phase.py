@@ -5,7 +5,9 @@ At the first loop after the masks are hardened, the hard-masked student
 (surgery, verified equal), the G optimizer's moments are sliced to the kept
 channels, the cut is recorded in `pruning.json`, and the rest of the run
 trains that student. The learning rates follow `schedules.RetrainSchedule`
-from the cut on.
+from the cut on, and the training D is updated every
+`discriminator_interval`-th step from the cut on (0: the D and G's
+adversarial term are dropped, the student trains on distillation alone).
 """
 
 import gin
@@ -39,17 +41,32 @@ class CompactPhase(phases.Phase):
         largest activation (`surgery.allowed_difference`).
       retrain: `schedules.RetrainSchedule` (class; gin binds it): learning
         rate scales and decay of G and D after the cut.
+      discriminator_interval: from the cut on, the training D is updated
+        at every k-th step only (1: every step; 0: never, and G's
+        adversarial term and the training D's pass it needs are dropped).
+        A skipped D update reads no real batch; the whole D step is about
+        half of a compact step (BENCHMARKS.md, "What a compact step
+        spends").
     """
 
     def __init__(self, train_compact_after_cut=True,
                  carry_optimizer_state=True, compaction_tolerance=1e-4,
                  compaction_rounding_factor=16.0,
-                 retrain=schedules.RetrainSchedule):
+                 retrain=schedules.RetrainSchedule,
+                 discriminator_interval=1):
         if not (compaction_tolerance >= 0 and compaction_rounding_factor >= 0):
             raise errors.BadInputError(
                 "CompactPhase.compaction_tolerance and "
                 "compaction_rounding_factor must be >= 0, got "
                 f"{compaction_tolerance} and {compaction_rounding_factor}.")
+        if (isinstance(discriminator_interval, bool)
+                or int(discriminator_interval) != discriminator_interval
+                or discriminator_interval < 0):
+            raise errors.BadInputError(
+                "CompactPhase.discriminator_interval must be an integer >= 0"
+                " (1: D updated every step after the cut, k: every k-th, 0:"
+                f" never), got {discriminator_interval!r}.")
+        self.discriminator_interval = int(discriminator_interval)
         self.train_compact_after_cut = bool(train_compact_after_cut)
         self.carry_optimizer_state = bool(carry_optimizer_state)
         self.compaction_tolerance = float(compaction_tolerance)
@@ -63,11 +80,20 @@ class CompactPhase(phases.Phase):
         """Attaches the phase to its trainer and pruning phase; the
         optimizers' configured rates are the base the schedule scales."""
         self.trainer, self.pruning = trainer, pruning
+        if pruning.masks is not None or pruning.compacted:
+            trainer.steps.set_discriminator_schedule(
+                pruning.prune_end_step, self.discriminator_interval)
         self.base_learning_rates = {
             name: float(np.asarray(
                 gan_steps.inner_optimizer(optimizer).learning_rate))
             for name, optimizer in (("g", trainer.g_optimizer),
                                     ("d", trainer.d_optimizer))}
+
+    def boundaries(self):
+        """The cut: the D schedule changes there."""
+        if self.trainer.steps.schedule_start is None:
+            return ()
+        return (self.trainer.steps.schedule_start,)
 
     def begin_loop(self, step):
         """Switches once the masks are hard; sets the learning rates."""

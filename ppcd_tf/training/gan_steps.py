@@ -3,7 +3,10 @@ accumulation, loss scaling, the noise, the EMA update, the compiled call.
 
 One G step = `d_steps_per_g_step` D updates (each on a fresh real batch)
 followed by one G update, then the EMA update and `step += 1`. Each update
-accumulates gradients over `accumulation_steps` micro-batches.
+accumulates gradients over `accumulation_steps` micro-batches. From a
+schedule's start step on (`set_discriminator_schedule`; PPCD's cut) the D
+updates may run only every k-th step, or not at all (G's adversarial term is
+then dropped too).
 
 Batch and loss scaling: `global_batch_size` images per optimizer update over
 all replicas; each replica receives `global_batch_size / replicas` real
@@ -37,6 +40,9 @@ MIXED_PRECISION_POLICIES = (None, "mixed_bfloat16", "mixed_float16")
 G_UPDATE_PURPOSE = 1000
 D_METRICS = ("d_loss", "d_loss_real", "d_loss_fake", "d_real_logit",
              "d_fake_logit")
+# How many of a compiled call's steps updated D (read by `run_steps`, which
+# leaves the D terms out of its result when none did).
+D_UPDATES = "d_updates"
 
 
 @dataclasses.dataclass
@@ -123,12 +129,52 @@ class GanSteps:
         self.state = None
         self.objective = None
         self.dim_z = None
-        self._train_fn = None
+        self.schedule_start = None
+        self.d_interval = 1
+        # Whether the G step being traced has an adversarial term (False
+        # only after the schedule's start with D updates switched off).
+        self.adversarial_active = True
+        self._train_fns = {}
 
     @property
     def images_per_step(self):
-        """Real images one G step consumes (over all replicas)."""
+        """Real images one D-updating G step consumes (over all replicas)."""
         return self.global_batch_size * self.d_steps
+
+    def set_discriminator_schedule(self, start_step, interval):
+        """From G step `start_step` on, D is updated only at the steps
+        `start_step + k * interval` (interval 1: every step, as before the
+        start; 0: never, and G's adversarial term is dropped: G trains on
+        its objective's other terms alone). A step that skips D reads no
+        real batch."""
+        interval = int(interval)
+        if interval < 0:
+            raise errors.BadInputError(
+                f"The discriminator interval must be >= 0 (0: no D updates "
+                f"after step {start_step}), got {interval}.")
+        schedule = (None if start_step is None else int(start_step),
+                    interval)
+        if schedule != (self.schedule_start, self.d_interval):
+            self.schedule_start, self.d_interval = schedule
+            self.reset()
+
+    def updates_discriminator(self, step):
+        """Whether G step `step` runs its D updates (a Python bool)."""
+        start = self.schedule_start
+        if start is None or step < start or self.d_interval == 1:
+            return True
+        return self.d_interval > 0 and (step - start) % self.d_interval == 0
+
+    def d_updating_steps_before(self, step):
+        """How many of the G steps 0 .. step-1 ran D updates (each read
+        `d_steps_per_g_step` real batches): where a resumed run's data
+        continues."""
+        start = self.schedule_start
+        if start is None or step <= start or self.d_interval == 1:
+            return int(step)
+        if self.d_interval == 0:
+            return start
+        return start + -(-(step - start) // self.d_interval)
 
     def make_optimizer(self, optimizer_cls, name):
         """An optimizer (wrapped for fp16 loss scaling when needed)."""
@@ -163,8 +209,8 @@ class GanSteps:
         self.reset()
 
     def reset(self):
-        """Forgets the compiled step (after the models changed)."""
-        self._train_fn = None
+        """Forgets the compiled steps (after the models changed)."""
+        self._train_fns = {}
 
     # ------------------------------------------------------------------
     # Noise and batch arithmetic.
@@ -306,9 +352,8 @@ class GanSteps:
                                            value, axis=None)
                 for name, value in per_replica_terms.items()}
 
-    def one_step(self, iterator):
-        """One G step (its D updates first), EMA, step += 1; the terms."""
-        step = self.state.step.read_value()
+    def _d_updates(self, iterator, step):
+        """The step's D updates: their mean terms."""
         terms = {}
         for update in range(self.d_steps):
             batch = next(iterator)
@@ -316,47 +361,106 @@ class GanSteps:
                 self.d_replica_step, args=(batch, step, update)))
             for name, value in d_terms.items():
                 terms[name] = terms.get(name, 0.0) + value / self.d_steps
+        return terms
+
+    def _scheduled_d_updates(self, iterator, step, after_start):
+        """(D terms, 1.0 or 0.0: whether D was updated) of one G step
+        under the discriminator schedule; `after_start` says (statically)
+        whether the compiled steps lie after the schedule's start."""
+        if not after_start or self.d_interval == 1:
+            return self._d_updates(iterator, step), tf.constant(1.0)
+        if self.d_interval == 0:
+            return {}, tf.constant(0.0)
+
+        def run():
+            terms = self._d_updates(iterator, step)
+            return ({name: tf.cast(terms[name], tf.float32)
+                     for name in D_METRICS}, tf.constant(1.0))
+
+        def skip():
+            return ({name: tf.constant(0.0) for name in D_METRICS},
+                    tf.constant(0.0))
+
+        due = tf.equal(
+            (step - self.schedule_start) % self.d_interval, 0)
+        return tf.cond(due, run, skip)
+
+    def one_step(self, iterator, after_start=False):
+        """One G step (its D updates first, as the schedule says), EMA,
+        step += 1; (the terms, whether D was updated)."""
+        step = self.state.step.read_value()
+        terms, d_updated = self._scheduled_d_updates(iterator, step,
+                                                     after_start)
+        terms = dict(terms)
         terms.update(self._reduce(self.strategy.run(self.g_replica_step,
                                                     args=(step,))))
         self.state.ema.update(step)
         self.objective.after_step(step)
         self.state.step.assign_add(1)
-        return terms
+        return terms, d_updated
 
-    def metric_names(self):
-        """Names of the loss terms one G step reports."""
-        return list(D_METRICS) + ["g_loss"] + list(self.objective.loss_names)
+    def metric_names(self, after_start=False):
+        """Names of the loss terms one G step reports (no D terms once
+        the schedule has switched D off)."""
+        d_names = ([] if after_start and self.d_interval == 0
+                   else list(D_METRICS))
+        return d_names + ["g_loss"] + list(self.objective.loss_names)
 
-    def _build_train_fn(self):
+    def _build_train_fn(self, after_start):
         """The compiled loop of `num_steps` G steps. Written with an
         explicit tf.while_loop and traced without AutoGraph: the step code
-        has no tensor-dependent Python control flow, and converting it and
-        every Keras layer it calls cost ~4 s of each trace (a quarter of a
-        tiny PPCD step's start-up on 2 cores)."""
-        names = self.metric_names()
+        has no tensor-dependent Python control flow besides the D
+        schedule's tf.cond, and converting it and every Keras layer it
+        calls cost ~4 s of each trace (a quarter of a tiny PPCD step's
+        start-up on 2 cores). D terms are averaged over the steps that
+        updated D (their count is returned as `D_UPDATES`)."""
+        names = self.metric_names(after_start)
+        d_names = set(D_METRICS) & set(names)
 
         def train_steps(iterator, num_steps):
-            def body(index, sums):
-                terms = self.one_step(iterator)
+            self.adversarial_active = not (after_start
+                                           and self.d_interval == 0)
+
+            def body(index, sums, d_count):
+                terms, d_updated = self.one_step(iterator, after_start)
                 return index + 1, {
                     name: sums[name] + tf.cast(terms[name], tf.float32)
-                    for name in names}
+                    for name in names}, d_count + d_updated
 
             sums = {name: tf.constant(0.0) for name in names}
-            _, sums = tf.while_loop(lambda index, _: index < num_steps, body,
-                                    (tf.constant(0, num_steps.dtype), sums))
+            try:
+                _, sums, d_count = tf.while_loop(
+                    lambda index, *_: index < num_steps, body,
+                    (tf.constant(0, num_steps.dtype), sums,
+                     tf.constant(0.0)))
+            finally:
+                self.adversarial_active = True
             count = tf.cast(num_steps, tf.float32)
-            return {name: value / count for name, value in sums.items()}
+            means = {name: value / (tf.maximum(d_count, 1.0)
+                                    if name in d_names else count)
+                     for name, value in sums.items()}
+            means[D_UPDATES] = d_count
+            return means
 
         return tf.function(train_steps, jit_compile=self.jit_compile,
                            autograph=False)
 
     def run_steps(self, iterator, num_steps):
-        """Runs `num_steps` G steps; returns the mean loss terms (floats)."""
-        if self._train_fn is None:
-            self._train_fn = self._build_train_fn()
-        return {name: float(value) for name, value in
-                self._train_fn(iterator, tf.constant(num_steps)).items()}
+        """Runs `num_steps` G steps; returns the mean loss terms (floats).
+        The caller keeps a call on one side of the schedule's start (the
+        start is a loop boundary)."""
+        start = self.schedule_start
+        after_start = (start is not None
+                       and int(self.state.step.numpy()) >= start)
+        if after_start not in self._train_fns:
+            self._train_fns[after_start] = self._build_train_fn(after_start)
+        means = {name: float(value) for name, value in
+                 self._train_fns[after_start](
+                     iterator, tf.constant(num_steps)).items()}
+        if not means.pop(D_UPDATES):  # no D update in these steps
+            means = {name: value for name, value in means.items()
+                     if name not in D_METRICS}
+        return means
 
 
 def inner_optimizer(optimizer):

@@ -60,7 +60,9 @@ class AdversarialObjective:
 
 
 class PPCDObjective(AdversarialObjective):
-    """The PPCD student's loss: adversarial + distillation + budget.
+    """The PPCD student's loss: adversarial + distillation + budget. The
+    adversarial term (and the training D's pass it needs) is left out while
+    `steps.adversarial_active` is False (D switched off after the cut).
 
     Args:
       steps: the `GanSteps`.
@@ -93,10 +95,14 @@ class PPCDObjective(AdversarialObjective):
         fake, student_features = self.generate(z, labels, training=True,
                                                return_features=True)
         discriminator = self.state.discriminator
-        logits, d_features = discriminator(fake, labels, training=True,
-                                           return_features=True)
-        terms = {"g_loss_adversarial":
-                 self.steps.scaled_mean(self.steps.g_loss_fn(logits))}
+        if self.steps.adversarial_active:
+            logits, d_features = discriminator(fake, labels, training=True,
+                                               return_features=True)
+            terms = {"g_loss_adversarial":
+                     self.steps.scaled_mean(self.steps.g_loss_fn(logits))}
+        else:  # D switched off after the cut: distillation alone
+            d_features = None
+            terms = {"g_loss_adversarial": tf.constant(0.0)}
         terms.update(self.distillation.terms(
             z, labels, step, fake, student_features, d_features,
             discriminator, self.steps.scaled_mean))

@@ -80,6 +80,14 @@ class PPCDTrainer(trainer_lib.Trainer):
         self.cam_discriminator = cam_discriminator
         self.pruning = pruning()
         self.compact = compact()
+        if (self.compact.discriminator_interval == 0
+                and cam_discriminator == "student"
+                and self.weights.class_aware > 0):
+            raise errors.BadInputError(
+                "CompactPhase.discriminator_interval = 0 drops the training "
+                "D after the cut, but PPCDTrainer.cam_discriminator = "
+                "'student' takes the class activation maps from it: use "
+                "cam_discriminator = 'teacher' or an interval >= 1.")
         self.structure = run_dir.read_pruning_structure(model_dir)
         self.pruning.compacted = self._resumes_compact(model_dir)
         super().__init__(model_dir, strategy, **kwargs)

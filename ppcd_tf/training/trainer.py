@@ -280,10 +280,12 @@ class Trainer:
     # What the loop calls.
 
     def make_iterator(self, start_step):
-        """Iterator over distributed real batches from G step `start_step`."""
+        """Iterator over distributed real batches from G step `start_step`
+        (after the real batches its D updates read before it)."""
         distributed = self.dataset.make_distributed(
             self.strategy, self.steps.global_batch_size,
-            start_example=start_step * self.steps.images_per_step)
+            start_example=(self.steps.d_updating_steps_before(start_step)
+                           * self.steps.images_per_step))
         return iter(distributed)
 
     def run_steps(self, iterator, num_steps):

@@ -3,12 +3,15 @@ discriminator_interval`): which steps update D, what they report, where a
 resumed run's data continues, and the refusals."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from ppcd_tf import errors
 from ppcd_tf.training import compact_phase
 from ppcd_tf.training import gan_steps
 from ppcd_tf.training import ppcd_trainer
+from ppcd_tf.workflows import benchmark
+from ppcd_tf.workflows import step_parts
 from tests import helpers
 
 CUT = 4  # prune_end_fraction 0.5 of 8 steps
@@ -18,7 +21,7 @@ def _steps(start, interval):
     steps = gan_steps.GanSteps(helpers.one_device(), seed=0, num_classes=2,
                                global_batch_size=4)
     steps.set_discriminator_schedule(start, interval)
-    return steps
+    return steps.d_schedule
 
 
 def _ppcd(model_dir, interval, strategy=None, extra=()):
@@ -66,27 +69,28 @@ class ScheduleArithmeticTest(tf.test.TestCase):
 
     def test_which_steps_update_d(self):
         every = _steps(None, 3)
-        self.assertTrue(all(every.updates_discriminator(s) for s in range(9)))
+        self.assertTrue(all(every.updates(s) for s in range(9)))
         third = _steps(4, 3)
         self.assertEqual([s for s in range(12) if
-                          third.updates_discriminator(s)],
+                          third.updates(s)],
                          [0, 1, 2, 3, 4, 7, 10])
         never = _steps(4, 0)
         self.assertEqual([s for s in range(12) if
-                          never.updates_discriminator(s)], [0, 1, 2, 3])
+                          never.updates(s)], [0, 1, 2, 3])
 
     def test_data_position_counts_d_updating_steps(self):
         for start, interval in ((None, 1), (4, 1), (4, 3), (4, 0), (0, 2)):
             steps = _steps(start, interval)
             for step in range(14):
                 self.assertEqual(
-                    steps.d_updating_steps_before(step),
-                    sum(steps.updates_discriminator(s) for s in range(step)),
+                    steps.updating_steps_before(step),
+                    sum(steps.updates(s) for s in range(step)),
                     (start, interval, step))
 
     def test_bad_intervals_are_refused(self):
-        with self.assertRaisesRegex(errors.BadInputError, ">= 0"):
-            _steps(4, -1)
+        for bad in (-1, 1.5):
+            with self.assertRaisesRegex(errors.BadInputError, ">= 0"):
+                _steps(4, bad)
         for bad in (-1, 1.5, True):
             with self.assertRaisesRegex(errors.BadInputError,
                                         "discriminator_interval"):
@@ -119,7 +123,7 @@ class ScheduledTrainingTest(tf.test.TestCase):
         for step in range(CUT + 1, 9):
             self.assertTrue(_equal(weights[CUT], weights[step]), step)
         self.assertTrue(trainer.compacted)
-        self.assertEqual(trainer.steps.d_updating_steps_before(8), CUT)
+        self.assertEqual(trainer.steps.d_schedule.updating_steps_before(8), CUT)
 
     def test_every_second_step_on_two_replicas(self):
         trainer = _ppcd(self.create_tempdir().full_path, 2,
@@ -137,7 +141,22 @@ class ScheduledTrainingTest(tf.test.TestCase):
         for step in (CUT + 1, CUT + 2, CUT + 3):
             self.assertNotEqual(metrics[step]["g_loss_adversarial"], 0.0)
         # A resumed run reads its data after the 6 D-updating steps.
-        self.assertEqual(trainer.steps.d_updating_steps_before(7), 6)
+        self.assertEqual(trainer.steps.d_schedule.updating_steps_before(7), 6)
+
+
+@pytest.mark.eager
+def test_step_timing_follows_the_schedule(tmp_path):
+    """time_training times the compact step the recipe trains: without a
+    D after the cut its parts have no D step and no training-D pass."""
+    result = benchmark.measure_train_steps(
+        helpers.tiny_teacher_dir(), str(tmp_path), gin_params=list(
+            helpers.TINY_BINDINGS) + [
+                "PruningBudget.min_channels = 1",
+                "CompactPhase.discriminator_interval = 0"],
+        repeats=1, warmup=0, parts=True)
+    assert sorted(result["compact_parts"]) == sorted(
+        set(step_parts.PART_NAMES) - {"d_step", "training_d_input"})
+    assert result["ppcd_compact_seconds_per_step"] > 0
 
 
 if __name__ == "__main__":

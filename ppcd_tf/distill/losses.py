@@ -112,8 +112,9 @@ def _flatten(maps):
     return tf.reshape(maps, (tf.shape(maps)[0], -1))
 
 
-def _attention_grid(features):
-    """mean_c F^2 as [B, H, W, 1] (float32)."""
+def attention_grid(features):
+    """mean_c F^2 of features [B, H, W, C] as [B, H, W, 1] (float32): the
+    unnormalised attention map (what `distill.bank` stores per tap)."""
     features = _float32(features)
     return tf.reduce_mean(tf.square(features), axis=-1, keepdims=True)
 
@@ -130,7 +131,7 @@ def attention_map(features, epsilon=NORMALISATION_EPSILON):
         L2-normalised per example (so it does not depend on C or on a global
         scale of F).
     """
-    return _normalise(_flatten(_attention_grid(features)), epsilon)
+    return _normalise(_flatten(attention_grid(features)), epsilon)
 
 
 def _squared_distance(a, b):
@@ -139,7 +140,8 @@ def _squared_distance(a, b):
 
 
 def attention_transfer_loss(student_features, teacher_features, layers=None,
-                            weights=None, epsilon=NORMALISATION_EPSILON):
+                            weights=None, epsilon=NORMALISATION_EPSILON,
+                            teacher_grids=False):
     """Attention transfer between student and teacher feature maps.
 
     The student may have fewer channels than the teacher (attention maps
@@ -155,6 +157,9 @@ def attention_transfer_loss(student_features, teacher_features, layers=None,
         weights: None (every layer weight 1) or a dict name -> float; layers
             missing from it get weight 1.
         epsilon: lower bound on the squared norm in the normalisation.
+        teacher_grids: `teacher_features` holds the teacher's
+            `attention_grid`s [B, H_t, W_t, 1] (a `distill.bank`'s), not
+            its feature maps.
 
     Returns:
         float32 tensor [B]: sum over layers of weight * sum over positions
@@ -186,8 +191,10 @@ def attention_transfer_loss(student_features, teacher_features, layers=None,
             f"distilled; layers are {layers}.")
     total = None
     for name in layers:
-        teacher = _attention_grid(tf.stop_gradient(teacher_features[name]))
-        student = _attention_grid(student_features[name])
+        teacher = tf.stop_gradient(teacher_features[name])
+        teacher = (_float32(teacher) if teacher_grids
+                   else attention_grid(teacher))
+        student = attention_grid(student_features[name])
         teacher_size = _static_spatial(teacher, f"Teacher layer {name!r}")
         if _static_spatial(student, f"Student layer {name!r}") != teacher_size:
             student = area_resize(student, teacher_size)

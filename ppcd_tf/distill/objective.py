@@ -108,10 +108,13 @@ class DistillationObjective:
             weights.class_aware > 0 and self.cam_discriminator == "teacher")
 
     def terms(self, z, labels, step, fake, student_features,
-              student_d_features, student_discriminator, reduce):
+              student_d_features, student_discriminator, reduce,
+              banked=None):
         """{term_names: scalar} for the student's images `fake` [B, H, W, C]
         and feature taps at inputs (z [B, dim_z], labels [B]); `reduce`
-        turns per-example values [B] into the global-batch share.
+        turns per-example values [B] into the global-batch share. `banked`:
+        a `distill.bank.TeacherBank` draw for these inputs ({"images",
+        "grids"}): the teacher G is then not run.
 
         A term whose weight is 0 is 0 and costs nothing: the teacher passes
         only it needs are not run (with every weight 0, as in
@@ -121,14 +124,20 @@ class DistillationObjective:
         if not any(w > 0 for w in (weights.attention, weights.class_aware,
                                    weights.output_l1, weights.d_features)):
             return terms
-        teacher_images, teacher_features = self.teacher_outputs(z, labels)
+        if banked is None:
+            teacher_images, teacher_features = self.teacher_outputs(z,
+                                                                    labels)
+        else:
+            teacher_images, teacher_features = (banked["images"],
+                                                banked["grids"])
         teacher_d = (self.teacher_d_features(fake, teacher_images, labels)
                      if self.needs_teacher_d() else None)
         if weights.attention > 0:
             terms["g_loss_attention"] = weights.attention * reduce(
                 distill_losses.attention_transfer_loss(
                     student_features, teacher_features,
-                    layers=weights.attention_layers))
+                    layers=weights.attention_layers,
+                    teacher_grids=banked is not None))
         if weights.class_aware > 0:
             teacher_cam, student_cam = self.class_activation_maps(
                 fake, teacher_images, labels, student_d_features,

@@ -82,8 +82,14 @@ def compact_student(generator, keep, name, tolerance, verify_batch=16,
             f"The compact student differs from the hard-masked one by "
             f"{result.worst:.3g} > {result.allowed:.3g} (the tolerance "
             f"{tolerance:g}, or {rounding_factor:g} float32 ulps of the "
-            f"largest activation, {result.activation_scale:.3g}; first at "
-            f"{result.first}).")
+            f"largest activation, {result.activation_scale:.3g}; "
+            + (f"first beyond its own allowance at {result.first[0]}, by "
+               f"{result.first[1]:.3g}" if result.first else
+               "every feature tap within its allowance, only the images "
+               "beyond it") + "). A surgery error differs by a sizeable "
+            "fraction of the activations; a difference this small is "
+            "float32 rounding: raise CompactPhase.compaction_rounding_factor"
+            " or compaction_tolerance.")
     logging.info("Compact student verified: max |difference| %.3g <= %.3g "
                  "(largest activation %.3g).", result.worst, result.allowed,
                  result.activation_scale)

@@ -160,8 +160,11 @@ def masks_from_keep(keep):
 FLOAT32_EPSILON = float(np.finfo(np.float32).eps)
 # Ulps of the largest activation two float32 networks that sum the same
 # terms in other orders may differ by (measured: ~5 on a student whose
-# streams reach ~2,000).
-DEFAULT_ROUNDING_FACTOR = 16.0
+# streams reach ~2,000; ~40 on the images of an 8x student whose largest
+# activation was 42.3, 2026-12-06, which the earlier 16 refused at its cut).
+# A surgery error moves activations by a sizeable fraction of their scale,
+# millions of ulps.
+DEFAULT_ROUNDING_FACTOR = 128.0
 
 Comparison = collections.namedtuple(
     "Comparison", ["worst", "first", "allowed", "activation_scale"])

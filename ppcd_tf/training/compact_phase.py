@@ -18,6 +18,7 @@ from ppcd_tf import errors
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.pruning import compaction
 from ppcd_tf.pruning import schedules
+from ppcd_tf.pruning import surgery
 from ppcd_tf.runs import run_dir
 from ppcd_tf.training import gan_steps
 from ppcd_tf.training import phases
@@ -51,7 +52,7 @@ class CompactPhase(phases.Phase):
 
     def __init__(self, train_compact_after_cut=True,
                  carry_optimizer_state=True, compaction_tolerance=1e-4,
-                 compaction_rounding_factor=16.0,
+                 compaction_rounding_factor=surgery.DEFAULT_ROUNDING_FACTOR,
                  retrain=schedules.RetrainSchedule,
                  discriminator_interval=1):
         if not (compaction_tolerance >= 0 and compaction_rounding_factor >= 0):
@@ -91,9 +92,9 @@ class CompactPhase(phases.Phase):
 
     def boundaries(self):
         """The cut: the D schedule changes there."""
-        if self.trainer.steps.schedule_start is None:
+        if self.trainer.steps.d_schedule.start is None:
             return ()
-        return (self.trainer.steps.schedule_start,)
+        return (self.trainer.steps.d_schedule.start,)
 
     def begin_loop(self, step):
         """Switches once the masks are hard; sets the learning rates."""

@@ -32,6 +32,7 @@ import keras
 import tensorflow as tf
 
 from ppcd_tf import errors
+from ppcd_tf.training import d_schedule as d_schedule_lib
 from ppcd_tf.training import ema as ema_lib
 from ppcd_tf.training import gan_losses
 
@@ -87,6 +88,8 @@ class GanSteps:
       ema_decay, ema_start_step: EMA of G (decay 0 before the start step).
     """
 
+    G_UPDATE_PURPOSE = G_UPDATE_PURPOSE
+
     def __init__(self, strategy, seed, num_classes,
                  global_batch_size=gin.REQUIRED, d_steps_per_g_step=1,
                  accumulation_steps=1, loss="hinge", mixed_precision=None,
@@ -129,8 +132,7 @@ class GanSteps:
         self.state = None
         self.objective = None
         self.dim_z = None
-        self.schedule_start = None
-        self.d_interval = 1
+        self.d_schedule = d_schedule_lib.DiscriminatorSchedule()
         # Whether the G step being traced has an adversarial term (False
         # only after the schedule's start with D updates switched off).
         self.adversarial_active = True
@@ -142,39 +144,13 @@ class GanSteps:
         return self.global_batch_size * self.d_steps
 
     def set_discriminator_schedule(self, start_step, interval):
-        """From G step `start_step` on, D is updated only at the steps
-        `start_step + k * interval` (interval 1: every step, as before the
-        start; 0: never, and G's adversarial term is dropped: G trains on
-        its objective's other terms alone). A step that skips D reads no
-        real batch."""
-        interval = int(interval)
-        if interval < 0:
-            raise errors.BadInputError(
-                f"The discriminator interval must be >= 0 (0: no D updates "
-                f"after step {start_step}), got {interval}.")
-        schedule = (None if start_step is None else int(start_step),
-                    interval)
-        if schedule != (self.schedule_start, self.d_interval):
-            self.schedule_start, self.d_interval = schedule
+        """D updated every `interval`-th G step from `start_step` on (see
+        `d_schedule.DiscriminatorSchedule`); recompiles when it changes."""
+        schedule = d_schedule_lib.DiscriminatorSchedule(
+            None if start_step is None else int(start_step), interval)
+        if schedule != self.d_schedule:
+            self.d_schedule = schedule
             self.reset()
-
-    def updates_discriminator(self, step):
-        """Whether G step `step` runs its D updates (a Python bool)."""
-        start = self.schedule_start
-        if start is None or step < start or self.d_interval == 1:
-            return True
-        return self.d_interval > 0 and (step - start) % self.d_interval == 0
-
-    def d_updating_steps_before(self, step):
-        """How many of the G steps 0 .. step-1 ran D updates (each read
-        `d_steps_per_g_step` real batches): where a resumed run's data
-        continues."""
-        start = self.schedule_start
-        if start is None or step <= start or self.d_interval == 1:
-            return int(step)
-        if self.d_interval == 0:
-            return start
-        return start + -(-(step - start) // self.d_interval)
 
     def make_optimizer(self, optimizer_cls, name):
         """An optimizer (wrapped for fp16 loss scaling when needed)."""
@@ -331,12 +307,15 @@ class GanSteps:
         return terms
 
     def g_replica_step(self, step):
-        """One G update on this replica's noise; its loss terms."""
-        z, labels = self.replica_noise(step, G_UPDATE_PURPOSE)
+        """One G update on this replica's inputs (the objective's
+        `g_inputs`: fresh noise, or a teacher bank's draw); its terms."""
+        z, labels, extras = self.objective.g_inputs(step)
 
         def loss_fn(index):
-            terms = self.objective.losses(self.micro(z, index),
-                                          self.micro(labels, index), step)
+            terms = self.objective.losses(
+                self.micro(z, index), self.micro(labels, index), step,
+                None if extras is None else tf.nest.map_structure(
+                    lambda t: self.micro(t, index), extras))
             total = tf.add_n([value for name, value in terms.items()
                               if not name.startswith("info_")])
             terms["g_loss"] = total
@@ -347,52 +326,19 @@ class GanSteps:
     # ------------------------------------------------------------------
     # The compiled call.
 
-    def _reduce(self, per_replica_terms):
+    def reduce(self, per_replica_terms):
         return {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM,
                                            value, axis=None)
                 for name, value in per_replica_terms.items()}
-
-    def _d_updates(self, iterator, step):
-        """The step's D updates: their mean terms."""
-        terms = {}
-        for update in range(self.d_steps):
-            batch = next(iterator)
-            d_terms = self._reduce(self.strategy.run(
-                self.d_replica_step, args=(batch, step, update)))
-            for name, value in d_terms.items():
-                terms[name] = terms.get(name, 0.0) + value / self.d_steps
-        return terms
-
-    def _scheduled_d_updates(self, iterator, step, after_start):
-        """(D terms, 1.0 or 0.0: whether D was updated) of one G step
-        under the discriminator schedule; `after_start` says (statically)
-        whether the compiled steps lie after the schedule's start."""
-        if not after_start or self.d_interval == 1:
-            return self._d_updates(iterator, step), tf.constant(1.0)
-        if self.d_interval == 0:
-            return {}, tf.constant(0.0)
-
-        def run():
-            terms = self._d_updates(iterator, step)
-            return ({name: tf.cast(terms[name], tf.float32)
-                     for name in D_METRICS}, tf.constant(1.0))
-
-        def skip():
-            return ({name: tf.constant(0.0) for name in D_METRICS},
-                    tf.constant(0.0))
-
-        due = tf.equal(
-            (step - self.schedule_start) % self.d_interval, 0)
-        return tf.cond(due, run, skip)
 
     def one_step(self, iterator, after_start=False):
         """One G step (its D updates first, as the schedule says), EMA,
         step += 1; (the terms, whether D was updated)."""
         step = self.state.step.read_value()
-        terms, d_updated = self._scheduled_d_updates(iterator, step,
-                                                     after_start)
+        terms, d_updated = scheduled_d_updates(self, iterator, step,
+                                               after_start)
         terms = dict(terms)
-        terms.update(self._reduce(self.strategy.run(self.g_replica_step,
+        terms.update(self.reduce(self.strategy.run(self.g_replica_step,
                                                     args=(step,))))
         self.state.ema.update(step)
         self.objective.after_step(step)
@@ -401,66 +347,96 @@ class GanSteps:
 
     def metric_names(self, after_start=False):
         """Names of the loss terms one G step reports (no D terms once
-        the schedule has switched D off)."""
-        d_names = ([] if after_start and self.d_interval == 0
+        the schedule has dropped D)."""
+        d_names = ([] if after_start and self.d_schedule.drops_discriminator
                    else list(D_METRICS))
         return d_names + ["g_loss"] + list(self.objective.loss_names)
 
-    def _build_train_fn(self, after_start):
-        """The compiled loop of `num_steps` G steps. Written with an
-        explicit tf.while_loop and traced without AutoGraph: the step code
-        has no tensor-dependent Python control flow besides the D
-        schedule's tf.cond, and converting it and every Keras layer it
-        calls cost ~4 s of each trace (a quarter of a tiny PPCD step's
-        start-up on 2 cores). D terms are averaged over the steps that
-        updated D (their count is returned as `D_UPDATES`)."""
-        names = self.metric_names(after_start)
-        d_names = set(D_METRICS) & set(names)
-
-        def train_steps(iterator, num_steps):
-            self.adversarial_active = not (after_start
-                                           and self.d_interval == 0)
-
-            def body(index, sums, d_count):
-                terms, d_updated = self.one_step(iterator, after_start)
-                return index + 1, {
-                    name: sums[name] + tf.cast(terms[name], tf.float32)
-                    for name in names}, d_count + d_updated
-
-            sums = {name: tf.constant(0.0) for name in names}
-            try:
-                _, sums, d_count = tf.while_loop(
-                    lambda index, *_: index < num_steps, body,
-                    (tf.constant(0, num_steps.dtype), sums,
-                     tf.constant(0.0)))
-            finally:
-                self.adversarial_active = True
-            count = tf.cast(num_steps, tf.float32)
-            means = {name: value / (tf.maximum(d_count, 1.0)
-                                    if name in d_names else count)
-                     for name, value in sums.items()}
-            means[D_UPDATES] = d_count
-            return means
-
-        return tf.function(train_steps, jit_compile=self.jit_compile,
-                           autograph=False)
-
     def run_steps(self, iterator, num_steps):
-        """Runs `num_steps` G steps; returns the mean loss terms (floats).
-        The caller keeps a call on one side of the schedule's start (the
-        start is a loop boundary)."""
-        start = self.schedule_start
-        after_start = (start is not None
-                       and int(self.state.step.numpy()) >= start)
+        """Runs `num_steps` G steps; returns the mean loss terms (floats;
+        no D terms when none of the steps updated D). The caller keeps a
+        call on one side of the D schedule's start (a loop boundary)."""
+        after_start = self.d_schedule.after_start(
+            int(self.state.step.numpy()))
         if after_start not in self._train_fns:
-            self._train_fns[after_start] = self._build_train_fn(after_start)
+            self._train_fns[after_start] = compiled_steps(self, after_start)
         means = {name: float(value) for name, value in
                  self._train_fns[after_start](
                      iterator, tf.constant(num_steps)).items()}
-        if not means.pop(D_UPDATES):  # no D update in these steps
+        if not means.pop(D_UPDATES):
             means = {name: value for name, value in means.items()
                      if name not in D_METRICS}
         return means
+
+
+def d_updates(steps, iterator, step):
+    """The D updates of one G step of `steps` (a GanSteps): their mean
+    terms."""
+    terms = {}
+    for update in range(steps.d_steps):
+        batch = next(iterator)
+        d_terms = steps.reduce(steps.strategy.run(
+            steps.d_replica_step, args=(batch, step, update)))
+        for name, value in d_terms.items():
+            terms[name] = terms.get(name, 0.0) + value / steps.d_steps
+    return terms
+
+
+def scheduled_d_updates(steps, iterator, step, after_start):
+    """(D terms, 1.0 or 0.0: whether D was updated) of one G step under
+    `steps.d_schedule`; `after_start` says (statically) whether the
+    compiled steps lie after the schedule's start."""
+    schedule = steps.d_schedule
+    if not after_start or schedule.interval == 1:
+        return d_updates(steps, iterator, step), tf.constant(1.0)
+    if schedule.interval == 0:
+        return {}, tf.constant(0.0)
+    due = tf.equal((step - schedule.start) % schedule.interval, 0)
+    return tf.cond(due, lambda: (
+        {name: tf.cast(value, tf.float32) for name, value in
+         d_updates(steps, iterator, step).items()}, tf.constant(1.0)),
+        lambda: ({name: tf.constant(0.0) for name in D_METRICS},
+                 tf.constant(0.0)))
+
+
+def compiled_steps(steps, after_start):
+    """The compiled loop of `num_steps` G steps of `steps` (a GanSteps),
+    before or after its D schedule's start. Written with an explicit
+    tf.while_loop and traced without AutoGraph: the step code has no
+    tensor-dependent Python control flow besides the D schedule's tf.cond,
+    and converting it and every Keras layer it calls cost ~4 s of each
+    trace (a quarter of a tiny PPCD step's start-up on 2 cores). D terms
+    are averaged over the steps that updated D (their count is returned as
+    `D_UPDATES`)."""
+    names = steps.metric_names(after_start)
+    d_names = set(D_METRICS) & set(names)
+
+    def train_steps(iterator, num_steps):
+        steps.adversarial_active = not (
+            after_start and steps.d_schedule.drops_discriminator)
+
+        def body(index, sums, d_count):
+            terms, d_updated = steps.one_step(iterator, after_start)
+            return index + 1, {
+                name: sums[name] + tf.cast(terms[name], tf.float32)
+                for name in names}, d_count + d_updated
+
+        sums = {name: tf.constant(0.0) for name in names}
+        try:
+            _, sums, d_count = tf.while_loop(
+                lambda index, *_: index < num_steps, body,
+                (tf.constant(0, num_steps.dtype), sums, tf.constant(0.0)))
+        finally:
+            steps.adversarial_active = True
+        count = tf.cast(num_steps, tf.float32)
+        means = {name: value / (tf.maximum(d_count, 1.0)
+                                if name in d_names else count)
+                 for name, value in sums.items()}
+        means[D_UPDATES] = d_count
+        return means
+
+    return tf.function(train_steps, jit_compile=steps.jit_compile,
+                       autograph=False)
 
 
 def inner_optimizer(optimizer):

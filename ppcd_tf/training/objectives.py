@@ -38,14 +38,21 @@ class AdversarialObjective:
         return model(z, labels, training=training,
                      return_features=return_features)
 
+    def g_inputs(self, step):
+        """(z [per_replica, dim_z], labels [per_replica], extras) of this
+        replica's G update; extras (None here) are sliced into
+        micro-batches with them and passed to `losses`."""
+        z, labels = self.steps.replica_noise(step, self.steps.G_UPDATE_PURPOSE)
+        return z, labels, None
+
     def adversarial_loss(self, fake, labels):
         """G's GAN loss on its images: a scalar divided by the global batch."""
         logits = self.state.discriminator(fake, labels, training=True)
         return self.steps.scaled_mean(self.steps.g_loss_fn(logits))
 
-    def losses(self, z, labels, step):
+    def losses(self, z, labels, step, extras=None):
         """Loss terms of one G micro-batch: {name: scalar}."""
-        del step
+        del step, extras
         fake = self.generate(z, labels, training=True)
         return {"g_loss_adversarial": self.adversarial_loss(fake, labels)}
 
@@ -70,12 +77,15 @@ class PPCDObjective(AdversarialObjective):
         G and D frozen inside).
       pruning: the `PruningPhase` (masks, budget controller); its masks are
         None for a fixed thinner student and after the compact switch.
+      bank: a built `distill.bank.TeacherBank` or None; when enabled the G
+        steps draw (z, y) and the teacher's outputs from it.
     """
 
-    def __init__(self, steps, distillation, pruning):
+    def __init__(self, steps, distillation, pruning, bank=None):
         super().__init__(steps)
         self.distillation = distillation
         self.pruning = pruning
+        self.bank = bank if bank is not None and bank.enabled else None
         self.loss_names = (("g_loss_adversarial",) + distillation.term_names
                            + ("g_loss_budget", "info_param_ratio"))
 
@@ -91,7 +101,15 @@ class PPCDObjective(AdversarialObjective):
                      keep=masks.keep(values),
                      return_features=return_features)
 
-    def losses(self, z, labels, step):
+    def g_inputs(self, step):
+        """Fresh noise, or with a teacher bank its draw for this step
+        (extras: the teacher's images and attention grids)."""
+        if self.bank is None:
+            return super().g_inputs(step)
+        return self.bank.replica_draw(step, self.steps.global_batch_size,
+                                      self.steps.per_replica_batch)
+
+    def losses(self, z, labels, step, extras=None):
         fake, student_features = self.generate(z, labels, training=True,
                                                return_features=True)
         discriminator = self.state.discriminator
@@ -105,7 +123,7 @@ class PPCDObjective(AdversarialObjective):
             terms = {"g_loss_adversarial": tf.constant(0.0)}
         terms.update(self.distillation.terms(
             z, labels, step, fake, student_features, d_features,
-            discriminator, self.steps.scaled_mean))
+            discriminator, self.steps.scaled_mean, banked=extras))
         if self.pruning.masks is None:
             terms["g_loss_budget"] = tf.constant(0.0)
             terms["info_param_ratio"] = self.steps.global_share(

@@ -28,6 +28,7 @@ from absl import logging
 
 from ppcd_tf import config as config_lib
 from ppcd_tf import errors
+from ppcd_tf.distill import bank as bank_lib
 from ppcd_tf.distill import losses as distill_losses
 from ppcd_tf.distill import objective as distill_objective
 from ppcd_tf.models import complexity
@@ -56,13 +57,17 @@ class PPCDTrainer(trainer_lib.Trainer):
         being fine-tuned) computes the class activation maps.
       pruning, compact: the phase classes (`PruningPhase`,
         `CompactPhase`), called here; gin binds their settings.
+      teacher_bank: `distill.bank.TeacherBank` (class; gin binds its size,
+        0 by default: no bank): the teacher's outputs on a fixed set of
+        (z, y), computed once, which the G steps draw from.
     """
 
     def __init__(self, model_dir, strategy, teacher_dir=gin.REQUIRED,
                  distillation=distill_losses.DistillationWeights,
                  cam_discriminator="teacher",
                  pruning=pruning_phase.PruningPhase,
-                 compact=compact_phase.CompactPhase, **kwargs):
+                 compact=compact_phase.CompactPhase,
+                 teacher_bank=bank_lib.TeacherBank, **kwargs):
         _check_trainer_settings(kwargs)
         if teacher_dir is gin.REQUIRED or not teacher_dir:
             raise errors.BadInputError(
@@ -80,6 +85,7 @@ class PPCDTrainer(trainer_lib.Trainer):
         self.cam_discriminator = cam_discriminator
         self.pruning = pruning()
         self.compact = compact()
+        self.bank = teacher_bank()
         if (self.compact.discriminator_interval == 0
                 and cam_discriminator == "student"
                 and self.weights.class_aware > 0):
@@ -171,6 +177,7 @@ class PPCDTrainer(trainer_lib.Trainer):
             model.trainable = False
         self._load_teacher()
         self._freeze_teacher()
+        self.bank.build(self.teacher_generator)
         self.objective = distill_objective.DistillationObjective(
             self.weights, self.teacher_generator,
             self.teacher_discriminator, self.cam_discriminator)
@@ -178,7 +185,7 @@ class PPCDTrainer(trainer_lib.Trainer):
         self.compact.build(self, self.pruning)
         self.phases = [self.pruning, self.compact]
         self.steps.set_objective(objectives.PPCDObjective(
-            self.steps, self.objective, self.pruning))
+            self.steps, self.objective, self.pruning, self.bank))
 
     def _load_teacher(self):
         """Teacher EMA G and D from the teacher checkpoint; student copies

@@ -284,7 +284,7 @@ class Trainer:
         (after the real batches its D updates read before it)."""
         distributed = self.dataset.make_distributed(
             self.strategy, self.steps.global_batch_size,
-            start_example=(self.steps.d_updating_steps_before(start_step)
+            start_example=(self.steps.d_schedule.updating_steps_before(start_step)
                            * self.steps.images_per_step))
         return iter(distributed)
 

@@ -137,6 +137,10 @@ def _cut_like_the_run(trainer, structure):
     else:
         trainer.pruning.harden()
     trainer.compact.switch_to_compact(0)
+    # The timed steps lie after the cut: the D schedule of the recipe
+    # (CompactPhase.discriminator_interval) applies from step 0.
+    trainer.steps.set_discriminator_schedule(
+        0, trainer.compact.discriminator_interval)
 
 
 def measure_train_steps(teacher_dir, ppcd_dir, gin_files=None, gin_params=(),
@@ -187,24 +191,24 @@ def measure_train_steps(teacher_dir, ppcd_dir, gin_files=None, gin_params=(),
             new_timers, channels = built
             compact_channels = channels or compact_channels
             # Warm-up traces each step while its config is the parsed one.
-            for timer in new_timers.values():
+            for timer, _ in new_timers.values():
                 median_seconds(timer, 1, warmup)
             timers.update(new_timers)
         gin.clear_config()
         times = {name: [] for name in timers}
         for _ in range(repeats):
-            for name, timer in timers.items():
+            for name, (timer, steps) in timers.items():
                 start = time.perf_counter()
                 timer()
-                times[name].append(time.perf_counter() - start)
+                times[name].append((time.perf_counter() - start) / steps)
     return _step_results(times, compact_channels, gin_files, gin_params,
                          repeats)
 
 
 def _step_timers(name, model_dir, strategy, teacher_dir, ppcd_dir, cut,
                  parts):
-    """({timer name: callable}, the compact ChannelConfig dict or None) of
-    one trainer of the parsed configuration on `strategy` (the one all the
+    """({timer name: (callable, G steps per call)}, the compact
+    ChannelConfig dict or None) of one trainer of the parsed configuration on `strategy` (the one all the
     timed trainers share); None when the recipe has no compact phase to
     time."""
     # Deferred: only this measurement builds trainers.
@@ -229,9 +233,12 @@ def _step_timers(name, model_dir, strategy, teacher_dir, ppcd_dir, cut,
         _cut_like_the_run(trainer, run_dir.read_pruning_structure(ppcd_dir))
         channels = trainer.generator.channels.to_dict()
     iterator = trainer.make_iterator(0)
-    timers = {name: lambda: trainer.run_steps(iterator, 1)}
+    # After the cut with D updated every k-th step, one timing covers k
+    # steps (one with D, k - 1 without) and counts as their mean.
+    steps = max(1, trainer.steps.d_schedule.interval) if cut else 1
+    timers = {name: (lambda: trainer.run_steps(iterator, steps), steps)}
     if cut and parts:
-        timers.update({f"part_{part}": fn for part, fn in
+        timers.update({f"part_{part}": (fn, 1) for part, fn in
                        step_parts.compact_step_parts(trainer).items()})
     return timers, channels
 

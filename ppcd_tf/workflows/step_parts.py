@@ -19,6 +19,13 @@ whole step:
   training_d_input  the training D's forward and backward to its input (what
                     the G step's adversarial term costs)
 
+With a teacher bank (`TeacherBank.size > 0`) teacher_g is left out (the G
+step takes the teacher's outputs from the bank). With
+`CompactPhase.discriminator_interval = 0` (no training D after the
+cut) d_step and training_d_input are left out and g_step has no
+adversarial term; with an interval k > 1 d_step is the cost of the steps
+that update D (the whole step's timing averages over k steps).
+
 The pieces overlap (the G step contains the last four), so their shares of
 the whole step do not add up to 1; the D step plus the G step does, up to
 the EMA update and the loop's bookkeeping.
@@ -37,7 +44,8 @@ def _compiled(fn):
 def compact_step_parts(trainer, seed=0):
     """{part name: callable} of a PPCD trainer after its compact switch
     (`trainer.compacted`), run on `trainer.steps.strategy`'s one device;
-    'teacher_d' is left out when the recipe never runs the teacher D."""
+    'teacher_d' is left out when the recipe never runs the teacher D,
+    'd_step' and 'training_d_input' when it has no D after the cut."""
     steps = trainer.steps
     distillation = trainer.objective
     batch = steps.micro_batch
@@ -50,8 +58,17 @@ def compact_step_parts(trainer, seed=0):
     strategy = steps.strategy
     d_step = _compiled(lambda: strategy.run(
         steps.d_replica_step, args=(next(iterator), step.read_value(), 0)))
-    g_step = _compiled(lambda: strategy.run(
-        steps.g_replica_step, args=(step.read_value(),)))
+    with_d = steps.d_schedule.interval != 0  # the recipe keeps a D
+
+    def g_replica_step():
+        steps.adversarial_active = with_d
+        try:
+            return strategy.run(steps.g_replica_step,
+                                args=(step.read_value(),))
+        finally:
+            steps.adversarial_active = True
+
+    g_step = _compiled(g_replica_step)
     teacher_g = _compiled(lambda: distillation.teacher_outputs(z, labels))
     teacher_images = teacher_g()[0]
     fake = generator(z, labels, training=False)
@@ -69,9 +86,11 @@ def compact_step_parts(trainer, seed=0):
             loss = tf.reduce_sum(tf.cast(logits, tf.float32))
         return tape.gradient(loss, fake)
 
-    parts = {"d_step": lambda: _fetch(d_step()),
-             "g_step": lambda: _fetch(g_step()),
-             "teacher_g": lambda: _fetch(teacher_g())}
+    parts = {"g_step": lambda: _fetch(g_step())}
+    if not trainer.bank.enabled:  # with a bank the G step never runs it
+        parts["teacher_g"] = lambda: _fetch(teacher_g())
+    if with_d:
+        parts["d_step"] = lambda: _fetch(d_step())
     if distillation.needs_teacher_d():
         teacher_d = _compiled(lambda: distillation.teacher_d_features(
             fake, teacher_images, labels))
@@ -79,7 +98,8 @@ def compact_step_parts(trainer, seed=0):
     student_g = _compiled(student_g)
     training_d_input = _compiled(training_d_input)
     parts["student_g"] = lambda: _fetch(student_g())
-    parts["training_d_input"] = lambda: _fetch(training_d_input())
+    if with_d:
+        parts["training_d_input"] = lambda: _fetch(training_d_input())
     return parts
 
 

@@ -91,6 +91,7 @@ PRUNING_SCHEMA = {
     "compact_channels": (dict, type(None)),
     "kept_indices": (dict, type(None)),
     "mask_function?": str, "prune_attention?": bool,
+    "compact_discriminator?": (dict, type(None)),
 }
 
 

@@ -17,6 +17,7 @@ from absl import logging
 from ppcd_tf import errors
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.pruning import compaction
+from ppcd_tf.pruning import discriminator_thinning
 from ppcd_tf.pruning import schedules
 from ppcd_tf.pruning import surgery
 from ppcd_tf.runs import run_dir
@@ -48,13 +49,17 @@ class CompactPhase(phases.Phase):
         A skipped D update reads no real batch; the whole D step is about
         half of a compact step (BENCHMARKS.md, "What a compact step
         spends").
+      discriminator_width: at the cut, the training D is replaced by a
+        thinner one (every width times this fraction, started from its
+        strongest filters: `pruning.discriminator_thinning`, with a fresh
+        optimizer); 1.0 keeps the full-width D.
     """
 
     def __init__(self, train_compact_after_cut=True,
                  carry_optimizer_state=True, compaction_tolerance=1e-4,
                  compaction_rounding_factor=surgery.DEFAULT_ROUNDING_FACTOR,
                  retrain=schedules.RetrainSchedule,
-                 discriminator_interval=1):
+                 discriminator_interval=1, discriminator_width=1.0):
         if not (compaction_tolerance >= 0 and compaction_rounding_factor >= 0):
             raise errors.BadInputError(
                 "CompactPhase.compaction_tolerance and "
@@ -68,6 +73,11 @@ class CompactPhase(phases.Phase):
                 " (1: D updated every step after the cut, k: every k-th, 0:"
                 f" never), got {discriminator_interval!r}.")
         self.discriminator_interval = int(discriminator_interval)
+        if not 0.0 < discriminator_width <= 1.0:
+            raise errors.BadInputError(
+                "CompactPhase.discriminator_width must be in (0, 1] (1.0: "
+                f"the full-width D), got {discriminator_width!r}.")
+        self.discriminator_width = float(discriminator_width)
         self.train_compact_after_cut = bool(train_compact_after_cut)
         self.carry_optimizer_state = bool(carry_optimizer_state)
         self.compaction_tolerance = float(compaction_tolerance)
@@ -143,6 +153,8 @@ class CompactPhase(phases.Phase):
                 carried = compaction.carry_optimizer_state(
                     trainer.g_optimizer, optimizer, trainer.generator,
                     compact, keep)
+        if self.discriminator_width < 1.0:
+            self._thin_discriminator()
         self.pruning.masks = None
         self.pruning.compacted = True
         self.pruning.student_params = (
@@ -155,3 +167,22 @@ class CompactPhase(phases.Phase):
             f"{self.pruning.student_params:,}", difference,
             f"state carried ({', '.join(carried)})" if carried
             else "rebuilt")
+
+    def _thin_discriminator(self):
+        """Replaces the training D (and its optimizer) by a thinner one
+        (`discriminator_width`) before the compiled step is rebuilt."""
+        trainer = self.trainer
+        full = discriminator_thinning.parameter_count(trainer.discriminator)
+        with trainer.strategy.scope():
+            thin, _ = discriminator_thinning.thin(
+                trainer.discriminator, self.discriminator_width)
+            inner = gan_steps.inner_optimizer(trainer.d_optimizer)
+            optimizer = trainer.steps.make_optimizer(
+                lambda name: type(inner).from_config(
+                    dict(inner.get_config(), name=name)), "d_optimizer")
+            optimizer.build(thin.trainable_variables)
+        trainer.replace_discriminator(thin, optimizer)
+        logging.info(
+            "Training D thinned to %.2f of its widths: %s -> %s trainable "
+            "parameters (fresh optimizer).", self.discriminator_width,
+            f"{full:,}", f"{discriminator_thinning.parameter_count(thin):,}")

@@ -145,9 +145,17 @@ class PPCDTrainer(trainer_lib.Trainer):
             # it as trained, so exports and evaluations read it back.
             self.full_student_config = dict(student_config)
         student = generator_lib.Generator.from_config(student_config)
+        if self._resumes_thin_discriminator():
+            d_config = dict(d_config,
+                            config=self.structure["compact_discriminator"])
         discriminator = discriminator_lib.Discriminator.from_config(
             dict(d_config, name="discriminator"))
         return student, discriminator
+
+    def _resumes_thin_discriminator(self):
+        """Whether the run resumes after a cut that thinned the D."""
+        return bool(self.compacted
+                    and self.structure.get("compact_discriminator"))
 
     def _thin_channels(self, teacher):
         """The channel dict of a uniformly thinner student within the
@@ -195,7 +203,10 @@ class PPCDTrainer(trainer_lib.Trainer):
             self.teacher_dir, dict(generator_ema=self.teacher_generator,
                                    discriminator=self.teacher_discriminator),
             "teacher")
-        pairs = [(self.teacher_discriminator, self.discriminator)]
+        # A thinned D (resumed after the cut) comes from the run's own
+        # checkpoint.
+        pairs = ([] if self._resumes_thin_discriminator()
+                 else [(self.teacher_discriminator, self.discriminator)])
         # A thinner or compact student cannot copy the teacher.
         if self.pruning.use_masks and not self.compacted:
             pairs.append((self.teacher_generator, self.generator))
@@ -219,11 +230,13 @@ class PPCDTrainer(trainer_lib.Trainer):
     # The run directory.
 
     def model_configs(self):
-        """models.json holds the full-width student (the compact channels
-        after a cut are in pruning.json; a fixed thinner student, without
-        masks, as it is)."""
+        """models.json holds the full-width student and D (the compact
+        channels and a thinned D after a cut are in pruning.json; a fixed
+        thinner student, without masks, as it is)."""
         return dict(super().model_configs(),
-                    generator=self.full_student_config)
+                    generator=self.full_student_config,
+                    discriminator=dict(self.teacher_configs["discriminator"],
+                                       name="discriminator"))
 
     def write_model_configs(self):
         """models.json; PPCD runs also write pruning.json, the pruning
@@ -248,6 +261,9 @@ class PPCDTrainer(trainer_lib.Trainer):
             "kept_indices": (None if keep is None else
                              compaction.kept_index_lists(
                                  self.teacher_generator, keep)),
+            "compact_discriminator": (
+                None if cut_step is None or self.compact.discriminator_width
+                == 1.0 else self.discriminator.config.to_dict()),
         }
         self.structure = structure
         if self.is_chief:

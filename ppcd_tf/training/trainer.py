@@ -187,6 +187,14 @@ class Trainer:
         self.checkpointer = self._make_checkpointer()
         self.steps.reset()
 
+    def replace_discriminator(self, discriminator, d_optimizer):
+        """Trains `discriminator` with `d_optimizer` from now on (PPCD's
+        thinner D after the cut): checkpoint and compiled step rebuilt."""
+        self.state.discriminator = discriminator
+        self.state.d_optimizer = d_optimizer
+        self.checkpointer = self._make_checkpointer()
+        self.steps.reset()
+
     # ------------------------------------------------------------------
     # Checkpoints and the run directory.
 

@@ -159,7 +159,8 @@ class CompactPhase(phases.Phase):
         self.pruning.compacted = True
         self.pruning.student_params = (
             generator_lib.count_trainable_parameters(compact))
-        trainer.replace_generator(compact, compact_ema, optimizer)
+        trainer.replace_models(generator=compact, generator_ema=compact_ema,
+                               g_optimizer=optimizer)
         trainer.write_pruning_structure(step, keep)
         logging.info(
             "Switched to the compact student at step %d: %s trainable G "
@@ -181,7 +182,7 @@ class CompactPhase(phases.Phase):
                 lambda name: type(inner).from_config(
                     dict(inner.get_config(), name=name)), "d_optimizer")
             optimizer.build(thin.trainable_variables)
-        trainer.replace_discriminator(thin, optimizer)
+        trainer.replace_models(discriminator=thin, d_optimizer=optimizer)
         logging.info(
             "Training D thinned to %.2f of its widths: %s -> %s trainable "
             "parameters (fresh optimizer).", self.discriminator_width,

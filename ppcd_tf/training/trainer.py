@@ -175,23 +175,16 @@ class Trainer:
             z, labels, training, return_features=return_features,
             model=model)
 
-    def replace_generator(self, generator, generator_ema, g_optimizer):
-        """Trains `generator` (with its EMA copy and optimizer) from now on:
-        the EMA, the checkpoint and the compiled step are rebuilt around
-        them (PPCD's compact switch)."""
+    def replace_models(self, **trained):
+        """Trains the given GanState objects from now on (PPCD's cut: the
+        compact G, EMA G, G optimizer; a thinner D and its optimizer); EMA,
+        checkpoint and compiled step are rebuilt around them."""
         state = self.state
+        for name, value in trained.items():
+            setattr(state, name, value)
         state.ema = ema_lib.ExponentialMovingAverage(
-            generator, generator_ema, state.ema.decay, state.ema.start_step)
-        state.generator, state.generator_ema = generator, generator_ema
-        state.g_optimizer = g_optimizer
-        self.checkpointer = self._make_checkpointer()
-        self.steps.reset()
-
-    def replace_discriminator(self, discriminator, d_optimizer):
-        """Trains `discriminator` with `d_optimizer` from now on (PPCD's
-        thinner D after the cut): checkpoint and compiled step rebuilt."""
-        self.state.discriminator = discriminator
-        self.state.d_optimizer = d_optimizer
+            state.generator, state.generator_ema, state.ema.decay,
+            state.ema.start_step)
         self.checkpointer = self._make_checkpointer()
         self.steps.reset()
 
@@ -290,11 +283,10 @@ class Trainer:
     def make_iterator(self, start_step):
         """Iterator over distributed real batches from G step `start_step`
         (after the real batches its D updates read before it)."""
-        distributed = self.dataset.make_distributed(
+        read = self.steps.d_schedule.updating_steps_before(start_step)
+        return iter(self.dataset.make_distributed(
             self.strategy, self.steps.global_batch_size,
-            start_example=(self.steps.d_schedule.updating_steps_before(start_step)
-                           * self.steps.images_per_step))
-        return iter(distributed)
+            start_example=read * self.steps.images_per_step))
 
     def run_steps(self, iterator, num_steps):
         """Runs `num_steps` G steps; returns the mean loss terms (floats)."""

@@ -26,6 +26,15 @@ the D is initialised from scratch (orthogonal, `--d_seed`) and PPCD must then
 use its own trained D for the class-aware term and skip the teacher-D
 feature term: add `--gin_file extras/teacher_without_d.gin`.
 
+`--format biggan_deep_pytorch --weights_dir DIR`: the PyTorch port of
+BigGAN-deep (huggingface/pytorch-pretrained-BigGAN: `config.json` and
+`pytorch_model.bin`), generator only (none of its releases has a D), with
+its per-truncation batch-norm statistics (`ppcd_tf.importing.
+biggan_deep_pytorch`); the architecture comes from its config.json. The run
+can be sampled (`python -m ppcd_tf.sample --model_dir ...`: the standing
+statistics are the truncation-1.0 row); PPCD, export and step timing refuse
+it until they handle BigGAN-deep's blocks (issue 35).
+
 The architecture comes from `--preset` (`imagenet128_ch96`, the
 launch_BigGAN_bs256x8.sh model; `tfhub_biggan128`) and/or the flags below,
 which override the preset. A checkpoint that does not fit gets an error
@@ -55,12 +64,16 @@ from ppcd_tf.importing import biggan_pytorch
 # TensorFlow (ppcd_tf/lazy.py).
 convert = lazy.load("ppcd_tf.importing.convert")
 teacher_run = lazy.load("ppcd_tf.importing.teacher_run")
+biggan_deep_pytorch = lazy.load("ppcd_tf.importing.biggan_deep_pytorch")
+run_dir = lazy.load("ppcd_tf.runs.run_dir")
 
-FORMATS = ("biggan_pytorch", "tfhub_biggan")
+FORMATS = ("biggan_pytorch", "tfhub_biggan", "biggan_deep_pytorch")
+DEEP_DEFAULT_DATASET = "imagenet2012"
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("format", "biggan_pytorch", FORMATS, "Source format.")
 flags.DEFINE_string("weights_dir", None, "biggan_pytorch: directory of "
-                    "G_ema.pth / G.pth and D.pth.")
+                    "G_ema.pth / G.pth and D.pth; biggan_deep_pytorch: of "
+                    "config.json and pytorch_model.bin.")
 flags.DEFINE_string("module_dir", None, "tfhub_biggan: the unpacked module.")
 flags.DEFINE_bool("no_ema", False, "tfhub_biggan: the raw weights instead "
                   "of their EMA.")
@@ -164,6 +177,8 @@ def main(argv):
             raise errors.OutputExistsError(
                 f"{FLAGS.output_dir} exists; choose another --output_dir or "
                 "pass --overwrite to replace it.")
+        if FLAGS.format == "biggan_deep_pytorch":
+            return _import_deep()
         arch = architecture()
         generator, discriminator, record = _import(arch)
         dataset = {"name": arch["dataset"], "resolution": arch["resolution"],
@@ -178,6 +193,41 @@ def main(argv):
           f"{convert.record_params(generator, discriminator)}; D "
           f"{record['discriminator']}) into {FLAGS.output_dir}; use it as "
           f"TEACHER_DIR = '{FLAGS.output_dir}'.")
+
+
+def _import_deep():
+    """--format biggan_deep_pytorch: the port's generator as a teacher run
+    (no D), read back and checked before the command succeeds."""
+    if not FLAGS.weights_dir:
+        raise errors.BadInputError("--format biggan_deep_pytorch needs "
+                                   "--weights_dir (the directory of the "
+                                   "port's config.json and "
+                                   "pytorch_model.bin).")
+    logging.info("Converting %s ...", FLAGS.weights_dir)
+    generator, config = biggan_deep_pytorch.import_generator(
+        FLAGS.weights_dir)
+    sources = [os.path.join(FLAGS.weights_dir, name) for name in (
+        biggan_deep_pytorch.CONFIG_NAME, biggan_deep_pytorch.WEIGHTS_NAME)]
+    record = {"format": FLAGS.format, "discriminator": None,
+              "architecture": config, "sources": {
+                  os.path.basename(p): {"path": os.path.abspath(p),
+                                        "sha256": teacher_run.sha256(p)}
+                  for p in sources}}
+    dataset = {"name": FLAGS.dataset or DEEP_DEFAULT_DATASET,
+               "resolution": generator.resolution,
+               "num_classes": generator.num_classes,
+               "image_channels": generator.image_channels,
+               "class_names": None}
+    teacher_run.write_teacher_run(
+        FLAGS.output_dir, generator, None, dataset, record,
+        teacher_run.deep_model_bindings(config), overwrite=FLAGS.overwrite,
+        architecture=run_dir.BIGGAN_DEEP)
+    convert.verify_deep_written(FLAGS.output_dir, generator)
+    params = convert.record_params(generator, None)
+    print(f"Imported {FLAGS.format} weights ({params}) into "
+          f"{FLAGS.output_dir}: sample it with python -m ppcd_tf.sample "
+          f"--model_dir {FLAGS.output_dir}; PPCD on BigGAN-deep is not "
+          "built yet (issue 35).")
 
 
 def run_main():

@@ -10,6 +10,8 @@ released 128x128 layout at channel width 4, random weights and statistics).
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from ppcd_tf.importing import biggan_pytorch
 from ppcd_tf.importing import torch_files
 from ppcd_tf.models import biggan_deep
 from ppcd_tf.models import truncation as truncation_lib
+from ppcd_tf.runs import run_dir
 from tests import helpers
 
 FIXTURES = os.path.join(helpers.REPO_ROOT, "tests", "fixtures",
@@ -204,3 +207,54 @@ def test_weights_of_another_width_name_the_mismatched_shapes(tmp_path):
                        match=r"generator\.gen_z\.weight_orig: expected "
                              r"shape \(2048, 32\), found \(1024, 32\)"):
         biggan_deep_pytorch.import_generator(str(target))
+
+
+def _command(module, args):
+    return subprocess.run(
+        [sys.executable, "-m", module] + args, cwd=helpers.REPO_ROOT,
+        env=helpers.python_env(), capture_output=True, text=True,
+        timeout=300, check=False)
+
+
+def test_import_command_writes_a_run_that_samples_and_is_refused_by_ppcd(
+        tmp_path, imported):
+    generator, _ = imported
+    output = str(tmp_path / "deep_teacher")
+    result = _command("ppcd_tf.import_teacher", [
+        "--format", "biggan_deep_pytorch", "--weights_dir", FIXTURES,
+        "--output_dir", output])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "106,301 params, no D" in result.stdout
+    with open(os.path.join(output, "models.json")) as f:
+        models = json.load(f)
+    assert models["architecture"] == run_dir.BIGGAN_DEEP
+    assert models["discriminator"] is None
+    assert models["dataset"]["num_classes"] == 10
+    with open(os.path.join(output, "teacher.json")) as f:
+        record = json.load(f)
+    assert record["format"] == "biggan_deep_pytorch"
+    assert set(record["sources"]) == {"config.json", "pytorch_model.bin"}
+    # Read back, it generates as the imported generator, also with the
+    # per-truncation statistics.
+    restored = run_dir.restore_generator(output)
+    z = tf.random.stateless_normal((3, generator.dim_z), (5, 6))
+    labels = tf.constant([0, 4, 9])
+    for truncation in (None, 0.5):
+        np.testing.assert_array_equal(
+            restored.generate(z, labels, truncation=truncation).numpy(),
+            generator(z, labels, training=False,
+                      truncation=truncation).numpy())
+    # PPCD, export and step timing say that BigGAN-deep is not built yet.
+    with pytest.raises(errors.BadInputError, match="BigGAN-deep"):
+        run_dir.restore_teacher(output)
+    result = _command("ppcd_tf.export", [
+        "--model_dir", output, "--output", str(tmp_path / "export")])
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "supports BigGAN only so far" in result.stderr
+    assert "Traceback" not in result.stderr
+    png = str(tmp_path / "samples.png")
+    result = _command("ppcd_tf.sample", [
+        "--model_dir", output, "--classes", "1,2", "--n", "2",
+        "--truncation", "0.5", "--out", png])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.path.getsize(png) > 0

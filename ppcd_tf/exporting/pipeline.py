@@ -58,6 +58,8 @@ def load_run(model_dir, checkpoint=None):
     """The run's EMA generator as `run_dir.RestoredGenerator`, from
     `checkpoint` ('latest' by default, 'best' or a path prefix); a missing
     or damaged run raises run_dir.RunDirError (exit status 3)."""
+    run_dir.refuse_biggan_deep(model_dir, run_dir.read_model_configs(
+        model_dir), "export")
     return run_dir.restore_generator(model_dir, checkpoint)
 
 

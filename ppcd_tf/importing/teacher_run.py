@@ -59,21 +59,28 @@ def model_bindings(arch):
 
 
 def write_teacher_run(output_dir, generator, discriminator, dataset, record,
-                      config_text, overwrite=False):
+                      config_text, overwrite=False, architecture=None):
     """Writes the run directory (see the module docstring); returns the
     checkpoint path. `generator` / `discriminator`: built models holding
-    the imported weights; `dataset`: models.json's dataset entry."""
+    the imported weights (discriminator None: none released, as for
+    BigGAN-deep); `dataset`: models.json's dataset entry; `architecture`:
+    None (BigGAN) or `run_dir.BIGGAN_DEEP`."""
     content = {"generator": dict(generator.get_config(), name="generator"),
-               "discriminator": dict(discriminator.get_config(),
-                                     name="discriminator"),
+               "discriminator": None if discriminator is None else dict(
+                   discriminator.get_config(), name="discriminator"),
                "dataset": dataset}
+    if architecture is not None:
+        content[run_dir.ARCHITECTURE_KEY] = architecture
     record = dict(record,
                   generator_params=generator_lib.count_trainable_parameters(
                       generator),
-                  discriminator_params=generator_lib
-                  .count_trainable_parameters(discriminator),
+                  discriminator_params=None if discriminator is None else
+                  generator_lib.count_trainable_parameters(discriminator),
                   step=CHECKPOINT_NUMBER)
     step = tf.Variable(CHECKPOINT_NUMBER, dtype=tf.int64)
+    items = dict(generator_ema=generator, step=step)
+    if discriminator is not None:
+        items["discriminator"] = discriminator
     with files.staged_directory(output_dir, overwrite=overwrite) as tmp:
         with open(os.path.join(tmp, "models.json"), "w") as f:
             json.dump(content, f, indent=2, default=list)
@@ -83,10 +90,20 @@ def write_teacher_run(output_dir, generator, discriminator, dataset, record,
             json.dump(record, f, indent=2, sort_keys=True)
             f.write("\n")
         manager = tf.train.CheckpointManager(
-            tf.train.Checkpoint(generator_ema=generator,
-                                discriminator=discriminator, step=step),
+            tf.train.Checkpoint(**items),
             run_dir.checkpoint_dir(tmp), max_to_keep=1)
         manager.save(checkpoint_number=CHECKPOINT_NUMBER)
         teachers.relative_checkpoint_state(run_dir.checkpoint_dir(tmp))
     return os.path.join(run_dir.checkpoint_dir(output_dir),
                         f"ckpt-{CHECKPOINT_NUMBER}")
+
+
+def deep_model_bindings(config):
+    """config.gin text of an imported BigGAN-deep generator (for reading:
+    no gin builder trains BigGAN-deep yet)."""
+    lines = ["# Imported BigGAN-deep generator (the PyTorch port's "
+             "config.json):",
+             "# no gin builder trains BigGAN-deep yet; these are its "
+             "settings."]
+    lines += [f"# {name} = {config[name]!r}" for name in sorted(config)]
+    return "\n".join(lines) + "\n"

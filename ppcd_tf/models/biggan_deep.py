@@ -111,17 +111,17 @@ class DeepGBlock(keras.layers.Layer):
         cbn = dict(epsilon=self.bn_epsilon, momentum=self.bn_momentum,
                    **common)
         mid = self.middle_channels
-        self.bns = [layers.ConditionalBatchNorm(name=f"bn{i}", **cbn)
-                    for i in range(4)]
-        self.convs = [
-            layers.SNConv2D(mid, 1, name="conv0", **common),
-            layers.SNConv2D(mid, 3, name="conv1", **common),
-            layers.SNConv2D(mid, 3, name="conv2", **common),
-            layers.SNConv2D(self.out_channels, 1, name="conv3", **common)]
-        self.tables = [
-            truncation_lib.StatisticsTable(self.truncation_rows,
-                                           name=f"stats{i}")
-            for i in range(4)] if self.truncation_rows else []
+        # Named attributes, not lists: tf.train.Checkpoint tracks only
+        # these (a list's layers would be left out of every checkpoint).
+        for i, (width, size) in enumerate(((mid, 1), (mid, 3), (mid, 3),
+                                           (self.out_channels, 1))):
+            setattr(self, f"bn{i}", layers.ConditionalBatchNorm(
+                name=f"bn{i}", **cbn))
+            setattr(self, f"conv{i}", layers.SNConv2D(
+                width, size, name=f"conv{i}", **common))
+            if self.truncation_rows:
+                setattr(self, f"stats{i}", truncation_lib.StatisticsTable(
+                    self.truncation_rows, name=f"stats{i}"))
         # Input widths of bn_i and conv_i (only the channels matter).
         for i, (bn, conv, width) in enumerate(zip(
                 self.bns, self.convs, (in_channels, mid, mid, mid))):
@@ -130,6 +130,23 @@ class DeepGBlock(keras.layers.Layer):
             conv.build(shape)
             if self.tables:
                 self.tables[i].build(shape)
+
+    @property
+    def bns(self):
+        """The four conditional BNs, in order."""
+        return [getattr(self, f"bn{i}") for i in range(4)]
+
+    @property
+    def convs(self):
+        """conv0 (1x1 down), conv1, conv2 (3x3), conv3 (1x1 up)."""
+        return [getattr(self, f"conv{i}") for i in range(4)]
+
+    @property
+    def tables(self):
+        """The BNs' per-truncation statistics ([] without tables)."""
+        if not self.truncation_rows:
+            return []
+        return [getattr(self, f"stats{i}") for i in range(4)]
 
     def call(self, inputs, training=False, truncation=None):
         x, cond = inputs

@@ -161,7 +161,8 @@ def sample_run(model_dir, classes, n, truncation, seed, checkpoint=None):
     restored = run_dir.restore_generator(model_dir, checkpoint)
     z = column_z(restored.generator.dim_z, n, len(classes), truncation,
                  seed)
-    return restored.generate(z, grid_labels(classes, n)).numpy()
+    return restored.generate(z, grid_labels(classes, n),
+                             truncation=truncation).numpy()
 
 
 def source(saved_model, model_dir, checkpoint=None):

@@ -3,7 +3,9 @@
 Layout of `--model_dir` (written by `trainer.Trainer` and `PPCDTrainer`):
 
   models.json             generator / discriminator configs (the full-width
-                          generator the run started from) and the dataset
+                          generator the run started from) and the dataset;
+                          an imported BigGAN-deep teacher has
+                          "architecture": "biggan_deep" and no D
   config.gin              the bindings asked for; operative_config.gin: used
   checkpoints/ckpt-N.*    tf.train checkpoints (N = the G step)
   pruning.json            PPCD runs only: the pruning structure (mask widths,
@@ -37,6 +39,7 @@ from absl import logging
 
 from ppcd_tf import errors
 from ppcd_tf import files
+from ppcd_tf.models import biggan_deep
 from ppcd_tf.models import discriminator as discriminator_lib
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.models import inputs
@@ -77,6 +80,16 @@ def checkpoint_dir(model_dir):
     return os.path.join(model_dir, CHECKPOINT_DIR)
 
 
+# models.json's "architecture": BigGAN (absent, the default) or BigGAN-deep
+# (an imported teacher: `import_teacher --format biggan_deep_pytorch`).
+ARCHITECTURE_KEY = "architecture"
+BIGGAN_DEEP = "biggan_deep"
+DEEP_MODELS_SCHEMA = {
+    "architecture": str, "generator": dict, "generator.ch": int,
+    "generator.num_classes": int, "generator.dim_z": int,
+    "generator.resolution": int, "discriminator": type(None),
+    "dataset?": dict,
+}
 MODELS_SCHEMA = {
     "generator": dict, "generator.channels": dict,
     "generator.num_classes": int, "generator.dim_z": int,
@@ -104,10 +117,30 @@ def read_model_configs(model_dir):
         missing_fix=("the directory must be the --model_dir of a training "
                      "run (python -m ppcd_tf.train --model_dir ...), which "
                      "writes models.json and checkpoints/."))
-    files.check_fields(content, path, MODELS_SCHEMA,
+    deep = (isinstance(content, dict)
+            and content.get(ARCHITECTURE_KEY) == BIGGAN_DEEP)
+    files.check_fields(content, path,
+                       DEEP_MODELS_SCHEMA if deep else MODELS_SCHEMA,
                        "the run's model configuration is damaged; restore "
                        "it from a copy of the run.", error=RunDirError)
     return content
+
+
+def is_biggan_deep(configs):
+    """Whether models.json `configs` describe a BigGAN-deep run."""
+    return configs.get(ARCHITECTURE_KEY) == BIGGAN_DEEP
+
+
+def refuse_biggan_deep(model_dir, configs, what):
+    """An error when `configs` (models.json of `model_dir`) describe a
+    BigGAN-deep teacher, which `what` does not handle yet: BadInputError
+    (exit status 2)."""
+    if is_biggan_deep(configs):
+        raise errors.BadInputError(
+            f"{model_dir} holds an imported BigGAN-deep generator; {what} "
+            "supports BigGAN only so far (BigGAN-deep can be imported and "
+            "sampled; PPCD, export and step timing on its bottleneck "
+            "blocks are not built yet, issue 35).")
 
 
 def write_model_configs(model_dir, content):
@@ -275,14 +308,20 @@ class RestoredGenerator:
     full_config: dict
     configs: dict
 
-    def generate(self, z, labels, class_embedding=None):
+    def generate(self, z, labels, class_embedding=None, truncation=None):
         """Images [N, H, W, C] of the (hard-masked where needed) generator;
         `class_embedding` [N, shared_dim] replaces the labels' shared
-        embedding (class interpolation). Labels given as values (not
+        embedding (class interpolation); `truncation` (a Python float)
+        selects a BigGAN-deep generator's batch-norm statistics (its z is
+        the caller's; BigGAN ignores it). Labels given as values (not
         inside a traced function) must be integers in range
         (models.inputs.checked_labels)."""
         labels = self._checked(labels, "labels")
-        kwargs = {"training": False, "class_embedding": class_embedding}
+        kwargs = {"training": False}
+        if class_embedding is not None:
+            kwargs["class_embedding"] = class_embedding
+        if truncation is not None and is_biggan_deep(self.configs):
+            kwargs["truncation"] = float(truncation)
         if self.masks is not None and self.keep is None:
             values = self.masks()
             return self.generator(z, labels, masks=values,
@@ -295,6 +334,10 @@ class RestoredGenerator:
     def interpolate(self, z, labels_a, labels_b, alpha):
         """Images of z [N, dim_z] with the shared class embedding mixed as
         (1 - alpha) * e(labels_a) + alpha * e(labels_b), alpha [N]."""
+        if not hasattr(self.generator, "mixed_embedding"):
+            raise errors.BadInputError(
+                "Class interpolation is not supported for this generator "
+                "(BigGAN-deep): sample without --interpolate_classes.")
         labels_a = self._checked(labels_a, "labels_a")
         labels_b = self._checked(labels_b, "labels_b")
         return self.generate(z, labels_a, self.generator.mixed_embedding(
@@ -365,6 +408,13 @@ def newest_readable_step(model_dir):
 def _restore_generator(model_dir, configs, structure, checkpoint):
     step = _readable_step(checkpoint)
     full_config = configs["generator"]
+    if is_biggan_deep(configs):
+        generator = biggan_deep.DeepGenerator.from_config(
+            dict(full_config, name="generator_ema"))
+        generator.build()
+        _restore(checkpoint, dict(generator_ema=generator))
+        return RestoredGenerator(generator, None, None, None, "teacher",
+                                 step, checkpoint, full_config, configs)
     if structure is None:
         names = {name for name, _ in tf.train.list_variables(checkpoint)}
         if any(name.startswith("channel_masks/") for name in names):
@@ -426,6 +476,7 @@ def restore_teacher(model_dir, generator_name="teacher_generator",
             "to a teacher run's --model_dir (or the shipped "
             "ppcd_tf/assets/teacher_fashion_mnist32).")
     configs = read_model_configs(model_dir)
+    refuse_biggan_deep(model_dir, configs, "PPCD (TEACHER_DIR)")
     latest_checkpoint(model_dir)  # "no checkpoint" with what to do
     if read_pruning_structure(model_dir) is not None:
         raise RunDirError(f"{model_dir} is a PPCD run, not a teacher run: "

@@ -63,8 +63,9 @@ def uniform_counts(channels, shape, target_macs):
 def teacher_generator(teacher_dir):
     """The built generator of the teacher run `teacher_dir` (its
     models.json; random weights)."""
-    config = run_dir.read_model_configs(teacher_dir)["generator"]
-    generator = generator_lib.Generator.from_config(config)
+    configs = run_dir.read_model_configs(teacher_dir)
+    run_dir.refuse_biggan_deep(teacher_dir, configs, "the equal-MAC reference")
+    generator = generator_lib.Generator.from_config(configs["generator"])
     generator.build()
     return generator
 

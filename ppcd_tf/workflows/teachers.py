@@ -101,6 +101,7 @@ def write_slim_teacher(model_dir, output_dir, step=None, record=None,
             f"{output_dir} exists; pass overwrite=True.")
     source = _checkpoint_path(model_dir, step)
     configs = run_dir.read_model_configs(model_dir)
+    run_dir.refuse_biggan_deep(model_dir, configs, "slimming a teacher run")
     generator = generator_lib.Generator.from_config(
         dict(configs["generator"], name="generator_ema"))
     discriminator = discriminator_lib.Discriminator.from_config(

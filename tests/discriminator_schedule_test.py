@@ -3,15 +3,12 @@ discriminator_interval`): which steps update D, what they report, where a
 resumed run's data continues, and the refusals."""
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from ppcd_tf import errors
 from ppcd_tf.training import compact_phase
 from ppcd_tf.training import gan_steps
 from ppcd_tf.training import ppcd_trainer
-from ppcd_tf.workflows import benchmark
-from ppcd_tf.workflows import step_parts
 from tests import helpers
 
 CUT = 4  # prune_end_fraction 0.5 of 8 steps
@@ -142,21 +139,6 @@ class ScheduledTrainingTest(tf.test.TestCase):
             self.assertNotEqual(metrics[step]["g_loss_adversarial"], 0.0)
         # A resumed run reads its data after the 6 D-updating steps.
         self.assertEqual(trainer.steps.d_schedule.updating_steps_before(7), 6)
-
-
-@pytest.mark.eager
-def test_step_timing_follows_the_schedule(tmp_path):
-    """time_training times the compact step the recipe trains: without a
-    D after the cut its parts have no D step and no training-D pass."""
-    result = benchmark.measure_train_steps(
-        helpers.tiny_teacher_dir(), str(tmp_path), gin_params=list(
-            helpers.TINY_BINDINGS) + [
-                "PruningBudget.min_channels = 1",
-                "CompactPhase.discriminator_interval = 0"],
-        repeats=1, warmup=0, parts=True)
-    assert sorted(result["compact_parts"]) == sorted(
-        set(step_parts.PART_NAMES) - {"d_step", "training_d_input"})
-    assert result["ppcd_compact_seconds_per_step"] > 0
 
 
 if __name__ == "__main__":

@@ -143,11 +143,8 @@ class CompactPhase(phases.Phase):
                                                 "generator")
             compact_ema, _ = self._compact(trainer.generator_ema, keep,
                                            "generator_ema")
-            inner = gan_steps.inner_optimizer(trainer.g_optimizer)
-            optimizer = trainer.steps.make_optimizer(
-                lambda name: type(inner).from_config(
-                    dict(inner.get_config(), name=name)), "g_optimizer")
-            optimizer.build(compact.trainable_variables)
+            optimizer = self._fresh_optimizer(
+                trainer.g_optimizer, compact, "g_optimizer")
             carried = []
             if self.carry_optimizer_state:
                 carried = compaction.carry_optimizer_state(
@@ -169,6 +166,16 @@ class CompactPhase(phases.Phase):
             f"state carried ({', '.join(carried)})" if carried
             else "rebuilt")
 
+    def _fresh_optimizer(self, optimizer, model, name):
+        """A new optimizer of `optimizer`'s class and settings (its current
+        learning rate included), built for `model`'s variables."""
+        inner = gan_steps.inner_optimizer(optimizer)
+        fresh = self.trainer.steps.make_optimizer(
+            lambda name: type(inner).from_config(
+                dict(inner.get_config(), name=name)), name)
+        fresh.build(model.trainable_variables)
+        return fresh
+
     def _thin_discriminator(self):
         """Replaces the training D (and its optimizer) by a thinner one
         (`discriminator_width`) before the compiled step is rebuilt."""
@@ -177,11 +184,8 @@ class CompactPhase(phases.Phase):
         with trainer.strategy.scope():
             thin, _ = discriminator_thinning.thin(
                 trainer.discriminator, self.discriminator_width)
-            inner = gan_steps.inner_optimizer(trainer.d_optimizer)
-            optimizer = trainer.steps.make_optimizer(
-                lambda name: type(inner).from_config(
-                    dict(inner.get_config(), name=name)), "d_optimizer")
-            optimizer.build(thin.trainable_variables)
+            optimizer = self._fresh_optimizer(
+                trainer.d_optimizer, thin, "d_optimizer")
         trainer.replace_models(discriminator=thin, d_optimizer=optimizer)
         logging.info(
             "Training D thinned to %.2f of its widths: %s -> %s trainable "

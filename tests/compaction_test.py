@@ -18,7 +18,6 @@ import tensorflow as tf
 from ppcd_tf.exporting import pipeline
 from ppcd_tf.exporting import saved_model
 from ppcd_tf.models import generator as generator_lib
-from ppcd_tf.pruning import budget as budget_lib
 from ppcd_tf.pruning import compaction
 from ppcd_tf.pruning import schedules
 from ppcd_tf.pruning import surgery
@@ -112,7 +111,7 @@ class CompactSwitchTest(tf.test.TestCase):
 
         # The compact student has the budget's parameter count.
         kept = {k: int(v.sum()) for k, v in record["keep"].items()}
-        live = budget_lib.live_parameters(full_channels, trainer.pruning.shape, kept)
+        live = trainer.pruning.architecture.live_parameters(kept)
         self.assertEqual(
             generator_lib.count_trainable_parameters(trainer.generator), live)
         self.assertLessEqual(live / trainer.pruning.full_params,

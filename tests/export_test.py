@@ -590,7 +590,8 @@ class ExportEndToEndTest(tf.test.TestCase):
         self.assertEqual(metadata["output_range"], [-1.0, 1.0])
         with open(os.path.join(extra, "channel_config.json")) as f:
             config = arch.ChannelConfig.from_dict(json.load(f))
-        self.assertEqual(config, self.e2e["hard"].pruning.compact_channel_config())
+        self.assertEqual(config.to_dict(),
+                         self.e2e["hard"].pruning.compact_channel_config())
         with open(os.path.join(extra, "operative_config.gin")) as f:
             self.assertIn("PPCDTrainer", f.read())
         self.assertEmpty(_export_temp_dirs(self.e2e["exports"]))
@@ -621,7 +622,8 @@ class ExportEndToEndTest(tf.test.TestCase):
         self.assertEqual(
             report["params"],
             int(round(budget_lib.live_parameters(
-                soft.teacher_generator.channels, soft.pruning.shape, counts))))
+                soft.teacher_generator.channels,
+                soft.pruning.architecture.shape, counts))))
         self.assertLessEqual(report["verified_max_abs_diff"],
                              pipeline.DEFAULT_TOLERANCE)
         source = _metadata(self.out["soft_binarized"])["source"]

@@ -260,7 +260,7 @@ class PPCDRunTest(tf.test.TestCase):
         # parameters.
         compact = generator_lib.Generator.from_config(dict(
             trainer.generator.get_config(), name="compact",
-            channels=trainer.pruning.compact_channel_config().to_dict()))
+            channels=trainer.pruning.compact_channel_config()))
         compact.build()
         self.assertEqual(
             generator_lib.count_trainable_parameters(compact),

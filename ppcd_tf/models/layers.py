@@ -561,14 +561,14 @@ class NamedBlocksMixin:
                 for i, name in self._attention_index.items()}
 
 
-def _apply_mask(x, mask):
+def apply_mask(x, mask):
     """x [B, H, W, C] * mask [C] (no-op when mask is None)."""
     if mask is None:
         return x
     return x * tf.cast(mask, x.dtype)
 
 
-def _upsample2x(x):
+def upsample2x(x):
     """Nearest-neighbour 2x upsampling of [B, H, W, C]: each pixel broadcast
     to a 2x2 patch in one reshape-broadcast-reshape (measured faster on the
     CPU than two `tf.repeat`s, the same values)."""
@@ -654,20 +654,20 @@ class GBlock(keras.layers.Layer):
              out_mask=None, in_keep=None, hidden_keep=None, out_keep=None):
         x, y = inputs
         h = self.bn1((x, y), training=training, keep=in_keep)
-        h = tf.nn.relu(_apply_mask(h, in_mask))
+        h = tf.nn.relu(apply_mask(h, in_mask))
         if self.conv_sc is not None:  # on the small grid (see above)
             x = self.conv_sc(x, training=training, in_keep=in_keep,
                              out_keep=out_keep)
         if self.upsample:
-            h = _upsample2x(h)
-            x = _upsample2x(x)
+            h = upsample2x(h)
+            x = upsample2x(x)
         h = self.conv1(h, training=training, in_keep=in_keep,
                        out_keep=hidden_keep)
         h = self.bn2((h, y), training=training, keep=hidden_keep)
-        h = tf.nn.relu(_apply_mask(h, hidden_mask))
+        h = tf.nn.relu(apply_mask(h, hidden_mask))
         h = self.conv2(h, training=training, in_keep=hidden_keep,
                        out_keep=out_keep)
-        return _apply_mask(h + tf.cast(x, h.dtype), out_mask)
+        return apply_mask(h + tf.cast(x, h.dtype), out_mask)
 
     def compute_output_shape(self, input_shape):
         x_shape = input_shape[0]

@@ -16,7 +16,7 @@ import tensorflow as tf
 from absl import logging
 
 from ppcd_tf import errors
-from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.pruning import architectures
 from ppcd_tf.pruning import surgery
 
 # Optimizer slot lists sliced when the state is carried (Keras 3 names).
@@ -71,12 +71,13 @@ def compact_student(generator, keep, name, tolerance, verify_batch=16,
     Returns:
       (compact Generator, max abs difference).
     """
-    compact = surgery.build_compact(generator, keep, name=name)
+    architecture = architectures.of(generator)
+    compact = architecture.build_compact(generator, keep, name=name)
     z = tf.random.stateless_normal((verify_batch, generator.dim_z),
                                    (seed, 1))
     labels = tf.range(verify_batch, dtype=tf.int32) % generator.num_classes
-    result = surgery.compare(generator, compact, keep, z, labels, tolerance,
-                             rounding_factor)
+    result = architecture.compare(generator, compact, keep, z, labels,
+                                  tolerance, rounding_factor)
     if result.worst > result.allowed:
         raise CompactionError(
             f"The compact student differs from the hard-masked one by "
@@ -116,13 +117,14 @@ def carry_optimizer_state(old_optimizer, new_optimizer, generator, compact,
             continue
         # A scratch generator holding the slot values in place of weights:
         # surgery slices it exactly as it sliced the weights.
-        scratch = generator_lib.Generator.from_config(
+        scratch = type(generator).from_config(
             dict(generator.get_config(), name="slot_scratch"))
         scratch.build()
         for source, variable in zip(generator.trainable_variables,
                                     scratch.trainable_variables):
             variable.assign(old_list[old._get_variable_index(source)])
-        sliced = surgery.build_compact(scratch, keep, name="slot_compact")
+        sliced = architectures.of(scratch).build_compact(
+            scratch, keep, name="slot_compact")
         for target, value in zip(compact.trainable_variables,
                                  sliced.trainable_variables):
             slot = new_slots[attr][new._get_variable_index(target)]
@@ -136,4 +138,5 @@ def carry_optimizer_state(old_optimizer, new_optimizer, generator, compact,
 def kept_index_lists(generator, keep):
     """{mask key: [int]} kept channel indices (for the run's records)."""
     return {key: [int(i) for i in index] for key, index in
-            surgery.kept_indices(generator, keep).items()}
+            architectures.of(generator).kept_indices(generator,
+                                                     keep).items()}

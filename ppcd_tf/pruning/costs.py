@@ -66,19 +66,33 @@ def _target(full, ratio, absolute, name):
 
 
 def parameter_limit(channels, shape, widths, ratio=None, absolute=None):
-    """The live-parameter budget: `ratio` of the full count or `absolute`."""
-    def cost(counts):
-        return budget_lib.live_parameters(channels, shape, counts)
+    """The live-parameter budget of a BigGAN generator: `ratio` of the full
+    count or `absolute`."""
+    return parameter_limit_of(
+        lambda counts: budget_lib.live_parameters(channels, shape, counts),
+        widths, ratio, absolute)
+
+
+def mac_limit(channels, shape, widths, ratio):
+    """The MAC budget of a BigGAN generator: `ratio` of the full
+    generator's MACs per image."""
+    return mac_limit_of(
+        lambda counts: budget_lib.live_macs(channels, shape, counts),
+        widths, ratio)
+
+
+def parameter_limit_of(cost, widths, ratio=None, absolute=None):
+    """The live-parameter budget of any generator whose parameter count at
+    {mask key: kept count} is `cost` (`pruning.architectures`)."""
     full = cost(dict(widths))
     return Limit("params", cost, full,
                  float(int(round(_target(full, ratio, absolute,
                                          "parameter")))))
 
 
-def mac_limit(channels, shape, widths, ratio):
-    """The MAC budget: `ratio` of the full generator's MACs per image."""
-    def cost(counts):
-        return budget_lib.live_macs(channels, shape, counts)
+def mac_limit_of(cost, widths, ratio):
+    """The MAC budget of any generator whose MACs per image at {mask key:
+    kept count} are `cost`."""
     full = cost(dict(widths))
     return Limit("macs", cost, full, _target(full, ratio, None, "MAC"))
 

@@ -36,11 +36,14 @@ class SurgeryError(ValueError):
     """A weight whose shape does not fit the channel config."""
 
 
-def _index(keep):
+def kept_index(keep):
+    """The positions of the True entries of a bool [C] keep vector."""
     return np.flatnonzero(np.asarray(keep, bool))
 
 
-def _assign(target, value, what):
+def assign_slice(target, value, what):
+    """Assigns `value` to the compact weight `target`, refusing another
+    shape (SurgeryError naming `what`)."""
     value = np.asarray(value)
     if tuple(target.shape) != value.shape:
         raise SurgeryError(f"{what}: compact weight {target.path} has shape "
@@ -49,30 +52,32 @@ def _assign(target, value, what):
     target.assign(value)
 
 
-def _copy_sn(source, target, in_index, out_index, what):
+def copy_sn(source, target, in_index, out_index, what):
     """Copies an SNDense/SNConv2D: kernel [..., in, out], bias, u [1, out]."""
     kernel = source.kernel.numpy()
     if in_index is not None:
         kernel = np.take(kernel, in_index, axis=-2)
     if out_index is not None:
         kernel = np.take(kernel, out_index, axis=-1)
-    _assign(target.kernel, kernel, f"{what}/kernel")
+    assign_slice(target.kernel, kernel, f"{what}/kernel")
     out = slice(None) if out_index is None else out_index
     if source.bias is not None:
-        _assign(target.bias, source.bias.numpy()[out], f"{what}/bias")
-    _assign(target.sn_u, source.sn_u.numpy()[:, out], f"{what}/sn_u")
+        assign_slice(target.bias, source.bias.numpy()[out], f"{what}/bias")
+    assign_slice(target.sn_u, source.sn_u.numpy()[:, out], f"{what}/sn_u")
 
 
-def _copy_bn(source, target, index, what):
+def copy_bn(source, target, index, what):
     """Copies a BatchNormalization's per-channel weights (gamma, beta, stats)."""
     for s, t in zip(source.weights, target.weights):
-        _assign(t, s.numpy()[index], f"{what}/{s.name}")
+        assign_slice(t, s.numpy()[index], f"{what}/{s.name}")
 
 
-def _copy_cbn(source, target, index, what):
-    _copy_bn(source.bn, target.bn, index, f"{what}/bn")
-    _copy_sn(source.gain, target.gain, None, index, f"{what}/gain")
-    _copy_sn(source.bias, target.bias, None, index, f"{what}/bias")
+def copy_cbn(source, target, index, what):
+    """Copies a ConditionalBatchNorm's channels `index`: BN statistics and
+    the gain / bias linears' columns."""
+    copy_bn(source.bn, target.bn, index, f"{what}/bn")
+    copy_sn(source.gain, target.gain, None, index, f"{what}/gain")
+    copy_sn(source.bias, target.bias, None, index, f"{what}/bias")
 
 
 def kept_indices(generator, keep):
@@ -88,7 +93,7 @@ def kept_indices(generator, keep):
                                    f"the generator's width is {width}.")
             if not mask.any():
                 raise SurgeryError(f"Mask {key!r} removes every channel.")
-            indices[key] = _index(mask)
+            indices[key] = kept_index(mask)
         else:
             indices[key] = np.arange(width)
     return indices
@@ -115,37 +120,37 @@ def build_compact(generator, keep, name="generator"):
     stream = [idx[generator_lib.stream_mask_name(i)]
               for i in range(generator.channels.num_blocks + 1)]
 
-    _assign(compact.shared.embeddings, generator.shared.embeddings.numpy(),
+    assign_slice(compact.shared.embeddings, generator.shared.embeddings.numpy(),
             "shared")
     # First linear: unit u of the [bw, bw, C] map is channel u % C.
     bw2 = generator.channels.bottom_width ** 2
     c0 = generator.channels.stream[0]
     units = (np.arange(bw2)[:, None] * c0 + stream[0][None, :]).reshape(-1)
-    _copy_sn(generator.linear, compact.linear, None, units, "linear")
+    copy_sn(generator.linear, compact.linear, None, units, "linear")
     for i, (src, dst) in enumerate(zip(generator.blocks, compact.blocks),
                                    start=1):
         hidden = idx[generator_lib.hidden_mask_name(i)]
         what = f"block{i}"
-        _copy_cbn(src.bn1, dst.bn1, stream[i - 1], f"{what}/bn1")
-        _copy_sn(src.conv1, dst.conv1, stream[i - 1], hidden,
+        copy_cbn(src.bn1, dst.bn1, stream[i - 1], f"{what}/bn1")
+        copy_sn(src.conv1, dst.conv1, stream[i - 1], hidden,
                  f"{what}/conv1")
-        _copy_cbn(src.bn2, dst.bn2, hidden, f"{what}/bn2")
-        _copy_sn(src.conv2, dst.conv2, hidden, stream[i], f"{what}/conv2")
+        copy_cbn(src.bn2, dst.bn2, hidden, f"{what}/bn2")
+        copy_sn(src.conv2, dst.conv2, hidden, stream[i], f"{what}/conv2")
         if src.conv_sc is not None:
-            _copy_sn(src.conv_sc, dst.conv_sc, stream[i - 1], stream[i],
+            copy_sn(src.conv_sc, dst.conv_sc, stream[i - 1], stream[i],
                      f"{what}/conv_sc")
         if i in generator.attentions:
             qk_name, value_name = generator_lib.attention_mask_names(i)
             qk, value = idx[qk_name], idx[value_name]
             a_src, a_dst = generator.attentions[i], compact.attentions[i]
             what = f"attention{i}"
-            _copy_sn(a_src.theta, a_dst.theta, stream[i], qk, f"{what}/theta")
-            _copy_sn(a_src.phi, a_dst.phi, stream[i], qk, f"{what}/phi")
-            _copy_sn(a_src.g, a_dst.g, stream[i], value, f"{what}/g")
-            _copy_sn(a_src.o, a_dst.o, value, stream[i], f"{what}/o")
-            _assign(a_dst.gamma, a_src.gamma.numpy(), f"{what}/gamma")
-    _copy_bn(generator.output_bn, compact.output_bn, stream[-1], "output_bn")
-    _copy_sn(generator.output_conv, compact.output_conv, stream[-1], None,
+            copy_sn(a_src.theta, a_dst.theta, stream[i], qk, f"{what}/theta")
+            copy_sn(a_src.phi, a_dst.phi, stream[i], qk, f"{what}/phi")
+            copy_sn(a_src.g, a_dst.g, stream[i], value, f"{what}/g")
+            copy_sn(a_src.o, a_dst.o, value, stream[i], f"{what}/o")
+            assign_slice(a_dst.gamma, a_src.gamma.numpy(), f"{what}/gamma")
+    copy_bn(generator.output_bn, compact.output_bn, stream[-1], "output_bn")
+    copy_sn(generator.output_conv, compact.output_conv, stream[-1], None,
              "output_conv")
     return compact
 
@@ -179,7 +184,7 @@ def allowed_difference(tolerance, activation_scale,
 
 
 def compare(masked, compact, keep, z, labels, tolerance,
-            rounding_factor=DEFAULT_ROUNDING_FACTOR):
+            rounding_factor=DEFAULT_ROUNDING_FACTOR, tap_channels=None):
     """Comparison(worst, first, allowed, activation_scale) of the compact
     and the hard-masked generator on (z [B, dim_z], labels [B]).
 
@@ -188,6 +193,9 @@ def compare(masked, compact, keep, z, labels, tolerance,
     attention outputs, kept channels); allowed: `allowed_difference` of
     `tolerance` at that scale; first: (tap name, max abs diff) of the first
     tap differing by more than its own allowance, or None.
+    `tap_channels` ({tap name: kept channel indices}; default: a BigGAN
+    generator's, `tap_kept_channels`) says which channels of each masked
+    tap the compact one holds.
     """
     masks = masks_from_keep(keep)
     images_m, feats_m = masked(z, labels, training=False, masks=masks,
@@ -195,12 +203,11 @@ def compare(masked, compact, keep, z, labels, tolerance,
     images_c, feats_c = compact(z, labels, training=False,
                                 return_features=True)
     worst = float(tf.reduce_max(tf.abs(images_m - images_c)))
+    if tap_channels is None:
+        tap_channels = tap_kept_channels(masked, keep)
     first, scale = None, 0.0
-    idx = kept_indices(masked, keep)
     for name in feats_m:  # insertion order: the network's order
-        block = int(name.replace("block", "").replace("attention", ""))
-        kept = idx[generator_lib.stream_mask_name(block)]
-        reference = tf.gather(feats_m[name], kept, axis=-1)
+        reference = tf.gather(feats_m[name], tap_channels[name], axis=-1)
         tap_scale = float(tf.reduce_max(tf.abs(reference)))
         scale = max(scale, tap_scale)
         diff = float(tf.reduce_max(tf.abs(reference - feats_c[name])))
@@ -210,6 +217,18 @@ def compare(masked, compact, keep, z, labels, tolerance,
     return Comparison(worst, first,
                       allowed_difference(tolerance, scale, rounding_factor),
                       scale)
+
+
+def tap_kept_channels(generator, keep):
+    """{feature tap ('block{i}', 'attention{i}'): kept stream channels} of
+    a BigGAN generator under `keep`."""
+    idx = kept_indices(generator, keep)
+    taps = {}
+    for i in range(1, generator.channels.num_blocks + 1):
+        kept = idx[generator_lib.stream_mask_name(i)]
+        taps[f"block{i}"] = kept
+        taps[f"attention{i}"] = kept
+    return taps
 
 
 def activation_scale(generator, z, labels):

@@ -31,10 +31,10 @@ from ppcd_tf import errors
 from ppcd_tf.distill import bank as bank_lib
 from ppcd_tf.distill import losses as distill_losses
 from ppcd_tf.distill import objective as distill_objective
-from ppcd_tf.models import complexity
 from ppcd_tf.models import discriminator as discriminator_lib
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.models import layers as layers_lib
+from ppcd_tf.pruning import architectures
 from ppcd_tf.pruning import budget as budget_lib
 from ppcd_tf.pruning import compaction
 from ppcd_tf.pruning import costs
@@ -137,14 +137,17 @@ class PPCDTrainer(trainer_lib.Trainer):
                 "gin file the teacher was trained with.")
         student_config = dict(g_config, name="generator")
         self.full_student_config = dict(student_config)
+        architecture = architectures.of(teacher)
         if self.compacted:
-            student_config["channels"] = self.structure["compact_channels"]
+            student_config = architecture.with_widths(
+                student_config, self.structure["compact_channels"])
         elif not self.pruning.use_masks:
-            student_config["channels"] = self._thin_channels(teacher)
+            student_config = architecture.with_widths(
+                student_config, self._thin_channels(teacher))
             # A fixed thinner student has no full width: models.json holds
             # it as trained, so exports and evaluations read it back.
             self.full_student_config = dict(student_config)
-        student = generator_lib.Generator.from_config(student_config)
+        student = type(teacher).from_config(student_config)
         if self._resumes_thin_discriminator():
             d_config = dict(d_config,
                             config=self.structure["compact_discriminator"])
@@ -158,18 +161,17 @@ class PPCDTrainer(trainer_lib.Trainer):
                     and self.structure.get("compact_discriminator"))
 
     def _thin_channels(self, teacher):
-        """The channel dict of a uniformly thinner student within the
+        """The widths dict of a uniformly thinner student within the
         budgets (the no-masks ablation)."""
-        widths = dict(self.pruning.mask_widths(teacher.channels))
-        limits = self.pruning.budget.limits(
-            teacher.channels, complexity.GeneratorShape.of(teacher), widths)
+        architecture = architectures.of(teacher)
+        widths = dict(self.pruning.mask_widths(teacher))
+        limits = self.pruning.budget.limits(architecture, widths)
         floors = {key: min(width, self.pruning.budget.min_channels)
                   for key, width in widths.items()}
         counts = budget_lib.uniform_counts_within(
             widths, lambda c: costs.all_hold(limits, c), floors,
             self.pruning.budget.width_multiple)
-        return budget_lib.kept_channel_config(teacher.channels,
-                                              counts).to_dict()
+        return architecture.uniform_widths(counts)
 
     def build_parts(self):
         """The frozen teacher, the phases and the PPCD objective."""
@@ -189,7 +191,7 @@ class PPCDTrainer(trainer_lib.Trainer):
         self.objective = distill_objective.DistillationObjective(
             self.weights, self.teacher_generator,
             self.teacher_discriminator, self.cam_discriminator)
-        self.pruning.build(self, self.teacher_generator.channels)
+        self.pruning.build(self, self.teacher_generator)
         self.compact.build(self, self.pruning)
         self.phases = [self.pruning, self.compact]
         self.steps.set_objective(objectives.PPCDObjective(
@@ -248,7 +250,7 @@ class PPCDTrainer(trainer_lib.Trainer):
     def write_pruning_structure(self, cut_step, keep):
         """pruning.json: the masks' set-up and, after a cut at `cut_step`
         with hard masks `keep`, the compact channel configuration."""
-        widths = self.pruning.mask_widths(self.teacher_generator.channels)
+        widths = self.pruning.mask_widths(self.teacher_generator)
         structure = {
             "mask_widths": dict(widths),
             "mask_function": self.pruning.mask_function,
@@ -257,7 +259,8 @@ class PPCDTrainer(trainer_lib.Trainer):
                       else run_dir.PHASE_COMPACT),
             "cut_step": cut_step,
             "compact_channels": (None if cut_step is None else
-                                 self.generator.channels.to_dict()),
+                                 self.pruning.architecture.widths_config(
+                                     self.generator)),
             "kept_indices": (None if keep is None else
                              compaction.kept_index_lists(
                                  self.teacher_generator, keep)),
@@ -285,13 +288,13 @@ class PPCDTrainer(trainer_lib.Trainer):
         figures = super().final_figures()
         if self.pruning.use_masks and not self.pruning.compacted:
             return figures
-        shape = self.pruning.shape
+        architecture = self.pruning.architecture
         figures["param_compression"] = (
             self.pruning.full_params
             / generator_lib.count_trainable_parameters(self.generator))
         figures["mac_compression"] = (
-            complexity.generator_macs(self.teacher_generator.channels, shape)
-            / complexity.generator_macs(self.generator.channels, shape))
+            architecture.macs(self.teacher_generator)
+            / architecture.macs(self.generator))
         return figures
 
     def _write_cut_summary(self, cut_step, structure):
@@ -299,16 +302,15 @@ class PPCDTrainer(trainer_lib.Trainer):
         (kept / total channels per layer, parameters and MACs against the
         full student)."""
         kept = structure["kept_indices"]
-        shape = self.pruning.shape
+        architecture = self.pruning.architecture
         run_summaries.write_cut(run_summaries.cut_table(
             [(key, len(kept[key]), width)
              for key, width in structure["mask_widths"].items()
              if key in kept],
             generator_lib.count_trainable_parameters(self.generator),
             self.pruning.full_params,
-            complexity.generator_macs(self.generator.channels, shape),
-            complexity.generator_macs(self.teacher_generator.channels,
-                                      shape)), cut_step)
+            architecture.macs(self.generator),
+            architecture.macs(self.teacher_generator)), cut_step)
 
     def write_samples(self, step):
         """The EMA grid, and teacher and student side by side: each row

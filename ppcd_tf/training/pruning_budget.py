@@ -83,19 +83,25 @@ class PruningBudget:
         self.harden_rule = harden_rule
         self.cost_exponent = float(cost_exponent)
 
-    def limits(self, channels, shape, widths):
-        """The budgeted quantities (`costs.Limit`s) of a generator with
-        this full ChannelConfig and `complexity.GeneratorShape`:
+    def limits(self, architecture, widths):
+        """The budgeted quantities (`costs.Limit`s) of a generator family
+        (`pruning.architectures.of(full generator)`) with mask `widths`:
         parameters always, MACs and predicted latency when their targets
-        are set."""
-        limits = [costs.parameter_limit(channels, shape, widths,
-                                        self.target_param_ratio,
-                                        self.target_params)]
+        are set (latency: BigGAN only)."""
+        limits = [costs.parameter_limit_of(architecture.live_parameters,
+                                           widths, self.target_param_ratio,
+                                           self.target_params)]
         if self.target_mac_ratio is not None:
-            limits.append(costs.mac_limit(channels, shape, widths,
-                                          self.target_mac_ratio))
+            limits.append(costs.mac_limit_of(architecture.live_macs, widths,
+                                             self.target_mac_ratio))
         if self.target_latency_ratio is not None:
+            if architecture.kind != "biggan":
+                raise errors.BadInputError(
+                    "PruningBudget.target_latency_ratio needs a latency "
+                    "table, measured for BigGAN generators only; this is "
+                    f"a {architecture.kind} generator: budget parameters or "
+                    "MACs instead.")
             limits.append(costs.latency_limit(
-                channels, shape, widths, self.latency_table,
-                self.target_latency_ratio))
+                architecture.channels, architecture.shape, widths,
+                self.latency_table, self.target_latency_ratio))
         return limits

@@ -25,9 +25,8 @@ import tensorflow as tf
 from absl import logging
 
 from ppcd_tf import errors
-from ppcd_tf.models import complexity
 from ppcd_tf.models import generator as generator_lib
-from ppcd_tf.pruning import budget as budget_lib
+from ppcd_tf.pruning import architectures
 from ppcd_tf.pruning import channel_masks
 from ppcd_tf.pruning import controller as controller_lib
 from ppcd_tf.pruning import schedules
@@ -102,29 +101,30 @@ class PruningPhase(phases.Phase):
         self.masks = None
         self.compacted = False
 
-    def mask_widths(self, channels):
-        """[(mask key, width)] of a ChannelConfig's prunable widths."""
-        return channel_masks.mask_widths(channels, self.prune_attention)
+    def mask_widths(self, generator):
+        """{mask key: width} of a full-width generator's prunable widths."""
+        return architectures.of(generator).mask_widths(self.prune_attention)
 
-    def build(self, trainer, channels):
+    def build(self, trainer, full_generator):
         """Creates the masks, the controller and their state (inside the
-        strategy scope) for a student of full ChannelConfig `channels`
-        (`compacted` set first when the run resumes after its cut: the
-        masks are spent)."""
+        strategy scope) for a student as wide as `full_generator` (the
+        teacher; `compacted` set first when the run resumes after its cut:
+        the masks are spent)."""
         self.trainer = trainer
-        self.shape = complexity.GeneratorShape.of(trainer.teacher_generator)
+        self.architecture = architectures.of(full_generator)
+        self.full_generator = full_generator
         self.prune_end_step = max(
             1, int(round(self.prune_end_fraction * trainer.num_steps)))
         self.bound_schedule = self.bound_schedule_cls(
             begin_step=0, end_step=self.prune_end_step)
-        widths = self.mask_widths(channels)
+        widths = self.mask_widths(full_generator)
         masks = channel_masks.ChannelMasks(
             widths, initial_value=self.mask_init,
             initial_bound=self.bound_schedule.initial_bound,
             mask_function=self.mask_function, name="channel_masks")
         budget = self.budget
         self.controller = controller_lib.BudgetController(
-            budget.limits(channels, self.shape, widths), widths,
+            budget.limits(self.architecture, widths), widths,
             budget.min_channels, budget.min_channel_fraction,
             *self.controller_settings, self.prune_end_step,
             budget.width_multiple, budget.cost_exponent)
@@ -212,7 +212,7 @@ class PruningPhase(phases.Phase):
     def kept_channels(self):
         """{mask key: kept count} of the hard masks (of the student)."""
         if self.masks is None:
-            return dict(self.mask_widths(self.trainer.generator.channels))
+            return dict(self.mask_widths(self.trainer.generator))
         return {k: int(v.numpy()) for k, v in self.masks.hard_counts().items()}
 
     def budget_ratios(self):
@@ -222,9 +222,10 @@ class PruningPhase(phases.Phase):
                     self.kept_channels()).items()}
 
     def compact_channel_config(self):
-        """ChannelConfig of the compact generator the hard masks define."""
-        return budget_lib.kept_channel_config(self.trainer.generator.channels,
-                                              self.kept_channels())
+        """The widths dict (a BigGAN ChannelConfig's, a DeepWidths') of a
+        generator keeping the hard masks' counts; for BigGAN the compact
+        generator's own (a deep one's skips depend on which channels)."""
+        return self.architecture.uniform_widths(self.kept_channels())
 
     # ------------------------------------------------------------------
     # The cut.

@@ -34,6 +34,7 @@ from ppcd_tf import files
 from ppcd_tf.data import pipeline
 from ppcd_tf.models import builders
 from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.pruning import architectures
 from ppcd_tf.runs import checkpointing
 from ppcd_tf.runs import run_dir
 from ppcd_tf.training import ema as ema_lib
@@ -103,7 +104,7 @@ class Trainer:
             generator, discriminator = self.build_models(
                 resolution=self.resolution, num_classes=self.num_classes,
                 image_channels=self.image_channels)
-            generator_ema = generator_lib.Generator.from_config(
+            generator_ema = type(generator).from_config(
                 dict(generator.get_config(), name="generator_ema"))
             for model in (generator, discriminator, generator_ema):
                 model.build()
@@ -361,7 +362,8 @@ def log_run_summary(trainer):
     logging.info(
         "Generator: %s params, channels %s, dim_z %d. Discriminator: %s "
         "params. Data: %s, %dx%dx%d, %d classes, %s examples.",
-        f"{g_params:,}", trainer.generator.channels.to_id(), trainer.dim_z,
+        f"{g_params:,}", architectures.of(trainer.generator).describe(
+            trainer.generator), trainer.dim_z,
         f"{d_params:,}", dataset.name, trainer.resolution,
         trainer.resolution, trainer.image_channels, trainer.num_classes,
         dataset.num_examples)

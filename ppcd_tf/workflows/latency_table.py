@@ -50,7 +50,7 @@ def _normal(shape, seed):
 
 
 # GBlock's upsampling, so the terms time what the generator runs.
-_upsample2x = layers._upsample2x  # pylint: disable=protected-access
+upsample2x = layers.upsample2x
 
 
 class _TermBuilder:
@@ -123,7 +123,7 @@ class _TermBuilder:
             cbn = self._cbn_relu(cin, 10)
 
             def fn(x, y):
-                return _upsample2x(cbn(x, y))
+                return upsample2x(cbn(x, y))
             return fn, [_normal((b, size // 2, size // 2, cin), 11), y]
         if part == "mid":
             (hid,) = widths
@@ -137,7 +137,7 @@ class _TermBuilder:
             # As GBlock: the 1x1 conv on the block's input grid, then the
             # upsampling, then the residual addition.
             def fn(x, h):
-                return h + _upsample2x(tf.nn.bias_add(
+                return h + upsample2x(tf.nn.bias_add(
                     tf.nn.conv2d(x, kernel, 1, "SAME"), bias))
             return fn, [_normal((b, size // 2, size // 2, cin), 16),
                         _normal((b, size, size, cout), 17)]

@@ -32,8 +32,10 @@ BigGAN-deep (huggingface/pytorch-pretrained-BigGAN: `config.json` and
 its per-truncation batch-norm statistics (`ppcd_tf.importing.
 biggan_deep_pytorch`); the architecture comes from its config.json. The run
 can be sampled (`python -m ppcd_tf.sample --model_dir ...`: the standing
-statistics are the truncation-1.0 row); PPCD, export and step timing refuse
-it until they handle BigGAN-deep's blocks (issue 35).
+statistics are the truncation-1.0 row) and compressed by PPCD with
+`extras/teacher_without_d.gin` and a BigGAN-deep D from gin (the student
+trains its own BN statistics, without the tables); exporting the imported
+generator itself and step timing refuse it (issue 35).
 
 The architecture comes from `--preset` (`imagenet128_ch96`, the
 launch_BigGAN_bs256x8.sh model; `tfhub_biggan128`) and/or the flags below,

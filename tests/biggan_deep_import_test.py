@@ -244,13 +244,14 @@ def test_import_command_writes_a_run_that_samples_and_is_refused_by_ppcd(
             restored.generate(z, labels, truncation=truncation).numpy(),
             generator(z, labels, training=False,
                       truncation=truncation).numpy())
-    # PPCD, export and step timing say that BigGAN-deep is not built yet.
-    with pytest.raises(errors.BadInputError, match="BigGAN-deep"):
+    # PPCD (no D to train with) and export (per-truncation statistics) say
+    # what is not built yet.
+    with pytest.raises(errors.BadInputError, match="without a discriminator"):
         run_dir.restore_teacher(output)
     result = _command("ppcd_tf.export", [
         "--model_dir", output, "--output", str(tmp_path / "export")])
     assert result.returncode == 2, result.stderr[-3000:]
-    assert "supports BigGAN only so far" in result.stderr
+    assert "per-truncation BN statistics" in result.stderr
     assert "Traceback" not in result.stderr
     png = str(tmp_path / "samples.png")
     result = _command("ppcd_tf.sample", [

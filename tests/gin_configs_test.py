@@ -34,7 +34,7 @@ def _resolution_of(relpath):
     match = re.search(r"^RESOLUTION\s*=\s*(\d+)", text, re.M)
     if match:
         return int(match.group(1))
-    match = re.search(r"biggan(\d+)", relpath)
+    match = re.search(r"biggan(?:_deep)?(\d+)", relpath)
     return int(match.group(1)) if match else None
 
 

@@ -99,7 +99,9 @@ def prepare(generator, fold_batch_norm=True):
     record = {"spectral_norms_frozen":
               layers_lib.freeze_spectral_norms(generator),
               "batch_norms_folded": [], "batch_norm_statistics_merged": []}
-    if fold_batch_norm:
+    # BatchNorm folding knows BigGAN's blocks (bn2 after conv1, the output
+    # BN after the last block); BigGAN-deep's are served unfolded.
+    if fold_batch_norm and hasattr(generator, "channels"):
         record["batch_norms_folded"] = fold_batch_norms(generator)
         record["batch_norm_statistics_merged"] = (
             merge_batch_norm_statistics(generator))

@@ -35,9 +35,9 @@ from ppcd_tf import errors
 from ppcd_tf.exporting import graph
 from ppcd_tf.exporting import portable as portable_lib
 from ppcd_tf.exporting import saved_model
-from ppcd_tf.models import complexity
+from ppcd_tf.models import builders
 from ppcd_tf.models import generator as generator_lib
-from ppcd_tf.pruning import channel_masks
+from ppcd_tf.pruning import architectures
 from ppcd_tf.pruning import surgery
 from ppcd_tf.runs import run_dir
 
@@ -58,9 +58,14 @@ def load_run(model_dir, checkpoint=None):
     """The run's EMA generator as `run_dir.RestoredGenerator`, from
     `checkpoint` ('latest' by default, 'best' or a path prefix); a missing
     or damaged run raises run_dir.RunDirError (exit status 3)."""
-    run_dir.refuse_biggan_deep(model_dir, run_dir.read_model_configs(
-        model_dir), "export")
-    return run_dir.restore_generator(model_dir, checkpoint)
+    restored = run_dir.restore_generator(model_dir, checkpoint)
+    if getattr(restored.generator, "truncation_rows", 0):
+        raise ExportError(
+            f"{model_dir} holds an imported BigGAN-deep generator with "
+            "per-truncation BN statistics; its export (a truncation input "
+            "that selects them) is not supported yet (issue 35). BigGAN-deep "
+            "runs trained here export.")
+    return restored
 
 
 def decide_keep(restored, binarize_threshold=None):
@@ -97,7 +102,8 @@ def verify(generator, compact, keep, tolerance=DEFAULT_TOLERANCE,
     """Max |compact - masked| on a batch; raises ExportError past tolerance."""
     z = tf.random.stateless_normal((batch, generator.dim_z), (seed, 0))
     labels = tf.range(batch, dtype=tf.int32) % generator.num_classes
-    result = surgery.compare(generator, compact, keep, z, labels, tolerance)
+    result = architectures.of(generator).compare(generator, compact, keep, z,
+                                                 labels, tolerance)
     if result.worst > result.allowed:
         first = result.first
         where = (f"; it first appears at {first[0]} (max abs diff "
@@ -114,8 +120,9 @@ def verify(generator, compact, keep, tolerance=DEFAULT_TOLERANCE,
 
 
 def _layer_report(full, compact):
-    widths = channel_masks.mask_widths(full.channels, prune_attention=True)
-    kept = channel_masks.mask_widths(compact.channels, prune_attention=True)
+    architecture = architectures.of(full)
+    widths = architecture.mask_widths(prune_attention=True)
+    kept = architecture.kept_widths(compact)
     return [{"layer": key, "original": width, "kept": int(kept[key])}
             for key, width in widths.items()]
 
@@ -158,13 +165,14 @@ def export_run(model_dir, output_dir, overwrite=False,
     if keep is None:
         compact, difference = restored.generator, 0.0
     else:
-        compact = surgery.build_compact(restored.generator, keep)
+        compact = architectures.of(restored.generator).build_compact(
+            restored.generator, keep)
         difference = verify(restored.generator, compact, keep, tolerance)
     trained_compact = compact  # the reference of the converted models
     compact, serving_record = prepare_serving(
         restored.generator, compact, keep, tolerance, fold_batch_norm)
     serving_record["jit_compile"] = bool(jit_compile)
-    full = generator_lib.Generator.from_config(
+    full = builders.generator_from_config(
         dict(restored.full_config, name="full_generator"))
     full.build()
     sizes = _sizes(full, compact)
@@ -172,7 +180,7 @@ def export_run(model_dir, output_dir, overwrite=False,
                          serving_record, binarize_threshold, difference)
     assets = {
         "metadata.json": metadata,
-        "channel_config.json": compact.channels.to_dict(),
+        "channel_config.json": architectures.of(full).widths_config(compact),
         "operative_config.gin": _read_text(
             os.path.join(model_dir, "operative_config.gin")),
     }
@@ -196,13 +204,11 @@ def export_run(model_dir, output_dir, overwrite=False,
 
 def _sizes(full, compact):
     """Parameters and MACs per image of the full and the compact G."""
-    shape = complexity.GeneratorShape.of(full)
+    architecture = architectures.of(full)
     return {"source_params": generator_lib.count_trainable_parameters(full),
             "params": generator_lib.count_trainable_parameters(compact),
-            "source_macs_per_image": complexity.generator_macs(
-                full.channels, shape),
-            "macs_per_image": complexity.generator_macs(compact.channels,
-                                                        shape)}
+            "source_macs_per_image": architecture.macs(full),
+            "macs_per_image": architecture.macs(compact)}
 
 
 SIGNATURE_DOCS = {
@@ -227,7 +233,7 @@ def _metadata(model_dir, restored, compact, sizes, serving_record,
     metrics = (run_dir.read_run_json(metrics_path, "run's metrics record")
                if tf.io.gfile.exists(metrics_path) else {})
     return {
-        "resolution": compact.channels.resolution,
+        "resolution": compact.resolution,
         "dim_z": compact.dim_z,
         "num_classes": compact.num_classes,
         "image_channels": compact.image_channels,
@@ -345,7 +351,7 @@ def prepare_serving(source, compact, keep, tolerance, fold_batch_norm):
     `fold_batch_norm`, BatchNorms folded (`graph.prepare`) on a copy,
     checked against `source` (the hard-masked generator when `keep` is
     given, else `compact` itself) within `tolerance`."""
-    served = generator_lib.Generator.from_config(
+    served = type(compact).from_config(
         dict(compact.get_config(), name=compact.name))
     served.build()
     served.set_weights(compact.get_weights())

@@ -136,7 +136,7 @@ class GeneratorSource:
         elif restored.kind == "ppcd":
             weights += " (compact student)"
         return cls(generate, generator.dim_z, generator.num_classes,
-                   generator.channels.resolution,
+                   generator.resolution,
                    restored.configs.get("dataset", {}).get("name"),
                    {"kind": "checkpoint", "path": restored.checkpoint,
                     "step": restored.step, "weights": weights})

@@ -70,6 +70,15 @@ BOTTOM_WIDTH = 4
 REDUCTION = deep_widths.REDUCTION
 
 
+def is_statistics_table(path):
+    """Whether a weight path belongs to a per-truncation statistics table
+    (`stats{i}` of a block, `output_stats`): a student trained from an
+    imported generator has none (its own BN statistics are trained)."""
+    return any(part == "output_stats" or (part.startswith("stats")
+                                          and part[5:].isdigit())
+               for part in path.split("/"))
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class DeepGBlock(keras.layers.Layer):
     """BigGAN-deep's bottleneck generator block.
@@ -251,7 +260,9 @@ class DeepGenerator(layers.NamedBlocksMixin, keras.Model):
     `deep_widths.mask_widths` to [C] mask values / 0/1 kept channels (where
     they act: `ppcd_tf.models.deep_widths`); with `keep`, `conv_to_rgb`'s
     unused outputs (beyond `image_channels`) leave its spectral norm too, as
-    in a compact generator, which does not have them.
+    in a compact generator, which does not have them. `class_embedding`
+    [B, embed_dim], when given, replaces the labels' embedding
+    (`mixed_embedding`).
     """
 
     def __init__(self, resolution=128, ch=128, num_classes=1000, dim_z=128,
@@ -353,8 +364,16 @@ class DeepGenerator(layers.NamedBlocksMixin, keras.Model):
         self.conv_to_rgb.build((None, size, size, last))
         self.built = True
 
+    def mixed_embedding(self, labels_a, labels_b, alpha):
+        """The class embedding mixed between two classes: (1 - alpha) *
+        e(labels_a) + alpha * e(labels_b), [N, embed_dim] for labels [N]
+        and alpha [N] (for `call(class_embedding=)`)."""
+        alpha = tf.cast(tf.reshape(alpha, (-1, 1)), tf.float32)
+        return ((1.0 - alpha) * self.embedding(tf.cast(labels_a, tf.int32))
+                + alpha * self.embedding(tf.cast(labels_b, tf.int32)))
+
     def call(self, z, labels, training=False, truncation=None, masks=None,
-             keep=None, return_features=False):
+             keep=None, return_features=False, class_embedding=None):
         if truncation is not None and (training or not self.truncation_rows):
             raise errors.BadInputError(
                 "A truncation selects per-truncation BN statistics: the "
@@ -366,8 +385,9 @@ class DeepGenerator(layers.NamedBlocksMixin, keras.Model):
             return key_source.get(deep_widths.stage_mask_name(
                 self.stages[stream]))
 
-        cond = tf.concat([tf.cast(z, tf.float32),
-                          self.embedding(labels)], axis=-1)
+        embedding = (self.embedding(labels) if class_embedding is None
+                     else tf.cast(class_embedding, tf.float32))
+        cond = tf.concat([tf.cast(z, tf.float32), embedding], axis=-1)
         units_keep = stage(keep, 0)
         if units_keep is not None:
             units_keep = tf.tile(units_keep, [BOTTOM_WIDTH ** 2])

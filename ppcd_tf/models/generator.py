@@ -136,6 +136,11 @@ class Generator(layers.NamedBlocksMixin, keras.Model):
         self.output_conv = layers.SNConv2D(self.image_channels, 3,
                                            name="output_conv", **common)
 
+    @property
+    def resolution(self):
+        """Side of the generated images."""
+        return self.channels.resolution
+
     def build(self, input_shape=None):
         """Creates every weight (shapes follow from the ChannelConfig)."""
         if self.built:

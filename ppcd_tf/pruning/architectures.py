@@ -16,7 +16,8 @@ the run records go through `of(generator)`, which returns the family's
     widths as the dict its config holds, and a config with other widths;
   * `uniform_widths(counts)`: the widths dict of a generator keeping the
     first `counts` channels of every mask (the uniformly thinner student);
-  * `build_compact`, `compare`, `kept_indices`: the surgery and its check.
+  * `build_compact`, `compare`, `kept_indices`: the surgery and its check;
+    `kept_widths(compact)`: a compact generator's {mask key: kept count}.
 
 BigGAN-deep note: a compact deep generator keeps only the `image_channels`
 outputs of `conv_to_rgb` that images use, so its live polynomials count
@@ -71,6 +72,11 @@ class BigGANArchitecture:
     @staticmethod
     def describe(generator):
         return generator.channels.to_id()
+
+    def kept_widths(self, compact):
+        """{mask key: kept count} of a compact generator of this family."""
+        return channel_masks.mask_widths(compact.channels,
+                                         prune_attention=True)
 
     build_compact = staticmethod(surgery.build_compact)
     compare = staticmethod(surgery.compare)
@@ -151,6 +157,10 @@ class DeepArchitecture:
         widths = generator.widths
         return "deep_s" + "-".join(map(str, widths.stream)) + "_i" + "-".join(
             "/".join(map(str, w)) for w in widths.inner)
+
+    def kept_widths(self, compact):
+        """{mask key: kept count} of a compact generator of this family."""
+        return deep_widths.mask_widths(compact.widths, self.stages)
 
     build_compact = staticmethod(deep_surgery.build_compact)
     compare = staticmethod(deep_surgery.compare)

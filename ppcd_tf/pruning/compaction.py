@@ -31,12 +31,14 @@ def _relative_path(variable):
     return variable.path.split("/", 1)[1]
 
 
-def copy_weights_by_name(source, target):
-    """target's weights := source's, paired by path below the model name.
+def copy_weights_by_name(source, target, skip_source=None):
+    """target's weights := source's, paired by path below the model name;
+    source weights whose path `skip_source(path)` accepts are left out.
 
     Raises ValueError listing missing, unexpected and mis-shaped weights.
     """
-    by_name = {_relative_path(v): v for v in source.weights}
+    by_name = {_relative_path(v): v for v in source.weights
+               if skip_source is None or not skip_source(_relative_path(v))}
     missing, shapes = [], []
     for variable in target.weights:
         name = _relative_path(variable)

@@ -91,6 +91,11 @@ def _slice(layer, target, inputs, outputs):
 def thin(discriminator, fraction, name=None):
     """(thin Discriminator built with `discriminator`'s strongest filters,
     its DiscriminatorConfig). Call inside the strategy scope."""
+    if not hasattr(discriminator, "config"):
+        raise errors.BadInputError(
+            "CompactPhase.discriminator_width thins BigGAN discriminators "
+            f"only; this run's D is a {type(discriminator).__name__}: leave "
+            "the width at 1.0.")
     config = thinned_config(discriminator.config, fraction)
     thin_d = discriminator_lib.Discriminator.from_config(dict(
         discriminator.get_config(), config=config.to_dict(),

@@ -39,10 +39,9 @@ from absl import logging
 
 from ppcd_tf import errors
 from ppcd_tf import files
-from ppcd_tf.models import biggan_deep
-from ppcd_tf.models import discriminator as discriminator_lib
-from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.models import builders
 from ppcd_tf.models import inputs
+from ppcd_tf.pruning import architectures
 from ppcd_tf.pruning import channel_masks
 from ppcd_tf.pruning import surgery
 from ppcd_tf.runs import checkpointing
@@ -87,7 +86,7 @@ BIGGAN_DEEP = "biggan_deep"
 DEEP_MODELS_SCHEMA = {
     "architecture": str, "generator": dict, "generator.ch": int,
     "generator.num_classes": int, "generator.dim_z": int,
-    "generator.resolution": int, "discriminator": type(None),
+    "generator.resolution": int, "discriminator": (dict, type(None)),
     "dataset?": dict,
 }
 MODELS_SCHEMA = {
@@ -133,14 +132,14 @@ def is_biggan_deep(configs):
 
 def refuse_biggan_deep(model_dir, configs, what):
     """An error when `configs` (models.json of `model_dir`) describe a
-    BigGAN-deep teacher, which `what` does not handle yet: BadInputError
+    BigGAN-deep run, which `what` does not handle yet: BadInputError
     (exit status 2)."""
     if is_biggan_deep(configs):
         raise errors.BadInputError(
-            f"{model_dir} holds an imported BigGAN-deep generator; {what} "
-            "supports BigGAN only so far (BigGAN-deep can be imported and "
-            "sampled; PPCD, export and step timing on its bottleneck "
-            "blocks are not built yet, issue 35).")
+            f"{model_dir} holds a BigGAN-deep generator; {what} supports "
+            "BigGAN only so far (BigGAN-deep runs can be imported, trained, "
+            "compressed by PPCD, exported and sampled; this on its "
+            "bottleneck blocks is not built yet, issue 35).")
 
 
 def write_model_configs(model_dir, content):
@@ -354,7 +353,8 @@ class RestoredGenerator:
         generator itself when there are none."""
         if self.keep is None:
             return self.generator
-        return surgery.build_compact(self.generator, self.keep)
+        return architectures.of(self.generator).build_compact(
+            self.generator, self.keep)
 
 
 def _restore(checkpoint, items):
@@ -408,13 +408,13 @@ def newest_readable_step(model_dir):
 def _restore_generator(model_dir, configs, structure, checkpoint):
     step = _readable_step(checkpoint)
     full_config = configs["generator"]
-    if is_biggan_deep(configs):
-        generator = biggan_deep.DeepGenerator.from_config(
-            dict(full_config, name="generator_ema"))
+
+    def built(config):
+        generator = builders.generator_from_config(
+            dict(config, name="generator_ema"))
         generator.build()
-        _restore(checkpoint, dict(generator_ema=generator))
-        return RestoredGenerator(generator, None, None, None, "teacher",
-                                 step, checkpoint, full_config, configs)
+        return generator
+
     if structure is None:
         names = {name for name, _ in tf.train.list_variables(checkpoint)}
         if any(name.startswith("channel_masks/") for name in names):
@@ -422,23 +422,18 @@ def _restore_generator(model_dir, configs, structure, checkpoint):
                 f"{model_dir} holds channel masks but no {PRUNING_FILE}: it "
                 "was written by an older ppcd_tf; export it with that "
                 "version.")
-        generator = generator_lib.Generator.from_config(
-            dict(full_config, name="generator_ema"))
-        generator.build()
+        generator = built(full_config)
         _restore(checkpoint, dict(generator_ema=generator))
         return RestoredGenerator(generator, None, None, None, "teacher",
                                  step, checkpoint, full_config, configs)
     if is_compact_checkpoint(structure, step):
-        generator = generator_lib.Generator.from_config(
-            dict(full_config, channels=structure["compact_channels"],
-                 name="generator_ema"))
-        generator.build()
+        full = builders.generator_from_config(full_config)
+        generator = built(architectures.of(full).with_widths(
+            full_config, structure["compact_channels"]))
         _restore(checkpoint, dict(generator_ema=generator))
         return RestoredGenerator(generator, None, None, True, "ppcd", step,
                                  checkpoint, full_config, configs)
-    generator = generator_lib.Generator.from_config(
-        dict(full_config, name="generator_ema"))
-    generator.build()
+    generator = built(full_config)
     masks = channel_masks.ChannelMasks(
         {k: int(w) for k, w in structure["mask_widths"].items()},
         mask_function=structure.get("mask_function", "smooth_step"),
@@ -463,8 +458,8 @@ def hard_keep(generator, masks, threshold=0.0):
 def full_keep(generator):
     """{mask key: all-True bool [width]} for every prunable width."""
     return {k: np.ones(w, bool) for k, w in
-            channel_masks.mask_widths(generator.channels,
-                                      prune_attention=True).items()}
+            architectures.of(generator).mask_widths(
+                prune_attention=True).items()}
 
 
 def restore_teacher(model_dir, generator_name="teacher_generator",
@@ -476,14 +471,19 @@ def restore_teacher(model_dir, generator_name="teacher_generator",
             "to a teacher run's --model_dir (or the shipped "
             "ppcd_tf/assets/teacher_fashion_mnist32).")
     configs = read_model_configs(model_dir)
-    refuse_biggan_deep(model_dir, configs, "PPCD (TEACHER_DIR)")
+    if configs["discriminator"] is None:
+        raise errors.BadInputError(
+            f"{model_dir} holds a generator without a discriminator (an "
+            "imported BigGAN-deep): PPCD from it needs a freshly built "
+            "training D, which is not supported yet (issue 35); train a "
+            "teacher with a D (gin/model/biggan_deep32.gin) instead.")
     latest_checkpoint(model_dir)  # "no checkpoint" with what to do
     if read_pruning_structure(model_dir) is not None:
         raise RunDirError(f"{model_dir} is a PPCD run, not a teacher run: "
                           "TEACHER_DIR must be a run of stage/teacher.gin.")
-    generator = generator_lib.Generator.from_config(
+    generator = builders.generator_from_config(
         dict(configs["generator"], name=generator_name))
-    discriminator = discriminator_lib.Discriminator.from_config(
+    discriminator = builders.discriminator_from_config(
         dict(configs["discriminator"], name=discriminator_name))
     generator.build()
     discriminator.build()

@@ -31,7 +31,8 @@ from ppcd_tf import errors
 from ppcd_tf.distill import bank as bank_lib
 from ppcd_tf.distill import losses as distill_losses
 from ppcd_tf.distill import objective as distill_objective
-from ppcd_tf.models import discriminator as discriminator_lib
+from ppcd_tf.models import biggan_deep
+from ppcd_tf.models import builders
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.models import layers as layers_lib
 from ppcd_tf.pruning import architectures
@@ -69,15 +70,7 @@ class PPCDTrainer(trainer_lib.Trainer):
                  compact=compact_phase.CompactPhase,
                  teacher_bank=bank_lib.TeacherBank, **kwargs):
         _check_trainer_settings(kwargs)
-        if teacher_dir is gin.REQUIRED or not teacher_dir:
-            raise errors.BadInputError(
-                "PPCDTrainer needs teacher_dir: bind "
-                "TEACHER_DIR = '/path/to/teacher_run'.")
-        if cam_discriminator not in distill_objective.CAM_DISCRIMINATORS:
-            raise errors.BadInputError(
-                f"cam_discriminator must be one of "
-                f"{distill_objective.CAM_DISCRIMINATORS}, got "
-                f"{cam_discriminator!r}.")
+        _check_teacher_settings(teacher_dir, cam_discriminator)
         self.teacher_dir = teacher_dir
         self.teacher_configs = run_dir.read_model_configs(teacher_dir)
         self.teacher_checkpoint = run_dir.latest_checkpoint(teacher_dir)
@@ -86,14 +79,7 @@ class PPCDTrainer(trainer_lib.Trainer):
         self.pruning = pruning()
         self.compact = compact()
         self.bank = teacher_bank()
-        if (self.compact.discriminator_interval == 0
-                and cam_discriminator == "student"
-                and self.weights.class_aware > 0):
-            raise errors.BadInputError(
-                "CompactPhase.discriminator_interval = 0 drops the training "
-                "D after the cut, but PPCDTrainer.cam_discriminator = "
-                "'student' takes the class activation maps from it: use "
-                "cam_discriminator = 'teacher' or an interval >= 1.")
+        _check_recipe(self)
         self.structure = run_dir.read_pruning_structure(model_dir)
         self.pruning.compacted = self._resumes_compact(model_dir)
         super().__init__(model_dir, strategy, **kwargs)
@@ -124,18 +110,22 @@ class PPCDTrainer(trainer_lib.Trainer):
     def build_models(self, resolution, num_classes, image_channels):
         g_config = self.teacher_configs["generator"]
         d_config = self.teacher_configs["discriminator"]
-        teacher = generator_lib.Generator.from_config(g_config)
-        if (teacher.channels.resolution != resolution
+        teacher = builders.generator_from_config(g_config)
+        if (teacher.resolution != resolution
                 or teacher.num_classes != num_classes
                 or teacher.image_channels != image_channels):
             raise errors.BadInputError(
                 f"The teacher in {self.teacher_dir} generates "
-                f"{teacher.channels.resolution}x{teacher.channels.resolution}"
+                f"{teacher.resolution}x{teacher.resolution}"
                 f"x{teacher.image_channels} images of {teacher.num_classes} "
                 f"classes, the data is {resolution}x{resolution}x"
                 f"{image_channels} with {num_classes} classes: use the data "
                 "gin file the teacher was trained with.")
         student_config = dict(g_config, name="generator")
+        if student_config.get("truncation_rows"):
+            # An imported BigGAN-deep's per-truncation statistics stay with
+            # the teacher: the student trains its own.
+            student_config["truncation_rows"] = 0
         self.full_student_config = dict(student_config)
         architecture = architectures.of(teacher)
         if self.compacted:
@@ -148,10 +138,14 @@ class PPCDTrainer(trainer_lib.Trainer):
             # it as trained, so exports and evaluations read it back.
             self.full_student_config = dict(student_config)
         student = type(teacher).from_config(student_config)
+        if d_config is None:  # a teacher without D: a fresh one from gin
+            return student, self._discriminator_fn(
+                resolution=resolution, num_classes=num_classes,
+                image_channels=image_channels)
         if self._resumes_thin_discriminator():
             d_config = dict(d_config,
                             config=self.structure["compact_discriminator"])
-        discriminator = discriminator_lib.Discriminator.from_config(
+        discriminator = builders.discriminator_from_config(
             dict(d_config, name="discriminator"))
         return student, discriminator
 
@@ -177,11 +171,13 @@ class PPCDTrainer(trainer_lib.Trainer):
         """The frozen teacher, the phases and the PPCD objective."""
         g_config = self.teacher_configs["generator"]
         d_config = self.teacher_configs["discriminator"]
-        self.teacher_generator = generator_lib.Generator.from_config(
+        self.teacher_generator = builders.generator_from_config(
             dict(g_config, name="teacher_generator"))
-        self.teacher_discriminator = (
-            discriminator_lib.Discriminator.from_config(
-                dict(d_config, name="teacher_discriminator")))
+        # Without a teacher D (unread, `_check_recipe`), a frozen copy of
+        # the training D's architecture stands in.
+        self.teacher_discriminator = builders.discriminator_from_config(
+            dict(d_config or self.discriminator.get_config(),
+                 name="teacher_discriminator"))
         for model in (self.teacher_generator, self.teacher_discriminator):
             model.build()
             model.trainable = False
@@ -201,19 +197,22 @@ class PPCDTrainer(trainer_lib.Trainer):
         """Teacher EMA G and D from the teacher checkpoint; student copies
         (by weight name, shapes checked). A resumed run overwrites the
         copies from its own checkpoint."""
+        has_d = self.teacher_configs["discriminator"] is not None
+        items = dict(generator_ema=self.teacher_generator)
+        if has_d:
+            items["discriminator"] = self.teacher_discriminator
         self.teacher_checkpoint = run_dir.restore_newest(
-            self.teacher_dir, dict(generator_ema=self.teacher_generator,
-                                   discriminator=self.teacher_discriminator),
-            "teacher")
+            self.teacher_dir, items, "teacher")
         # A thinned D (resumed after the cut) comes from the run's own
         # checkpoint.
-        pairs = ([] if self._resumes_thin_discriminator()
+        pairs = ([] if self._resumes_thin_discriminator() or not has_d
                  else [(self.teacher_discriminator, self.discriminator)])
         # A thinner or compact student cannot copy the teacher.
         if self.pruning.use_masks and not self.compacted:
             pairs.append((self.teacher_generator, self.generator))
         for src, dst in pairs:
-            compaction.copy_weights_by_name(src, dst)
+            compaction.copy_weights_by_name(
+                src, dst, skip_source=biggan_deep.is_statistics_table)
         logging.info("Teacher loaded from %s (student starts as its copy).",
                      self.teacher_checkpoint)
 
@@ -237,7 +236,8 @@ class PPCDTrainer(trainer_lib.Trainer):
         thinner student, without masks, as it is)."""
         return dict(super().model_configs(),
                     generator=self.full_student_config,
-                    discriminator=dict(self.teacher_configs["discriminator"],
+                    discriminator=dict(self.teacher_configs["discriminator"]
+                                       or self.discriminator.get_config(),
                                        name="discriminator"))
 
     def write_model_configs(self):
@@ -330,6 +330,45 @@ class PPCDTrainer(trainer_lib.Trainer):
                 row_labels=self.samples.row_labels(self.dataset.class_names),
                 headers=("teacher", "student"))
         return images
+
+
+def _check_teacher_settings(teacher_dir, cam_discriminator):
+    """BadInputError for a missing teacher_dir or an unknown
+    cam_discriminator."""
+    if teacher_dir is gin.REQUIRED or not teacher_dir:
+        raise errors.BadInputError(
+            "PPCDTrainer needs teacher_dir: bind "
+            "TEACHER_DIR = '/path/to/teacher_run'.")
+    if cam_discriminator not in distill_objective.CAM_DISCRIMINATORS:
+        raise errors.BadInputError(
+            f"cam_discriminator must be one of "
+            f"{distill_objective.CAM_DISCRIMINATORS}, got "
+            f"{cam_discriminator!r}.")
+
+
+def _check_recipe(trainer):
+    """BadInputError for settings that contradict each other or the
+    teacher: no training D after the cut but class activation maps from
+    it; a teacher without a D (an imported BigGAN-deep) whose D the
+    distillation would read."""
+    if (trainer.compact.discriminator_interval == 0
+            and trainer.cam_discriminator == "student"
+            and trainer.weights.class_aware > 0):
+        raise errors.BadInputError(
+            "CompactPhase.discriminator_interval = 0 drops the training "
+            "D after the cut, but PPCDTrainer.cam_discriminator = "
+            "'student' takes the class activation maps from it: use "
+            "cam_discriminator = 'teacher' or an interval >= 1.")
+    if trainer.teacher_configs["discriminator"] is None and (
+            trainer.cam_discriminator != "student"
+            or trainer.weights.d_features > 0):
+        raise errors.BadInputError(
+            f"The teacher in {trainer.teacher_dir} has no discriminator "
+            "(an imported generator): the training D starts from its "
+            "initialisation and the distillation must not read a teacher "
+            "D. Add gin/extras/teacher_without_d.gin after stage/ppcd.gin "
+            "(PPCDTrainer.cam_discriminator = 'student', "
+            "DistillationWeights.d_features = 0).")
 
 
 def _check_trainer_settings(kwargs):

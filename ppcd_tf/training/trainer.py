@@ -21,7 +21,6 @@ Settings live with the part they configure (`TrainLoop.num_steps`,
 its objective and phases.
 """
 
-import json
 import os
 
 import gin
@@ -239,8 +238,9 @@ class Trainer:
         return int(self.step.numpy())
 
     def model_configs(self):
-        """The content of models.json: the configs that rebuild G and D."""
-        return {"generator": self.generator.get_config(),
+        """models.json: the configs that rebuild G and D (and the family)."""
+        return {**architecture_record(self.generator),
+                "generator": self.generator.get_config(),
                 "discriminator": self.discriminator.get_config(),
                 "dataset": {"name": self.dataset.name,
                             "resolution": self.resolution,
@@ -250,9 +250,8 @@ class Trainer:
 
     def write_model_configs(self):
         """Writes <model_dir>/models.json (`model_configs`)."""
-        files.write_text(os.path.join(self.model_dir, MODELS_FILE),
-                         json.dumps(self.model_configs(), indent=2,
-                                    default=list))
+        files.write_json(os.path.join(self.model_dir, MODELS_FILE),
+                         self.model_configs())
 
     def write_operative_config(self):
         write_operative_config(self.model_dir)
@@ -351,6 +350,14 @@ class Trainer:
         with run_dir.locked_once(self.model_dir):
             self.checkpointer.remove_leftovers()
             return self.loop.run(self)
+
+
+def architecture_record(generator):
+    """models.json's architecture entry: {} for BigGAN (runs before
+    BigGAN-deep have none), {"architecture": "biggan_deep"} for it."""
+    if builders.architecture_of(generator) == builders.BIGGAN_DEEP:
+        return {run_dir.ARCHITECTURE_KEY: run_dir.BIGGAN_DEEP}
+    return {}
 
 
 def log_run_summary(trainer):

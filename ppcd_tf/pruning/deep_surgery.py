@@ -22,23 +22,11 @@ from ppcd_tf.pruning import surgery
 
 
 def kept_indices(generator, keep):
-    """{mask key: int index array} of a DeepGenerator; missing keys keep
-    every channel. Raises SurgeryError on a wrong shape or an empty mask."""
-    widths = deep_widths.mask_widths(generator.widths, generator.stages)
-    indices = {}
-    for key, width in widths.items():
-        if key not in keep:
-            indices[key] = np.arange(width)
-            continue
-        mask = np.asarray(keep[key], bool)
-        if mask.shape != (width,):
-            raise surgery.SurgeryError(
-                f"Mask {key!r} has shape {mask.shape}, the generator's "
-                f"width is {width}.")
-        if not mask.any():
-            raise surgery.SurgeryError(f"Mask {key!r} removes every channel.")
-        indices[key] = surgery.kept_index(mask)
-    return indices
+    """{mask key: int index array} of a DeepGenerator (`surgery.kept_indices`
+    over its mask widths)."""
+    return surgery.kept_indices(
+        generator, keep,
+        deep_widths.mask_widths(generator.widths, generator.stages))
 
 
 def stream_indices(generator, indices):

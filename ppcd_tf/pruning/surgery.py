@@ -80,10 +80,13 @@ def copy_cbn(source, target, index, what):
     copy_sn(source.bias, target.bias, None, index, f"{what}/bias")
 
 
-def kept_indices(generator, keep):
-    """{mask key: int index array}; missing keys keep every channel."""
-    widths = channel_masks.mask_widths(generator.channels,
-                                       prune_attention=True)
+def kept_indices(generator, keep, widths=None):
+    """{mask key: int index array}; missing keys keep every channel.
+    `widths`: {mask key: full width} (default: a BigGAN generator's); a
+    wrong shape or an empty mask raises SurgeryError."""
+    if widths is None:
+        widths = channel_masks.mask_widths(generator.channels,
+                                           prune_attention=True)
     indices = {}
     for key, width in widths.items():
         if key in keep:

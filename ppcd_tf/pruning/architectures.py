@@ -36,7 +36,17 @@ from ppcd_tf.pruning import deep_surgery
 from ppcd_tf.pruning import surgery
 
 
-class BigGANArchitecture:
+class _Architecture:
+    """What both families share: the config key of their widths."""
+
+    config_key = None
+
+    def with_widths(self, config, widths):
+        """`config` (a generator's) with other widths (a widths dict)."""
+        return dict(config, **{self.config_key: widths})
+
+
+class BigGANArchitecture(_Architecture):
     """BigGAN (`Generator`): masks per stream, hidden width and attention."""
 
     kind = "biggan"
@@ -62,9 +72,6 @@ class BigGANArchitecture:
     def widths_config(generator):
         return generator.channels.to_dict()
 
-    def with_widths(self, config, widths):
-        return dict(config, channels=widths)
-
     def uniform_widths(self, counts):
         return budget_lib.kept_channel_config(self.channels,
                                               counts).to_dict()
@@ -83,7 +90,7 @@ class BigGANArchitecture:
     kept_indices = staticmethod(surgery.kept_indices)
 
 
-class DeepArchitecture:
+class DeepArchitecture(_Architecture):
     """BigGAN-deep (`DeepGenerator`): stage masks, three bottleneck widths
     per block, the attention's (`models.deep_widths`)."""
 
@@ -135,9 +142,6 @@ class DeepArchitecture:
     @staticmethod
     def widths_config(generator):
         return generator.widths.to_dict()
-
-    def with_widths(self, config, widths):
-        return dict(config, widths=widths)
 
     def uniform_widths(self, counts):
         """Every mask keeps its first `counts[key]` channels."""

@@ -474,9 +474,9 @@ def restore_teacher(model_dir, generator_name="teacher_generator",
     if configs["discriminator"] is None:
         raise errors.BadInputError(
             f"{model_dir} holds a generator without a discriminator (an "
-            "imported BigGAN-deep): PPCD from it needs a freshly built "
-            "training D, which is not supported yet (issue 35); train a "
-            "teacher with a D (gin/model/biggan_deep32.gin) instead.")
+            "imported BigGAN-deep), and this reads a teacher's G and D. "
+            "PPCD takes it as TEACHER_DIR with extras/teacher_without_d.gin "
+            "after stage/ppcd.gin (its training D is built from gin).")
     latest_checkpoint(model_dir)  # "no checkpoint" with what to do
     if read_pruning_structure(model_dir) is not None:
         raise RunDirError(f"{model_dir} is a PPCD run, not a teacher run: "

@@ -70,11 +70,21 @@ def local_results(strategy, variable):
     return [v.numpy() for v in strategy.experimental_local_results(inner)]
 
 
-def python_env():
-    """Environment for subprocesses: repo on the path, quiet TF logs."""
+# Its sitecustomize switches Grappler off in the subprocesses' TensorFlow.
+SUBPROCESS_SITE = os.path.join(REPO_ROOT, "tests", "subprocess_site")
+
+
+def python_env(grappler=False):
+    """Environment for subprocesses: repo on the path, quiet TF logs, and
+    Grappler's graph optimisations off as in-process (a second or more per
+    compiled function at test sizes, `tests/subprocess_site`) unless
+    `grappler`: TensorFlow's defaults, as users run."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join(
+        [REPO_ROOT, SUBPROCESS_SITE] + [p for p in [env.get("PYTHONPATH")]
+                                        if p])
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["PPCD_TEST_GRAPPLER"] = "on" if grappler else "off"
     return env
 
 
@@ -88,12 +98,14 @@ def train_command(model_dir, gin_files, bindings=(), extra_flags=()):
     return argv + list(extra_flags)
 
 
-def run_train(model_dir, gin_files, bindings=(), extra_flags=(), timeout=300):
-    """Runs the training binary to completion; returns CompletedProcess."""
+def run_train(model_dir, gin_files, bindings=(), extra_flags=(), timeout=300,
+              grappler=False):
+    """Runs the training binary to completion; returns CompletedProcess
+    (`grappler`: see `python_env`)."""
     return subprocess.run(
         train_command(model_dir, gin_files, bindings, extra_flags),
-        cwd=REPO_ROOT, env=python_env(), capture_output=True, text=True,
-        timeout=timeout, check=False)
+        cwd=REPO_ROOT, env=python_env(grappler), capture_output=True,
+        text=True, timeout=timeout, check=False)
 
 
 CLI_BATCH = os.path.join(REPO_ROOT, "tests", "cli_batch.py")

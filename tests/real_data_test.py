@@ -52,7 +52,7 @@ class FashionMnistCliTest(tf.test.TestCase):
             "TrainLoop.sample_every = 3",
             "TrainLoop.steps_per_loop = 3",
             f"SampleGrid.samples_per_class = {SAMPLES_PER_CLASS}",
-        ], timeout=400)
+        ], timeout=400, grappler=True)  # As users run it: Grappler on.
         self.assertEqual(result.returncode, 0,
                          "\n".join(result.stderr.splitlines()[-40:]))
         self.assertIn("Data: fashion_mnist, 32x32x1, 10 classes, 60000",

@@ -52,13 +52,17 @@ SHIPPED_TEACHER := ppcd_tf/assets/teacher_fashion_mnist32
 # on a fresh machine instead of pip's ~50 s, ~5 s when uv's cache holds the
 # wheels). INSTALLER=pip: pip alone, which also reads pip.conf (mirrors,
 # find-links, constraints) that uv does not; uv falls back to pip when it
-# cannot install.
+# cannot install. uv compiles the packages to bytecode as pip does
+# (--compile-bytecode): without it every process compiles TensorFlow's
+# sources again when it imports it, where PYTHONDONTWRITEBYTECODE is set
+# (this machine): `import tensorflow, keras` took 10.1 s instead of 4.0 s.
 INSTALLER ?= uv
 $(STAMP): requirements.txt requirements-test.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 ifeq ($(INSTALLER),uv)
 	$(PY) -m pip install -q uv
-	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements-test.txt \
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) \
+	  -r requirements-test.txt \
 	  || $(PY) -m pip install -q -r requirements-test.txt
 else
 	$(PY) -m pip install -q --upgrade pip

@@ -78,8 +78,8 @@ def _clean_state():
 SHARED_CACHE_MODULES = ("tests/export_test.py",)
 
 
-# The modules with the most worker time, slowest first (a fresh-clone run
-# of 3bf760b, two workers: 166 s down to 39 s each). Their scopes are handed
+# The modules with the most worker time, slowest first (a run of 3bf760b
+# in the working tree, two workers: 166 s down to 39 s each). Their scopes are handed
 # out first, so that the workers finish together instead of one running a
 # long scope alone at the end; every other module follows in its collection
 # order. Update it when `--durations` shows a new slow module.
@@ -122,13 +122,6 @@ def pytest_xdist_make_scheduler(config, log):
     return SharedCacheScheduling(config, log)
 
 
-def _registered_gradients():
-    """TensorFlow's process-wide table of registered gradient functions
-    (name -> entry); private, read and pruned by `_release_traced_graphs`."""
-    from tensorflow.python.framework import ops
-    return ops._gradient_registry._registry  # pylint: disable=protected-access
-
-
 @pytest.fixture(autouse=True)
 def _release_traced_graphs():
     """Frees the graphs a test traced once the test is over.
@@ -143,7 +136,8 @@ def _release_traced_graphs():
     The entries a test added are removed after it (its traces are finished;
     a new trace registers new entries), then the cyclic garbage (the graphs)
     is collected and the freed heap returned to the system."""
-    table = _registered_gradients()
+    from tests import helpers  # after the logical devices are configured
+    table = helpers.registered_gradients()
     before = set(table)
     yield
     added = [name for name in table

@@ -80,9 +80,10 @@ def python_env(grappler=False):
     compiled function at test sizes, `tests/subprocess_site`) unless
     `grappler`: TensorFlow's defaults, as users run."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [REPO_ROOT, SUBPROCESS_SITE] + [p for p in [env.get("PYTHONPATH")]
-                                        if p])
+    paths = [REPO_ROOT, SUBPROCESS_SITE]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     env["PPCD_TEST_GRAPPLER"] = "on" if grappler else "off"
     return env
@@ -155,6 +156,14 @@ def numbered(cases):
         index = seen.get(program, 0)
         seen[program] = index + 1
         yield program, index, args, status, phrase
+
+
+def registered_gradients():
+    """TensorFlow's process-wide table of registered gradient functions
+    (name -> entry; private). conftest's `_release_traced_graphs` prunes the
+    `CustomGradient-N` entries each test adds."""
+    from tensorflow.python.framework import ops
+    return ops._gradient_registry._registry  # pylint: disable=protected-access
 
 
 _TINY_TEACHER = {}

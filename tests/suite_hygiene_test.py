@@ -9,15 +9,9 @@ import weakref
 
 import tensorflow as tf
 
-from tensorflow.python.framework import ops
-
 from tests import helpers
 
 _TRACED = {}
-
-
-def _registered_gradients():
-    return ops._gradient_registry._registry  # pylint: disable=protected-access
 
 
 @tf.custom_gradient
@@ -26,7 +20,7 @@ def _doubled_with_unit_gradient(x):
 
 
 def test_a_traced_custom_gradient_is_registered():
-    before = set(_registered_gradients())
+    before = set(helpers.registered_gradients())
 
     @tf.function(autograph=False)
     def step(x):
@@ -37,7 +31,7 @@ def test_a_traced_custom_gradient_is_registered():
 
     value, gradient = step(tf.constant(3.0))
     assert (float(value), float(gradient)) == (6.0, 1.0)
-    added = set(_registered_gradients()) - before
+    added = set(helpers.registered_gradients()) - before
     assert added and all(n.startswith("CustomGradient-") for n in added)
     graph = step.get_concrete_function(tf.constant(3.0)).graph
     _TRACED.update(names=added, graph=weakref.ref(graph))
@@ -46,7 +40,7 @@ def test_a_traced_custom_gradient_is_registered():
 def test_the_previous_tests_entries_and_graph_are_gone():
     # Runs after the test above (same module, same worker, file order).
     assert _TRACED, "test_a_traced_custom_gradient_is_registered ran first"
-    assert not _TRACED["names"] & set(_registered_gradients())
+    assert not _TRACED["names"] & set(helpers.registered_gradients())
     gc.collect()
     assert _TRACED["graph"]() is None
 

@@ -79,10 +79,10 @@ SHARED_CACHE_MODULES = ("tests/export_test.py",)
 
 
 # The modules with the most worker time, slowest first (a run of 3bf760b
-# in the working tree, two workers: 166 s down to 39 s each). Their scopes are handed
-# out first, so that the workers finish together instead of one running a
-# long scope alone at the end; every other module follows in its collection
-# order. Update it when `--durations` shows a new slow module.
+# in the working tree, two workers: 166 s down to 39 s each). Their scopes
+# are handed out first, so that the workers finish together instead of one
+# running a long scope alone at the end; every other module follows in its
+# collection order. Update it when `--durations` shows a new slow module.
 SLOW_MODULES_FIRST = (
     "demo_test", "gin_configs_test", "reliability_test", "compaction_test",
     "ppcd_test", "trainer_test", "biggan_deep_training_test",

@@ -408,9 +408,13 @@ class AblationTest(tf.test.TestCase, parameterized.TestCase):
                         extra=["TrainLoop.num_steps = 2",
                                "DistillationWeights.d_features = 2.0"])
         objective = trainer.objective
-        z = tf.random.normal((4, trainer.dim_z), seed=3)
         labels = tf.constant([0, 1, 2, 3])
-        teacher_images, _ = objective.teacher_outputs(z, labels)
+        # The student starts as the teacher: from the teacher's z its
+        # features would equal the teacher's up to rounding (a loss of ~0,
+        # whose gradient is rounding noise). Another z makes them differ.
+        z = tf.random.normal((4, trainer.dim_z), seed=3)
+        teacher_images, _ = objective.teacher_outputs(
+            tf.random.normal((4, trainer.dim_z), seed=4), labels)
         variables = trainer.generator.trainable_variables
 
         def one_pass_blocks(fake):
@@ -436,6 +440,7 @@ class AblationTest(tf.test.TestCase, parameterized.TestCase):
             results.append((loss, teacher_blocks,
                             tape.gradient(loss, variables)))
         (loss_a, blocks_a, grads_a), (loss_b, blocks_b, grads_b) = results
+        self.assertGreater(loss_a, 1e-2)
         self.assertAllClose(loss_a, loss_b, rtol=1e-5)
         for block_a, block_b in zip(blocks_a, blocks_b):
             self.assertAllClose(block_a, block_b, atol=1e-5)

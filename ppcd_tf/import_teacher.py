@@ -37,6 +37,12 @@ statistics are the truncation-1.0 row) and compressed by PPCD with
 trains its own BN statistics, without the tables); exporting the imported
 generator itself and step timing refuse it (issue 35).
 
+`--format tfhub_biggan_deep --module_dir DIR`: an unpacked TF-Hub
+biggan-deep-128/256/512 module (`saved_model.pb` and `variables/`), its EMA
+weights unless `--no_ema`, and the per-truncation statistics that its graph
+holds (`ppcd_tf.importing.tfhub_biggan_deep`); the same generator as the
+port's import of that module, and used the same way.
+
 The architecture comes from `--preset` (`imagenet128_ch96`, the
 launch_BigGAN_bs256x8.sh model; `tfhub_biggan128`) and/or the flags below,
 which override the preset. A checkpoint that does not fit gets an error
@@ -67,17 +73,24 @@ from ppcd_tf.importing import biggan_pytorch
 convert = lazy.load("ppcd_tf.importing.convert")
 teacher_run = lazy.load("ppcd_tf.importing.teacher_run")
 biggan_deep_pytorch = lazy.load("ppcd_tf.importing.biggan_deep_pytorch")
+tfhub_biggan_deep = lazy.load("ppcd_tf.importing.tfhub_biggan_deep")
 run_dir = lazy.load("ppcd_tf.runs.run_dir")
 
-FORMATS = ("biggan_pytorch", "tfhub_biggan", "biggan_deep_pytorch")
+FORMATS = ("biggan_pytorch", "tfhub_biggan", "biggan_deep_pytorch",
+           "tfhub_biggan_deep")
+# Formats of BigGAN-deep generators (no D; the architecture comes from the
+# source).
+DEEP_FORMATS = ("biggan_deep_pytorch", "tfhub_biggan_deep")
 DEEP_DEFAULT_DATASET = "imagenet2012"
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("format", "biggan_pytorch", FORMATS, "Source format.")
 flags.DEFINE_string("weights_dir", None, "biggan_pytorch: directory of "
                     "G_ema.pth / G.pth and D.pth; biggan_deep_pytorch: of "
                     "config.json and pytorch_model.bin.")
-flags.DEFINE_string("module_dir", None, "tfhub_biggan: the unpacked module.")
-flags.DEFINE_bool("no_ema", False, "tfhub_biggan: the raw weights instead "
+flags.DEFINE_string("module_dir", None, "tfhub_biggan, tfhub_biggan_deep: the "
+                    "unpacked module.")
+flags.DEFINE_bool("no_ema", False, "tfhub_biggan(_deep): the raw weights "
+                  "instead "
                   "of their EMA.")
 flags.DEFINE_string("d_weights", None, "tfhub_biggan: a BigGAN-PyTorch "
                     "D.pth for the teacher D (default: initialised).")
@@ -179,7 +192,7 @@ def main(argv):
             raise errors.OutputExistsError(
                 f"{FLAGS.output_dir} exists; choose another --output_dir or "
                 "pass --overwrite to replace it.")
-        if FLAGS.format == "biggan_deep_pytorch":
+        if FLAGS.format in DEEP_FORMATS:
             return _import_deep()
         arch = architecture()
         generator, discriminator, record = _import(arch)
@@ -197,9 +210,23 @@ def main(argv):
           f"TEACHER_DIR = '{FLAGS.output_dir}'.")
 
 
-def _import_deep():
-    """--format biggan_deep_pytorch: the port's generator as a teacher run
-    (no D), read back and checked before the command succeeds."""
+def _read_deep_source():
+    """(generator, config, source paths, record fields) of the BigGAN-deep
+    source the flags name."""
+    if FLAGS.format == "tfhub_biggan_deep":
+        if not FLAGS.module_dir:
+            raise errors.BadInputError(
+                "--format tfhub_biggan_deep needs --module_dir (an unpacked "
+                "biggan-deep-128/256/512 module: saved_model.pb and "
+                "variables/).")
+        logging.info("Converting the module %s ...", FLAGS.module_dir)
+        generator, config = tfhub_biggan_deep.import_generator(
+            FLAGS.module_dir, ema=not FLAGS.no_ema)
+        sources = [os.path.join(FLAGS.module_dir, "variables",
+                                "variables.index"),
+                   os.path.join(FLAGS.module_dir,
+                                tfhub_biggan_deep.GRAPH_NAME)]
+        return generator, config, sources, {"ema": not FLAGS.no_ema}
     if not FLAGS.weights_dir:
         raise errors.BadInputError("--format biggan_deep_pytorch needs "
                                    "--weights_dir (the directory of the "
@@ -210,11 +237,20 @@ def _import_deep():
         FLAGS.weights_dir)
     sources = [os.path.join(FLAGS.weights_dir, name) for name in (
         biggan_deep_pytorch.CONFIG_NAME, biggan_deep_pytorch.WEIGHTS_NAME)]
-    record = {"format": FLAGS.format, "discriminator": None,
-              "architecture": config, "sources": {
-                  os.path.basename(p): {"path": os.path.abspath(p),
-                                        "sha256": teacher_run.sha256(p)}
-                  for p in sources}}
+    return generator, config, sources, {}
+
+
+def _import_deep():
+    """--format biggan_deep_pytorch / tfhub_biggan_deep: the generator as a
+    teacher run (no D), read back and checked before the command
+    succeeds."""
+    generator, config, sources, fields = _read_deep_source()
+    record = dict(fields, format=FLAGS.format, discriminator=None,
+                  architecture=config)
+    record["sources"] = {
+        os.path.basename(p): {"path": os.path.abspath(p),
+                              "sha256": teacher_run.sha256(p)}
+        for p in sources}
     dataset = {"name": FLAGS.dataset or DEEP_DEFAULT_DATASET,
                "resolution": generator.resolution,
                "num_classes": generator.num_classes,
@@ -228,8 +264,9 @@ def _import_deep():
     params = convert.record_params(generator, None)
     print(f"Imported {FLAGS.format} weights ({params}) into "
           f"{FLAGS.output_dir}: sample it with python -m ppcd_tf.sample "
-          f"--model_dir {FLAGS.output_dir}; PPCD on BigGAN-deep is not "
-          "built yet (issue 35).")
+          f"--model_dir {FLAGS.output_dir}; compress it with PPCD and "
+          "--gin_file extras/teacher_without_d.gin (docs/commands.md, the "
+          "BigGAN-deep run book).")
 
 
 def run_main():

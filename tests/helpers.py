@@ -158,6 +158,20 @@ def numbered(cases):
         yield program, index, args, status, phrase
 
 
+def write_tf1_checkpoint(prefix, arrays):
+    """Writes {name: ndarray} as a TF1 (name-based) checkpoint at `prefix`
+    (prefix.index, prefix.data-*), as a TF1 hub module's variables/ hold
+    them."""
+    with tf.Graph().as_default():
+        var_list = {name: tf.compat.v1.Variable(value, name=f"v{i}")
+                    for i, (name, value) in enumerate(arrays.items())}
+        saver = tf.compat.v1.train.Saver(var_list=var_list)
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            saver.save(session, prefix, write_meta_graph=False,
+                       write_state=False)
+
+
 def registered_gradients():
     """TensorFlow's process-wide table of registered gradient functions
     (name -> entry; private). conftest's `_release_traced_graphs` prunes the

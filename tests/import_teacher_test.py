@@ -232,16 +232,9 @@ def _write_module(directory, prefix=""):
     """An unpacked TF1 hub module's variables/ from the fixture arrays."""
     variables = np.load(os.path.join(HUB_FIXTURES, "variables.npz"))
     os.makedirs(os.path.join(directory, "variables"))
-    with tf.Graph().as_default():
-        var_list = {prefix + name: tf.compat.v1.Variable(
-            variables[name], name=f"v{i}")
-            for i, name in enumerate(variables.files)}
-        saver = tf.compat.v1.train.Saver(var_list=var_list)
-        with tf.compat.v1.Session() as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            saver.save(session, os.path.join(directory, "variables",
-                                             "variables"),
-                       write_meta_graph=False, write_state=False)
+    helpers.write_tf1_checkpoint(
+        os.path.join(directory, "variables", "variables"),
+        {prefix + name: variables[name] for name in variables.files})
     return str(directory)
 
 

@@ -154,18 +154,24 @@ def _last_row(array):
     return array[-1]
 
 
-def _table_mappings(table, bn_variables, prefix):
-    """Per-truncation tables [n, C], and the standing statistics (the
-    truncation-1.0 row) of `bn_variables` (moving mean, moving variance)."""
+def table_mappings(table, bn_variables, means_key, variances_key):
+    """Per-truncation tables [n, C] from the sources' `means_key` and
+    `variances_key`, and the standing statistics (the truncation-1.0 row,
+    the last) of `bn_variables` (moving mean, moving variance)."""
     Mapping = biggan_pytorch.Mapping
     same = biggan_pytorch.unchanged
     shape = tuple(table.means.shape)
     mean_var, variance_var = bn_variables
-    return [Mapping(table.means, prefix + ".running_means", same, shape),
-            Mapping(table.variances, prefix + ".running_vars", same, shape),
-            Mapping(mean_var, prefix + ".running_means", _last_row, shape),
-            Mapping(variance_var, prefix + ".running_vars", _last_row,
-                    shape)]
+    return [Mapping(table.means, means_key, same, shape),
+            Mapping(table.variances, variances_key, same, shape),
+            Mapping(mean_var, means_key, _last_row, shape),
+            Mapping(variance_var, variances_key, _last_row, shape)]
+
+
+def _table_mappings(table, bn_variables, prefix):
+    """`table_mappings` of the port's BN at `prefix`."""
+    return table_mappings(table, bn_variables, prefix + ".running_means",
+                          prefix + ".running_vars")
 
 
 def plan(generator, state):

@@ -34,8 +34,9 @@ biggan_deep_pytorch`); the architecture comes from its config.json. The run
 can be sampled (`python -m ppcd_tf.sample --model_dir ...`: the standing
 statistics are the truncation-1.0 row) and compressed by PPCD with
 `extras/teacher_without_d.gin` and a BigGAN-deep D from gin (the student
-trains its own BN statistics, without the tables); exporting the imported
-generator itself and step timing refuse it (issue 35).
+trains its own BN statistics, without the tables); its export's `sample`
+and `truncated` signatures take a float64 truncation that selects the
+statistics; step timing refuses it (issue 35).
 
 `--format tfhub_biggan_deep --module_dir DIR`: an unpacked TF-Hub
 biggan-deep-128/256/512 module (`saved_model.pb` and `variables/`), its EMA

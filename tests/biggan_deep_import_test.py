@@ -18,6 +18,8 @@ import pytest
 import tensorflow as tf
 
 from ppcd_tf import errors
+from ppcd_tf.exporting import pipeline as export_pipeline
+from ppcd_tf.exporting import saved_model
 from ppcd_tf.importing import biggan_deep_pytorch
 from ppcd_tf.importing import biggan_pytorch
 from ppcd_tf.importing import torch_files
@@ -244,18 +246,47 @@ def test_import_command_writes_a_run_that_samples_and_is_refused_by_ppcd(
             restored.generate(z, labels, truncation=truncation).numpy(),
             generator(z, labels, training=False,
                       truncation=truncation).numpy())
-    # PPCD (no D to train with) and export (per-truncation statistics) say
-    # what is not built yet.
+    # PPCD needs its own D (none was released).
     with pytest.raises(errors.BadInputError, match="without a discriminator"):
         run_dir.restore_teacher(output)
-    result = _command("ppcd_tf.export", [
-        "--model_dir", output, "--output", str(tmp_path / "export")])
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "per-truncation BN statistics" in result.stderr
-    assert "Traceback" not in result.stderr
+    _check_export(output, str(tmp_path / "export"), generator)
     png = str(tmp_path / "samples.png")
     result = _command("ppcd_tf.sample", [
         "--model_dir", output, "--classes", "1,2", "--n", "2",
         "--truncation", "0.5", "--out", png])
     assert result.returncode == 0, result.stderr[-3000:]
     assert os.path.getsize(png) > 0
+
+
+def _check_export(run, export, generator):
+    """The run's export: its truncation inputs select the statistics rows
+    as the generator does (float64, the port's rule); ONNX / TFLite refused."""
+    result = _command("ppcd_tf.export", ["--model_dir", run, "--output",
+                                         export])
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = saved_model.load_export(export)
+    assert set(loaded.signature_names) == {
+        "serving_default", "sample", "interpolate", "truncated"}
+    metadata = saved_model.read_metadata(export)
+    assert metadata["truncation_statistics"]["rows"] == 51
+    assert "truncation float64" in metadata["signatures"]["sample"]
+    z = tf.random.stateless_normal((3, generator.dim_z), (7, 8))
+    labels = [0, 4, 9]
+    for truncation in (0.28, 0.43, 1.0):
+        expected = generator(z, tf.constant(labels), training=False,
+                             truncation=truncation).numpy()
+        np.testing.assert_allclose(
+            loaded.truncated(z, labels, truncation).numpy(), expected,
+            atol=TOLERANCE)
+    drawn = saved_model.truncated_z((3, generator.dim_z),
+                                    tf.constant([5, 6]), 0.5)
+    np.testing.assert_allclose(
+        loaded.sample(labels, 0.5, [5, 6]).numpy(),
+        generator(drawn, tf.constant(labels), training=False,
+                  truncation=0.5).numpy(), atol=TOLERANCE)
+    np.testing.assert_allclose(
+        loaded.generate(z.numpy(), labels),
+        generator(z, tf.constant(labels), training=False).numpy(),
+        atol=TOLERANCE)
+    with pytest.raises(export_pipeline.ExportError, match="SavedModel alone"):
+        export_pipeline.export_run(run, export + "_onnx", formats=("onnx",))

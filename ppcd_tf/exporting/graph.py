@@ -115,7 +115,8 @@ def reference_batch(generator, batch=VERIFY_BATCH, seed=0):
     return z, labels
 
 
-def max_difference(reference_images, prepared, z, labels):
-    """max |prepared(z, labels) - reference_images| (inference mode)."""
-    images = prepared(z, labels, training=False)
+def max_difference(reference_images, prepared, z, labels, **options):
+    """max |prepared(z, labels) - reference_images| (inference mode;
+    `options`: further call arguments such as a truncation)."""
+    images = prepared(z, labels, training=False, **options)
     return float(tf.reduce_max(tf.abs(images - reference_images)))

@@ -47,6 +47,9 @@ DEFAULT_TOLERANCE = defaults.EXPORT_TOLERANCE
 TFLITE_TOLERANCE = 1e-3
 FORMATS = defaults.PORTABLE_FORMATS
 VERIFY_BATCH = 16
+# A truncation between two statistics rows, where the serving copy of a
+# generator with per-truncation statistics is checked too.
+TABLE_CHECK_TRUNCATION = 0.43
 METRICS_FILE = "metrics.json"
 
 
@@ -58,14 +61,7 @@ def load_run(model_dir, checkpoint=None):
     """The run's EMA generator as `run_dir.RestoredGenerator`, from
     `checkpoint` ('latest' by default, 'best' or a path prefix); a missing
     or damaged run raises run_dir.RunDirError (exit status 3)."""
-    restored = run_dir.restore_generator(model_dir, checkpoint)
-    if getattr(restored.generator, "truncation_rows", 0):
-        raise ExportError(
-            f"{model_dir} holds an imported BigGAN-deep generator with "
-            "per-truncation BN statistics; its export (a truncation input "
-            "that selects them) is not supported yet (issue 35). BigGAN-deep "
-            "runs trained here export.")
-    return restored
+    return run_dir.restore_generator(model_dir, checkpoint)
 
 
 def decide_keep(restored, binarize_threshold=None):
@@ -161,6 +157,13 @@ def export_run(model_dir, output_dir, overwrite=False,
                                    onnx_opset, tflite_batch,
                                    tflite_quantization)
     restored = load_run(model_dir, checkpoint)
+    if formats and saved_model.has_truncation_tables(restored.generator):
+        raise ExportError(
+            f"{model_dir} holds a generator with per-truncation BN "
+            "statistics (an imported BigGAN-deep); its ONNX and TFLite "
+            "models (inputs z and labels only) are not built: export the "
+            "SavedModel alone (its `truncated` and `sample` signatures "
+            "select the statistics).")
     keep = decide_keep(restored, binarize_threshold)
     if keep is None:
         compact, difference = restored.generator, 0.0
@@ -222,6 +225,9 @@ SIGNATURE_DOCS = {
                    "labels_b int32 [N], alpha float32 [N] in [0, 1] "
                    "-> images of the class embedding (1 - alpha) * "
                    "e(labels_a) + alpha * e(labels_b)"}
+TRUNCATED_DOC = ("z float32 [N, dim_z] (drawn by the caller at the "
+                 "truncation), labels int32 [N], truncation float64 [] in "
+                 "(0, 1] -> images with the BN statistics of the truncation")
 
 
 def _metadata(model_dir, restored, compact, sizes, serving_record,
@@ -254,8 +260,32 @@ def _metadata(model_dir, restored, compact, sizes, serving_record,
                    "binarize_threshold": binarize_threshold,
                    "verified_max_abs_diff": difference},
         "serving_graph": serving_record,
-        "signatures": dict(SIGNATURE_DOCS),
+        "signatures": signature_docs(compact),
+        **_truncation_record(compact),
     }
+
+
+def signature_docs(generator):
+    """{signature: what it takes and returns} of `generator`'s export."""
+    docs = dict(SIGNATURE_DOCS)
+    if saved_model.has_truncation_tables(generator):
+        docs["sample"] = docs["sample"].replace(
+            "truncation float32", "truncation float64")
+        docs["truncated"] = TRUNCATED_DOC
+    return docs
+
+
+def _truncation_record(generator):
+    """metadata's "truncation_statistics" of a generator with
+    per-truncation statistics (none otherwise)."""
+    if not saved_model.has_truncation_tables(generator):
+        return {}
+    return {"truncation_statistics": {
+        "rows": generator.truncation_rows,
+        "rule": "rows for truncations 0, 1/(rows-1), ..., 1, read as the "
+                "BigGAN-deep port reads them (ppcd_tf/models/truncation.py)"
+                "; serving_default and interpolate use the truncation-1.0 "
+                "row"}}
 
 
 def _portable_check_batch(generator, batch, seed=0):
@@ -358,12 +388,16 @@ def prepare_serving(source, compact, keep, tolerance, fold_batch_norm):
     record = graph.prepare(served, fold_batch_norm)
     z, labels = graph.reference_batch(compact)
     if keep is None:
-        reference = compact(z, labels, training=False)
+        difference = max(
+            graph.max_difference(compact(z, labels, training=False,
+                                         **options), served, z, labels,
+                                 **options)
+            for options in _truncation_options(compact))
     else:
         masks = surgery.masks_from_keep(keep)
         reference = source(z, labels, training=False, masks=masks,
                            keep=masks)
-    difference = graph.max_difference(reference, served, z, labels)
+        difference = graph.max_difference(reference, served, z, labels)
     allowed = surgery.allowed_difference(
         tolerance, surgery.activation_scale(compact, z, labels))
     if difference > allowed:
@@ -376,6 +410,17 @@ def prepare_serving(source, compact, keep, tolerance, fold_batch_norm):
             "keep the BatchNorms.")
     record["verified_max_abs_diff"] = difference
     return served, record
+
+
+def _truncation_options(generator):
+    """The call options the serving copy is checked at: the standing
+    statistics, and for a generator with per-truncation statistics also
+    those of TABLE_CHECK_TRUNCATION."""
+    options = [{}]
+    if saved_model.has_truncation_tables(generator):
+        options.append({"truncation": tf.constant(TABLE_CHECK_TRUNCATION,
+                                                  tf.float64)})
+    return options
 
 
 def _best_record(model_dir, checkpoint):

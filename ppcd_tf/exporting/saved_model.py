@@ -81,16 +81,44 @@ def _validated(generator, z, labels):
         return tf.identity(z), tf.identity(labels)
 
 
+def has_truncation_tables(generator):
+    """Whether `generator` reads per-truncation BN statistics (an imported
+    BigGAN-deep): its `sample` endpoint's truncation selects them and it has
+    a `truncated` endpoint."""
+    return bool(getattr(generator, "truncation_rows", 0))
+
+
+def truncation_dtype(generator):
+    """dtype of the endpoints' truncation: float64 where it selects
+    statistics rows (the rows are read from t / step in float64, as the
+    BigGAN-deep port reads them from a Python float; a float32 0.3 would
+    read another row), else float32."""
+    return tf.float64 if has_truncation_tables(generator) else tf.float32
+
+
+def _checked_truncation(truncation):
+    check = tf.debugging.assert_equal(
+        tf.logical_and(truncation > 0.0, truncation <= 1.0), True,
+        message="truncation must be in (0, 1]")
+    with tf.control_dependencies([check]):
+        return tf.identity(truncation)
+
+
 def make_archive(generator, jit_compile=False):
-    """An ExportArchive with the generator's two serving endpoints; with
-    `jit_compile` the generator's computation is compiled by XLA."""
+    """An ExportArchive with the generator's serving endpoints; with
+    `jit_compile` the generator's computation is compiled by XLA. A
+    generator with per-truncation statistics also gets `truncated` (z,
+    labels, truncation), and its `sample` reads the statistics of its
+    truncation."""
     archive = keras.export.ExportArchive()
     archive.track(generator)
     dim_z = generator.dim_z
+    tables = has_truncation_tables(generator)
 
-    def run(z, labels, class_embedding=None):
+    def run(z, labels, class_embedding=None, truncation=None):
+        options = {} if truncation is None else {"truncation": truncation}
         return generator(z, labels, training=False,
-                         class_embedding=class_embedding)
+                         class_embedding=class_embedding, **options)
 
     if jit_compile:
         run = tf.function(run, jit_compile=True, autograph=False)
@@ -101,13 +129,17 @@ def make_archive(generator, jit_compile=False):
         return {"images": run(z, labels)}
 
     def sample(labels, truncation, seed):
-        check = tf.debugging.assert_equal(
-            tf.logical_and(truncation > 0.0, truncation <= 1.0), True,
-            message="truncation must be in (0, 1]")
-        with tf.control_dependencies([check]):
-            z = truncated_z((tf.shape(labels)[0], dim_z), seed, truncation)
+        truncation = _checked_truncation(truncation)
+        z = truncated_z((tf.shape(labels)[0], dim_z), seed,
+                        tf.cast(truncation, tf.float32))
         z, labels = _validated(generator, z, labels)
-        return {"images": run(z, labels)}
+        return {"images": run(z, labels,
+                              truncation=truncation if tables else None)}
+
+    def truncated(z, labels, truncation):
+        truncation = _checked_truncation(truncation)
+        z, labels = _validated(generator, z, labels)
+        return {"images": run(z, labels, truncation=truncation)}
 
     def interpolate(z, labels_a, labels_b, alpha):
         checks = [
@@ -134,8 +166,16 @@ def make_archive(generator, jit_compile=False):
     archive.add_endpoint(
         name="sample", fn=sample,
         input_signature=[tf.TensorSpec([None], tf.int32, name="labels"),
-                         tf.TensorSpec([], tf.float32, name="truncation"),
+                         tf.TensorSpec([], truncation_dtype(generator),
+                                       name="truncation"),
                          tf.TensorSpec([2], tf.int32, name="seed")])
+    if tables:
+        archive.add_endpoint(
+            name="truncated", fn=truncated,
+            input_signature=[
+                tf.TensorSpec([None, dim_z], tf.float32, name="z"),
+                tf.TensorSpec([None], tf.int32, name="labels"),
+                tf.TensorSpec([], tf.float64, name="truncation")])
     archive.add_endpoint(
         name="interpolate", fn=interpolate,
         input_signature=[tf.TensorSpec([None, dim_z], tf.float32, name="z"),
@@ -311,11 +351,28 @@ class LoadedExport:
 
     def sample(self, labels, truncation, seed):
         """Images of the `sample` signature: z drawn inside the model."""
-        return self._signatures["sample"](
+        signature = self._signatures["sample"]
+        dtype = signature.structured_input_signature[1]["truncation"].dtype
+        return signature(
             labels=tf.constant(inputs.checked_labels(labels,
                                                      self.num_classes)),
-            truncation=tf.constant(truncation, tf.float32),
+            truncation=tf.constant(truncation, dtype),
             seed=tf.convert_to_tensor(seed, tf.int32))["images"]
+
+    def truncated(self, z, labels, truncation):
+        """Images of the `truncated` signature (z drawn by the caller at
+        `truncation`, the statistics of `truncation`); exports of imported
+        BigGAN-deep generators only (ExportNotFoundError otherwise)."""
+        if "truncated" not in self._signatures:
+            raise ExportNotFoundError(
+                f"{self.path} has no truncated signature: only exports of "
+                "generators with per-truncation statistics (imported "
+                "BigGAN-deep) have one.")
+        return self._signatures["truncated"](
+            z=tf.convert_to_tensor(z, tf.float32),
+            labels=tf.constant(inputs.checked_labels(labels,
+                                                     self.num_classes)),
+            truncation=tf.constant(truncation, tf.float64))["images"]
 
 
 def load_export(path):

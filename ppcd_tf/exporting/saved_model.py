@@ -159,30 +159,34 @@ def make_archive(generator, jit_compile=False):
         embedding = generator.mixed_embedding(labels_a, labels_b, alpha)
         return {"images": run(z, labels_a, embedding)}
 
-    archive.add_endpoint(
-        name="serving_default", fn=serve,
-        input_signature=[tf.TensorSpec([None, dim_z], tf.float32, name="z"),
-                         tf.TensorSpec([None], tf.int32, name="labels")])
-    archive.add_endpoint(
-        name="sample", fn=sample,
-        input_signature=[tf.TensorSpec([None], tf.int32, name="labels"),
-                         tf.TensorSpec([], truncation_dtype(generator),
-                                       name="truncation"),
-                         tf.TensorSpec([2], tf.int32, name="seed")])
+    endpoints = {"serving_default": serve, "sample": sample,
+                 "interpolate": interpolate}
     if tables:
-        archive.add_endpoint(
-            name="truncated", fn=truncated,
-            input_signature=[
-                tf.TensorSpec([None, dim_z], tf.float32, name="z"),
-                tf.TensorSpec([None], tf.int32, name="labels"),
-                tf.TensorSpec([], tf.float64, name="truncation")])
-    archive.add_endpoint(
-        name="interpolate", fn=interpolate,
-        input_signature=[tf.TensorSpec([None, dim_z], tf.float32, name="z"),
-                         tf.TensorSpec([None], tf.int32, name="labels_a"),
-                         tf.TensorSpec([None], tf.int32, name="labels_b"),
-                         tf.TensorSpec([None], tf.float32, name="alpha")])
+        endpoints["truncated"] = truncated
+    for name, signature in endpoint_signatures(generator).items():
+        archive.add_endpoint(name=name, fn=endpoints[name],
+                             input_signature=signature)
     return archive
+
+
+def endpoint_signatures(generator):
+    """{endpoint name: input signature} of `generator`'s export (the
+    `truncated` endpoint only where truncations select statistics)."""
+    dim_z = generator.dim_z
+    z = tf.TensorSpec([None, dim_z], tf.float32, name="z")
+    labels = tf.TensorSpec([None], tf.int32, name="labels")
+    truncation = tf.TensorSpec([], truncation_dtype(generator),
+                               name="truncation")
+    signatures = {
+        "serving_default": [z, labels],
+        "sample": [labels, truncation,
+                   tf.TensorSpec([2], tf.int32, name="seed")],
+        "interpolate": [z, tf.TensorSpec([None], tf.int32, name="labels_a"),
+                        tf.TensorSpec([None], tf.int32, name="labels_b"),
+                        tf.TensorSpec([None], tf.float32, name="alpha")]}
+    if has_truncation_tables(generator):
+        signatures["truncated"] = [z, labels, truncation]
+    return signatures
 
 
 def directory_bytes(path):

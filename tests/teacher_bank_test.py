@@ -66,8 +66,10 @@ class TeacherBankTest(tf.test.TestCase):
         again.build(self.trainer.teacher_generator)
         self.assertAllEqual(again.z, self.trainer.bank.z)
         self.assertAllEqual(again.labels, self.trainer.bank.labels)
+        # Built in batches of 7 instead of 10: the same images up to the
+        # rounding of other batch shapes and thread splits (1.2e-6 seen).
         self.assertAllClose(again.images, self.trainer.bank.images,
-                            atol=1e-6)
+                            atol=1e-5)
 
     def test_draws_per_step_and_replica_slices(self):
         bank = self.trainer.bank

@@ -66,8 +66,8 @@ _ATTENTION = (("theta", "theta"), ("phi", "phi"), ("g", "g"),
 _BLOCK = "Generator/GBlock"
 
 
-class ModuleError(errors.MissingInputError):
-    """No readable BigGAN-deep TF-Hub module where one was given."""
+# No readable module where one was given (the TF-Hub importers' one error).
+ModuleError = tfhub_biggan.ModuleError
 
 
 def stack_names():

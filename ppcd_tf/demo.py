@@ -30,6 +30,7 @@ from ppcd_tf import lazy
 
 # Imported on first use: --help and flag errors answer without
 # TensorFlow (ppcd_tf/lazy.py).
+config_lib = lazy.load("ppcd_tf.config")
 demo = lazy.load("ppcd_tf.workflows.demo")
 evaluation = lazy.load("ppcd_tf.metrics.evaluation")
 teachers = lazy.load("ppcd_tf.workflows.teachers")
@@ -58,6 +59,11 @@ flags.DEFINE_float("ema_decay", 0.99, "EMA decay of the student (its EMA "
                    "starts when the masks are hardened; a short run needs a "
                    "short EMA).")
 flags.DEFINE_integer("log_every", 25, "Steps between progress lines.")
+flags.DEFINE_multi_string("gin_file", [], "Extra gin files of the PPCD run "
+                          "(package-relative, e.g. experiments/fashion_mnist32"
+                          "_deep_ppcd_5x.gin, or paths), read after the "
+                          "package's data, model and stage files; the demo's "
+                          "flags are bound after them and win.")
 flags.DEFINE_multi_string("gin_param", [], "Extra bindings of the PPCD run.")
 flags.DEFINE_integer("num_samples", 10000, "Evaluation samples per seed.")
 flags.DEFINE_integer("num_real", None, "Real test images used (default: "
@@ -114,12 +120,13 @@ def main(argv):
         _check_flags()
         prune_end_fraction = demo.recipe_fraction(
             FLAGS.ppcd_steps, FLAGS.cut_step, FLAGS.prune_end_fraction)
-    stages = demo.commands(
-        FLAGS.output_dir, teacher_dir, FLAGS.target_ratio,
-        FLAGS.ppcd_steps, FLAGS.log_every, FLAGS.gin_param,
-        FLAGS.num_samples, FLAGS.seeds, FLAGS.train_repeats, FLAGS.repeats,
-        FLAGS.cache_dir, FLAGS.num_real, FLAGS.ema_decay,
-        prune_end_fraction, FLAGS.validate_every)
+        config_lib.resolve_gin_files(FLAGS.gin_file)  # ConfigError if absent
+        stages = demo.commands(
+            FLAGS.output_dir, teacher_dir, FLAGS.target_ratio,
+            FLAGS.ppcd_steps, FLAGS.log_every, FLAGS.gin_param,
+            FLAGS.num_samples, FLAGS.seeds, FLAGS.train_repeats,
+            FLAGS.repeats, FLAGS.cache_dir, FLAGS.num_real, FLAGS.ema_decay,
+            prune_end_fraction, FLAGS.validate_every, FLAGS.gin_file)
     start = time.time()
     for index, (stage, command) in enumerate(stages, 1):
         logging.info("[demo] stage %d/%d: %s", index, len(stages), stage)

@@ -153,3 +153,29 @@ def test_uniform_counts_meet_a_mac_target_at_one_fraction():
                                                        shape, everything)
     assert counts == full and macs == everything
 
+
+
+def test_step_timing_builds_the_teacher_of_either_family():
+    """The timed teacher is built as its models.json says: a BigGAN-deep
+    run's G and D (not a BigGAN G from a deep config); a run without a D
+    (an imported generator) leaves the D to the parsed configuration."""
+    from ppcd_tf.models import biggan_deep
+    from ppcd_tf.models import biggan_deep_discriminator
+    from ppcd_tf.models import builders
+    shape = dict(resolution=32, num_classes=3, image_channels=1)
+    configs = {
+        "generator": builders.build_deep_generator(
+            ch=4, dim_z=8, embed_dim=8, **shape).get_config(),
+        "discriminator": builders.build_deep_discriminator(
+            ch=4, **shape).get_config()}
+    factories = benchmark._models_from_json(configs)
+    generator = factories["generator_fn"]()
+    discriminator = factories["discriminator_fn"]()
+    assert isinstance(generator, biggan_deep.DeepGenerator)
+    assert isinstance(discriminator,
+                      biggan_deep_discriminator.DeepDiscriminator)
+    assert generator.get_config() == dict(configs["generator"],
+                                          name="generator")
+    without_d = benchmark._models_from_json(dict(configs,
+                                                 discriminator=None))
+    assert sorted(without_d) == ["generator_fn"]

@@ -248,8 +248,9 @@ def test_slim_teacher_keeps_only_what_ppcd_reads(tmp_path):
 
 
 def test_validating_pipeline_exports_the_best_student():
+    teacher = teachers.shipped_teacher_dir()
     stages = dict(demo.commands(
-        "out", "teacher", 0.19, 3000, 50, [], 100, [0], 0, 1, None,
+        "out", teacher, 0.19, 3000, 50, [], 100, [0], 0, 1, None,
         validate_every=150))
     train = stages["PPCD compression"]
     assert "extras/validation.gin" in train
@@ -260,9 +261,39 @@ def test_validating_pipeline_exports_the_best_student():
     assert "--checkpoint" not in stages["teacher export"]
     # Without validation: the newest checkpoint, no validation file.
     plain = dict(demo.commands(
-        "out", "teacher", 0.19, 3000, 50, [], 100, [0], 0, 1, None))
+        "out", teacher, 0.19, 3000, 50, [], 100, [0], 0, 1, None))
     assert "extras/validation.gin" not in plain["PPCD compression"]
     assert "--checkpoint" not in plain["student export"]
+
+
+def _gin_files_of(argv):
+    return [argv[i + 1] for i, arg in enumerate(argv) if arg == "--gin_file"]
+
+
+def test_ppcd_run_reads_the_teachers_model_file_and_extra_files(tmp_path):
+    """The PPCD run's model gin file follows the teacher's family
+    (models.json); --gin_file's files come after the package's, before the
+    demo's bindings."""
+    shipped = dict(demo.commands(
+        "out", teachers.shipped_teacher_dir(), 0.19, 1200, 25, [], 100, [0],
+        0, 1, None))["PPCD compression"]
+    assert _gin_files_of(shipped) == [
+        "data/fashion_mnist32.gin", "model/biggan32.gin",
+        "stage/teacher.gin", "stage/ppcd.gin"]
+    deep_teacher = tmp_path / "deep_teacher"
+    deep_teacher.mkdir()
+    (deep_teacher / "models.json").write_text(json.dumps({
+        "architecture": "biggan_deep", "discriminator": None,
+        "generator": {"ch": 16, "num_classes": 10, "dim_z": 128,
+                      "resolution": 32}}))
+    experiment = "experiments/fashion_mnist32_deep_ppcd_5x.gin"
+    deep = dict(demo.commands(
+        "out", str(deep_teacher), 0.19, 1200, 25, [], 100, [0], 0, 1, None,
+        gin_files=[experiment]))["PPCD compression"]
+    assert _gin_files_of(deep) == [
+        "data/fashion_mnist32.gin", "model/biggan_deep32.gin",
+        "stage/teacher.gin", "stage/ppcd.gin", experiment]
+    assert deep.index(experiment) < deep.index("--gin_param")
 
 
 @pytest.mark.parametrize("cut, steps, expected", [

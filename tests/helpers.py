@@ -1,4 +1,4 @@
-"""Shared helpers of the test suite (tiny configs, strategies, subprocess runs)."""
+"""Shared helpers of the test suite (tiny configs, strategies, subprocesses)."""
 
 import atexit
 import contextlib

@@ -15,8 +15,8 @@ import tensorflow as tf
 
 from ppcd_tf import config as config_lib
 from ppcd_tf import errors
+from ppcd_tf.models import builders
 from ppcd_tf.models import complexity
-from ppcd_tf.models import discriminator as discriminator_lib
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.runs import run_dir
 
@@ -111,15 +111,20 @@ def train_step_gin_files(teacher_dir):
 
 
 def _models_from_json(configs):
-    """Factories of the run's G and D as models.json describes them."""
+    """{"generator_fn", "discriminator_fn"}: factories of the run's G and D
+    as models.json describes them (BigGAN or BigGAN-deep); a run without a
+    D (an imported generator) leaves the D to the parsed configuration."""
     def generator_fn(**unused_kwargs):
-        return generator_lib.Generator.from_config(
+        return builders.generator_from_config(
             dict(configs["generator"], name="generator"))
 
     def discriminator_fn(**unused_kwargs):
-        return discriminator_lib.Discriminator.from_config(
+        return builders.discriminator_from_config(
             dict(configs["discriminator"], name="discriminator"))
-    return generator_fn, discriminator_fn
+    factories = {"generator_fn": generator_fn}
+    if configs.get("discriminator") is not None:
+        factories["discriminator_fn"] = discriminator_fn
+    return factories
 
 
 def _cut_like_the_run(trainer, structure):
@@ -217,11 +222,9 @@ def _step_timers(name, model_dir, strategy, teacher_dir, ppcd_dir, cut,
     from ppcd_tf.workflows import step_parts
 
     if name == "teacher":
-        generator_fn, discriminator_fn = _models_from_json(
-            run_dir.read_model_configs(teacher_dir))
         trainer = trainer_lib.Trainer(
             model_dir=model_dir, strategy=strategy,
-            generator_fn=generator_fn, discriminator_fn=discriminator_fn)
+            **_models_from_json(run_dir.read_model_configs(teacher_dir)))
     else:
         trainer = ppcd_trainer.PPCDTrainer(
             model_dir=model_dir, strategy=strategy, teacher_dir=teacher_dir)

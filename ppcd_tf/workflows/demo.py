@@ -16,8 +16,22 @@ from ppcd_tf import errors
 from ppcd_tf.runs import run_dir
 
 VALIDATION_GIN_FILE = "extras/validation.gin"
-PPCD_GIN_FILES = ("data/fashion_mnist32.gin", "model/biggan32.gin",
-                  "stage/teacher.gin", "stage/ppcd.gin")
+DATA_GIN_FILE = "data/fashion_mnist32.gin"
+STAGE_GIN_FILES = ("stage/teacher.gin", "stage/ppcd.gin")
+# The model file of the teacher's family: its bindings build the training D
+# of a teacher without one (the student and a recorded D come from the
+# teacher's models.json).
+MODEL_GIN_FILES = {"biggan": "model/biggan32.gin",
+                   run_dir.BIGGAN_DEEP: "model/biggan_deep32.gin"}
+
+
+def ppcd_gin_files(teacher_dir):
+    """The package's gin files of a Fashion-MNIST 32x32 PPCD run of
+    `teacher_dir`: data, the model file of the teacher's family, stages."""
+    configs = run_dir.read_model_configs(teacher_dir)
+    family = (run_dir.BIGGAN_DEEP if run_dir.is_biggan_deep(configs)
+              else "biggan")
+    return (DATA_GIN_FILE, MODEL_GIN_FILES[family]) + STAGE_GIN_FILES
 
 
 def run_stage(stage, command):
@@ -61,12 +75,14 @@ def train_command(ppcd_dir, teacher_dir, target_ratio, ppcd_steps,
                   validate_every=0):
     """argv of the PPCD run of `teacher_dir` into `ppcd_dir`; with
     `validate_every` > 0 the run validates (extras/validation.gin) and
-    checkpoints every `validate_every` steps and keeps its best student."""
+    checkpoints every `validate_every` steps and keeps its best student.
+    `extra_gin_files` (package-relative or paths) come after the package's
+    files and before the bindings, which therefore win over theirs."""
     train = [sys.executable, "-m", "ppcd_tf.train"]
     extra_gin_files = tuple(extra_gin_files)
     if validate_every:
         extra_gin_files += (VALIDATION_GIN_FILE,)
-    for name in tuple(PPCD_GIN_FILES) + extra_gin_files:
+    for name in ppcd_gin_files(teacher_dir) + extra_gin_files:
         train += ["--gin_file", name]
     bindings = [f"TEACHER_DIR = '{os.path.abspath(teacher_dir)}'",
                 f"TARGET_PARAM_RATIO = {target_ratio}",
@@ -101,15 +117,17 @@ def export_command(model_dir, output, checkpoint=None):
 def commands(output_dir, teacher_dir, target_ratio, ppcd_steps, log_every,
              gin_params, num_samples, seeds, train_repeats, repeats,
              cache_dir, num_real=None, ema_decay=0.99,
-             prune_end_fraction=None, validate_every=0):
+             prune_end_fraction=None, validate_every=0, gin_files=()):
     """[(stage name, argv)] of the demo, in order (with `validate_every`,
-    the student export is the run's best checkpoint)."""
+    the student export is the run's best checkpoint; `gin_files`: extra
+    gin files of the PPCD run, `train_command`'s `extra_gin_files`)."""
     python = sys.executable
     ppcd_dir = os.path.join(output_dir, "ppcd")
     teacher_export = os.path.join(output_dir, "teacher_export")
     student_export = os.path.join(output_dir, "student_export")
     train = train_command(ppcd_dir, teacher_dir, target_ratio, ppcd_steps,
                           log_every, gin_params, ema_decay,
+                          extra_gin_files=gin_files,
                           prune_end_fraction=prune_end_fraction,
                           validate_every=validate_every)
     train_steps = os.path.join(output_dir, "train_steps.json")

@@ -75,9 +75,7 @@ def main(argv):
             inputs={"--teacher_dir": FLAGS.teacher_dir,
                     "--ppcd_dir": FLAGS.ppcd_dir})
         for name in ("teacher_dir", "ppcd_dir"):
-            run_dir.refuse_biggan_deep(
-                getattr(FLAGS, name), run_dir.read_model_configs(
-                    getattr(FLAGS, name)), "time_training")
+            run_dir.read_model_configs(getattr(FLAGS, name))
         if run_dir.read_pruning_structure(FLAGS.ppcd_dir) is None:
             raise errors.BadInputError(
                 f"--ppcd_dir {FLAGS.ppcd_dir} is not a PPCD run (no "

@@ -17,6 +17,7 @@ from ppcd_tf.pruning import architectures
 from ppcd_tf.runs import run_dir
 from ppcd_tf.training import ppcd_trainer
 from ppcd_tf.training import trainer as trainer_lib
+from ppcd_tf.workflows import benchmark
 from tests import helpers
 
 DEEP_FILES = ["data/fake.gin", "model/biggan_deep32.gin",
@@ -131,6 +132,18 @@ def test_ppcd_prunes_the_deep_blocks_through_the_cut_and_resumes(
                                tf.zeros([4]))
     np.testing.assert_allclose(mixed.numpy(),
                                loaded.generate(z, labels).numpy(), atol=1e-5)
+    # Step timing (time_training, the demo's fourth stage) cuts its timed
+    # student as the run was cut (its steps are not run here: the subject
+    # is what is built; the command is timed end to end in demo_test).
+    helpers.parse(DEEP_FILES + ["stage/ppcd.gin"], DEEP_BINDINGS + [
+        f"TARGET_PARAM_RATIO = {TARGET_RATIO}",
+        "PruningBudget.min_channels = 1"])
+    timers, channels = benchmark._step_timers(
+        "ppcd_compact", str(tmp_path / "timed"), helpers.one_device(),
+        deep_teacher, model_dir, cut=True, parts=False)
+    gin.clear_config()
+    assert channels == structure["compact_channels"]
+    assert sorted(timers) == ["ppcd_compact"]
 
 
 def test_imported_deep_generator_without_d_is_refused_as_a_teacher(

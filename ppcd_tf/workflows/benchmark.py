@@ -16,8 +16,8 @@ import tensorflow as tf
 from ppcd_tf import config as config_lib
 from ppcd_tf import errors
 from ppcd_tf.models import builders
-from ppcd_tf.models import complexity
 from ppcd_tf.models import generator as generator_lib
+from ppcd_tf.pruning import architectures
 from ppcd_tf.runs import run_dir
 
 TEACHER_STAGE = "stage/teacher.gin"
@@ -70,8 +70,7 @@ def measure_generation(generator, batch_size=64, repeats=10, warmup=3,
     fn = tf.function(lambda z, y: generator(z, y, training=False))
     seconds, times = median_seconds(lambda: fn(z, labels).numpy(), repeats,
                                     warmup)
-    macs = complexity.generator_macs(generator.channels,
-                                     complexity.GeneratorShape.of(generator))
+    macs = architectures.of(generator).macs(generator)
     return {
         "batch_size": batch_size,
         "seconds_per_batch": seconds,
@@ -234,7 +233,8 @@ def _step_timers(name, model_dir, strategy, teacher_dir, ppcd_dir, cut,
                 and trainer.compact.train_compact_after_cut):
             return None
         _cut_like_the_run(trainer, run_dir.read_pruning_structure(ppcd_dir))
-        channels = trainer.generator.channels.to_dict()
+        channels = architectures.of(trainer.generator).widths_config(
+            trainer.generator)
     iterator = trainer.make_iterator(0)
     # After the cut with D updated every k-th step, one timing covers k
     # steps (one with D, k - 1 without) and counts as their mean.

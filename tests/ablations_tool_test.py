@@ -70,10 +70,11 @@ tool = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tool)
 flags.FLAGS(["ablations_tool", "--output_dir", output_dir,
              "--gin_param", "RetrainSchedule.g_lr_scale = 1.0"])
+from ppcd_tf.workflows import teachers
 commands = []
 tool._run = lambda argv, directory: commands.append(argv)
 for name in ("no_class_aware", "no_retraining"):
-    tool._student(name, "/teacher")
+    tool._student(name, teachers.shipped_teacher_dir())
 print(json.dumps(commands))
 """
 

@@ -42,6 +42,12 @@ FRONTIER_RECIPE ?= --gin_param 'PruningBudget.cost_exponent = 0.0' \
 # The shipped teacher's run (make teacher reproduces it).
 TEACHER_RUN := runs/fmnist_teacher
 TEACHER_STEPS := 5000
+# Both teachers' recipe besides their gin files and length.
+TEACHER_RECIPE := --gin_param "CH = 16" \
+  --gin_param "EMA_START_STEP = 1000" --gin_param "EMA_DECAY = 0.999" \
+  --gin_param "TrainLoop.checkpoint_every = 250" \
+  --gin_param "TrainLoop.max_checkpoints = 30" \
+  --gin_param "TrainLoop.sample_every = 500" --gin_param "Trainer.seed = 0"
 SHIPPED_TEACHER := ppcd_tf/assets/teacher_fashion_mnist32
 # make deep-demo: BigGAN-deep end to end. A BigGAN-deep teacher
 # (gin/model/biggan_deep32.gin, ch 16, 588,465 G parameters) trained on
@@ -145,28 +151,14 @@ teacher: setup
 	  --gin_file data/fashion_mnist32.gin \
 	  --gin_file model/biggan32.gin \
 	  --gin_file stage/teacher.gin \
-	  --gin_param "CH = 16" \
-	  --gin_param "NUM_STEPS = $(TEACHER_STEPS)" \
-	  --gin_param "EMA_START_STEP = 1000" \
-	  --gin_param "EMA_DECAY = 0.999" \
-	  --gin_param "TrainLoop.checkpoint_every = 250" \
-	  --gin_param "TrainLoop.max_checkpoints = 30" \
-	  --gin_param "TrainLoop.sample_every = 500" \
-	  --gin_param "Trainer.seed = 0" \
+	  --gin_param "NUM_STEPS = $(TEACHER_STEPS)" $(TEACHER_RECIPE) \
 	  --model_dir $(TEACHER_RUN)
 	$(PY) tools/ship_teacher.py --model_dir $(TEACHER_RUN) \
 	  --output $(SHIPPED_TEACHER) --overwrite --command "make teacher"
 
 deep-teacher: setup
 	$(PY) -m ppcd_tf.train $(addprefix --gin_file ,$(DEEP_GIN)) \
-	  --gin_param "CH = 16" \
-	  --gin_param "NUM_STEPS = $(DEEP_TEACHER_STEPS)" \
-	  --gin_param "EMA_START_STEP = 1000" \
-	  --gin_param "EMA_DECAY = 0.999" \
-	  --gin_param "TrainLoop.checkpoint_every = 250" \
-	  --gin_param "TrainLoop.max_checkpoints = 30" \
-	  --gin_param "TrainLoop.sample_every = 500" \
-	  --gin_param "Trainer.seed = 0" \
+	  --gin_param "NUM_STEPS = $(DEEP_TEACHER_STEPS)" $(TEACHER_RECIPE) \
 	  --model_dir $(DEEP_TEACHER_RUN)
 
 deep-demo: deep-teacher

@@ -21,17 +21,16 @@ STAGE_GIN_FILES = ("stage/teacher.gin", "stage/ppcd.gin")
 # The model file of the teacher's family: its bindings build the training D
 # of a teacher without one (the student and a recorded D come from the
 # teacher's models.json).
-MODEL_GIN_FILES = {"biggan": "model/biggan32.gin",
-                   run_dir.BIGGAN_DEEP: "model/biggan_deep32.gin"}
+BIGGAN_GIN_FILE = "model/biggan32.gin"
+DEEP_GIN_FILE = "model/biggan_deep32.gin"
 
 
 def ppcd_gin_files(teacher_dir):
     """The package's gin files of a Fashion-MNIST 32x32 PPCD run of
     `teacher_dir`: data, the model file of the teacher's family, stages."""
-    configs = run_dir.read_model_configs(teacher_dir)
-    family = (run_dir.BIGGAN_DEEP if run_dir.is_biggan_deep(configs)
-              else "biggan")
-    return (DATA_GIN_FILE, MODEL_GIN_FILES[family]) + STAGE_GIN_FILES
+    deep = run_dir.is_biggan_deep(run_dir.read_model_configs(teacher_dir))
+    model = DEEP_GIN_FILE if deep else BIGGAN_GIN_FILE
+    return (DATA_GIN_FILE, model) + STAGE_GIN_FILES
 
 
 def run_stage(stage, command):

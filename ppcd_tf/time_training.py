@@ -17,8 +17,10 @@ make gin import modules and call functions. The models come from the
 teacher's models.json, the cut from the PPCD run's pruning.json, and the
 recipe from the package's own gin files (the data file of the teacher's
 dataset, stage/teacher.gin, stage/ppcd.gin; `--gin_file` replaces the first
-two) plus `--gin_param`: give the run's bindings that change a step's cost,
-e.g. `--gin_param "GLOBAL_BATCH_SIZE = 32"` or
+two), then `--extra_gin_file` (the experiment files the PPCD run read after
+its stage file, which the demo passes on from its `--gin_file`; files the user
+names, not the run's own copies), plus `--gin_param`: give the run's bindings
+that change a step's cost, e.g. `--gin_param "GLOBAL_BATCH_SIZE = 32"` or
 `--gin_param "DistillationWeights.d_features = 0.0"`.
 
 With `--parts` the pieces of the compact step are timed in the same rounds
@@ -42,6 +44,7 @@ from ppcd_tf import lazy
 benchmark = lazy.load("ppcd_tf.workflows.benchmark")
 run_dir = lazy.load("ppcd_tf.runs.run_dir")
 step_parts = lazy.load("ppcd_tf.workflows.step_parts")
+config_lib = lazy.load("ppcd_tf.config")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_dir", None, "The teacher run.")
@@ -53,6 +56,10 @@ flags.DEFINE_multi_string(
     "gin_file", None, "The package's gin files of the teacher's recipe (a "
     "data file and a stage file; default: the data file of the teacher's "
     "dataset and stage/teacher.gin). stage/ppcd.gin is added for PPCD.")
+flags.DEFINE_multi_string(
+    "extra_gin_file", [], "Gin files of the PPCD run read after the stage "
+    "file (the experiment files it was trained with, e.g. the demo's "
+    "--gin_file; repeatable).")
 flags.DEFINE_multi_string("gin_param", [], "Bindings of the timed recipe "
                           "(the runs' bindings that change a step's cost).")
 flags.DEFINE_bool("parts", False, "Also time the pieces of the compact step "
@@ -76,6 +83,8 @@ def main(argv):
                     "--ppcd_dir": FLAGS.ppcd_dir})
         for name in ("teacher_dir", "ppcd_dir"):
             run_dir.read_model_configs(getattr(FLAGS, name))
+        # ConfigError (exit 2) for a missing file before any model is built.
+        config_lib.resolve_gin_files(FLAGS.extra_gin_file)
         if run_dir.read_pruning_structure(FLAGS.ppcd_dir) is None:
             raise errors.BadInputError(
                 f"--ppcd_dir {FLAGS.ppcd_dir} is not a PPCD run (no "
@@ -89,7 +98,8 @@ def main(argv):
         result = benchmark.measure_train_steps(
             FLAGS.teacher_dir, FLAGS.ppcd_dir, gin_files=FLAGS.gin_file,
             gin_params=FLAGS.gin_param, repeats=FLAGS.repeats,
-            warmup=FLAGS.warmup, parts=FLAGS.parts)
+            warmup=FLAGS.warmup, parts=FLAGS.parts,
+            extra_gin_files=FLAGS.extra_gin_file)
         files.write_json(FLAGS.output, result)
     line = (f"teacher {result['teacher_seconds_per_step']:.3f} s/step, PPCD "
             f"(pruning phase) {result['ppcd_seconds_per_step']:.3f} s "

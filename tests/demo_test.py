@@ -294,6 +294,12 @@ def test_ppcd_run_reads_the_teachers_model_file_and_extra_files(tmp_path):
         "data/fashion_mnist32.gin", "model/biggan_deep32.gin",
         "stage/teacher.gin", "stage/ppcd.gin", experiment]
     assert deep.index(experiment) < deep.index("--gin_param")
+    # The step timing reads the same extra files after its stage file.
+    timing = dict(demo.commands(
+        "out", str(deep_teacher), 0.19, 1200, 25, [], 100, [0], 1, 1, None,
+        gin_files=[experiment]))["training step timing"]
+    assert timing[timing.index("--extra_gin_file") + 1] == experiment
+    assert timing.count("--extra_gin_file") == 1
 
 
 @pytest.mark.parametrize("cut, steps, expected", [

@@ -568,6 +568,10 @@ BAD_INVOCATIONS = [
     ("ppcd_tf.time_training", ["--teacher_dir", "{teacher}", "--ppcd_dir",
                                "{teacher}", "--output", "{file}/t.json"], 2,
      "which is a file"),
+    ("ppcd_tf.time_training", ["--teacher_dir", "{teacher}", "--ppcd_dir",
+                               "{teacher}", "--output", "{tmp}/t.json",
+                               "--extra_gin_file", "experiments/nothing.gin"],
+     2, "Gin file 'experiments/nothing.gin' not found"),
     # Hand-edited artefacts: the file and the field, exit 3.
     ("ppcd_tf.sample", ["--saved_model", "{edited_export}", "--out",
                         "{tmp}/s.png"], 3,

@@ -148,7 +148,8 @@ def _cut_like_the_run(trainer, structure):
 
 
 def measure_train_steps(teacher_dir, ppcd_dir, gin_files=None, gin_params=(),
-                        repeats=5, warmup=2, parts=False):
+                        repeats=5, warmup=2, parts=False,
+                        extra_gin_files=()):
     """Median seconds per G step of the teacher and of PPCD training, timed
     alternately in fresh temporary run directories: the teacher, PPCD in its
     pruning phase (the masked full-width student) and, when the recipe
@@ -162,12 +163,15 @@ def measure_train_steps(teacher_dir, ppcd_dir, gin_files=None, gin_params=(),
     the PPCD run's pruning.json, and the recipe from the package's own gin
     files (`gin_files`, default `train_step_gin_files`) and `gin_params`,
     which should carry the run's bindings that change a step's cost (batch
-    size, distillation terms).
+    size, distillation terms). `extra_gin_files` (the run's experiment
+    files, e.g. the demo's `--gin_file`) are read after the stage file of
+    every timed recipe, as the run read them.
 
     Returns {"teacher_seconds_per_step", "ppcd_seconds_per_step", "ratio"
     (PPCD pruning phase / teacher), "ppcd_compact_seconds_per_step",
     "compact_ratio", "ppcd_compact_channels" (the timed compact student's
-    ChannelConfig dict), "gin_files", "gin_params", "repeats",
+    ChannelConfig dict), "gin_files", "extra_gin_files", "gin_params",
+    "repeats",
     "step_times"}; with `parts` also "compact_parts" ({part: median
     seconds}).
     """
@@ -187,7 +191,8 @@ def measure_train_steps(teacher_dir, ppcd_dir, gin_files=None, gin_params=(),
                                  ("ppcd", [PPCD_STAGE], False),
                                  ("ppcd_compact", [PPCD_STAGE], True)):
             gin.clear_config()
-            config_lib.parse_gin(gin_files + stage, list(gin_params))
+            config_lib.parse_gin(gin_files + stage + list(extra_gin_files),
+                                 list(gin_params))
             built = _step_timers(name, os.path.join(root, name), strategy,
                                  teacher_dir, ppcd_dir, cut, parts)
             if built is None:
@@ -205,8 +210,10 @@ def measure_train_steps(teacher_dir, ppcd_dir, gin_files=None, gin_params=(),
                 start = time.perf_counter()
                 timer()
                 times[name].append((time.perf_counter() - start) / steps)
-    return _step_results(times, compact_channels, gin_files, gin_params,
-                         repeats)
+    result = _step_results(times, compact_channels, gin_files, gin_params,
+                           repeats)
+    result["extra_gin_files"] = list(extra_gin_files)
+    return result
 
 
 def _step_timers(name, model_dir, strategy, teacher_dir, ppcd_dir, cut,

@@ -154,6 +154,7 @@ def commands(output_dir, teacher_dir, target_ratio, ppcd_steps, log_every,
             python, "-m", "ppcd_tf.time_training",
             "--teacher_dir", teacher_dir, "--ppcd_dir", ppcd_dir,
             "--output", train_steps, "--repeats", str(train_repeats)]
+            + [arg for name in gin_files for arg in ("--extra_gin_file", name)]
             + [arg for binding in gin_params
                for arg in ("--gin_param", binding)]))
         report += ["--train_steps", train_steps]

@@ -51,11 +51,12 @@ TEACHER_RECIPE := --gin_param "CH = 16" \
 SHIPPED_TEACHER := ppcd_tf/assets/teacher_fashion_mnist32
 # make deep-demo: BigGAN-deep end to end. A BigGAN-deep teacher
 # (gin/model/biggan_deep32.gin, ch 16, 588,465 G parameters) trained on
-# Fashion-MNIST 32x32 (`make deep-teacher`: DEEP_TEACHER_STEPS at ~1.3 s a
-# step on 2 cores, resumable), then the demo's five stages on it at 5.26x
-# with gin/experiments/fashion_mnist32_deep_ppcd_5x.gin's recipe.
+# Fashion-MNIST 32x32 (`make deep-teacher`: DEEP_TEACHER_STEPS at ~1.1-1.3 s
+# a step on 2 cores, resumable), then the demo's five stages on it at 5.26x
+# with gin/experiments/fashion_mnist32_deep_ppcd_5x.gin's recipe (2,400
+# steps, the cut at 300).
 DEEP_TEACHER_RUN ?= runs/fmnist_deep_teacher
-DEEP_TEACHER_STEPS ?= 3000
+DEEP_TEACHER_STEPS ?= 5000
 DEEP_DEMO_DIR ?= runs/deep_demo
 DEEP_GIN := data/fashion_mnist32.gin model/biggan_deep32.gin stage/teacher.gin
 
@@ -164,7 +165,7 @@ deep-teacher: setup
 deep-demo: deep-teacher
 	$(PY) -m ppcd_tf.demo --output_dir $(DEEP_DEMO_DIR) \
 	  --teacher_dir $(DEEP_TEACHER_RUN) --target_ratio 0.19 \
-	  --ppcd_steps 1200 --cut_step 300 --validate_every 100 \
+	  --ppcd_steps 2400 --cut_step 300 --validate_every 100 \
 	  --gin_file experiments/fashion_mnist32_deep_ppcd_5x.gin
 
 tensorboard: setup

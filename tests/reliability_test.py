@@ -122,6 +122,15 @@ def test_step_timing_never_parses_a_run_config(tmp_path):
                 "ppcd_compact_seconds_per_step"):
         assert result[key] > 0
     assert len(result["step_times"]["ppcd_compact"]) == 1
+    assert result["extra_gin_files"] == []
+    # Extra files (the run's experiment files) are parsed after the stage
+    # file of the timed recipe: one naming no configurable is refused.
+    extra = tmp_path / "experiment.gin"
+    extra.write_text("NoSuchConfigurable.value = 1\n")
+    with pytest.raises(errors.PPCDError, match="NoSuchConfigurable"):
+        benchmark.measure_train_steps(
+            teacher, str(ppcd), gin_params=list(helpers.TINY_BINDINGS),
+            repeats=1, warmup=0, extra_gin_files=[str(extra)])
 
 
 def _write(path, text):

@@ -210,10 +210,8 @@ def measure_train_steps(teacher_dir, ppcd_dir, gin_files=None, gin_params=(),
                 start = time.perf_counter()
                 timer()
                 times[name].append((time.perf_counter() - start) / steps)
-    result = _step_results(times, compact_channels, gin_files, gin_params,
-                           repeats)
-    result["extra_gin_files"] = list(extra_gin_files)
-    return result
+    return _step_results(times, compact_channels, gin_files,
+                         extra_gin_files, gin_params, repeats)
 
 
 def _step_timers(name, model_dir, strategy, teacher_dir, ppcd_dir, cut,
@@ -253,13 +251,16 @@ def _step_timers(name, model_dir, strategy, teacher_dir, ppcd_dir, cut,
     return timers, channels
 
 
-def _step_results(times, compact_channels, gin_files, gin_params, repeats):
+def _step_results(times, compact_channels, gin_files, extra_gin_files,
+                  gin_params, repeats):
     """measure_train_steps' result of the timings {timer: [seconds]}."""
     teacher = float(np.median(times["teacher"]))
     ppcd = float(np.median(times["ppcd"]))
     result = {"teacher_seconds_per_step": teacher,
               "ppcd_seconds_per_step": ppcd, "ratio": ppcd / teacher,
-              "gin_files": gin_files, "gin_params": list(gin_params),
+              "gin_files": gin_files,
+              "extra_gin_files": list(extra_gin_files),
+              "gin_params": list(gin_params),
               "repeats": repeats, "step_times": times}
     if "ppcd_compact" in times:
         compact = float(np.median(times["ppcd_compact"]))

@@ -23,6 +23,12 @@ PORTABLE_FORMATS = ("onnx", "tflite")
 # ppcd_tf.exporting.portable.
 ONNX_OPSET = 15
 TFLITE_QUANTIZATIONS = ("none", "dynamic_range", "float16")
+# Largest |float32 TFLite - SavedModel| the exporter and the TFLite timing
+# accept.
+TFLITE_TOLERANCE = 1e-3
+# ppcd_tf.reporting.report / tools/benchmark.py: the runtimes generation is
+# timed in.
+GENERATION_RUNTIMES = ("tensorflow", "tflite")
 # ppcd_tf.reporting.report: the speed measurement.
 REPORT_GEN_BATCH = 64
 REPORT_REPEATS = 10

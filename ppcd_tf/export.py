@@ -18,8 +18,18 @@ export (`<output>.report.json`). See ppcd_tf/exporting/saved_model.py for the si
 into the export directory, each checked against the compact generator
 before anything is written; invalid inputs fail inside those graphs (see
 ppcd_tf/exporting/portable.py).
+--from_export EXPORT (instead of --model_dir) copies an existing export to
+--output with generator.tflite added (batch --tflite_batch, checked against
+its SavedModel), for exports whose run is gone, e.g. the shipped students:
+
+  python -m ppcd_tf.export --from_export \
+      ppcd_tf/assets/student_fashion_mnist32_16x --tflite_batch 1 \
+      --output runs/student_16x_tflite
+
 Exit codes: 0 done, 2 the run cannot be exported as asked.
 """
+
+import os
 
 from absl import app
 from absl import flags
@@ -31,11 +41,15 @@ from ppcd_tf import lazy
 
 # Imported on first use: --help and flag errors answer without
 # TensorFlow (ppcd_tf/lazy.py).
+conversion = lazy.load("ppcd_tf.exporting.conversion")
 pipeline = lazy.load("ppcd_tf.exporting.pipeline")
 portable = lazy.load("ppcd_tf.exporting.portable")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training run directory to export.")
+flags.DEFINE_string("from_export", None, "Instead of --model_dir: an "
+                    "existing export, copied to --output with "
+                    "generator.tflite (--tflite_batch) added.")
 flags.DEFINE_string("output", None, "SavedModel directory to write.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 flags.DEFINE_string("checkpoint", "latest", "Which checkpoint of the run: "
@@ -70,6 +84,14 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}",
                              exitcode=errors.EXIT_BAD_INPUT)
     with errors.exit_on_errors():
+        if (FLAGS.model_dir is None) == (FLAGS.from_export is None):
+            raise errors.BadInputError(
+                "Give exactly one of --model_dir (a training run) and "
+                "--from_export (an existing export to add a TFLite model "
+                "to).")
+        if FLAGS.from_export is not None:
+            _add_tflite()
+            return
         files.check_output_location(
             "--output", FLAGS.output, directory=True,
             inputs={"--model_dir": FLAGS.model_dir})
@@ -88,9 +110,44 @@ def main(argv):
     files.write_json(FLAGS.output.rstrip("/") + ".report.json", report)
 
 
+# Flags that choose how a run is exported: --from_export refuses them.
+RUN_ONLY_FLAGS = ("checkpoint", "binarize_threshold", "fold_batch_norm",
+                  "jit_compile", "onnx_opset")
+
+
+def _add_tflite():
+    """--from_export: the export copied with generator.tflite added."""
+    for name in RUN_ONLY_FLAGS:
+        if FLAGS[name].present:
+            raise errors.BadInputError(
+                f"--{name} applies to --model_dir only; --from_export "
+                "copies the export's SavedModel as it is.")
+    if set(FLAGS.format) - {"tflite"}:
+        raise errors.BadInputError(
+            "--from_export adds --format tflite only; for ONNX export the "
+            "training run with --model_dir.")
+    if not saved_model_dir(FLAGS.from_export):
+        raise errors.MissingInputError(
+            f"--from_export {FLAGS.from_export} is not an export directory "
+            "(no saved_model.pb); give one written by python -m "
+            "ppcd_tf.export.")
+    files.check_output_location(
+        "--output", FLAGS.output, directory=True,
+        inputs={"--from_export": FLAGS.from_export})
+    report = conversion.add_tflite(
+        FLAGS.from_export, FLAGS.output, FLAGS.tflite_batch,
+        FLAGS.tflite_quantization, overwrite=FLAGS.overwrite)
+    print(conversion.format_report(report))
+
+
+def saved_model_dir(path):
+    """Whether `path` is a directory holding a SavedModel."""
+    return os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
 def run_main():
     """Console-script entry point (`ppcd-export`)."""
-    flags.mark_flags_as_required(["model_dir", "output"])
+    flags.mark_flags_as_required(["output"])
     errors.run(main)
 
 

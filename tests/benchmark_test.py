@@ -31,10 +31,24 @@ class GenerationSweepTest(tf.test.TestCase):
                                      fold_batch_norm=fold)
 
     def test_rows(self):
-        rows = benchmark.generation_sweep(*self.exports, [1, 3],
-                                             repeats=2, warmup=1)
-        self.assertEqual([r["batch_size"] for r in rows], [1, 3])
+        from ppcd_tf.workflows import equal_macs
+        floor = equal_macs.write_width_export(
+            equal_macs.teacher_generator(helpers.tiny_teacher_dir()), 2,
+            os.path.join(self.create_tempdir().full_path, "floor"))
+        self.assertEqual(max(floor["counts"].values()), 2)
+        rows = benchmark.generation_sweep(
+            *self.exports, [1, 3], repeats=2, warmup=1,
+            runtimes=("tensorflow", "tflite"), floor_export=floor["path"])
+        self.assertEqual([(r["runtime"], r["batch_size"]) for r in rows],
+                         [("tensorflow", 1), ("tensorflow", 3),
+                          ("tflite", 1), ("tflite", 3)])
         for r in rows:
+            self.assertAllClose(r["floor_time_fraction"],
+                                r["floor_seconds_per_batch"]
+                                / r["teacher_seconds_per_batch"])
+            self.assertAllClose(r["floor_gmacs_per_sec"],
+                                r["floor_images_per_sec"]
+                                * floor["macs_per_image"] / 1e9)
             self.assertAllClose(r["speedup"], r["student_images_per_sec"]
                                 / r["teacher_images_per_sec"])
             self.assertEqual(r["mac_ratio"], 1.0)  # the same generator
@@ -44,7 +58,9 @@ class GenerationSweepTest(tf.test.TestCase):
                                 / r["teacher_seconds_per_batch"])
             self.assertGreater(r["student_gmacs_per_sec"], 0.0)
         table = benchmark.sweep_markdown(rows)
-        self.assertLen(table.splitlines(), 4)
+        self.assertLen(table.splitlines(), 6)
+        self.assertIn("| tflite | 3 |", table)
+        self.assertIn("floor / teacher time", table)
 
     def _run(self, *flags):
         return subprocess.run(
@@ -57,14 +73,25 @@ class GenerationSweepTest(tf.test.TestCase):
         result = self._run("--exports", ",".join(self.exports), "--batches",
                            "1,2", "--repeats", "1", "--warmup", "1",
                            "--teacher_dir", helpers.tiny_teacher_dir(),
-                           "--output", output)
+                           "--runtimes", "tensorflow,tflite",
+                           "--floor_width", "3", "--output", output)
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         self.assertIn("fraction of MAC limit", result.stdout)
-        self.assertIn("batch-1 latency", result.stdout)
+        self.assertIn("batch-1 latency (tensorflow)", result.stdout)
+        self.assertIn("batch-1 latency (tflite)", result.stdout)
         self.assertIn("student / uniform", result.stdout)
+        self.assertIn("batch 2, each in its fastest runtime", result.stdout)
         with open(output) as f:
             record = json.load(f)
-        self.assertEqual([r["batch_size"] for r in record["rows"]], [1, 2])
+        self.assertEqual([(r["runtime"], r["batch_size"])
+                          for r in record["rows"]],
+                         [("tensorflow", 1), ("tensorflow", 2),
+                          ("tflite", 1), ("tflite", 2)])
+        self.assertEqual(record["best_runtime"],
+                         benchmark.best_runtime_speedups(record["rows"]))
+        self.assertEqual(record["floor"]["width"], 3)
+        # Layers narrower than 3 (the tiny attention's) keep their width.
+        self.assertEqual(max(record["floor"]["counts"].values()), 3)
         # The student is the teacher itself: its equal-MAC uniform
         # thinning keeps every channel.
         reference = record["uniform_reference"]
@@ -97,6 +124,11 @@ class GenerationSweepTest(tf.test.TestCase):
         self.assertEqual(one.returncode, 2)
         missing = self._run("--exports", f"{self.exports[0]},/nonexistent")
         self.assertEqual(missing.returncode, 3, missing.stderr[-2000:])
+        for flag, value in (("--runtimes", "onnx"), ("--floor_width", "-1")):
+            refused = self._run("--exports", ",".join(self.exports), flag,
+                                value)
+            self.assertEqual(refused.returncode, 2, refused.stderr[-2000:])
+            self.assertIn(flag, refused.stderr)
         no_teacher = self._run("--exports", ",".join(self.exports),
                                "--teacher_dir", "/nonexistent")
         self.assertEqual(no_teacher.returncode, 3, no_teacher.stderr[-2000:])
@@ -153,6 +185,39 @@ def test_uniform_counts_meet_a_mac_target_at_one_fraction():
                                                        shape, everything)
     assert counts == full and macs == everything
 
+
+def test_best_runtime_pairs_each_side_with_its_fastest_runtime():
+    """The teacher's fastest runtime is used for the teacher even when the
+    student's is another one."""
+    rows = [
+        {"runtime": "tensorflow", "batch_size": 1,
+         "teacher_seconds_per_batch": 3.0, "student_seconds_per_batch": 1.5},
+        {"runtime": "tflite", "batch_size": 1,
+         "teacher_seconds_per_batch": 1.2, "student_seconds_per_batch": 0.2},
+        {"runtime": "tensorflow", "batch_size": 64,
+         "teacher_seconds_per_batch": 80.0, "student_seconds_per_batch": 14.0},
+        {"runtime": "tflite", "batch_size": 64,
+         "teacher_seconds_per_batch": 85.0, "student_seconds_per_batch": 10.0},
+    ]
+    assert benchmark.best_runtime_speedups(rows) == [
+        {"batch_size": 1, "teacher_runtime": "tflite",
+         "teacher_seconds_per_batch": 1.2, "student_runtime": "tflite",
+         "student_seconds_per_batch": 0.2, "speedup": 1.2 / 0.2},
+        {"batch_size": 64, "teacher_runtime": "tensorflow",
+         "teacher_seconds_per_batch": 80.0, "student_runtime": "tflite",
+         "student_seconds_per_batch": 10.0, "speedup": 8.0}]
+
+
+def test_constant_width_counts_cut_every_layer_to_the_width():
+    from ppcd_tf.pruning import channel_masks
+    from ppcd_tf.workflows import equal_macs
+    from ppcd_tf.workflows import teachers
+    teacher = equal_macs.teacher_generator(teachers.shipped_teacher_dir())
+    full = channel_masks.mask_widths(teacher.channels, prune_attention=True)
+    counts = equal_macs.constant_width_counts(teacher.channels, 4)
+    assert list(counts) == list(full)
+    assert counts == {key: min(4, width) for key, width in full.items()}
+    assert min(full.values()) >= 4 and set(counts.values()) == {4}
 
 
 def test_step_timing_builds_the_teacher_of_either_family():

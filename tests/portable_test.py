@@ -195,6 +195,53 @@ def test_tflite_equals_the_saved_model_and_checks_inputs(export):
         runner.generate(z[:2], labels[:2])
 
 
+def test_tflite_from_an_export_equals_it_and_checks_inputs(export):
+    """export_to_tflite converts a SavedModel export without its run (the
+    shipped students' case), at any batch, with the input check in front
+    (the SavedModel's asserts do not survive conversion)."""
+    output, _ = export
+    model = portable.export_to_tflite(output, 3)
+    assert portable.max_tflite_difference(model, output) <= (
+        pipeline.TFLITE_TOLERANCE)
+    runner = portable.TFLiteGenerator(model)
+    assert runner.batch == 3
+    z, labels = _inputs(3, runner.dim_z, seed=7)
+    with pytest.raises(RuntimeError, match="gather index out of bounds"):
+        runner.generate(z, np.array([0, NUM_CLASSES, 1], np.int32))
+    with pytest.raises(errors.BadInputError, match="--tflite_batch"):
+        portable.export_to_tflite(output, 0)
+
+
+def test_add_tflite_copies_an_export_and_leaves_it_as_it_was(export,
+                                                             tmp_path):
+    from ppcd_tf.exporting import conversion
+    output, _ = export
+    before = {name: os.path.getsize(os.path.join(root, name))
+              for root, _, names in os.walk(output) for name in names}
+    copy = str(tmp_path / "with_tflite")
+    report = conversion.add_tflite(output, copy, 2)
+    after = {name: os.path.getsize(os.path.join(root, name))
+             for root, _, names in os.walk(output) for name in names}
+    assert after == before  # the source is untouched
+    record = saved_model.read_metadata(copy)["portable"]["tflite"]
+    assert record == report["portable"]["tflite"]
+    assert record["batch"] == 2 and record["checked_against"] == (
+        "the export's serving_default")
+    assert record["max_abs_diff"] <= pipeline.TFLITE_TOLERANCE
+    # The other converted model and the SavedModel come along unchanged.
+    assert saved_model.read_metadata(copy)["portable"]["onnx"] == (
+        saved_model.read_metadata(output)["portable"]["onnx"])
+    runner = portable.TFLiteGenerator.from_file(
+        os.path.join(copy, portable.TFLITE_FILE))
+    z, labels = _inputs(2, runner.dim_z, seed=3)
+    np.testing.assert_allclose(
+        runner.generate(z, labels),
+        saved_model.load_export(copy).generate(z, labels).numpy(),
+        atol=pipeline.TFLITE_TOLERANCE, rtol=0)
+    with pytest.raises(errors.OutputExistsError):
+        conversion.add_tflite(output, copy, 2)
+
+
 def test_quantized_tflite_is_smaller_and_close(export):
     from ppcd_tf.runs import run_dir
     generator, _, _ = run_dir.restore_teacher(helpers.tiny_teacher_dir())

@@ -32,11 +32,18 @@ batch-1 latency ratio; and, in the same rounds, the teacher's architecture
 thinned uniformly to the student's MACs (--teacher_dir's generator, random
 weights, prepared as an export): student / uniform images/s says whether the
 learned widths run as fast as the simplest choice of equal cost (wanted:
->= 0.95; --nouniform_reference leaves it out).
+>= 0.95; --nouniform_reference leaves it out). --runtimes tensorflow,tflite
+times every export in both runtimes (TFLite: converted from the SavedModel at
+each batch, checked against it within 1e-3, run with XNNPACK) and prints each
+generator in its fastest runtime; --floor_width 4 adds the teacher's
+architecture at 4 channels everywhere (the floor; its time / the teacher's).
 
 Examples:
   python tools/benchmark.py --exports runs/demo/teacher_export,\
 runs/demo/student_export --repeats 20
+  python tools/benchmark.py --exports runs/demo/teacher_export,\
+runs/demo/student_export --runtimes tensorflow,tflite --batches 1,64 \
+      --floor_width 4 --repeats 20
   python tools/benchmark.py --output runs/benchmark.json
   python tools/benchmark.py --gin_param "CH = 16" --repeats 20
   python tools/benchmark.py --compare_dir runs/demo --repeats 20 \
@@ -53,6 +60,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from ppcd_tf import defaults
 from ppcd_tf import errors
 from ppcd_tf import files
 from ppcd_tf import lazy
@@ -106,7 +114,17 @@ flags.DEFINE_string("portable", None, "An export written with --format onnx "
                     "and/or --format tflite: time its SavedModel, ONNX and "
                     "TFLite generators side by side.")
 flags.DEFINE_integer("threads", None, "Threads of onnxruntime and TFLite "
-                     "(--portable; default: their own).")
+                     "(--portable: default their own; --exports: one per "
+                     "core).")
+flags.DEFINE_list("runtimes", ["tensorflow"], "Runtimes of --exports, each "
+                  "timed at every batch: tensorflow (the SavedModel) and/or "
+                  "tflite (each export converted at that batch, run by the "
+                  "TFLite interpreter with XNNPACK; checked against its "
+                  "SavedModel first).")
+flags.DEFINE_integer("floor_width", 0, "With --exports: also time the "
+                     "teacher's architecture (--teacher_dir's) with every "
+                     "prunable layer at this many channels (random weights): "
+                     "the floor no choice of widths removes; 0: not timed.")
 flags.DEFINE_integer("train_repeats", 10, "Timed training steps of each "
                      "kind (--compare_dir).")
 
@@ -246,7 +264,9 @@ def _check_flags():
                 "TEACHER_EXPORT,STUDENT_EXPORT.")
         for path in FLAGS.exports:
             _check_export(path)
-        if (FLAGS.uniform_reference and FLAGS.teacher_dir
+        _check_runtimes_and_floor()
+        if ((FLAGS.uniform_reference or FLAGS.floor_width)
+                and FLAGS.teacher_dir
                 and not os.path.isdir(FLAGS.teacher_dir)):
             raise errors.MissingInputError(
                 f"--teacher_dir {FLAGS.teacher_dir} does not exist or is "
@@ -265,6 +285,18 @@ def _check_flags():
             FLAGS.compare_dir, "benchmark_report"), directory=True)
 
 
+def _check_runtimes_and_floor():
+    unknown = sorted(set(FLAGS.runtimes) - set(defaults.GENERATION_RUNTIMES))
+    if unknown or not FLAGS.runtimes:
+        raise errors.BadInputError(
+            f"--runtimes takes {','.join(defaults.GENERATION_RUNTIMES)} (one or "
+            f"both), got {','.join(FLAGS.runtimes) or 'nothing'}.")
+    if FLAGS.floor_width < 0:
+        raise errors.BadInputError(
+            f"--floor_width must be >= 0 (0: no floor), got "
+            f"{FLAGS.floor_width}.")
+
+
 def portable(export_dir):
     """SavedModel vs ONNX vs TFLite images/s of one export."""
     result = benchmark.portable_throughput(
@@ -278,12 +310,29 @@ def portable(export_dir):
         logging.info("Wrote %s", FLAGS.output)
 
 
-def _uniform_reference(exports, directory):
-    """Writes the equal-MAC uniform thinning of the teacher (--teacher_dir)
-    into `directory`; returns its record (workflows.equal_macs)."""
+def _teacher_generator(exports):
+    """The --teacher_dir generator (random weights), refused unless it is
+    the architecture of the teacher export."""
     teacher = equal_macs.teacher_generator(
         FLAGS.teacher_dir or teachers.shipped_teacher_dir())
     equal_macs.check_same_architecture(teacher, exports[0])
+    return teacher
+
+
+def _floor(teacher, directory):
+    """Writes the teacher's architecture at --floor_width channels into
+    `directory`; returns its record (workflows.equal_macs)."""
+    record = equal_macs.write_width_export(
+        teacher, FLAGS.floor_width, os.path.join(directory, "floor"))
+    logging.info("Floor: every prunable layer at %d channels (%s MACs per "
+                 "image).", FLAGS.floor_width,
+                 f"{record['macs_per_image']:,}")
+    return record
+
+
+def _uniform_reference(teacher, exports, directory):
+    """Writes the equal-MAC uniform thinning of the teacher (--teacher_dir)
+    into `directory`; returns its record (workflows.equal_macs)."""
     target = saved_model.read_metadata(exports[1]).get("macs_per_image")
     if not isinstance(target, int):
         raise errors.DamagedInputError(
@@ -300,17 +349,22 @@ def _uniform_reference(exports, directory):
 def sweep(exports):
     """Teacher vs student generation at every batch size of --batches."""
     with tempfile.TemporaryDirectory(prefix="ppcd_benchmark_") as scratch:
-        reference = (_uniform_reference(exports, scratch)
+        teacher = (_teacher_generator(exports)
+                   if FLAGS.uniform_reference or FLAGS.floor_width else None)
+        reference = (_uniform_reference(teacher, exports, scratch)
                      if FLAGS.uniform_reference else None)
-        rows = _timed_sweep(exports, reference)
-    _print_and_write_sweep(exports, rows, reference)
+        floor = _floor(teacher, scratch) if FLAGS.floor_width else None
+        rows = _timed_sweep(exports, reference, floor)
+    _print_and_write_sweep(exports, rows, reference, floor)
 
 
-def _timed_sweep(exports, reference):
+def _timed_sweep(exports, reference, floor):
     try:
         return benchmark.generation_sweep(
             exports[0], exports[1], _positive_batches(), FLAGS.repeats,
-            FLAGS.warmup, reference and reference["path"])
+            FLAGS.warmup, reference and reference["path"],
+            runtimes=FLAGS.runtimes, floor_export=floor and floor["path"],
+            threads=FLAGS.threads)
     except OSError as error:
         if isinstance(error, errors.PPCDError):
             raise
@@ -320,23 +374,37 @@ def _timed_sweep(exports, reference):
             "export the run again with python -m ppcd_tf.export.") from error
 
 
-def _print_and_write_sweep(exports, rows, reference):
+def _print_and_write_sweep(exports, rows, reference, floor):
     table = benchmark.sweep_markdown(rows)
     print(table)
-    one = [r for r in rows if r["batch_size"] == 1]
-    if one:
-        print(f"batch-1 latency: teacher "
-              f"{1e3 * one[0]['teacher_seconds_per_batch']:.2f} ms, student "
-              f"{1e3 * one[0]['student_seconds_per_batch']:.2f} ms "
-              f"({one[0]['speedup']:.2f}x lower)")
+    for row in rows:
+        if row["batch_size"] == 1:
+            print(f"batch-1 latency ({row['runtime']}): teacher "
+                  f"{1e3 * row['teacher_seconds_per_batch']:.3f} ms, student "
+                  f"{1e3 * row['student_seconds_per_batch']:.3f} ms "
+                  f"({row['speedup']:.2f}x lower)")
+    best = benchmark.best_runtime_speedups(rows)
+    if len(FLAGS.runtimes) > 1:
+        for entry in best:
+            print(f"batch {entry['batch_size']}, each in its fastest "
+                  f"runtime: teacher {entry['teacher_runtime']} "
+                  f"{1e3 * entry['teacher_seconds_per_batch']:.3f} ms, "
+                  f"student {entry['student_runtime']} "
+                  f"{1e3 * entry['student_seconds_per_batch']:.3f} ms: "
+                  f"{entry['speedup']:.2f}x")
     if FLAGS.output:
         files.write_json(FLAGS.output, {
             "teacher_export": os.path.abspath(exports[0]),
             "student_export": os.path.abspath(exports[1]),
-            "repeats": FLAGS.repeats, "rows": rows, "table": table,
+            "repeats": FLAGS.repeats, "runtimes": FLAGS.runtimes,
+            "threads": FLAGS.threads, "rows": rows, "table": table,
+            "best_runtime": best,
             "uniform_reference": None if reference is None else {
                 key: reference[key] for key in (
                     "counts", "macs_per_image", "params", "fraction")},
+            "floor": None if floor is None else {
+                key: floor[key] for key in (
+                    "width", "counts", "macs_per_image", "params")},
             "machine": {"cpus": os.cpu_count(),
                         "platform": platform.platform()}})
         logging.info("Wrote %s", FLAGS.output)

@@ -32,6 +32,7 @@ from absl import logging
 
 from ppcd_tf import defaults
 from ppcd_tf import errors
+from ppcd_tf.exporting import conversion
 from ppcd_tf.exporting import graph
 from ppcd_tf.exporting import portable as portable_lib
 from ppcd_tf.exporting import saved_model
@@ -44,7 +45,7 @@ from ppcd_tf.runs import run_dir
 DEFAULT_TOLERANCE = defaults.EXPORT_TOLERANCE
 # float32 TFLite against the compact generator (its kernels sum in another
 # order than TensorFlow's).
-TFLITE_TOLERANCE = 1e-3
+TFLITE_TOLERANCE = defaults.TFLITE_TOLERANCE
 FORMATS = defaults.PORTABLE_FORMATS
 VERIFY_BATCH = 16
 # A truncation between two statistics rows, where the serving copy of a
@@ -362,14 +363,9 @@ def convert_portable(served, reference, metadata, formats, tolerance,
                                           tflite_quantization)
         difference = check_tflite(model, reference, tflite_quantization)
         contents[portable_lib.TFLITE_FILE] = model
-        records["tflite"] = {
-            "file": portable_lib.TFLITE_FILE, "batch": tflite_batch,
-            "quantization": tflite_quantization, "bytes": len(model),
-            "max_abs_diff": difference,
-            "tolerance": (TFLITE_TOLERANCE if tflite_quantization == "none"
-                          else None),
-            "invalid_input": "RuntimeError from the interpreter's invoke "
-                             "(gather index out of bounds)"}
+        records["tflite"] = conversion.tflite_record(
+            tflite_batch, tflite_quantization, model, difference,
+            "the compact generator")
         logging.info("TFLite (batch %d, %s): %d bytes, max |TFLite - "
                      "compact| %.2e.", tflite_batch, tflite_quantization,
                      len(model), difference)

@@ -33,6 +33,7 @@ from tensorflow.python.framework import convert_to_constants
 
 from ppcd_tf import defaults
 from ppcd_tf import errors
+from ppcd_tf.exporting import saved_model
 from ppcd_tf.models import inputs
 
 # The check op's name: the runtime's error message names it.
@@ -53,7 +54,13 @@ def checked_generator_fn(generator, max_batch, batch=None):
     """tf.function (z float32 [batch, dim_z], labels int32 [batch]) ->
     {"images": float32 [batch, H, W, C]}, with the input check described
     above; `batch` None leaves the batch dimension free."""
-    dim_z, num_classes = generator.dim_z, generator.num_classes
+    return _checked_fn(
+        lambda z, labels: generator(z, labels, training=False),
+        generator.dim_z, generator.num_classes, max_batch, batch)
+
+
+def _checked_fn(images_fn, dim_z, num_classes, max_batch, batch):
+    """checked_generator_fn around `images_fn(z, labels) -> images`."""
 
     @tf.function(input_signature=[
         tf.TensorSpec([batch, dim_z], tf.float32, name="z"),
@@ -67,8 +74,7 @@ def checked_generator_fn(generator, max_batch, batch=None):
                          tf.fill(tf.shape(labels), num_classes))
         zeros = tf.gather(tf.zeros([num_classes], tf.int32), index,
                           name=CHECK_NAME)
-        images = generator(z, labels + zeros, training=False)
-        return {"images": images}
+        return {"images": images_fn(z, labels + zeros)}
 
     return generate
 
@@ -134,7 +140,41 @@ def to_tflite(generator, batch, max_batch, quantization="none"):
     weights). Built-in TFLite ops only; a graph that would need Flex ops
     raises PortableExportError naming them."""
     check_options(("tflite",), None, batch, quantization, max_batch)
-    fn = checked_generator_fn(generator, max_batch, batch=batch)
+    return _convert_tflite(
+        checked_generator_fn(generator, max_batch, batch=batch),
+        quantization)
+
+
+def export_to_tflite(export_dir, batch, quantization="none"):
+    """The serving_default signature of the exported SavedModel
+    `export_dir` as TFLite bytes with a fixed `batch`, the input check of
+    `checked_generator_fn` in front (the SavedModel's own assert ops do not
+    survive conversion). No training run is needed: this converts shipped
+    or older exports too. Check the result with `max_tflite_difference`.
+    """
+    export = saved_model.load_export(export_dir)
+    max_batch = export.max_batch
+    check_options(("tflite",), None, batch, quantization, max_batch)
+    serve = export.signature()
+    fn = _checked_fn(lambda z, labels: serve(z=z, labels=labels)["images"],
+                     export.dim_z, export.num_classes, max_batch, batch)
+    return _convert_tflite(fn, quantization)
+
+
+def max_tflite_difference(model, export_dir, seed=0):
+    """Max |TFLite(model) - the export's serving_default| over one batch of
+    the model's size (z ~ N(0, 1), labels cycling over the classes)."""
+    runner = TFLiteGenerator(model)
+    export = saved_model.load_export(export_dir)
+    rng = np.random.RandomState(seed)
+    z = rng.randn(runner.batch, runner.dim_z).astype(np.float32)
+    labels = (np.arange(runner.batch) % export.num_classes).astype(np.int32)
+    expected = export.generate(z, labels).numpy()
+    return float(np.max(np.abs(runner.generate(z, labels) - expected)))
+
+
+def _convert_tflite(fn, quantization):
+    """TFLite bytes of the fixed-shape tf.function `fn`."""
     # Weights as constants: the converter would otherwise keep resource
     # variables (READ_VARIABLE ops that the interpreter cannot initialise).
     frozen = convert_to_constants.convert_variables_to_constants_v2(

@@ -303,7 +303,10 @@ class LoadedExport:
         self.resolution = int(self.metadata["resolution"])
         self.max_batch = int(self.metadata.get("max_batch", MAX_BATCH))
         try:
-            self._signatures = tf.saved_model.load(path).signatures
+            # The loaded object owns the variables the signatures read: a
+            # function that wraps a signature fails once it is collected.
+            self._loaded = tf.saved_model.load(path)
+            self._signatures = self._loaded.signatures
         except (OSError, tf.errors.OpError, ValueError) as error:
             raise ExportNotFoundError(
                 f"{path} has ppcd_tf metadata but no loadable SavedModel "

@@ -24,7 +24,9 @@ from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api
 
 from ppcd_tf import defaults
+from ppcd_tf import errors
 from ppcd_tf import files
+from ppcd_tf.exporting import portable
 from ppcd_tf.exporting import saved_model
 from ppcd_tf.metrics import evaluation
 from ppcd_tf.metrics import feature_networks
@@ -36,6 +38,12 @@ from ppcd_tf.training import summaries
 DEFAULT_GEN_BATCH = defaults.REPORT_GEN_BATCH
 DEFAULT_REPEATS = defaults.REPORT_REPEATS
 DEFAULT_WARMUP = 3
+# Runtimes the generation timing serves an export with.
+RUNTIMES = defaults.GENERATION_RUNTIMES
+RUNTIME_TENSORFLOW, RUNTIME_TFLITE = RUNTIMES
+# Largest |TFLite - SavedModel| of a timed float32 conversion (the
+# exporter's own bound for generator.tflite).
+TFLITE_TOLERANCE = defaults.TFLITE_TOLERANCE
 DEFAULT_GRID_COLUMNS = 8
 MAX_GRID_ROWS = 10  # Classes shown in the sample grids.
 # Targets of the method (issue 5 / DESIGN.md): at least this compression,
@@ -79,13 +87,20 @@ def saved_model_facts(path):
 
 def measure_generation(paths, batch_size=DEFAULT_GEN_BATCH,
                        repeats=DEFAULT_REPEATS, warmup=DEFAULT_WARMUP,
-                       seed=0):
+                       seed=0, runtime=RUNTIME_TENSORFLOW, threads=None):
     """Images/s of exported generators, timed alternately (one batch of each
-    per round, so machine noise hits all alike). Returns {path: {...}}."""
-    serves, inputs = {}, {}
+    per round, so machine noise hits all alike). Returns {path: {...}}.
+
+    `runtime`: RUNTIME_TENSORFLOW (the SavedModel's serving_default) or
+    RUNTIME_TFLITE (each export converted to a TFLite model of this batch
+    first, `portable.export_to_tflite`, and run by the TFLite interpreter
+    with its XNNPACK CPU delegate on `threads` threads, default one per
+    core); a converted model that differs from its SavedModel by more than
+    TFLITE_TOLERANCE raises BadInputError before any timing."""
+    runs, inputs = {}, {}
     for path in paths:
         export = saved_model.load_export(path)
-        serves[path] = export.signature()
+        runs[path] = _generation_call(export, batch_size, runtime, threads)
         inputs[path] = evaluation.sample_inputs(
             batch_size, export.dim_z, export.num_classes, seed)
     times = {path: [] for path in paths}
@@ -93,8 +108,7 @@ def measure_generation(paths, batch_size=DEFAULT_GEN_BATCH,
         for path in paths:
             z, labels = inputs[path]
             start = time.perf_counter()
-            serves[path](z=tf.constant(z), labels=tf.constant(labels))[
-                "images"].numpy()
+            runs[path](z, labels)
             if round_index >= warmup:
                 times[path].append(time.perf_counter() - start)
     return {path: {"batch_size": batch_size,
@@ -102,6 +116,27 @@ def measure_generation(paths, batch_size=DEFAULT_GEN_BATCH,
                    "images_per_sec": batch_size / float(np.median(t)),
                    "batch_times": t}
             for path, t in times.items()}
+
+
+def _generation_call(export, batch_size, runtime, threads):
+    """A function (z, labels numpy) -> images numpy of `export` in
+    `runtime` (see measure_generation)."""
+    if runtime == RUNTIME_TENSORFLOW:
+        serve = export.signature()
+        return lambda z, labels: serve(z=tf.constant(z),
+                                       labels=tf.constant(labels))[
+                                           "images"].numpy()
+    if runtime != RUNTIME_TFLITE:
+        raise errors.BadInputError(
+            f"Unknown runtime {runtime!r}: use one of {RUNTIMES}.")
+    model = portable.export_to_tflite(export.path, batch_size)
+    difference = portable.max_tflite_difference(model, export.path)
+    if not difference <= TFLITE_TOLERANCE:
+        raise errors.BadInputError(
+            f"The TFLite model of {export.path} at batch {batch_size} "
+            f"differs from its SavedModel by {difference:.3g} > "
+            f"{TFLITE_TOLERANCE:g}; time it with the TensorFlow runtime.")
+    return portable.TFLiteGenerator(model, threads).generate
 
 
 def write_grids(teacher_path, student_path, out_dir, classes, columns,

@@ -275,72 +275,123 @@ def _step_results(times, compact_channels, gin_files, extra_gin_files,
 
 
 def generation_sweep(teacher_export, student_export, batch_sizes,
-                     repeats=10, warmup=3, reference_export=None):
-    """Teacher vs student exported SavedModels at each batch size, timed
-    alternately in one process (`report.measure_generation`), with
+                     repeats=10, warmup=3, reference_export=None,
+                     runtimes=("tensorflow",), floor_export=None,
+                     threads=None):
+    """Teacher vs student exported SavedModels at each batch size and in
+    each runtime of `runtimes` ('tensorflow': the SavedModel; 'tflite':
+    converted at that batch and run by the TFLite interpreter, see
+    `report.measure_generation`), timed alternately in one process, with
     `reference_export` (the teacher thinned uniformly to the student's MACs,
-    `workflows.equal_macs`) in the same rounds when given.
+    `workflows.equal_macs`) and `floor_export` (the teacher's architecture
+    at a few channels) in the same rounds when given.
 
-    Returns one row per batch: {"batch_size", "teacher_images_per_sec",
-    "student_images_per_sec", "speedup", "mac_ratio" (teacher / student
-    MACs per image), "fraction_of_mac_limit" (speedup / mac_ratio),
-    "teacher_gmacs_per_sec", "student_gmacs_per_sec",
+    Returns one row per (runtime, batch): {"runtime", "batch_size",
+    "teacher_images_per_sec", "student_images_per_sec", "speedup",
+    "mac_ratio" (teacher / student MACs per image), "fraction_of_mac_limit"
+    (speedup / mac_ratio), "teacher_gmacs_per_sec", "student_gmacs_per_sec",
     "teacher_seconds_per_batch", "student_seconds_per_batch"}; with a
     reference also "reference_images_per_sec", "reference_seconds_per_batch",
     "reference_gmacs_per_sec" and "student_vs_reference" (student images/s
-    / the reference's: at least 0.95 says the learned widths cost no speed).
+    / the reference's: at least 0.95 says the learned widths cost no speed);
+    with a floor "floor_..." and "floor_time_fraction" (the floor's time per
+    batch / the teacher's).
     """
     from ppcd_tf.reporting import report  # Deferred: it imports the evaluators.
 
     sides = [("teacher", teacher_export), ("student", student_export)]
-    if reference_export is not None:
-        sides.append(("reference", reference_export))
+    for name, path in (("reference", reference_export),
+                       ("floor", floor_export)):
+        if path is not None:
+            sides.append((name, path))
     macs = {name: report.saved_model_facts(path)["macs"]
             for name, path in sides}
     rows = []
-    for batch_size in batch_sizes:
-        speed = report.measure_generation(
-            [path for _, path in sides], batch_size, repeats, warmup)
-        row = {"batch_size": int(batch_size)}
-        for name, path in sides:
-            row[f"{name}_images_per_sec"] = speed[path]["images_per_sec"]
-            row[f"{name}_seconds_per_batch"] = speed[path][
-                "seconds_per_batch"]
-            row[f"{name}_gmacs_per_sec"] = (
-                speed[path]["images_per_sec"] * macs[name] / 1e9)
-        row["speedup"] = (row["student_images_per_sec"]
-                          / row["teacher_images_per_sec"])
-        row["mac_ratio"] = macs["teacher"] / macs["student"]
-        row["fraction_of_mac_limit"] = row["speedup"] / row["mac_ratio"]
-        if reference_export is not None:
-            row["student_vs_reference"] = (row["student_images_per_sec"]
-                                           / row["reference_images_per_sec"])
-        rows.append(row)
+    for runtime in runtimes:
+        for batch_size in batch_sizes:
+            speed = report.measure_generation(
+                [path for _, path in sides], batch_size, repeats, warmup,
+                runtime=runtime, threads=threads)
+            rows.append(_sweep_row(runtime, batch_size, sides, speed, macs))
     return rows
 
 
+def _sweep_row(runtime, batch_size, sides, speed, macs):
+    """One row of generation_sweep from measure_generation's `speed`."""
+    row = {"runtime": runtime, "batch_size": int(batch_size)}
+    for name, path in sides:
+        row[f"{name}_images_per_sec"] = speed[path]["images_per_sec"]
+        row[f"{name}_seconds_per_batch"] = speed[path]["seconds_per_batch"]
+        row[f"{name}_gmacs_per_sec"] = (
+            speed[path]["images_per_sec"] * macs[name] / 1e9)
+    row["speedup"] = (row["student_images_per_sec"]
+                      / row["teacher_images_per_sec"])
+    row["mac_ratio"] = macs["teacher"] / macs["student"]
+    row["fraction_of_mac_limit"] = row["speedup"] / row["mac_ratio"]
+    if "reference_images_per_sec" in row:
+        row["student_vs_reference"] = (row["student_images_per_sec"]
+                                       / row["reference_images_per_sec"])
+    if "floor_images_per_sec" in row:
+        row["floor_time_fraction"] = (row["floor_seconds_per_batch"]
+                                      / row["teacher_seconds_per_batch"])
+    return row
+
+
+def best_runtime_speedups(rows):
+    """Per batch size, the student in its fastest runtime against the
+    teacher in its own fastest one: [{"batch_size", "teacher_runtime",
+    "student_runtime", "teacher_seconds_per_batch",
+    "student_seconds_per_batch", "speedup"}] (a lever that speeds up the
+    teacher as well counts for both)."""
+    best = []
+    for batch_size in sorted({r["batch_size"] for r in rows}):
+        at_batch = [r for r in rows if r["batch_size"] == batch_size]
+        entry = {"batch_size": batch_size}
+        for side in ("teacher", "student"):
+            fastest = min(at_batch,
+                          key=lambda r: r[f"{side}_seconds_per_batch"])
+            entry[f"{side}_runtime"] = fastest["runtime"]
+            entry[f"{side}_seconds_per_batch"] = fastest[
+                f"{side}_seconds_per_batch"]
+        entry["speedup"] = (entry["teacher_seconds_per_batch"]
+                            / entry["student_seconds_per_batch"])
+        best.append(entry)
+    return best
+
+
 def sweep_markdown(rows):
-    """The sweep as a markdown table (with the equal-MAC reference's
-    columns when the rows have them)."""
+    """The sweep as a markdown table (with the equal-MAC reference's and the
+    floor's columns when the rows have them)."""
     reference = all("reference_images_per_sec" in r for r in rows)
-    lines = ["| batch | teacher images/s | student images/s | speed-up | "
-             "MAC ratio | fraction of MAC limit | teacher GMAC/s | "
-             "student GMAC/s | teacher ms/batch | student ms/batch |"
-             + (" uniform, equal MACs: images/s | student / uniform |"
-                if reference else ""),
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-             + ("---:|---:|" if reference else "")]
+    floor = all("floor_images_per_sec" in r for r in rows)
+    header = ("| runtime | batch | teacher images/s | student images/s | "
+              "speed-up | MAC ratio | fraction of MAC limit | teacher GMAC/s "
+              "| student GMAC/s | teacher ms/batch | student ms/batch |")
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    if reference:
+        header += " uniform, equal MACs: images/s | student / uniform |"
+        rule += "---:|---:|"
+    if floor:
+        header += " floor ms/batch | floor / teacher time |"
+        rule += "---:|---:|"
+    lines = [header, rule]
     for r in rows:
-        lines.append(
-            f"| {r['batch_size']} | {r['teacher_images_per_sec']:,.0f} | "
+        line = (
+            f"| {r['runtime']} | {r['batch_size']} | "
+            f"{r['teacher_images_per_sec']:,.0f} | "
             f"{r['student_images_per_sec']:,.0f} | {r['speedup']:.2f}x | "
             f"{r['mac_ratio']:.2f}x | {r['fraction_of_mac_limit']:.2f} | "
             f"{r['teacher_gmacs_per_sec']:.1f} | "
             f"{r['student_gmacs_per_sec']:.1f} | "
-            f"{1e3 * r['teacher_seconds_per_batch']:.2f} | "
-            f"{1e3 * r['student_seconds_per_batch']:.2f} |"
-            + (f" {r['reference_images_per_sec']:,.0f} | "
-               f"{r['student_vs_reference']:.2f} |" if reference else ""))
+            f"{1e3 * r['teacher_seconds_per_batch']:.3f} | "
+            f"{1e3 * r['student_seconds_per_batch']:.3f} |")
+        if reference:
+            line += (f" {r['reference_images_per_sec']:,.0f} | "
+                     f"{r['student_vs_reference']:.2f} |")
+        if floor:
+            line += (f" {1e3 * r['floor_seconds_per_batch']:.3f} | "
+                     f"{r['floor_time_fraction']:.3f} |")
+        lines.append(line)
     return "\n".join(lines)
 
 

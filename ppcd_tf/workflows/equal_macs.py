@@ -9,7 +9,9 @@ least one channel), and `write_uniform_export` writes the thinned generator
 (random weights: speed does not depend on them) as a SavedModel prepared as
 the exporter prepares a student (spectral norms frozen, BatchNorm folded), so
 `tools/benchmark.py --exports` can time it in the same run as the teacher and
-the student.
+the student. `write_width_export` writes the other reference the benchmark
+times: the architecture with every prunable layer at a few channels (the
+floor, what no choice of widths removes).
 """
 
 from ppcd_tf import errors
@@ -82,6 +84,15 @@ def check_same_architecture(teacher, teacher_export):
             "teacher run it was exported from, or --nouniform_reference.")
 
 
+def constant_width_counts(channels, width):
+    """{mask key: kept count}: every prunable layer of `channels` (a
+    ChannelConfig) cut to `width` channels (layers narrower than that
+    keep theirs)."""
+    widths = channel_masks.mask_widths(channels, prune_attention=True)
+    return {key: min(width, layer_width)
+            for key, layer_width in widths.items()}
+
+
 def write_uniform_export(teacher, target_macs, output_dir):
     """Writes the uniformly thinned `teacher` (a built Generator) of MACs
     closest to `target_macs` to `output_dir` (replaced if present).
@@ -92,6 +103,34 @@ def write_uniform_export(teacher, target_macs, output_dir):
     shape = complexity.GeneratorShape.of(teacher)
     counts, macs, fraction = uniform_counts(teacher.channels, shape,
                                             target_macs)
+    return _write_thinned(teacher, counts, macs, fraction, output_dir,
+                          "uniform thinning of the teacher, random weights "
+                          "(a speed reference)")
+
+
+def write_width_export(teacher, width, output_dir):
+    """Writes `teacher`'s architecture with every prunable layer cut to
+    `width` channels (random weights) to `output_dir`: the speed floor of
+    the architecture, the cost that does not shrink with the widths.
+
+    Returns:
+      {"path", "counts", "macs_per_image", "params", "fraction", "width"}.
+    """
+    counts = constant_width_counts(teacher.channels, width)
+    macs = complexity.generator_macs(
+        budget_lib.kept_channel_config(teacher.channels, counts),
+        complexity.GeneratorShape.of(teacher))
+    widths = dict(channel_masks.mask_widths(teacher.channels,
+                                            prune_attention=True))
+    fraction = sum(counts.values()) / sum(widths.values())
+    return dict(_write_thinned(
+        teacher, counts, macs, fraction, output_dir,
+        f"the teacher's architecture at width {width}, random weights (the "
+        "speed floor)"), width=width)
+
+
+def _write_thinned(teacher, counts, macs, fraction, output_dir, source):
+    """Writes `teacher` cut to `counts` (random weights) as an export."""
     thinned = generator_lib.Generator.from_config(dict(
         teacher.get_config(), name="uniform",
         channels=budget_lib.kept_channel_config(teacher.channels,
@@ -103,9 +142,7 @@ def write_uniform_export(teacher, target_macs, output_dir):
                 "resolution": thinned.channels.resolution,
                 "image_channels": thinned.image_channels, "params": params,
                 "macs_per_image": int(macs),
-                "source": {"kind": "uniform thinning of the teacher, "
-                                   "random weights (a speed reference)",
-                           "kept_fraction": fraction}}
+                "source": {"kind": source, "kept_fraction": fraction}}
     saved_model.write_saved_model(thinned, output_dir,
                                   {"metadata.json": metadata},
                                   overwrite=True)

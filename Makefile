@@ -137,7 +137,7 @@ reproduce: setup
 
 # The 16x frontier: a PPCD student with 16x fewer G parameters than the
 # shipped teacher, trained, exported, timed and reported under
-# $(FRONTIER_DIR)/ (about 45 min on 2 CPU cores, 32 of them training;
+# $(FRONTIER_DIR)/ (about 45-60 min on 2 CPU cores, 32-52 of them training;
 # resumable).
 frontier: setup
 	$(PY) -m ppcd_tf.demo --output_dir $(FRONTIER_DIR) \

@@ -138,6 +138,15 @@ class TinyDemoTest(tf.test.TestCase):
         self.assertGreater(report["train_step_ratio"], 0.0)
         self.assertEqual(report["computed"]["num_samples_per_seed"], 60)
         self.assertEqual(report["computed"]["seeds"], [0, 1])
+        # Both exports timed in TFLite too, with targets of their own.
+        tflite = report["generation"]["tflite"]
+        for side in ("teacher", "student"):
+            self.assertGreater(tflite[side]["images_per_sec"], 0.0)
+            self.assertGreater(
+                tflite["batch1"][side]["seconds_per_batch"], 0.0)
+        names = [row["name"] for row in report["targets"]]
+        self.assertIn("student / teacher images/s, TFLite", names)
+        self.assertIn("student / teacher images/s at batch 1, TFLite", names)
         self.assertEqual(
             report["computed"]["real_statistics"]["num_examples"], 300)
         names = [t["name"] for t in report["targets"]]

@@ -83,6 +83,29 @@ def test_batch1_speed_up_is_a_target_of_its_own(student_batch1, met):
     assert single["name"] in report_lib.REPORT_SCALARS
 
 
+def test_tflite_speed_targets_follow_the_tensorflow_ones():
+    """The TFLite timings give the two speed targets again, named with the
+    runtime; a conversion that failed leaves them out."""
+    report = _with_generation(_report(), 100.0, 200.0)
+    report["generation"]["tflite"] = {
+        "teacher": {"seconds_per_batch": 0.08},
+        "student": {"seconds_per_batch": 0.01},
+        "batch1": {"teacher": {"seconds_per_batch": 0.002},
+                   "student": {"seconds_per_batch": 0.0008}}}
+    rows = {row["name"]: row for row in report_lib.targets(report)}
+    batch64 = rows["student / teacher images/s, TFLite"]
+    assert batch64["target"] == ">= 6 (batch 64)"
+    assert batch64["measured"] == pytest.approx(8.0) and batch64["met"]
+    single = rows["student / teacher images/s at batch 1, TFLite"]
+    assert single["measured"] == pytest.approx(2.5) and not single["met"]
+    assert not rows["student / teacher images/s at batch 1"]["met"]
+    for name in rows:
+        assert name in report_lib.REPORT_SCALARS
+    report["generation"]["tflite"] = {"error": "cannot convert"}
+    names = [row["name"] for row in report_lib.targets(report)]
+    assert not any("TFLite" in name for name in names)
+
+
 def test_no_batch1_row_when_the_report_batch_is_1():
     rows = report_lib.targets(_with_generation(_report(), 100.0, 300.0,
                                                batch=1))
@@ -130,3 +153,22 @@ def test_markdown_shows_gmacs_and_batch1_latency():
     report = _full_report()
     del report["generation"]["batch1"]  # reports written before it
     assert "latency at batch 1" not in report_lib.render_markdown(report)
+
+
+def test_markdown_shows_the_tflite_rows_or_why_not():
+    report = _full_report()
+    report["generation"]["tflite"] = {
+        "teacher": {"images_per_sec": 800.0, "seconds_per_batch": 0.08},
+        "student": {"images_per_sec": 6400.0, "seconds_per_batch": 0.01},
+        "batch1": {"teacher": {"seconds_per_batch": 0.002},
+                   "student": {"seconds_per_batch": 0.0005}}}
+    text = report_lib.render_markdown(report)
+    assert ("| CPU images/s, TFLite (batch 64, median) | 800 | 6400 | "
+            "8.00x faster |") in text
+    assert ("| latency at batch 1, TFLite (ms, median) | 2.00 | 0.50 | "
+            "4.00x lower |") in text
+    assert "TFLite rows: each export converted" in text
+    report["generation"]["tflite"] = {"error": "no converter"}
+    text = report_lib.render_markdown(report)
+    assert "TFLite not timed: no converter" in text
+    assert "CPU images/s, TFLite" not in text

@@ -175,22 +175,24 @@ def max_tflite_difference(model, export_dir, seed=0):
 
 def _convert_tflite(fn, quantization):
     """TFLite bytes of the fixed-shape tf.function `fn`."""
-    # Weights as constants: the converter would otherwise keep resource
-    # variables (READ_VARIABLE ops that the interpreter cannot initialise).
-    frozen = convert_to_constants.convert_variables_to_constants_v2(
-        fn.get_concrete_function())
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantization != "none":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantization == "float16":
-        converter.target_spec.supported_types = [tf.float16]
     try:
+        # Weights as constants: the converter would otherwise keep resource
+        # variables (READ_VARIABLE ops the interpreter cannot initialise).
+        frozen = convert_to_constants.convert_variables_to_constants_v2(
+            fn.get_concrete_function())
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantization != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantization == "float16":
+            converter.target_spec.supported_types = [tf.float16]
         return converter.convert()
     except Exception as error:  # The converter's own error types vary.
         raise PortableExportError(
             "The generator cannot be converted to TFLite with built-in ops "
-            f"only: {str(error).strip().splitlines()[-1]}") from error
+            f"only: {(str(error).strip().splitlines() or [repr(error)])[-1]}"
+        ) from error
 
 
 class TFLiteGenerator:

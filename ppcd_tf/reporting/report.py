@@ -41,6 +41,8 @@ DEFAULT_WARMUP = 3
 # Runtimes the generation timing serves an export with.
 RUNTIMES = defaults.GENERATION_RUNTIMES
 RUNTIME_TENSORFLOW, RUNTIME_TFLITE = RUNTIMES
+# The TFLite rows' and targets' names end with this.
+TFLITE_SUFFIX = ", TFLite"
 # Largest |TFLite - SavedModel| of a timed float32 conversion (the
 # exporter's own bound for generator.tflite).
 TFLITE_TOLERANCE = defaults.TFLITE_TOLERANCE
@@ -251,19 +253,32 @@ def targets(report):
                  f">= {TARGET_SPEEDUP:g}"
                  + ("" if batch is None else f" (batch {batch})"),
                  speedup, speedup >= TARGET_SPEEDUP))
-    single = generation.get("batch1")
-    if single and batch != 1:
-        speedup = (single["teacher"]["seconds_per_batch"]
-                   / single["student"]["seconds_per_batch"])
-        rows.append(("student / teacher images/s at batch 1",
-                     f">= {TARGET_SPEEDUP_BATCH1:g}", speedup,
-                     speedup >= TARGET_SPEEDUP_BATCH1))
+    rows += _batch1_row(generation.get("batch1"), batch, "")
+    tflite = generation.get("tflite") or {}
+    if "teacher" in tflite:
+        speedup = (tflite["teacher"]["seconds_per_batch"]
+                   / tflite["student"]["seconds_per_batch"])
+        rows.append((f"student / teacher images/s{TFLITE_SUFFIX}",
+                     f">= {TARGET_SPEEDUP:g} (batch {batch})", speedup,
+                     speedup >= TARGET_SPEEDUP))
+        rows += _batch1_row(tflite.get("batch1"), batch, TFLITE_SUFFIX)
     if report.get("train_step_ratio") is not None:
         rows.append(("PPCD / teacher training step", f"<= {TARGET_STEP_RATIO}",
                      report["train_step_ratio"],
                      report["train_step_ratio"] <= TARGET_STEP_RATIO))
     return [{"name": n, "target": g, "measured": float(m), "met": bool(ok)}
             for n, g, m, ok in rows]
+
+
+def _batch1_row(single, batch, suffix):
+    """[the batch-1 speed target's row] of timings `single`, or []."""
+    if not single or batch == 1:
+        return []
+    speedup = (single["teacher"]["seconds_per_batch"]
+               / single["student"]["seconds_per_batch"])
+    return [(f"student / teacher images/s at batch 1{suffix}",
+             f">= {TARGET_SPEEDUP_BATCH1:g}", speedup,
+             speedup >= TARGET_SPEEDUP_BATCH1)]
 
 
 def side_entry(facts, throughput, result):
@@ -315,6 +330,27 @@ def _size_rows(t, s, generation):
             f"{1e3 * latency['student']['seconds_per_batch']:.2f}",
             _ratio(latency["teacher"]["seconds_per_batch"],
                    latency["student"]["seconds_per_batch"]) + " lower"))
+    return rows
+
+
+def _tflite_rows(generation):
+    """Table rows of the TFLite timings (none when not measured)."""
+    tflite = generation.get("tflite") or {}
+    if "teacher" not in tflite:
+        return []
+    t, s = tflite["teacher"], tflite["student"]
+    rows = [(f"CPU images/s{TFLITE_SUFFIX} (batch "
+             f"{generation['batch_size']}, median)",
+             f"{t['images_per_sec']:.0f}", f"{s['images_per_sec']:.0f}",
+             _ratio(s["images_per_sec"], t["images_per_sec"]) + " faster")]
+    single = tflite.get("batch1")
+    if single:
+        rows.append((
+            f"latency at batch 1{TFLITE_SUFFIX} (ms, median)",
+            f"{1e3 * single['teacher']['seconds_per_batch']:.2f}",
+            f"{1e3 * single['student']['seconds_per_batch']:.2f}",
+            _ratio(single["teacher"]["seconds_per_batch"],
+                   single["student"]["seconds_per_batch"]) + " lower"))
     return rows
 
 
@@ -375,7 +411,20 @@ def _method_lines(report):
         f"- KID: {computed['kid']}. Intra-FID: {computed['intra_fid']}.",
         f"- Throughput: exported SavedModels' serving_default on this CPU, "
         f"batch {report['generation']['batch_size']}, median of "
-        f"{report['generation']['repeats']} alternating rounds."]
+        f"{report['generation']['repeats']} alternating rounds"
+        + _tflite_method(report["generation"])]
+
+
+def _tflite_method(generation):
+    """The end of the throughput line: how (or why not) TFLite was timed."""
+    tflite = generation.get("tflite")
+    if tflite is None:
+        return "."
+    if "error" in tflite:
+        return f"; TFLite not timed: {tflite['error']}"
+    return ("; TFLite rows: each export converted to TFLite at that batch "
+            "(checked against its SavedModel) and run by the TFLite "
+            "interpreter with XNNPACK, the same rounds.")
 
 
 def _image_lines():
@@ -401,6 +450,7 @@ def render_markdown(report):
     # Quality after the speed rows, latency (if any) last as before.
     latency = rows.pop() if report["generation"].get("batch1") else None
     rows += _quality_rows(t, s) + ([latency] if latency else [])
+    rows += _tflite_rows(report["generation"])
     lines = [
         "# PPCD compression report", "",
         f"Teacher: `{t['saved_model']}`  ",
@@ -416,6 +466,40 @@ def render_markdown(report):
               for r in report["targets"]]
     lines += _method_lines(report) + _image_lines()
     return "\n".join(lines)
+
+
+def measure_speeds(teacher_export, student_export, gen_batch, repeats,
+                   warmup):
+    """report.json's "generation": teacher and student timed alternately
+    at `gen_batch` and at batch 1 ("batch1") served by TensorFlow, and the
+    same served by TFLite ("tflite", each export converted at each batch;
+    {"error": why} instead when a model cannot be converted: the runtime is
+    an extra, the report does not fail for it)."""
+    paths = (teacher_export, student_export)
+    logging.info("Timing generation (teacher and student alternately) ...")
+    generation = dict(_timed_pair(paths, gen_batch, repeats, warmup,
+                                  RUNTIME_TENSORFLOW),
+                      batch_size=gen_batch, repeats=repeats)
+    logging.info("Timing generation served by TFLite ...")
+    try:
+        generation["tflite"] = _timed_pair(paths, gen_batch, repeats, warmup,
+                                           RUNTIME_TFLITE)
+    except errors.BadInputError as error:
+        logging.warning("No TFLite timing: %s", error)
+        generation["tflite"] = {"error": str(error)}
+    return generation
+
+
+def _timed_pair(paths, gen_batch, repeats, warmup, runtime):
+    """{"teacher", "student", "batch1": {"teacher", "student"}} of one
+    runtime (measure_generation's entries)."""
+    speed = measure_generation(paths, gen_batch, repeats, warmup,
+                               runtime=runtime)
+    single = measure_generation(paths, 1, repeats, warmup, runtime=runtime)
+    teacher, student = paths
+    return {"teacher": speed[teacher], "student": speed[student],
+            "batch1": {"teacher": single[teacher],
+                       "student": single[student]}}
 
 
 def build_report(teacher_export, student_export, ppcd_dir, output_dir,
@@ -441,24 +525,17 @@ def build_report(teacher_export, student_export, ppcd_dir, output_dir,
         results[name] = evaluation.evaluate(
             evaluation.GeneratorSource.from_saved_model(path), network, real,
             num_samples, seeds)
-    logging.info("Timing generation (teacher and student alternately) ...")
-    speed = measure_generation([teacher_export, student_export], gen_batch,
-                               repeats, warmup)
-    single = measure_generation([teacher_export, student_export], 1,
+    generation = measure_speeds(teacher_export, student_export, gen_batch,
                                 repeats, warmup)
     report = {
         "teacher": side_entry(saved_model_facts(teacher_export),
-                              speed[teacher_export], results["teacher"]),
+                              generation["teacher"], results["teacher"]),
         "student": side_entry(saved_model_facts(student_export),
-                              speed[student_export], results["student"]),
+                              generation["student"], results["student"]),
         "train_step_ratio": None if step_ratio is None else
         step_ratio["ratio"],
         "train_step": step_ratio,
-        "generation": {"batch_size": gen_batch, "repeats": repeats,
-                       "teacher": speed[teacher_export],
-                       "student": speed[student_export],
-                       "batch1": {"teacher": single[teacher_export],
-                                  "student": single[student_export]}},
+        "generation": generation,
         "computed": results["student"]["computed"],
         "ppcd_dir": os.path.abspath(ppcd_dir),
         "pruning": {"final": history[-1], "points": len(history)},
@@ -491,6 +568,9 @@ REPORT_SCALARS = {
     "student / teacher images/s": "report/images_per_sec_ratio",
     "student / teacher images/s at batch 1":
         "report/images_per_sec_ratio_batch1",
+    "student / teacher images/s, TFLite": "report/images_per_sec_ratio_tflite",
+    "student / teacher images/s at batch 1, TFLite":
+        "report/images_per_sec_ratio_batch1_tflite",
     "PPCD / teacher training step": "report/train_step_ratio"}
 
 

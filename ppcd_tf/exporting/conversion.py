@@ -42,27 +42,37 @@ def tflite_record(batch, quantization, model, difference, against):
                          "(gather index out of bounds)"}
 
 
+def checked_tflite(export, batch, quantization="none"):
+    """(TFLite bytes, max |TFLite - SavedModel|) of `export` (a
+    saved_model.LoadedExport) at a fixed `batch`; a float32 model that
+    differs by more than TFLITE_TOLERANCE on one batch raises
+    ConversionError (quantised ones are measured, not refused)."""
+    model = portable.export_to_tflite(export, batch, quantization)
+    difference = portable.max_tflite_difference(model, export)
+    if quantization == "none" and not difference <= TFLITE_TOLERANCE:
+        raise ConversionError(
+            f"The TFLite model of {export.path} at batch {batch} differs "
+            f"from its SavedModel by {difference:.3g} > "
+            f"{TFLITE_TOLERANCE:g}.")
+    return model, difference
+
+
 def add_tflite(export_dir, output_dir, batch, quantization="none",
                overwrite=False):
     """Writes a copy of the export `export_dir` to `output_dir` with
     `generator.tflite` (fixed `batch`, weights per `quantization`) added.
 
-    A float32 model that differs from the export's serving_default by more
-    than TFLITE_TOLERANCE on one batch raises ConversionError before
-    anything is written (quantised models are measured, not refused).
+    The model is checked first (`checked_tflite`): nothing is written for
+    one that differs from the export's serving_default.
 
     Returns:
       {"output", "source_export", "portable": {"tflite": record}}.
     """
     export_dir, output_dir = (os.path.abspath(export_dir),
                               os.path.abspath(output_dir))
-    metadata = saved_model.read_metadata(export_dir)
-    model = portable.export_to_tflite(export_dir, batch, quantization)
-    difference = portable.max_tflite_difference(model, export_dir)
-    if quantization == "none" and not difference <= TFLITE_TOLERANCE:
-        raise ConversionError(
-            f"The TFLite model of {export_dir} differs from its SavedModel "
-            f"by {difference:.3g} > {TFLITE_TOLERANCE:g}. Nothing written.")
+    export = saved_model.load_export(export_dir)
+    model, difference = checked_tflite(export, batch, quantization)
+    metadata = dict(export.metadata)
     record = tflite_record(batch, quantization, model, difference,
                            "the export's serving_default")
     metadata["portable"] = dict(metadata.get("portable") or {},

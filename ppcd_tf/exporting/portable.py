@@ -33,7 +33,6 @@ from tensorflow.python.framework import convert_to_constants
 
 from ppcd_tf import defaults
 from ppcd_tf import errors
-from ppcd_tf.exporting import saved_model
 from ppcd_tf.models import inputs
 
 # The check op's name: the runtime's error message names it.
@@ -145,27 +144,26 @@ def to_tflite(generator, batch, max_batch, quantization="none"):
         quantization)
 
 
-def export_to_tflite(export_dir, batch, quantization="none"):
-    """The serving_default signature of the exported SavedModel
-    `export_dir` as TFLite bytes with a fixed `batch`, the input check of
-    `checked_generator_fn` in front (the SavedModel's own assert ops do not
-    survive conversion). No training run is needed: this converts shipped
-    or older exports too. Check the result with `max_tflite_difference`.
-    """
-    export = saved_model.load_export(export_dir)
-    max_batch = export.max_batch
-    check_options(("tflite",), None, batch, quantization, max_batch)
+def export_to_tflite(export, batch, quantization="none"):
+    """The serving_default signature of `export` (a
+    `saved_model.LoadedExport`) as TFLite bytes with a fixed `batch`, the
+    input check of `checked_generator_fn` in front (the SavedModel's own
+    assert ops do not survive conversion). No training run is needed: this
+    converts shipped or older exports too. `conversion.checked_tflite`
+    converts and checks the result against the export."""
+    check_options(("tflite",), None, batch, quantization, export.max_batch)
     serve = export.signature()
     fn = _checked_fn(lambda z, labels: serve(z=z, labels=labels)["images"],
-                     export.dim_z, export.num_classes, max_batch, batch)
+                     export.dim_z, export.num_classes, export.max_batch,
+                     batch)
     return _convert_tflite(fn, quantization)
 
 
-def max_tflite_difference(model, export_dir, seed=0):
-    """Max |TFLite(model) - the export's serving_default| over one batch of
-    the model's size (z ~ N(0, 1), labels cycling over the classes)."""
+def max_tflite_difference(model, export, seed=0):
+    """Max |TFLite(model) - the serving_default of `export` (a
+    LoadedExport)| over one batch of the model's size (z ~ N(0, 1), labels
+    cycling over the classes)."""
     runner = TFLiteGenerator(model)
-    export = saved_model.load_export(export_dir)
     rng = np.random.RandomState(seed)
     z = rng.randn(runner.batch, runner.dim_z).astype(np.float32)
     labels = (np.arange(runner.batch) % export.num_classes).astype(np.int32)

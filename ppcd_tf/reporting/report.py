@@ -26,6 +26,7 @@ from tensorboard.plugins.hparams import api as hparams_api
 from ppcd_tf import defaults
 from ppcd_tf import errors
 from ppcd_tf import files
+from ppcd_tf.exporting import conversion
 from ppcd_tf.exporting import portable
 from ppcd_tf.exporting import saved_model
 from ppcd_tf.metrics import evaluation
@@ -43,9 +44,6 @@ RUNTIMES = defaults.GENERATION_RUNTIMES
 RUNTIME_TENSORFLOW, RUNTIME_TFLITE = RUNTIMES
 # The TFLite rows' and targets' names end with this.
 TFLITE_SUFFIX = ", TFLite"
-# Largest |TFLite - SavedModel| of a timed float32 conversion (the
-# exporter's own bound for generator.tflite).
-TFLITE_TOLERANCE = defaults.TFLITE_TOLERANCE
 DEFAULT_GRID_COLUMNS = 8
 MAX_GRID_ROWS = 10  # Classes shown in the sample grids.
 # Targets of the method (issue 5 / DESIGN.md): at least this compression,
@@ -95,10 +93,9 @@ def measure_generation(paths, batch_size=DEFAULT_GEN_BATCH,
 
     `runtime`: RUNTIME_TENSORFLOW (the SavedModel's serving_default) or
     RUNTIME_TFLITE (each export converted to a TFLite model of this batch
-    first, `portable.export_to_tflite`, and run by the TFLite interpreter
-    with its XNNPACK CPU delegate on `threads` threads, default one per
-    core); a converted model that differs from its SavedModel by more than
-    TFLITE_TOLERANCE raises BadInputError before any timing."""
+    and checked against its SavedModel first, `conversion.checked_tflite`,
+    whose errors are BadInputErrors, then run by the TFLite interpreter with
+    its XNNPACK CPU delegate on `threads` threads, default one per core)."""
     runs, inputs = {}, {}
     for path in paths:
         export = saved_model.load_export(path)
@@ -131,13 +128,7 @@ def _generation_call(export, batch_size, runtime, threads):
     if runtime != RUNTIME_TFLITE:
         raise errors.BadInputError(
             f"Unknown runtime {runtime!r}: use one of {RUNTIMES}.")
-    model = portable.export_to_tflite(export.path, batch_size)
-    difference = portable.max_tflite_difference(model, export.path)
-    if not difference <= TFLITE_TOLERANCE:
-        raise errors.BadInputError(
-            f"The TFLite model of {export.path} at batch {batch_size} "
-            f"differs from its SavedModel by {difference:.3g} > "
-            f"{TFLITE_TOLERANCE:g}; time it with the TensorFlow runtime.")
+    model, _ = conversion.checked_tflite(export, batch_size)
     return portable.TFLiteGenerator(model, threads).generate
 
 

@@ -4,7 +4,7 @@
 converts the export's own serving graph (`portable.export_to_tflite`), so a
 shipped student (`ppcd_tf/assets/student_*`) or an export whose run is gone
 can be served by the TFLite interpreter, the fastest runtime measured for
-these generators on a CPU (BENCHMARKS.md, "TFLite"). The copy is written
+these generators on a CPU (BENCHMARKS.md, "Speed in TFLite"). The copy is written
 atomically (`files.staged_directory`): the SavedModel and its assets as they
 were, `generator.tflite` beside them, and the `portable.tflite` record in
 `assets.extra/metadata.json`. The source is never modified. The model

@@ -10,7 +10,6 @@ import sys
 
 import tensorflow as tf
 
-from ppcd_tf.exporting import pipeline
 from ppcd_tf.workflows import benchmark
 from tests import helpers
 
@@ -22,13 +21,9 @@ class GenerationSweepTest(tf.test.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        root = os.path.join(helpers.tiny_teacher_dir(), os.pardir,
-                            "benchmark_exports")
-        cls.exports = [os.path.join(root, name) for name in ("a", "b")]
-        for path, fold in zip(cls.exports, (False, True)):
-            if not os.path.isdir(path):
-                pipeline.export_run(helpers.tiny_teacher_dir(), path,
-                                     fold_batch_norm=fold)
+        # The same generator exported two ways (BN unfolded, folded).
+        cls.exports = [helpers.tiny_teacher_export(fold_batch_norm=False),
+                       helpers.tiny_teacher_export()]
 
     def test_rows(self):
         from ppcd_tf.workflows import equal_macs
@@ -106,35 +101,56 @@ class GenerationSweepTest(tf.test.TestCase):
                                 r["student_images_per_sec"]
                                 / r["reference_images_per_sec"])
 
+    def _refusals(self):
+        """Results of the refused invocations, run in one batch (one
+        interpreter start for all; tests/cli_batch.py): {name: result}."""
+        if not hasattr(type(self), "_refused"):
+            pair = ",".join(self.exports)
+            cases = {
+                # The default --teacher_dir (the shipped teacher) is not the
+                # tiny teacher these exports came from.
+                "another_architecture": ["--exports", pair, "--batches", "1",
+                                         "--repeats", "1"],
+                "batches": ["--exports", pair, "--batches", "0"],
+                "one_export": ["--exports", self.exports[0]],
+                "missing_export": ["--exports",
+                                   f"{self.exports[0]},/nonexistent"],
+                "runtimes": ["--exports", pair, "--runtimes", "onnx"],
+                "floor_width": ["--exports", pair, "--floor_width", "-1"],
+                "no_teacher": ["--exports", pair, "--teacher_dir",
+                               "/nonexistent"],
+            }
+            results = helpers.run_cli_batch({
+                "script": os.path.join(ROOT, "tools", "benchmark.py"),
+                "cases": list(cases.values())})
+            type(self)._refused = dict(zip(cases, results))
+        return type(self)._refused
+
     def test_reference_of_another_architecture_is_refused(self):
-        """The default --teacher_dir (the shipped teacher) is not the tiny
-        teacher these exports came from: exit 2 before any timing."""
-        result = self._run("--exports", ",".join(self.exports), "--batches",
-                           "1", "--repeats", "1")
-        self.assertEqual(result.returncode, 2, result.stderr[-2000:])
+        """Exit 2 before any timing, with what to give instead."""
+        result = self._refusals()["another_architecture"]
+        self.assertEqual(result["status"], 2, result["stderr"][-2000:])
         self.assertIn("give --teacher_dir the teacher run it was exported "
-                      "from", result.stderr)
-        self.assertNotIn("Traceback", result.stderr)
+                      "from", result["stderr"])
+        self.assertNotIn("Traceback", result["stderr"])
 
     def test_bad_input(self):
-        bad = self._run("--exports", ",".join(self.exports), "--batches",
-                        "0")
-        self.assertEqual(bad.returncode, 2)
-        self.assertIn("--batches", bad.stderr)
-        one = self._run("--exports", self.exports[0])
-        self.assertEqual(one.returncode, 2)
-        missing = self._run("--exports", f"{self.exports[0]},/nonexistent")
-        self.assertEqual(missing.returncode, 3, missing.stderr[-2000:])
-        for flag, value in (("--runtimes", "onnx"), ("--floor_width", "-1")):
-            refused = self._run("--exports", ",".join(self.exports), flag,
-                                value)
-            self.assertEqual(refused.returncode, 2, refused.stderr[-2000:])
-            self.assertIn(flag, refused.stderr)
-        no_teacher = self._run("--exports", ",".join(self.exports),
-                               "--teacher_dir", "/nonexistent")
-        self.assertEqual(no_teacher.returncode, 3, no_teacher.stderr[-2000:])
-        self.assertIn("--nouniform_reference", no_teacher.stderr)
-
+        refused = self._refusals()
+        self.assertEqual(refused["batches"]["status"], 2)
+        self.assertIn("--batches", refused["batches"]["stderr"])
+        self.assertEqual(refused["one_export"]["status"], 2)
+        missing = refused["missing_export"]
+        self.assertEqual(missing["status"], 3, missing["stderr"][-2000:])
+        for flag in ("--runtimes", "--floor_width"):
+            result = refused[flag.strip("-")]
+            self.assertEqual(result["status"], 2, result["stderr"][-2000:])
+            self.assertIn(flag, result["stderr"])
+        no_teacher = refused["no_teacher"]
+        self.assertEqual(no_teacher["status"], 3,
+                         no_teacher["stderr"][-2000:])
+        self.assertIn("--nouniform_reference", no_teacher["stderr"])
+        for name, result in refused.items():
+            self.assertNotIn("Traceback", result["stderr"], name)
 
 if __name__ == "__main__":
     tf.test.main()

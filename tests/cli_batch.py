@@ -10,7 +10,8 @@ as `python <script> <args>` does (a module's `run_main`, as `python -m
 configuration cleared first; stderr is captured. results: one entry per case,
 {"status": the exit status, "stderr": what it wrote there (an uncaught
 exception's traceback included), "stdout", "listing": the files under
-"watch" after the case}.
+"watch" after the case (none without "watch"), "seconds": the case's wall
+time}.
 
 The tests of bad input (tests/tools_cli_test.py, tests/reliability_test.py)
 use it so that a script's
@@ -25,6 +26,7 @@ import json
 import os
 import runpy
 import sys
+import time
 import traceback
 
 from absl import flags
@@ -72,10 +74,13 @@ def main():
         entry_point = lambda: errors.run(namespace["main"])  # noqa: E731
     results = []
     for args in request["cases"]:
+        start = time.monotonic()
         status, stderr, stdout = _run_case(entry_point, program, args)
         results.append({"status": status, "stderr": stderr,
                         "stdout": stdout,
-                        "listing": _listing(request["watch"])})
+                        "seconds": time.monotonic() - start,
+                        "listing": (_listing(request["watch"])
+                                    if request.get("watch") else [])})
     json.dump(results, sys.stdout)
 
 

@@ -1,14 +1,16 @@
 """The training binary `python -m ppcd_tf.train`, driven as a user would.
 
 Every test runs the binary in a subprocess: clear errors for common
-mistakes, the files and TensorBoard summaries a run writes, and the mirrored
-strategy on two logical CPUs (kill -9 and resume: kill_probe_test.py).
+mistakes (all in one process, tests/cli_batch.py), the files and TensorBoard
+summaries a run writes, and the mirrored strategy on two logical CPUs (kill
+-9 and resume: kill_probe_test.py).
 """
 
 import glob
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -81,68 +83,124 @@ def assert_finished(test, result, what="training run"):
                      f"tail:\n{tail(result.stderr)}")
 
 
+# CliErrorTest's mistakes: test name -> (gin files, bindings beyond
+# TINY_BINDINGS, extra flags); "{tmp}" is an empty directory of the case's
+# own. They run as one batch (tests/cli_batch.py: `run_main` as `python -m
+# ppcd_tf.train` runs it, flags and gin reset between cases), paying the
+# interpreter start and the TensorFlow import (~5-7 s on 2 cores) once.
+# The mirrored case comes first: --logical_cpus must split the CPU before
+# TensorFlow starts its runtime, which no earlier case in the process may
+# have done (later cases use the default strategy, one device: the split
+# changes nothing for them).
+ERROR_CASES = {
+    "global_batch_not_divisible_by_replicas": (
+        DEBUG_FILES, ["GLOBAL_BATCH_SIZE = 5"],
+        ["--strategy", "mirrored", "--logical_cpus", "2"]),
+    "malformed_binding": (DEBUG_FILES, ["TrainLoop.num_steps = = 3"], []),
+    "unknown_gin_file": (["no_such_config.gin"], [], []),
+    "unknown_dataset_lists_valid_names": (
+        DEBUG_FILES, ["ImageDataset.name = 'mnist_typo'"], []),
+    "missing_data_files_fail_at_once": (
+        DEBUG_FILES, ["ImageDataset.name = 'cifar10'",
+                      "ImageDataset.data_dir = '{tmp}'"], []),
+}
+
+
 class CliErrorTest(tf.test.TestCase):
     """Common mistakes: non-zero exit, a clear message, no traceback, fast."""
+
+    # name -> (batch result, the case's {tmp}); filled on first use.
+    _batch = None
+
+    @classmethod
+    def _batch_results(cls):
+        if CliErrorTest._batch is None:
+            root = tempfile.mkdtemp(dir=tf.compat.v1.test.get_temp_dir())
+            cases, tmps = [], []
+            for name, (files, bindings, extra) in ERROR_CASES.items():
+                tmp = os.path.join(root, name)
+                model_dir = os.path.join(root, name + "_run")
+                os.makedirs(tmp)
+                os.makedirs(model_dir)
+                # train_command's argv less `python -m ppcd_tf.train`;
+                # --logtostderr: absl's log lines reach the case's stderr,
+                # as they reach a process's (in the batch they would go to
+                # the batch's own), so "no Traceback" covers them too.
+                argv = helpers.train_command(
+                    model_dir, files,
+                    tiny_bindings(*[b.format(tmp=tmp) for b in bindings]),
+                    extra)
+                cases.append(["--logtostderr"] + argv[3:])
+                tmps.append(tmp)
+            results = helpers.run_cli_batch(
+                {"module": "ppcd_tf.train", "cases": cases})
+            CliErrorTest._batch = dict(zip(ERROR_CASES, zip(results, tmps)))
+        return CliErrorTest._batch
+
+    def _check(self, status, stderr, elapsed):
+        self.assertNotEqual(status, 0,
+                            f"expected a failure; stderr:\n{tail(stderr)}")
+        self.assertNotIn("Traceback", stderr,
+                         f"a traceback instead of a clear message:\n"
+                         f"{tail(stderr, 60)}")
+        self.assertLess(elapsed, ERROR_DEADLINE_S,
+                        f"took {elapsed:.1f} s to report the error")
 
     def _run(self, argv):
         start = time.monotonic()
         result = subprocess.run(argv, cwd=helpers.REPO_ROOT,
                                 env=helpers.python_env(), capture_output=True,
                                 text=True, timeout=120, check=False)
-        elapsed = time.monotonic() - start
-        self.assertNotEqual(result.returncode, 0,
-                            f"expected a failure; stderr:\n"
-                            f"{tail(result.stderr)}")
-        self.assertNotIn("Traceback", result.stderr,
-                         f"a traceback instead of a clear message:\n"
-                         f"{tail(result.stderr, 60)}")
-        self.assertLess(elapsed, ERROR_DEADLINE_S,
-                        f"took {elapsed:.1f} s to report the error")
+        self._check(result.returncode, result.stderr,
+                    time.monotonic() - start)
         return result
 
-    def _run_debug(self, bindings=(), files=DEBUG_FILES, extra_flags=()):
-        model_dir = self.create_tempdir().full_path
-        return self._run(helpers.train_command(
-            model_dir, files, tiny_bindings(*bindings), extra_flags))
+    def _run_debug(self, name):
+        """(status, stderr, the case's {tmp}) of ERROR_CASES[name], from
+        the batch; its time is the case's own, from the start of its run
+        (the first case's includes the TensorFlow import)."""
+        result, tmp = self._batch_results()[name]
+        self._check(result["status"], result["stderr"], result["seconds"])
+        return result["status"], result["stderr"], tmp
 
     def test_malformed_binding(self):
-        result = self._run_debug(["TrainLoop.num_steps = = 3"])
-        self.assertEqual(result.returncode, 2, tail(result.stderr))
-        self.assertRegex(result.stderr, r"error: Malformed gin binding")
+        status, stderr, _ = self._run_debug("malformed_binding")
+        self.assertEqual(status, 2, tail(stderr))
+        self.assertRegex(stderr, r"error: Malformed gin binding")
 
     def test_unknown_gin_file(self):
-        result = self._run_debug(files=["no_such_config.gin"])
-        self.assertEqual(result.returncode, 2, tail(result.stderr))
-        self.assertRegex(result.stderr,
+        status, stderr, _ = self._run_debug("unknown_gin_file")
+        self.assertEqual(status, 2, tail(stderr))
+        self.assertRegex(stderr,
                          r"error: Gin file 'no_such_config.gin' not found")
 
     def test_unknown_dataset_lists_valid_names(self):
-        result = self._run_debug(["ImageDataset.name = 'mnist_typo'"])
-        self.assertRegex(result.stderr, r"error: .*'mnist_typo'")
+        _, stderr, _ = self._run_debug("unknown_dataset_lists_valid_names")
+        self.assertRegex(stderr, r"error: .*'mnist_typo'")
         for name in ("fashion_mnist", "cifar10", "imagenet2012",
                      "image_folder", "fake"):
-            self.assertIn(name, result.stderr)
+            self.assertIn(name, stderr)
 
     def test_missing_data_files_fail_at_once(self):
-        data_dir = self.create_tempdir().full_path
-        result = self._run_debug(["ImageDataset.name = 'cifar10'",
-                                  f"ImageDataset.data_dir = '{data_dir}'"])
-        self.assertEqual(result.returncode, 3, tail(result.stderr))
+        status, stderr, data_dir = self._run_debug(
+            "missing_data_files_fail_at_once")
+        self.assertEqual(status, 3, tail(stderr))
         # Names the archive to supply and where to put it.
-        self.assertRegex(result.stderr,
+        self.assertRegex(stderr,
                          r"error: .*cifar-10-[a-z]+\.tar\.gz is missing")
-        self.assertIn(os.path.join(data_dir, "downloads", "manual"),
-                      result.stderr)
+        self.assertIn(os.path.join(data_dir, "downloads", "manual"), stderr)
 
     def test_global_batch_not_divisible_by_replicas(self):
-        result = self._run_debug(["GLOBAL_BATCH_SIZE = 5"],
-                                 extra_flags=["--strategy", "mirrored",
-                                              "--logical_cpus", "2"])
-        self.assertRegex(result.stderr,
+        _, stderr, _ = self._run_debug(
+            "global_batch_not_divisible_by_replicas")
+        self.assertRegex(stderr,
                          r"error: global_batch_size 5 is not divisible by "
                          r".*2")
 
     def test_missing_model_dir(self):
+        # A process of its own: a flag error answers before TensorFlow is
+        # imported (~0.1 s), so a batch would save nothing, and this keeps
+        # the real `python -m ppcd_tf.train` start-up under test.
         result = self._run([sys.executable, "-m", "ppcd_tf.train",
                             "--gin_file", "debug.gin"])
         self.assertIn("--model_dir must have a value", result.stderr)

@@ -8,7 +8,9 @@ import ctypes
 import ctypes.util
 import gc
 import os
+import shutil
 import sys
+import tempfile
 
 import gin
 import pytest
@@ -72,10 +74,11 @@ def _clean_state():
 
 
 # Modules whose test classes share a module-level cache (export_test's
-# end-to-end runs): with `--dist loadscope` each class is a unit of work and
+# end-to-end runs) or a session fixture (data_test's prepared Fashion-MNIST,
+# ~40 s to make): with `--dist loadscope` each class is a unit of work and
 # may land on another worker, which would build the cache again. Their
 # classes are scheduled as one unit.
-SHARED_CACHE_MODULES = ("tests/export_test.py",)
+SHARED_CACHE_MODULES = ("tests/export_test.py", "tests/data_test.py")
 
 
 # The modules with the most worker time, slowest first (a run of 3bf760b
@@ -167,11 +170,29 @@ def _eager_functions(request):
         yield
 
 
+_SHARED_DIR_KEY = pytest.StashKey[str]()
+
+
 def pytest_configure(config):
+    # The run-wide directory of tests/helpers.shared_artifact: made here in
+    # the controller, before pytest-xdist starts the workers that inherit
+    # the variable; removed by the same process at the end.
+    from tests import helpers
+    if not os.environ.get(helpers.SHARED_DIR_VARIABLE):
+        os.environ[helpers.SHARED_DIR_VARIABLE] = tempfile.mkdtemp(
+            prefix="ppcd_tests_shared_")
+        config.stash[_SHARED_DIR_KEY] = os.environ[
+            helpers.SHARED_DIR_VARIABLE]
     config.addinivalue_line("markers", "slow: multi-second integration tests")
     config.addinivalue_line(
         "markers", "eager: run tf.functions eagerly (see _eager_functions)")
     config.addinivalue_line("markers", "gpu: needs a visible GPU")
+
+
+def pytest_unconfigure(config):
+    shared = config.stash.get(_SHARED_DIR_KEY, None)
+    if shared:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

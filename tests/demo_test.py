@@ -10,35 +10,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppcd_tf import config as config_lib
 from ppcd_tf import errors
 from ppcd_tf.reporting import report as report_lib
 from ppcd_tf.runs import run_dir
 from ppcd_tf.training import ppcd_trainer
-from ppcd_tf.training import trainer as trainer_lib
 from ppcd_tf.workflows import demo
 from ppcd_tf.workflows import teachers
 from tests import helpers
 
-FMNIST_FILES = ["data/fashion_mnist32.gin", "model/biggan32.gin",
-                "stage/teacher.gin"]
 PPCD_STEPS = 4
 # The demo's PPCD stage at tiny size (the teacher fixes the model sizes).
 TINY_DEMO_BINDINGS = ["GLOBAL_BATCH_SIZE = 4", "TrainLoop.steps_per_loop = 1",
                       "SampleGrid.samples_per_class = 2",
                       "SampleGrid.max_sample_classes = 2",
                       "PruningBudget.min_channels = 1"]
-
-
-def _train_tiny_teacher(model_dir):
-    bindings = list(helpers.TINY_BINDINGS) + ["TrainLoop.num_steps = 2",
-                                              "TrainLoop.sample_every = 0"]
-    files = helpers.parse(FMNIST_FILES, bindings)
-    config_lib.write_config(model_dir, files, bindings)  # As train.py does.
-    trainer = trainer_lib.Trainer(model_dir=model_dir,
-                                  strategy=helpers.one_device())
-    helpers.train_eagerly(trainer)
-    return trainer
 
 
 def _png_shape(path):
@@ -53,8 +38,7 @@ class TinyDemoTest(tf.test.TestCase):
     def setUpClass(cls):
         super().setUpClass()
         root = tf.compat.v1.test.get_temp_dir()
-        run_dir = os.path.join(root, "demo_teacher_run")
-        _train_tiny_teacher(run_dir)
+        run_dir = helpers.tiny_fmnist_teacher_dir()
         cls.teacher_dir = os.path.join(root, "demo_teacher")
         teachers.write_slim_teacher(run_dir, cls.teacher_dir,
                                     record={"command": "tiny test teacher"},
@@ -228,8 +212,7 @@ class TinyDemoTest(tf.test.TestCase):
 
 
 def test_slim_teacher_keeps_only_what_ppcd_reads(tmp_path):
-    run_dir = str(tmp_path / "run")
-    trainer = _train_tiny_teacher(run_dir)
+    run_dir = helpers.tiny_fmnist_teacher_dir()
     slim = str(tmp_path / "slim")
     path = teachers.write_slim_teacher(run_dir, slim,
                                        record={"command": "x"})
@@ -253,7 +236,6 @@ def test_slim_teacher_keeps_only_what_ppcd_reads(tmp_path):
     assert tf.train.latest_checkpoint(os.path.join(moved, "checkpoints"))
     with pytest.raises(FileExistsError):
         teachers.write_slim_teacher(run_dir, moved)
-    del trainer
 
 
 def test_validating_pipeline_exports_the_best_student():

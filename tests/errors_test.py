@@ -72,32 +72,59 @@ def test_exit_on_errors_lets_bugs_through():
             raise ValueError("a bug")
 
 
-def test_a_wrong_binding_inside_the_run_is_bad_input(tmp_path):
-    # Validation in a gin-configured constructor (EMA decay outside [0, 1))
-    # ends with status 2 and the message, not a traceback.
-    result = helpers.run_train(
-        str(tmp_path / "run"), ["debug.gin"],
-        list(helpers.TINY_BINDINGS) + ["GanSteps.ema_decay = 1.5",
-                                       "TrainLoop.num_steps = 1"],
-        timeout=180)
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "EMA decay must be in [0, 1)" in result.stderr
-    assert "Traceback" not in result.stderr
+# Mistakes found inside a training run: name -> (gin files, bindings
+# beyond TINY_BINDINGS); "{tmp}" is a directory of the case's own.
+RUN_ERRORS = {
+    # Validation in a gin-configured constructor (EMA decay outside
+    # [0, 1)).
+    "wrong_binding": (["debug.gin"], ["GanSteps.ema_decay = 1.5",
+                                      "TrainLoop.num_steps = 1"]),
+    "missing_teacher_dir": (["debug.gin", "stage/ppcd.gin"], [
+        "TEACHER_DIR = '{tmp}/no_teacher'", "TrainLoop.num_steps = 1"]),
+}
 
 
-def test_a_missing_teacher_dir_is_missing_input(tmp_path):
-    result = helpers.run_train(
-        str(tmp_path / "run"), ["debug.gin", "stage/ppcd.gin"],
-        list(helpers.TINY_BINDINGS) + [
-            f"TEACHER_DIR = '{tmp_path / 'no_teacher'}'",
-            "TrainLoop.num_steps = 1"],
-        timeout=180)
-    assert result.returncode == 3, result.stderr[-3000:]
-    assert "no_teacher" in result.stderr
-    assert "Traceback" not in result.stderr
+@pytest.fixture(scope="module")
+def run_errors(tmp_path_factory):
+    """name -> result of `python -m ppcd_tf.train` for RUN_ERRORS: the
+    cases run in one process (tests/cli_batch.py: `run_main`, flags and gin
+    reset between cases), paying the interpreter start and the TensorFlow
+    import (~5 s on 2 cores) once."""
+    root = tmp_path_factory.mktemp("run_errors")
+    cases = []
+    for name, (files, bindings) in RUN_ERRORS.items():
+        tmp = root / name
+        tmp.mkdir()
+        argv = helpers.train_command(
+            str(tmp / "run"), files, list(helpers.TINY_BINDINGS)
+            + [binding.format(tmp=tmp) for binding in bindings])
+        # Less `python -m ppcd_tf.train`; --logtostderr: absl's log lines
+        # reach the case's stderr, as they reach a process's (in the batch
+        # they would go to the batch's own), so "no Traceback" covers them.
+        cases.append(["--logtostderr"] + argv[3:])
+    results = helpers.run_cli_batch(
+        {"module": "ppcd_tf.train", "cases": cases}, timeout=360)
+    return dict(zip(RUN_ERRORS, results))
+
+
+def test_a_wrong_binding_inside_the_run_is_bad_input(run_errors):
+    # Ends with status 2 and the message, not a traceback.
+    result = run_errors["wrong_binding"]
+    assert result["status"] == 2, result["stderr"][-3000:]
+    assert "EMA decay must be in [0, 1)" in result["stderr"]
+    assert "Traceback" not in result["stderr"]
+
+
+def test_a_missing_teacher_dir_is_missing_input(run_errors):
+    result = run_errors["missing_teacher_dir"]
+    assert result["status"] == 3, result["stderr"][-3000:]
+    assert "no_teacher" in result["stderr"]
+    assert "Traceback" not in result["stderr"]
 
 
 def test_the_export_binary_refuses_a_run_without_checkpoints(tmp_path):
+    # A process of its own: the only ppcd_tf.export case here, so a batch
+    # (tests/cli_batch.py) would cost the same one start.
     empty_run = tmp_path / "run"
     empty_run.mkdir()
     result = subprocess.run(
@@ -130,6 +157,10 @@ def test_a_request_beyond_the_memory_is_refused_with_the_sizes():
 
 
 def test_a_command_error_is_one_line_on_stderr(tmp_path):
+    # A process of its own: the subject is all the process writes to
+    # stderr, absl's log lines included (in tests/cli_batch.py those below
+    # the stderr threshold go to the batch's own stderr, not the case's),
+    # and this error answers before TensorFlow is imported (~0.1 s).
     result = subprocess.run(
         [sys.executable, "-m", "ppcd_tf.train", "--model_dir",
          str(tmp_path / "run")], cwd=helpers.REPO_ROOT,

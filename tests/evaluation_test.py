@@ -18,7 +18,6 @@ from ppcd_tf.metrics import classifier as classifier_lib
 from ppcd_tf.metrics import evaluation
 from ppcd_tf.metrics import feature_networks
 from ppcd_tf.metrics import gan_metrics
-from ppcd_tf.training import trainer as trainer_lib
 from tests import helpers
 
 NUM_CLASSES = 10
@@ -207,14 +206,9 @@ class EvaluateToolTest(tf.test.TestCase):
     def setUpClass(cls):
         super().setUpClass()
         root = tf.compat.v1.test.get_temp_dir()
-        cls.model_dir = os.path.join(root, "eval_teacher")
+        cls.model_dir = helpers.tiny_fmnist_teacher_dir()
         cls.export_dir = os.path.join(root, "eval_export")
         cls.cache = os.path.join(root, "eval_cache")
-        helpers.parse(["data/fashion_mnist32.gin", "model/biggan32.gin",
-                       "stage/teacher.gin"],
-                      list(helpers.TINY_BINDINGS) + ["TrainLoop.num_steps = 1"])
-        helpers.train_eagerly(trainer_lib.Trainer(
-            model_dir=cls.model_dir, strategy=helpers.one_device()))
         pipeline_lib.export_run(cls.model_dir, cls.export_dir, overwrite=True)
 
     def test_saved_model_and_run_give_the_same_figures(self):
@@ -262,21 +256,45 @@ class EvaluateToolTest(tf.test.TestCase):
                     output=output, **kwargs)
         self.assertFalse(os.path.exists(output))
 
+    # name -> result of `python -m ppcd_tf.evaluate` with a bad argument;
+    # filled on first use (`_bad_run`).
+    _bad_runs = None
+
+    def _bad_run(self, name):
+        """The cases run in one process (tests/cli_batch.py: `run_main` as
+        `python -m ppcd_tf.evaluate` runs it, flags reset between cases),
+        paying the interpreter start and the TensorFlow import (~5 s on 2
+        cores) once. --logtostderr: absl's log lines reach the case's
+        stderr, as they reach a process's (in the batch they would go to
+        the batch's own), so "no Traceback" covers them too."""
+        if EvaluateToolTest._bad_runs is None:
+            cases = {
+                "truncation": ["--saved_model", self.export_dir,
+                               "--truncation", "1.5", "--cache_dir",
+                               self.cache],
+                "inception": ["--saved_model", self.export_dir,
+                              "--feature_network", "inception_v3",
+                              "--feature_weights", "/no/inception.h5"],
+            }
+            results = helpers.run_cli_batch({
+                "module": "ppcd_tf.evaluate",
+                "cases": [["--logtostderr"] + args
+                          for args in cases.values()]})
+            EvaluateToolTest._bad_runs = dict(zip(cases, results))
+        return EvaluateToolTest._bad_runs[name]
+
     def test_bad_argument_exits_2_from_the_command_line(self):
-        result = _evaluate(["--saved_model", self.export_dir, "--truncation",
-                            "1.5", "--cache_dir", self.cache])
-        self.assertEqual(result.returncode, 2, result.stderr[-2000:])
-        self.assertIn("--truncation must be in (0, 1]", result.stderr)
-        self.assertNotIn("Traceback", result.stderr)
+        result = self._bad_run("truncation")
+        self.assertEqual(result["status"], 2, result["stderr"][-2000:])
+        self.assertIn("--truncation must be in (0, 1]", result["stderr"])
+        self.assertNotIn("Traceback", result["stderr"])
 
     def test_missing_inception_file_fails_at_once(self):
-        start = time.time()
-        result = _evaluate(["--saved_model", self.export_dir,
-                            "--feature_network", "inception_v3",
-                            "--feature_weights", "/no/inception.h5"])
-        self.assertEqual(result.returncode, 3, result.stderr[-2000:])
-        self.assertIn("save_weights", result.stderr)
-        self.assertLess(time.time() - start, 60)
+        result = self._bad_run("inception")
+        self.assertEqual(result["status"], 3, result["stderr"][-2000:])
+        self.assertIn("save_weights", result["stderr"])
+        # The case's own time (the import was paid by the batch's first).
+        self.assertLess(result["seconds"], 60)
 
 
 def test_imagenet_feature_network_path_offline(tmp_path, test_images):

@@ -62,9 +62,8 @@ def test_summary_is_per_call_and_leaves_idle_out():
 
 @pytest.mark.slow
 def test_a_real_trace_of_a_tiny_export(tmp_path):
-    from ppcd_tf.exporting import pipeline
-    export = str(tmp_path / "export")
-    pipeline.export_run(helpers.tiny_teacher_dir(), export)
+    export = helpers.linked(helpers.tiny_teacher_export(), str(tmp_path),
+                            "export")
     result = profile.profile_export(export, batch_size=2, calls=3, warmup=1)
     parts = result["parts"]
     assert result["wall_ms"] > 0.0

@@ -115,9 +115,8 @@ class ExportedServingGraphTest(tf.test.TestCase):
     def test_export_records_and_xla_serves_the_same_images(self):
         teacher = helpers.tiny_teacher_dir()
         root = self.create_tempdir().full_path
-        plain = os.path.join(root, "plain")
+        plain = helpers.tiny_teacher_export(fold_batch_norm=False)
         xla = os.path.join(root, "xla")
-        pipeline.export_run(teacher, plain, fold_batch_norm=False)
         report = pipeline.export_run(teacher, xla, jit_compile=True)
         self.assertTrue(report["serving_graph"]["jit_compile"])
         self.assertIn("block1.bn2",

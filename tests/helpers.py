@@ -2,6 +2,7 @@
 
 import atexit
 import contextlib
+import fcntl
 import glob
 import json
 import os
@@ -180,7 +181,49 @@ def registered_gradients():
     return ops._gradient_registry._registry  # pylint: disable=protected-access
 
 
-_TINY_TEACHER = {}
+# Environment variable naming the directory that every worker of one pytest
+# run shares (set by conftest's pytest_configure in the controller, before
+# pytest-xdist starts its workers, and removed by it at the end).
+SHARED_DIR_VARIABLE = "PPCD_TEST_SHARED_DIR"
+
+_SHARED = {}
+
+
+def shared_dir():
+    """The run-wide directory for artifacts built once and only read after
+    (`shared_artifact`); a private temporary one outside a configured
+    pytest run."""
+    if "root" not in _SHARED:
+        root = os.environ.get(SHARED_DIR_VARIABLE)
+        if not root:
+            root = tempfile.mkdtemp(prefix="ppcd_tests_shared_")
+            atexit.register(shutil.rmtree, root, ignore_errors=True)
+        os.makedirs(root, exist_ok=True)
+        _SHARED["root"] = root
+    return _SHARED["root"]
+
+
+def shared_artifact(name, build):
+    """Path of the run-wide artifact `name`, made by `build(path)` once per
+    test run: the first worker to ask builds it under a file lock while the
+    others wait, then every test reads the same one (a test that writes
+    must copy it first). A build that failed is retried by the next asker.
+    """
+    if name in _SHARED:
+        return _SHARED[name]
+    path = os.path.join(shared_dir(), name)
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not os.path.exists(path + ".done"):
+                shutil.rmtree(path, ignore_errors=True)
+                build(path)
+                with open(path + ".done", "w"):
+                    pass
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _SHARED[name] = path
+    return path
 
 
 @contextlib.contextmanager
@@ -203,26 +246,96 @@ def train_eagerly(trainer):
 
 
 def tiny_teacher_dir():
-    """Model dir of the session's tiny teacher (debug.gin, ch 4, 2 steps,
+    """Model dir of the test run's tiny teacher (debug.gin, ch 4, 2 steps,
     EMA from step 1 with decay 0.5, so that its EMA differs from its G).
 
-    Trained once per test session and shared by every test that needs a
-    teacher run but does not train it further (PPCD runs, sampling, the gin
-    files' PPCD stages); leaves gin's configuration cleared.
+    Trained once per test run (`shared_artifact`: one worker trains it, the
+    other reads it) and shared by every test that needs a teacher run but
+    does not train it further (PPCD runs, sampling, the gin files' PPCD
+    stages); a test that writes into it copies it first. Leaves gin's
+    configuration cleared.
     """
-    if "dir" not in _TINY_TEACHER:
-        from ppcd_tf.training import trainer as trainer_lib
-        root = tempfile.mkdtemp(prefix="ppcd_tiny_teacher_")
-        atexit.register(shutil.rmtree, root, ignore_errors=True)
-        model_dir = os.path.join(root, "teacher")
-        parse(["debug.gin"], list(TINY_BINDINGS) + [
-            "TrainLoop.num_steps = 2", "GanSteps.ema_start_step = 1",
-            "GanSteps.ema_decay = 0.5"])
+    return os.path.join(shared_artifact("tiny_teacher", _train_tiny_teacher),
+                        "teacher")
+
+
+def _train_tiny_teacher(root):
+    from ppcd_tf.training import trainer as trainer_lib
+    parse(["debug.gin"], list(TINY_BINDINGS) + [
+        "TrainLoop.num_steps = 2", "GanSteps.ema_start_step = 1",
+        "GanSteps.ema_decay = 0.5"])
+    try:
+        train_eagerly(trainer_lib.Trainer(
+            model_dir=os.path.join(root, "teacher"), strategy=one_device()))
+    finally:
+        gin.clear_config()
+
+
+# The tiny Fashion-MNIST teacher's configuration (the real data, BigGAN 32
+# at ch 4, the teacher stage).
+FMNIST_TEACHER_FILES = ["data/fashion_mnist32.gin", "model/biggan32.gin",
+                        "stage/teacher.gin"]
+
+
+def tiny_fmnist_teacher_dir():
+    """Model dir of the test run's tiny teacher of the real Fashion-MNIST
+    data (FMNIST_TEACHER_FILES with TINY_BINDINGS, 2 steps, its config
+    written as train.py writes it): trained once per test run
+    (`shared_artifact`) for the demo and evaluation tests, which only read
+    it. Leaves gin's configuration cleared."""
+    return os.path.join(
+        shared_artifact("tiny_fmnist_teacher", _train_tiny_fmnist_teacher),
+        "teacher")
+
+
+def _train_tiny_fmnist_teacher(root):
+    from ppcd_tf.training import trainer as trainer_lib
+    model_dir = os.path.join(root, "teacher")
+    bindings = list(TINY_BINDINGS) + ["TrainLoop.num_steps = 2",
+                                      "TrainLoop.sample_every = 0"]
+    files = parse(FMNIST_TEACHER_FILES, bindings)
+    try:
+        config_lib.write_config(model_dir, files, bindings)
         train_eagerly(trainer_lib.Trainer(model_dir=model_dir,
                                           strategy=one_device()))
+    finally:
         gin.clear_config()
-        _TINY_TEACHER["dir"] = model_dir
-    return _TINY_TEACHER["dir"]
+
+
+def tiny_teacher_export(fold_batch_norm=True):
+    """The tiny teacher's SavedModel export (`exporting.pipeline.export_run`
+    with its defaults, or BN left unfolded), made once per test run and
+    only read by the tests that share it."""
+    def export(path):
+        from ppcd_tf.exporting import pipeline
+        pipeline.export_run(tiny_teacher_dir(), path,
+                            fold_batch_norm=fold_batch_norm)
+    name = "tiny_teacher_export" + ("" if fold_batch_norm else "_unfolded")
+    return shared_artifact(name, export)
+
+
+def linked(target, directory, name):
+    """A symbolic link `directory`/`name` to `target` (a shared artifact
+    under the name a test's command prints or expects)."""
+    link = os.path.join(directory, name)
+    os.symlink(target, link)
+    return link
+
+
+def shared_real_features(network):
+    """`evaluation.real_features` of the Fashion-MNIST 32x32 test split
+    under `network` (10,000 images), computed once per test run for the
+    tests whose subject is not the cache itself."""
+    from ppcd_tf.metrics import evaluation
+    cache_dir = shared_artifact(f"real_features_{network.name}",
+                                os.makedirs)
+    with open(cache_dir + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return evaluation.real_features(network, "fashion_mnist", "test",
+                                            32, cache_dir)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def read_events(log_dir, with_metadata=False):

@@ -136,51 +136,100 @@ def test_cli_writes_a_teacher_run_that_ppcd_trains_from(tmp_path):
     assert np.isfinite(losses["g_loss"])
 
 
-def test_wrong_architecture_lists_keys_shapes_and_flags(tmp_path):
-    arch = dict(ARCH, g_ch=8, d_ch=8)
-    result = _import(["--weights_dir", _weights_dir(tmp_path),
-                      "--output_dir", str(tmp_path / "out")]
-                     + _arch_flags(arch))
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "does not fit the architecture given" in result.stderr
-    assert "blocks.0.0.conv1.weight: expected shape (32, 32, 3, 3), found " \
-        "(16, 16, 3, 3)" in result.stderr
-    assert "(--g_ch 4 at resolution 32)" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not os.path.exists(tmp_path / "out")
-
-
-def test_missing_discriminator_and_weights_dir_are_missing_inputs(tmp_path):
-    weights = _weights_dir(tmp_path)
-    os.remove(os.path.join(weights, "D.pth"))
-    result = _import(["--weights_dir", weights, "--output_dir",
-                      str(tmp_path / "out")] + _arch_flags(ARCH))
-    assert result.returncode == 3, result.stderr[-3000:]
-    assert "needs the teacher's discriminator" in result.stderr
-    result = _import(["--weights_dir", str(tmp_path / "nowhere"),
-                      "--output_dir", str(tmp_path / "out"),
-                      "--preset", "imagenet128_ch96"])
-    assert result.returncode == 3
-    assert "is not a directory" in result.stderr
-
-
-def test_existing_output_and_missing_architecture_are_refused(tmp_path):
-    weights = _weights_dir(tmp_path)
-    existing = tmp_path / "existing"
-    existing.mkdir()
-    result = _import(["--weights_dir", weights, "--output_dir",
-                      str(existing)])
-    assert result.returncode == 2
-    assert "--overwrite" in result.stderr
+# The refused imports: name -> (what the case's directory {tmp} holds,
+# the arguments). "weights": G_ema.pth and D.pth (`_weights_dir`);
+# "weights_no_d": G_ema.pth only; "existing": weights and an existing
+# output directory; "module": an empty directory; "nothing": nothing.
+BAD_IMPORTS = {
+    "wrong_architecture": ("weights", [
+        "--weights_dir", "{tmp}/weights", "--output_dir", "{tmp}/out"]
+        + _arch_flags(dict(ARCH, g_ch=8, d_ch=8))),
+    "missing_discriminator": ("weights_no_d", [
+        "--weights_dir", "{tmp}/weights", "--output_dir", "{tmp}/out"]
+        + _arch_flags(ARCH)),
+    "missing_weights_dir": ("nothing", [
+        "--weights_dir", "{tmp}/nowhere", "--output_dir", "{tmp}/out",
+        "--preset", "imagenet128_ch96"]),
+    "existing_output": ("existing", [
+        "--weights_dir", "{tmp}/weights", "--output_dir", "{tmp}/existing"]),
     # The weights themselves are never an output, not even with --overwrite.
-    result = _import(["--weights_dir", weights, "--output_dir", weights,
-                      "--overwrite"])
-    assert result.returncode == 2
-    assert "is the same path as --weights_dir" in result.stderr
-    result = _import(["--weights_dir", weights, "--output_dir",
-                      str(tmp_path / "out")])
-    assert result.returncode == 2
-    assert "Give --preset" in result.stderr
+    "output_is_the_weights": ("weights", [
+        "--weights_dir", "{tmp}/weights", "--output_dir", "{tmp}/weights",
+        "--overwrite"]),
+    "missing_architecture": ("weights", [
+        "--weights_dir", "{tmp}/weights", "--output_dir", "{tmp}/out"]),
+    "tfhub_without_a_module": ("module", [
+        "--format", "tfhub_biggan", "--module_dir", "{tmp}/module",
+        "--output_dir", "{tmp}/out", "--preset", "tfhub_biggan128"]),
+}
+
+
+def _bad_import_dir(tmp, holds):
+    if holds in ("weights", "weights_no_d", "existing"):
+        weights = _weights_dir(tmp)
+        if holds == "weights_no_d":
+            os.remove(os.path.join(weights, "D.pth"))
+        if holds == "existing":
+            (tmp / "existing").mkdir()
+    elif holds == "module":
+        (tmp / "module").mkdir()
+
+
+@pytest.fixture(scope="module")
+def bad_imports(tmp_path_factory):
+    """name -> (result, the case's directory) for BAD_IMPORTS: the cases
+    run in one process (tests/cli_batch.py: `run_main` as `python -m
+    ppcd_tf.import_teacher` runs it, flags reset between cases), each in a
+    directory of its own, paying the interpreter start and the TensorFlow
+    import (~5-7 s on 2 cores) once instead of seven times."""
+    root = tmp_path_factory.mktemp("bad_imports")
+    cases, tmps = [], []
+    for name, (holds, args) in BAD_IMPORTS.items():
+        tmp = root / name
+        tmp.mkdir()
+        _bad_import_dir(tmp, holds)
+        # --logtostderr: absl's log lines reach the case's stderr, as they
+        # reach a process's (in the batch they would go to the batch's
+        # own), so "no Traceback" covers them too.
+        cases.append(["--logtostderr"]
+                     + [arg.format(tmp=tmp) for arg in args])
+        tmps.append(tmp)
+    results = helpers.run_cli_batch(
+        {"module": "ppcd_tf.import_teacher", "cases": cases})
+    return dict(zip(BAD_IMPORTS, zip(results, tmps)))
+
+
+def test_wrong_architecture_lists_keys_shapes_and_flags(bad_imports):
+    result, tmp = bad_imports["wrong_architecture"]
+    assert result["status"] == 2, result["stderr"][-3000:]
+    assert "does not fit the architecture given" in result["stderr"]
+    assert "blocks.0.0.conv1.weight: expected shape (32, 32, 3, 3), found " \
+        "(16, 16, 3, 3)" in result["stderr"]
+    assert "(--g_ch 4 at resolution 32)" in result["stderr"]
+    assert "Traceback" not in result["stderr"]
+    assert not os.path.exists(tmp / "out")
+
+
+def test_missing_discriminator_and_weights_dir_are_missing_inputs(
+        bad_imports):
+    result, _ = bad_imports["missing_discriminator"]
+    assert result["status"] == 3, result["stderr"][-3000:]
+    assert "needs the teacher's discriminator" in result["stderr"]
+    result, _ = bad_imports["missing_weights_dir"]
+    assert result["status"] == 3
+    assert "is not a directory" in result["stderr"]
+
+
+def test_existing_output_and_missing_architecture_are_refused(bad_imports):
+    result, _ = bad_imports["existing_output"]
+    assert result["status"] == 2
+    assert "--overwrite" in result["stderr"]
+    result, _ = bad_imports["output_is_the_weights"]
+    assert result["status"] == 2
+    assert "is the same path as --weights_dir" in result["stderr"]
+    result, _ = bad_imports["missing_architecture"]
+    assert result["status"] == 2
+    assert "Give --preset" in result["stderr"]
 
 
 @pytest.mark.slow
@@ -281,15 +330,11 @@ def test_tfhub_cli_writes_a_teacher_run(tmp_path):
     assert "The module has no variable 'linear/w'" in result.stderr
 
 
-def test_tfhub_without_a_module_says_how_to_get_one(tmp_path):
-    module = tmp_path / "module"
-    module.mkdir()
-    result = _import(["--format", "tfhub_biggan", "--module_dir",
-                      str(module), "--output_dir", str(tmp_path / "out"),
-                      "--preset", "tfhub_biggan128"])
-    assert result.returncode == 3, result.stderr[-3000:]
-    assert "not an unpacked TF-Hub module" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_tfhub_without_a_module_says_how_to_get_one(bad_imports):
+    result, _ = bad_imports["tfhub_without_a_module"]
+    assert result["status"] == 3, result["stderr"][-3000:]
+    assert "not an unpacked TF-Hub module" in result["stderr"]
+    assert "Traceback" not in result["stderr"]
 
 
 def test_teacher_without_d_gin_switches_to_the_student_d():

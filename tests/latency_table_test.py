@@ -7,13 +7,11 @@ asserted: the machine is shared.)"""
 
 import json
 import os
-import subprocess
-import sys
+import tempfile
 
 import numpy as np
 import tensorflow as tf
 
-from ppcd_tf.exporting import pipeline
 from ppcd_tf.models import arch
 from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.models import latency
@@ -89,45 +87,67 @@ class MeasureTableTest(tf.test.TestCase):
 
 class LatencyTableToolTest(tf.test.TestCase):
 
-    def _run(self, *flags):
-        return subprocess.run(
-            [sys.executable, os.path.join(ROOT, "tools", "latency_table.py"),
-             *flags], capture_output=True, text=True, cwd=ROOT,
-            check=False, timeout=900)
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._batch = None
+
+    def _runs(self):
+        """The tool's invocations of this class in one interpreter
+        (tests/cli_batch.py runs the script's `main` as `python
+        tools/latency_table.py` does, flags reset per case), in order: the
+        table written, the same output refused without --overwrite, a bad
+        fraction, a missing teacher run. Returns ({name: result}, root)."""
+        cls = type(self)
+        if cls._batch is None:
+            root = tempfile.mkdtemp(dir=tf.compat.v1.test.get_temp_dir())
+            output = os.path.join(root, "table.json")
+            export = helpers.linked(helpers.tiny_teacher_export(), root,
+                                    "teacher_export")
+            teacher = helpers.tiny_teacher_dir()
+            bad_output = os.path.join(root, "t.json")
+            cases = {
+                "table": ["--teacher_dir", teacher, "--output", output,
+                          "--batch_size", "2", "--grid_step", "16",
+                          "--repeats", "1", "--calls", "1",
+                          "--check_fractions", "0.5",
+                          "--check_exports", export],
+                "again": ["--teacher_dir", teacher, "--output", output],
+                "fractions": ["--teacher_dir", teacher, "--output",
+                              bad_output, "--check_fractions", "1.5"],
+                "missing": ["--teacher_dir", "/nonexistent/run",
+                            "--output", bad_output],
+            }
+            results = helpers.run_cli_batch({
+                "script": os.path.join(ROOT, "tools", "latency_table.py"),
+                "cases": list(cases.values())})
+            cls._batch = dict(zip(cases, results)), root
+        return cls._batch
 
     def test_writes_a_table_the_trainer_reads(self):
-        root = self.create_tempdir().full_path
-        output = os.path.join(root, "table.json")
-        teacher = helpers.tiny_teacher_dir()
-        export = os.path.join(root, "teacher_export")
-        pipeline.export_run(teacher, export)
-        result = self._run("--teacher_dir", teacher, "--output", output,
-                           "--batch_size", "2", "--grid_step", "16",
-                           "--repeats", "1", "--calls", "1",
-                           "--check_fractions", "0.5",
-                           "--check_exports", export)
-        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-        self.assertIn("widths x0.5: predicted", result.stdout)
-        self.assertIn("teacher_export: predicted", result.stdout)
-        table = latency.LatencyTable.read(output)
-        with open(os.path.join(teacher, "models.json")) as f:
+        results, root = self._runs()
+        result = results["table"]
+        self.assertEqual(result["status"], 0, result["stderr"][-3000:])
+        self.assertIn("widths x0.5: predicted", result["stdout"])
+        self.assertIn("teacher_export: predicted", result["stdout"])
+        table = latency.LatencyTable.read(os.path.join(root, "table.json"))
+        with open(os.path.join(helpers.tiny_teacher_dir(),
+                               "models.json")) as f:
             config = json.load(f)["generator"]
         self.assertEqual(table.generator["channels"], config["channels"])
         # An existing output is kept unless --overwrite.
-        again = self._run("--teacher_dir", teacher, "--output", output)
-        self.assertEqual(again.returncode, 2)
-        self.assertIn("--overwrite", again.stderr)
+        again = results["again"]
+        self.assertEqual(again["status"], 2)
+        self.assertIn("--overwrite", again["stderr"])
 
     def test_bad_flags(self):
-        output = os.path.join(self.create_tempdir().full_path, "t.json")
-        result = self._run("--teacher_dir", helpers.tiny_teacher_dir(),
-                           "--output", output, "--check_fractions", "1.5")
-        self.assertEqual(result.returncode, 2)
-        self.assertIn("--check_fractions", result.stderr)
-        missing = self._run("--teacher_dir", "/nonexistent/run",
-                            "--output", output)
-        self.assertEqual(missing.returncode, 3, missing.stderr[-2000:])
-        self.assertFalse(os.path.exists(output))
+        results, root = self._runs()
+        result = results["fractions"]
+        self.assertEqual(result["status"], 2)
+        self.assertIn("--check_fractions", result["stderr"])
+        missing = results["missing"]
+        self.assertEqual(missing["status"], 3, missing["stderr"][-2000:])
+        self.assertFalse(os.path.exists(os.path.join(root, "t.json")))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import tensorflow as tf
 
 from ppcd_tf import errors
 from ppcd_tf import files
-from ppcd_tf.exporting import pipeline
 from ppcd_tf.exporting import saved_model
 from ppcd_tf.importing import torch_files
 from ppcd_tf.runs import checkpointing
@@ -358,10 +357,8 @@ def test_no_readable_checkpoint_is_a_damaged_input(two_checkpoint_run,
 
 
 @pytest.fixture(scope="module")
-def tiny_export(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("serving") / "export")
-    pipeline.export_run(helpers.tiny_teacher_dir(), path)
-    return saved_model.load_export(path)
+def tiny_export():
+    return saved_model.load_export(helpers.tiny_teacher_export())
 
 
 @pytest.mark.slow

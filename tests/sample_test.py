@@ -4,12 +4,12 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppcd_tf.exporting import pipeline
 from ppcd_tf.reporting import sampling
 from tests import helpers
 
@@ -35,23 +35,54 @@ class SampleToolTest(tf.test.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        root = tf.compat.v1.test.get_temp_dir()
         cls.model_dir = helpers.tiny_teacher_dir()
-        cls.export_dir = os.path.join(root, "sample_export")
-        pipeline.export_run(cls.model_dir, cls.export_dir, overwrite=True)
+        cls.export_dir = helpers.tiny_teacher_export()
+        cls._batch = None
+
+    def _batched(self):
+        """The command-line cases of this class run in one interpreter
+        (tests/cli_batch.py: `run_main` as `python -m ppcd_tf.sample` runs
+        it, flags reset per case; ~5 s of start-up and TensorFlow import
+        saved per case). test_individual_files keeps a process of its own.
+        Returns ({name: result}, the output directory)."""
+        cls = type(self)
+        if cls._batch is None:
+            out = tempfile.mkdtemp(dir=tf.compat.v1.test.get_temp_dir())
+            classes = ",".join(map(str, CLASSES))
+            grid = ["--classes", classes, "--n", str(PER_CLASS),
+                    "--truncation", "0.5", "--seed", "3"]
+            bad = os.path.join(out, "x.png")
+            cases = {
+                "saved_model": ["--saved_model", self.export_dir, *grid,
+                                "--out", os.path.join(out, "saved_model.png")],
+                "model_dir": ["--model_dir", self.model_dir, *grid,
+                              "--out", os.path.join(out, "model_dir.png")],
+                "interpolate": ["--saved_model", self.export_dir,
+                                "--interpolate_classes", "0,9", "--steps",
+                                "5", "--n", "2", "--out",
+                                os.path.join(out, "interp.png")],
+                "sweep": ["--model_dir", self.model_dir,
+                          "--truncation_sweep", "0.5,1", "--n", "2",
+                          "--individual", "--out",
+                          os.path.join(out, "sweep")],
+                "bad_class": ["--saved_model", self.export_dir,
+                              "--interpolate_classes", "0,10", "--out", bad],
+                # Not an export (no metadata): a missing input, as
+                # everywhere.
+                "not_an_export": ["--saved_model", self.model_dir, "--out",
+                                  bad],
+            }
+            results = helpers.run_cli_batch(
+                {"module": "ppcd_tf.sample", "cases": list(cases.values())})
+            cls._batch = dict(zip(cases, results)), out
+        return cls._batch
 
     def test_saved_model_and_run_give_the_same_grid(self):
-        out = self.create_tempdir().full_path
-        classes = ",".join(map(str, CLASSES))
-        paths = {}
-        for flag, source in (("--saved_model", self.export_dir),
-                             ("--model_dir", self.model_dir)):
-            paths[flag] = os.path.join(out, flag.strip("-") + ".png")
-            result = _sample([flag, source, "--classes", classes, "--n",
-                              str(PER_CLASS), "--truncation", "0.5",
-                              "--seed", "3", "--out", paths[flag]])
-            self.assertEqual(result.returncode, 0, result.stderr[-2000:])
-        grid = _png(paths["--saved_model"])
+        results, out = self._batched()
+        for name in ("saved_model", "model_dir"):
+            self.assertEqual(results[name]["status"], 0,
+                             results[name]["stderr"][-2000:])
+        grid = _png(os.path.join(out, "saved_model.png"))
         # One row per class, PER_CLASS columns, 1-px padding.
         self.assertEqual(grid.shape[:2],
                          (len(CLASSES) * (RESOLUTION + 1) + 1,
@@ -59,7 +90,8 @@ class SampleToolTest(tf.test.TestCase):
         # Same seed, same z: the exported compact model and the run agree
         # (8-bit PNGs; at most one level of rounding).
         self.assertLessEqual(
-            int(np.abs(grid - _png(paths["--model_dir"])).max()), 1)
+            int(np.abs(grid - _png(os.path.join(out, "model_dir.png"))).max()),
+            1)
 
     def test_interpolation_and_truncation_grids(self):
         from ppcd_tf.exporting import saved_model as saved_model_lib
@@ -91,24 +123,20 @@ class SampleToolTest(tf.test.TestCase):
         self.assertAllClose(sweep[0][3], plain[0], atol=1e-5, rtol=0)
 
     def test_grid_modes_from_the_command_line(self):
-        out = self.create_tempdir().full_path
-        interp = os.path.join(out, "interp.png")
-        result = _sample(["--saved_model", self.export_dir,
-                          "--interpolate_classes", "0,9", "--steps", "5",
-                          "--n", "2", "--out", interp])
-        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
-        self.assertEqual(_png(interp).shape[:2],
+        results, out = self._batched()
+        result = results["interpolate"]
+        self.assertEqual(result["status"], 0, result["stderr"][-2000:])
+        self.assertEqual(_png(os.path.join(out, "interp.png")).shape[:2],
                          (2 * (RESOLUTION + 1) + 1, 5 * (RESOLUTION + 1) + 1))
         sweep = os.path.join(out, "sweep")
-        result = _sample(["--model_dir", self.model_dir,
-                          "--truncation_sweep", "0.5,1", "--n", "2",
-                          "--individual", "--out", sweep])
-        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        result = results["sweep"]
+        self.assertEqual(result["status"], 0, result["stderr"][-2000:])
         self.assertEqual(sorted(os.listdir(sweep)), [
             "truncation0.5_000.png", "truncation0.5_001.png",
             "truncation1_000.png", "truncation1_001.png"])
 
     def test_individual_files(self):
+        """A process of its own: `python -m ppcd_tf.sample` end to end."""
         out = self.create_tempdir().full_path
         result = _sample(["--saved_model", self.export_dir, "--classes", "2",
                           "--n", "2", "--individual", "--out", out])
@@ -153,17 +181,13 @@ class SampleToolTest(tf.test.TestCase):
     def test_bad_arguments_exit_clearly_from_the_command_line(self):
         """The binary: bad input exits 2, a missing input 3, with the
         message and without a traceback or an output file."""
-        out = os.path.join(self.create_tempdir().full_path, "x.png")
-        cases = [
-            (["--saved_model", self.export_dir, "--interpolate_classes",
-              "0,10"], "outside [0, 10)", 2),
-            # Not an export (no metadata): a missing input, as everywhere.
-            (["--saved_model", self.model_dir], "metadata.json", 3),
-        ]
-        for args, message, status in cases:
-            result = _sample(args + ["--out", out])
-            self.assertEqual(result.returncode, status,
-                             (args, result.stderr))
-            self.assertIn(message, result.stderr, args)
-            self.assertNotIn("Traceback", result.stderr, args)
-        self.assertFalse(os.path.exists(out))
+        results, out = self._batched()
+        for name, message, status in (
+                ("bad_class", "outside [0, 10)", 2),
+                ("not_an_export", "metadata.json", 3)):
+            result = results[name]
+            self.assertEqual(result["status"], status,
+                             (name, result["stderr"]))
+            self.assertIn(message, result["stderr"], name)
+            self.assertNotIn("Traceback", result["stderr"], name)
+        self.assertFalse(os.path.exists(os.path.join(out, "x.png")))

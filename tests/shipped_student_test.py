@@ -13,6 +13,7 @@ import pytest
 from ppcd_tf.exporting import saved_model
 from ppcd_tf.metrics import evaluation
 from ppcd_tf.metrics import feature_networks
+from tests import helpers
 
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))), "ppcd_tf", "assets")
@@ -56,15 +57,14 @@ def test_record_and_export_agree(student):
 
 
 @pytest.mark.slow
-def test_figures_reproduce_on_an_unused_seed(student, tmp_path):
+def test_figures_reproduce_on_an_unused_seed(student):
     name, record = student
     screening = record["screening_2000_samples"]["seeds"]
     assert str(SEED) not in screening
     fids = np.array([v["fid"] for v in screening.values()])
     accuracies = np.array([v["class_accuracy"] for v in screening.values()])
     network = feature_networks.build("fmnist_classifier")
-    real = evaluation.real_features(network, "fashion_mnist", "test", 32,
-                                    str(tmp_path))
+    real = helpers.shared_real_features(network)
     result = evaluation.evaluate(
         evaluation.GeneratorSource.from_saved_model(
             os.path.join(ASSETS, name)), network, real,

@@ -8,6 +8,7 @@ import pytest
 
 from ppcd_tf.metrics import evaluation
 from ppcd_tf.metrics import feature_networks
+from tests import helpers
 from ppcd_tf.workflows import teachers
 
 NUM_SAMPLES = 2000
@@ -39,11 +40,10 @@ def test_record_says_how_it_was_made(teacher_dir):
     assert size < 5e6  # small enough to ship
 
 
-def test_samples_reach_the_recorded_class_accuracy(teacher_dir, tmp_path):
+def test_samples_reach_the_recorded_class_accuracy(teacher_dir):
     record = teachers.read_record(teacher_dir)["evaluation"]["summary"]
     network = feature_networks.build("fmnist_classifier")
-    real = evaluation.real_features(network, "fashion_mnist", "test", 32,
-                                    str(tmp_path))
+    real = helpers.shared_real_features(network)
     result = evaluation.evaluate(
         evaluation.GeneratorSource.from_run(teacher_dir), network, real,
         num_samples=NUM_SAMPLES, seeds=(11,))

@@ -7,6 +7,7 @@ asserted: the machine is shared.)"""
 
 import json
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -91,6 +92,15 @@ class LatencyTableToolTest(tf.test.TestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls._batch = None
+        cls._root = tempfile.mkdtemp(dir=tf.compat.v1.test.get_temp_dir())
+
+    @classmethod
+    def tearDownClass(cls):
+        # shutil removes the link to the shared export; TensorFlow's own
+        # clean-up of its temporary directory at exit cannot (it fails on a
+        # link to a directory and leaves the whole directory behind).
+        shutil.rmtree(cls._root, ignore_errors=True)
+        super().tearDownClass()
 
     def _runs(self):
         """The tool's invocations of this class in one interpreter
@@ -100,7 +110,7 @@ class LatencyTableToolTest(tf.test.TestCase):
         fraction, a missing teacher run. Returns ({name: result}, root)."""
         cls = type(self)
         if cls._batch is None:
-            root = tempfile.mkdtemp(dir=tf.compat.v1.test.get_temp_dir())
+            root = cls._root
             output = os.path.join(root, "table.json")
             export = helpers.linked(helpers.tiny_teacher_export(), root,
                                     "teacher_export")

@@ -324,18 +324,20 @@ def linked(target, directory, name):
 
 def shared_real_features(network):
     """`evaluation.real_features` of the Fashion-MNIST 32x32 test split
-    under `network` (10,000 images), computed once per test run for the
-    tests whose subject is not the cache itself."""
+    under `network` (10,000 images), computed once per test run (the cache
+    is the shared artifact) for the tests whose subject is not the cache
+    itself."""
     from ppcd_tf.metrics import evaluation
-    cache_dir = shared_artifact(f"real_features_{network.name}",
-                                os.makedirs)
-    with open(cache_dir + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            return evaluation.real_features(network, "fashion_mnist", "test",
-                                            32, cache_dir)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def features(cache_dir):
+        return evaluation.real_features(network, "fashion_mnist", "test", 32,
+                                        cache_dir)
+
+    def build(cache_dir):
+        os.makedirs(cache_dir)
+        features(cache_dir)
+
+    return features(shared_artifact(f"real_features_{network.name}", build))
 
 
 def read_events(log_dir, with_metadata=False):

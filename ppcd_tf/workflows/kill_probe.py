@@ -36,7 +36,7 @@ class Kill:
     """One SIGKILL: when it was sent and what it hit."""
     delay_seconds: float
     phase: str
-    newest_checkpoint_step: int
+    newest_checkpoint_step: int  # newest complete one; -1 for none
 
 
 @dataclasses.dataclass
@@ -53,20 +53,32 @@ class ProbeError(AssertionError):
     """The run did not recover from a kill."""
 
 
-def _newest_step(model_dir):
-    paths = checkpointing.candidates(run_dir.checkpoint_dir(model_dir))
-    if not paths:
-        return -1
-    return int(paths[0].rsplit("-", 1)[-1])
-
-
-def _save_in_progress(model_dir):
+def _staging_names(model_dir):
     directory = run_dir.checkpoint_dir(model_dir)
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
-        return False
-    return any(SAVE_IN_PROGRESS_MARK in name for name in names)
+        return []
+    return [name for name in names if SAVE_IN_PROGRESS_MARK in name]
+
+
+def _newest_step(model_dir):
+    """The step of the newest complete checkpoint, -1 if there is none.
+
+    A save in progress is not complete even once its `ckpt-N.index` shows:
+    TensorFlow writes that file in place (not by a rename) while
+    `ckpt-N_temp` still exists, so a kill then leaves a truncated index
+    and the resume rightly falls back to the checkpoint before."""
+    being_saved = {name.split(SAVE_IN_PROGRESS_MARK, 1)[0]
+                   for name in _staging_names(model_dir)}
+    for path in checkpointing.candidates(run_dir.checkpoint_dir(model_dir)):
+        if os.path.basename(path) not in being_saved:
+            return int(path.rsplit("-", 1)[-1])
+    return -1
+
+
+def _save_in_progress(model_dir):
+    return bool(_staging_names(model_dir))
 
 
 def _was_cut(model_dir):
@@ -111,6 +123,7 @@ def kill_after(argv, model_dir, delay_seconds, cwd, env, log_path):
         saving = _save_in_progress(model_dir)
         phase = _phase(model_dir, saving)
         process.send_signal(signal.SIGKILL)
+        process.wait()  # what it left, not what it is still writing
         return Kill(delay_seconds, phase, _newest_step(model_dir))
     finally:
         _stop(process, log)
@@ -128,6 +141,7 @@ def kill_at_step(argv, model_dir, step, timeout_seconds, cwd, env,
             if _newest_step(model_dir) >= step:
                 phase = _phase(model_dir, _save_in_progress(model_dir))
                 process.send_signal(signal.SIGKILL)
+                process.wait()
                 return Kill(time.monotonic() - start, phase,
                             _newest_step(model_dir))
             if time.monotonic() - start > timeout_seconds:
@@ -152,6 +166,7 @@ def kill_during_save(argv, model_dir, timeout_seconds, cwd, env, log_path):
             if (_save_in_progress(model_dir)
                     and _newest_step(model_dir) >= 0):
                 process.send_signal(signal.SIGKILL)
+                process.wait()
                 return Kill(time.monotonic() - start, "saving",
                             _newest_step(model_dir))
             if time.monotonic() - start > timeout_seconds:

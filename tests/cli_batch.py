@@ -9,7 +9,7 @@ as `python <script> <args>` does (a module's `run_main`, as `python -m
 <module> <args>` does), with the flags reset to their defaults and gin's
 configuration cleared first; stderr is captured. results: one entry per case,
 {"status": the exit status, "stderr": what it wrote there (an uncaught
-exception's traceback included), "stdout", "listing": the files under
+exception's traceback and absl's log lines included), "stdout", "listing": the files under
 "watch" after the case (none without "watch"), "seconds": the case's wall
 time}.
 
@@ -42,7 +42,10 @@ def _run_case(entry_point, program, args):
     import gin
     flags.FLAGS.unparse_flags()
     gin.clear_config()
-    sys.argv = [program] + list(args)
+    # --logtostderr: absl's log lines reach the case's captured stderr, as
+    # they reach a process's stderr (without it, below the error level they
+    # would go to the batch's own), so "no Traceback" covers them too.
+    sys.argv = [program, "--logtostderr"] + list(args)
     stderr, stdout = io.StringIO(), io.StringIO()
     status = 0
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(

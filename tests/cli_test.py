@@ -122,15 +122,12 @@ class CliErrorTest(tf.test.TestCase):
                 model_dir = os.path.join(root, name + "_run")
                 os.makedirs(tmp)
                 os.makedirs(model_dir)
-                # train_command's argv less `python -m ppcd_tf.train`;
-                # --logtostderr: absl's log lines reach the case's stderr,
-                # as they reach a process's (in the batch they would go to
-                # the batch's own), so "no Traceback" covers them too.
+                # train_command's argv less `python -m ppcd_tf.train`.
                 argv = helpers.train_command(
                     model_dir, files,
                     tiny_bindings(*[b.format(tmp=tmp) for b in bindings]),
                     extra)
-                cases.append(["--logtostderr"] + argv[3:])
+                cases.append(argv[3:])
                 tmps.append(tmp)
             results = helpers.run_cli_batch(
                 {"module": "ppcd_tf.train", "cases": cases})

@@ -98,10 +98,7 @@ def run_errors(tmp_path_factory):
         argv = helpers.train_command(
             str(tmp / "run"), files, list(helpers.TINY_BINDINGS)
             + [binding.format(tmp=tmp) for binding in bindings])
-        # Less `python -m ppcd_tf.train`; --logtostderr: absl's log lines
-        # reach the case's stderr, as they reach a process's (in the batch
-        # they would go to the batch's own), so "no Traceback" covers them.
-        cases.append(["--logtostderr"] + argv[3:])
+        cases.append(argv[3:])  # less `python -m ppcd_tf.train`
     results = helpers.run_cli_batch(
         {"module": "ppcd_tf.train", "cases": cases}, timeout=360)
     return dict(zip(RUN_ERRORS, results))

@@ -264,9 +264,7 @@ class EvaluateToolTest(tf.test.TestCase):
         """The cases run in one process (tests/cli_batch.py: `run_main` as
         `python -m ppcd_tf.evaluate` runs it, flags reset between cases),
         paying the interpreter start and the TensorFlow import (~5 s on 2
-        cores) once. --logtostderr: absl's log lines reach the case's
-        stderr, as they reach a process's (in the batch they would go to
-        the batch's own), so "no Traceback" covers them too."""
+        cores) once."""
         if EvaluateToolTest._bad_runs is None:
             cases = {
                 "truncation": ["--saved_model", self.export_dir,
@@ -278,8 +276,7 @@ class EvaluateToolTest(tf.test.TestCase):
             }
             results = helpers.run_cli_batch({
                 "module": "ppcd_tf.evaluate",
-                "cases": [["--logtostderr"] + args
-                          for args in cases.values()]})
+                "cases": list(cases.values())})
             EvaluateToolTest._bad_runs = dict(zip(cases, results))
         return EvaluateToolTest._bad_runs[name]
 

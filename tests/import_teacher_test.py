@@ -188,11 +188,7 @@ def bad_imports(tmp_path_factory):
         tmp = root / name
         tmp.mkdir()
         _bad_import_dir(tmp, holds)
-        # --logtostderr: absl's log lines reach the case's stderr, as they
-        # reach a process's (in the batch they would go to the batch's
-        # own), so "no Traceback" covers them too.
-        cases.append(["--logtostderr"]
-                     + [arg.format(tmp=tmp) for arg in args])
+        cases.append([arg.format(tmp=tmp) for arg in args])
         tmps.append(tmp)
     results = helpers.run_cli_batch(
         {"module": "ppcd_tf.import_teacher", "cases": cases})

@@ -1,5 +1,4 @@
-"""Test set-up: two logical CPU devices, one TensorFlow thread per op, a
-clean gin config, fixed seeds.
+"""Test set-up: two logical CPU devices, a clean gin config, fixed seeds.
 
 The logical devices must be configured before TensorFlow initialises its
 devices, so this runs at import time of the test session.
@@ -13,20 +12,9 @@ import shutil
 import sys
 import tempfile
 
-# One thread per TensorFlow op and one op at a time, in the workers and in
-# every command they start (python_env copies this environment): two xdist
-# workers already keep both cores busy, and TensorFlow's default pools (two
-# threads each per process) made four to six threads spin against each
-# other. Paired on trainer_test + cli_test (two workers, 3 runs each, the
-# CPU alone): wall time 0.93x, CPU time equal, 17 passed each time. Set the
-# variables yourself to test with other pools; TensorFlow reads them when
-# its runtime starts (after import), so they must be set before any op runs.
-os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
-os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-
-import gin  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import gin
+import pytest
+import tensorflow as tf
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:

@@ -9,9 +9,9 @@ as `python <script> <args>` does (a module's `run_main`, as `python -m
 <module> <args>` does), with the flags reset to their defaults and gin's
 configuration cleared first; stderr is captured. results: one entry per case,
 {"status": the exit status, "stderr": what it wrote there (an uncaught
-exception's traceback and absl's log lines included), "stdout", "listing": the files under
-"watch" after the case (none without "watch"), "seconds": the case's wall
-time}.
+exception's traceback and absl's log lines included), "stdout", "listing":
+the files under "watch" after the case (none without "watch"), "seconds":
+the case's wall time}.
 
 The tests of bad input (tests/tools_cli_test.py, tests/reliability_test.py)
 use it so that a script's

@@ -124,22 +124,23 @@ def test_an_index_written_during_a_save_is_not_counted_as_complete(tmp_path):
     # exists; a kill in that window leaves a truncated index. The probe must
     # not count it (CI stop 47 read "newest 12" and then saw the run rightly
     # resume from ckpt-10), and the resume must fall back past it.
+    # pylint: disable=protected-access
     model_dir = str(tmp_path / "run")
     directory = run_dir.checkpoint_dir(model_dir)
     step = tf.Variable(0, dtype=tf.int64)
     saver = checkpointing.Checkpointer(directory, step=step)
     step.assign(10)
     saver.save(10)
-    assert kill_probe._newest_step(model_dir) == 10  # pylint: disable=protected-access
+    assert kill_probe._newest_step(model_dir) == 10
     with open(os.path.join(directory, "ckpt-10.index"), "rb") as complete:
         head = complete.read()[:16]
     with open(os.path.join(directory, "ckpt-12.index"), "wb") as truncated:
         truncated.write(head)
     os.makedirs(os.path.join(directory, "ckpt-12_temp"))
-    assert kill_probe._newest_step(model_dir) == 10  # pylint: disable=protected-access
-    assert kill_probe._save_in_progress(model_dir)  # pylint: disable=protected-access
+    assert kill_probe._newest_step(model_dir) == 10
+    assert kill_probe._save_in_progress(model_dir)
     os.rmdir(os.path.join(directory, "ckpt-12_temp"))
-    assert kill_probe._newest_step(model_dir) == 12  # pylint: disable=protected-access
+    assert kill_probe._newest_step(model_dir) == 12
     step.assign(0)
     resumed = checkpointing.Checkpointer(directory, step=step)
     assert resumed.restore_latest().endswith("ckpt-10")

@@ -47,6 +47,10 @@ class ThinningTest(tf.test.TestCase):
         with self.assertRaisesRegex(errors.BadInputError,
                                     "discriminator_width"):
             compact_phase.CompactPhase(discriminator_width=0.0)
+        for bad in (0.0, 1.5):
+            with self.assertRaisesRegex(errors.BadInputError,
+                                        "distillation_fraction"):
+                compact_phase.CompactPhase(distillation_fraction=bad)
 
     def test_keeps_the_strongest_filters_as_slices(self):
         d = _discriminator()
@@ -109,6 +113,7 @@ class ThinDiscriminatorRunTest(tf.test.TestCase):
                 f"TrainLoop.num_steps = {steps}",
                 "TrainLoop.sample_every = 0",
                 "CompactPhase.discriminator_width = 0.5",
+                "CompactPhase.distillation_fraction = 0.5",
             ])
         return ppcd_trainer.PPCDTrainer(model_dir=model_dir,
                                         strategy=helpers.one_device())
@@ -117,8 +122,14 @@ class ThinDiscriminatorRunTest(tf.test.TestCase):
         model_dir = self.create_tempdir().full_path
         trainer = self._ppcd(model_dir, 6)
         full = trainer.discriminator.config.out
+        objective = trainer.steps.objective
+        self.assertEqual(objective.distillation_fraction(), 1.0)
         metrics = trainer.train()
         self.assertTrue(trainer.compacted)
+        # After the cut half of each G batch is distilled.
+        self.assertEqual(objective.distillation_fraction(), 0.5)
+        for name in ("g_loss_output_l1", "g_loss_d_features"):
+            self.assertTrue(np.isfinite(metrics[name]), name)
         thin = tuple(w // 2 for w in full)
         self.assertEqual(trainer.discriminator.config.out, thin)
         self.assertIn("d_loss", metrics)

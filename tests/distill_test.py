@@ -284,3 +284,69 @@ class ObjectivePassesTest(tf.test.TestCase):
                                          d_features=1.0)
         self.assertEqual(d_calls, 2)
         self.assertIn(objective.FEATURE_MATCHING_TERM, terms)
+
+
+def _teacher_generator(z, labels, training=False, return_features=False):
+    """A per-example stand-in teacher G: images [B, 4, 4, 1] and one
+    feature tap [B, 2, 2, 4], both functions of z [B, 16] alone."""
+    del labels, training, return_features
+    return (tf.reshape(tf.tanh(z), (-1, 4, 4, 1)),
+            {"block1": tf.reshape(z * z, (-1, 2, 2, 4))})
+
+
+def _teacher_discriminator(images, labels, training=False,
+                           return_features=False):
+    """A per-example stand-in teacher D: CAM features, class embeddings
+    and two block outputs of images [B, 4, 4, 1]."""
+    del training, return_features
+    features = tf.concat([images, images * images], axis=-1)
+    return tf.reduce_sum(images, axis=[1, 2, 3]), {
+        "features": features,
+        "class_embedding": tf.one_hot(labels, 2) + 0.5,
+        "blocks": [images, tf.abs(images)]}
+
+
+class DistilledShareTest(tf.test.TestCase):
+    """`terms(..., batch_fraction=f)`: the terms of the first ceil(f * B)
+    examples, each an estimate of the same per-example mean."""
+
+    def _terms(self, batch, fraction, teacher_g=_teacher_generator):
+        z = tf.random.stateless_normal((4, 16), seed=(5, 1))[:batch]
+        labels = tf.constant([0, 1, 1, 0])[:batch]
+        fake = tf.reshape(tf.sin(z), (-1, 4, 4, 1))
+        student_features = {"block1": tf.reshape(z + 1.0, (-1, 2, 2, 4))}
+        distillation = objective.DistillationObjective(
+            losses.DistillationWeights(d_features=2.0), teacher_g,
+            _teacher_discriminator)
+        return distillation.terms(
+            z, labels, 0, fake, student_features, None, None,
+            lambda values: tf.reduce_sum(values) / batch,
+            batch_fraction=fraction)
+
+    def test_half_the_batch_is_the_first_half_alone(self):
+        half = self._terms(4, 0.5)
+        first_two = self._terms(2, 1.0)
+        self.assertCountEqual(half, first_two)
+        for name, value in first_two.items():
+            self.assertGreater(float(value), 0.0, name)
+            self.assertAllClose(half[name], value, rtol=1e-6, atol=0.0)
+        # Every example counts once the fraction is 1; the halves differ.
+        whole = self._terms(4, 1.0)
+        self.assertNotAllClose(whole["g_loss_output_l1"],
+                               half["g_loss_output_l1"])
+
+    def test_the_teacher_runs_on_the_share_only(self):
+        batches = []
+
+        def recording(z, labels, **kwargs):
+            batches.append(int(z.shape[0]))
+            return _teacher_generator(z, labels, **kwargs)
+
+        self._terms(4, 0.3, recording)  # ceil(0.3 * 4) = 2
+        self._terms(4, 1.0, recording)
+        self.assertEqual(batches, [2, 4])
+        self.assertEqual(objective.distilled_count(0.01, 64), 1)
+        self.assertEqual(objective.distilled_count(0.5, 64), 32)
+        for bad in (0.0, 1.5):
+            with self.assertRaisesRegex(ValueError, "batch fraction"):
+                objective.distilled_count(bad, 64)

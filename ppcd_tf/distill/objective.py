@@ -12,7 +12,15 @@ global batch by the caller's `reduce` (per-example sum / global batch):
   g_loss_d_features   (only with DistillationWeights.d_features > 0) L1
                       between the frozen teacher D's block outputs on the
                       student's and on the teacher's images
+
+`terms(..., batch_fraction=f)` computes every term on the first
+ceil(f * B) examples of the micro-batch only (the teacher G and D then run
+on those alone) and scales each term by B / ceil(f * B), so that it stays an
+estimate of the same per-example mean (`CompactPhase.distillation_fraction`
+uses it after the cut).
 """
+
+import math
 
 import tensorflow as tf
 
@@ -109,12 +117,14 @@ class DistillationObjective:
 
     def terms(self, z, labels, step, fake, student_features,
               student_d_features, student_discriminator, reduce,
-              banked=None):
+              banked=None, batch_fraction=1.0):
         """{term_names: scalar} for the student's images `fake` [B, H, W, C]
         and feature taps at inputs (z [B, dim_z], labels [B]); `reduce`
         turns per-example values [B] into the global-batch share. `banked`:
         a `distill.bank.TeacherBank` draw for these inputs ({"images",
-        "grids"}): the teacher G is then not run.
+        "grids"}): the teacher G is then not run. `batch_fraction` in
+        (0, 1]: the terms are computed on the first ceil(fraction * B)
+        examples only (B static), each scaled by B / that count.
 
         A term whose weight is 0 is 0 and costs nothing: the teacher passes
         only it needs are not run (with every weight 0, as in
@@ -124,6 +134,11 @@ class DistillationObjective:
         if not any(w > 0 for w in (weights.attention, weights.class_aware,
                                    weights.output_l1, weights.d_features)):
             return terms
+        if batch_fraction < 1.0:
+            (z, labels, fake, student_features, student_d_features, banked,
+             reduce) = _first_share(
+                 batch_fraction, reduce, (z, labels, fake, student_features,
+                                          student_d_features, banked))
         if banked is None:
             teacher_images, teacher_features = self.teacher_outputs(z,
                                                                     labels)
@@ -152,3 +167,27 @@ class DistillationObjective:
                 distill_losses.feature_matching_loss(
                     teacher_d[1]["blocks"], teacher_d[0]["blocks"]))
         return terms
+
+
+def distilled_count(batch_fraction, batch):
+    """Examples of a micro-batch of `batch` the terms are computed on:
+    ceil(batch_fraction * batch), at least 1."""
+    if not 0.0 < batch_fraction <= 1.0:
+        raise errors.BadInputError(
+            f"The distillation's batch fraction must be in (0, 1], got "
+            f"{batch_fraction!r}.")
+    return max(1, math.ceil(batch_fraction * batch))
+
+
+def _first_share(batch_fraction, reduce, tensors):
+    """`tensors` (nested; every tensor's first axis the micro-batch B, a
+    static size; None entries stay None) cut to their first
+    `distilled_count` examples, and `reduce` scaled by B / that count."""
+    batch = int(tensors[0].shape[0])
+    count = distilled_count(batch_fraction, batch)
+    if count == batch:
+        return tensors + (reduce,)
+    share = tf.nest.map_structure(
+        lambda t: None if t is None else t[:count], tensors)
+    scale = batch / count
+    return tuple(share) + (lambda values: reduce(values) * scale,)

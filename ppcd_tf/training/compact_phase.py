@@ -53,13 +53,20 @@ class CompactPhase(phases.Phase):
         thinner one (every width times this fraction, started from its
         strongest filters: `pruning.discriminator_thinning`, with a fresh
         optimizer); 1.0 keeps the full-width D.
+      distillation_fraction: from the cut on, the distillation terms are
+        computed on this share of each G micro-batch only (its first
+        ceil(fraction * B) examples; each term scaled by B / that count):
+        the frozen teacher G and D, about half of a compact step with a
+        thinned D (BENCHMARKS.md), run on that share. The adversarial term
+        keeps the whole batch. 1.0: the whole batch.
     """
 
     def __init__(self, train_compact_after_cut=True,
                  carry_optimizer_state=True, compaction_tolerance=1e-4,
                  compaction_rounding_factor=surgery.DEFAULT_ROUNDING_FACTOR,
                  retrain=schedules.RetrainSchedule,
-                 discriminator_interval=1, discriminator_width=1.0):
+                 discriminator_interval=1, discriminator_width=1.0,
+                 distillation_fraction=1.0):
         if not (compaction_tolerance >= 0 and compaction_rounding_factor >= 0):
             raise errors.BadInputError(
                 "CompactPhase.compaction_tolerance and "
@@ -78,6 +85,12 @@ class CompactPhase(phases.Phase):
                 "CompactPhase.discriminator_width must be in (0, 1] (1.0: "
                 f"the full-width D), got {discriminator_width!r}.")
         self.discriminator_width = float(discriminator_width)
+        if not 0.0 < distillation_fraction <= 1.0:
+            raise errors.BadInputError(
+                "CompactPhase.distillation_fraction must be in (0, 1] (1.0: "
+                "the whole G batch is distilled after the cut), got "
+                f"{distillation_fraction!r}.")
+        self.distillation_fraction = float(distillation_fraction)
         self.train_compact_after_cut = bool(train_compact_after_cut)
         self.carry_optimizer_state = bool(carry_optimizer_state)
         self.compaction_tolerance = float(compaction_tolerance)

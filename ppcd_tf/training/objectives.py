@@ -79,10 +79,14 @@ class PPCDObjective(AdversarialObjective):
         None for a fixed thinner student and after the compact switch.
       bank: a built `distill.bank.TeacherBank` or None; when enabled the G
         steps draw (z, y) and the teacher's outputs from it.
+      compact: the `CompactPhase` or None; after the cut its
+        `distillation_fraction` of each G micro-batch is distilled.
     """
 
-    def __init__(self, steps, distillation, pruning, bank=None):
+    def __init__(self, steps, distillation, pruning, bank=None,
+                 compact=None):
         super().__init__(steps)
+        self.compact = compact
         self.distillation = distillation
         self.pruning = pruning
         self.bank = bank if bank is not None and bank.enabled else None
@@ -123,7 +127,8 @@ class PPCDObjective(AdversarialObjective):
             terms = {"g_loss_adversarial": tf.constant(0.0)}
         terms.update(self.distillation.terms(
             z, labels, step, fake, student_features, d_features,
-            discriminator, self.steps.scaled_mean, banked=extras))
+            discriminator, self.steps.scaled_mean, banked=extras,
+            batch_fraction=self.distillation_fraction()))
         if self.pruning.masks is None:
             terms["g_loss_budget"] = tf.constant(0.0)
             terms["info_param_ratio"] = self.steps.global_share(
@@ -134,6 +139,14 @@ class PPCDObjective(AdversarialObjective):
         terms["g_loss_budget"] = self.steps.global_share(loss)
         terms["info_param_ratio"] = self.steps.global_share(ratio)
         return terms
+
+    def distillation_fraction(self):
+        """The share of a G micro-batch the distillation terms see: the
+        compact phase's `distillation_fraction` after the cut (the step is
+        traced again at the switch), else 1."""
+        if self.compact is None or not self.pruning.compacted:
+            return 1.0
+        return self.compact.distillation_fraction
 
     def update_groups(self):
         groups = super().update_groups()

@@ -191,7 +191,8 @@ class PPCDTrainer(trainer_lib.Trainer):
         self.compact.build(self, self.pruning)
         self.phases = [self.pruning, self.compact]
         self.steps.set_objective(objectives.PPCDObjective(
-            self.steps, self.objective, self.pruning, self.bank))
+            self.steps, self.objective, self.pruning, self.bank,
+            self.compact))
 
     def _load_teacher(self):
         """Teacher EMA G and D from the teacher checkpoint; student copies

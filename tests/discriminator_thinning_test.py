@@ -1,10 +1,13 @@
 """A thinner training D after PPCD's cut (`CompactPhase.discriminator_width`,
 `pruning.discriminator_thinning`): the thin config, the kept filters, the
-sliced weights, and a PPCD run that cuts, trains and resumes with it."""
+sliced weights, and a PPCD run that cuts, trains and resumes with it and
+the other levers of a cheaper compact step (a distilled share of each G
+batch, a bfloat16 teacher: `PPCDTrainer.teacher_precision`)."""
 
 import json
 import os
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -103,9 +106,10 @@ class ThinningTest(tf.test.TestCase):
 
 class ThinDiscriminatorRunTest(tf.test.TestCase):
 
-    def _ppcd(self, model_dir, steps):
+    def _ppcd(self, model_dir, steps, precision="'mixed_bfloat16'"):
         helpers.parse(["debug.gin", "stage/ppcd.gin"], list(
             helpers.TINY_BINDINGS) + [
+                f"PPCDTrainer.teacher_precision = {precision}",
                 f"TEACHER_DIR = '{helpers.tiny_teacher_dir()}'",
                 "TARGET_PARAM_RATIO = 0.5",
                 "PruningBudget.min_channels = 1",
@@ -117,6 +121,36 @@ class ThinDiscriminatorRunTest(tf.test.TestCase):
             ])
         return ppcd_trainer.PPCDTrainer(model_dir=model_dir,
                                         strategy=helpers.one_device())
+
+    def test_a_bfloat16_teacher_is_the_float32_one_rounded(self):
+        exact = self._ppcd(self.create_tempdir().full_path, 4, "None")
+        rounded = self._ppcd(self.create_tempdir().full_path, 4)
+        self.assertEqual(keras.config.dtype_policy().name, "float32")
+        for trainer, policy in ((exact, "float32"),
+                                (rounded, "mixed_bfloat16")):
+            for model in (trainer.teacher_generator,
+                          trainer.teacher_discriminator):
+                self.assertEqual(model.dtype_policy.name, policy)
+            # The student and the training D keep float32.
+            for model in (trainer.generator, trainer.discriminator):
+                self.assertEqual(model.dtype_policy.name, "float32")
+        z = tf.random.stateless_normal((4, exact.dim_z), seed=(2, 3))
+        labels = tf.constant([0, 1, 2, 3]) % exact.num_classes
+        want, want_taps = exact.objective.teacher_outputs(z, labels)
+        got, got_taps = rounded.objective.teacher_outputs(z, labels)
+        self.assertEqual(got.dtype, tf.float32)
+        self.assertNotAllEqual(got, want)  # really computed in bfloat16
+        self.assertAllClose(got, want, atol=0.05, rtol=0.0)
+        for tap, value in want_taps.items():
+            self.assertEqual(got_taps[tap].dtype, tf.float32)
+            self.assertAllClose(got_taps[tap], value, atol=0.1, rtol=0.05)
+        teacher_half, student_half = rounded.objective.teacher_d_features(
+            got, want, labels)
+        for value in tf.nest.flatten((teacher_half, student_half)):
+            self.assertEqual(value.dtype, tf.float32)
+        with self.assertRaisesRegex(errors.BadInputError,
+                                    "teacher_precision"):
+            self._ppcd(self.create_tempdir().full_path, 4, "'bfloat16'")
 
     def test_cuts_trains_and_resumes_with_a_thin_d(self):
         model_dir = self.create_tempdir().full_path

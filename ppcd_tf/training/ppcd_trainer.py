@@ -20,9 +20,11 @@ phases (DESIGN.md sections 4.1-4.5):
 D is not pruned.
 """
 
+import contextlib
 import inspect
 
 import gin
+import keras
 import numpy as np
 from absl import logging
 
@@ -46,6 +48,9 @@ from ppcd_tf.training import pruning_phase
 from ppcd_tf.training import run_summaries
 from ppcd_tf.training import trainer as trainer_lib
 
+# The frozen teacher's Keras dtype policies (None: the run's own).
+TEACHER_PRECISIONS = (None, "float32", "mixed_bfloat16", "mixed_float16")
+
 
 @gin.configurable(denylist=["model_dir", "strategy"])
 class PPCDTrainer(trainer_lib.Trainer):
@@ -61,6 +66,10 @@ class PPCDTrainer(trainer_lib.Trainer):
       teacher_bank: `distill.bank.TeacherBank` (class; gin binds its size,
         0 by default: no bank): the teacher's outputs on a fixed set of
         (z, y), computed once, which the G steps draw from.
+      teacher_precision: the frozen teacher G and D's Keras dtype policy
+        (`TEACHER_PRECISIONS`; None: the run's, `GanSteps.mixed_precision`
+        or float32). 'mixed_bfloat16' runs them in bfloat16 (weights and
+        the distillation terms stay float32).
     """
 
     def __init__(self, model_dir, strategy, teacher_dir=gin.REQUIRED,
@@ -68,9 +77,12 @@ class PPCDTrainer(trainer_lib.Trainer):
                  cam_discriminator="teacher",
                  pruning=pruning_phase.PruningPhase,
                  compact=compact_phase.CompactPhase,
-                 teacher_bank=bank_lib.TeacherBank, **kwargs):
+                 teacher_bank=bank_lib.TeacherBank, teacher_precision=None,
+                 **kwargs):
         _check_trainer_settings(kwargs)
-        _check_teacher_settings(teacher_dir, cam_discriminator)
+        _check_teacher_settings(teacher_dir, cam_discriminator,
+                                teacher_precision)
+        self.teacher_precision = teacher_precision
         self.teacher_dir = teacher_dir
         self.teacher_configs = run_dir.read_model_configs(teacher_dir)
         self.teacher_checkpoint = run_dir.latest_checkpoint(teacher_dir)
@@ -171,16 +183,18 @@ class PPCDTrainer(trainer_lib.Trainer):
         """The frozen teacher, the phases and the PPCD objective."""
         g_config = self.teacher_configs["generator"]
         d_config = self.teacher_configs["discriminator"]
-        self.teacher_generator = builders.generator_from_config(
-            dict(g_config, name="teacher_generator"))
-        # Without a teacher D (unread, `_check_recipe`), a frozen copy of
-        # the training D's architecture stands in.
-        self.teacher_discriminator = builders.discriminator_from_config(
-            dict(d_config or self.discriminator.get_config(),
-                 name="teacher_discriminator"))
-        for model in (self.teacher_generator, self.teacher_discriminator):
-            model.build()
-            model.trainable = False
+        with _dtype_policy(self.teacher_precision):
+            self.teacher_generator = builders.generator_from_config(
+                dict(g_config, name="teacher_generator"))
+            # Without a teacher D (unread, `_check_recipe`), a frozen copy
+            # of the training D's architecture stands in.
+            self.teacher_discriminator = builders.discriminator_from_config(
+                dict(d_config or self.discriminator.get_config(),
+                     name="teacher_discriminator"))
+            for model in (self.teacher_generator,
+                          self.teacher_discriminator):
+                model.build()
+                model.trainable = False
         self._load_teacher()
         self._freeze_teacher()
         self.bank.build(self.teacher_generator)
@@ -319,7 +333,8 @@ class PPCDTrainer(trainer_lib.Trainer):
         student (right half)."""
         images = super().write_samples(step)
         z, labels = self.samples.inputs()
-        teacher = self.teacher_generator(z, labels, training=False).numpy()
+        teacher = np.asarray(self.teacher_generator(
+            z, labels, training=False), np.float32)
         rows, cols = self.samples.rows, self.samples.columns
         pair = np.concatenate([
             teacher.reshape((rows, cols) + teacher.shape[1:]),
@@ -333,9 +348,27 @@ class PPCDTrainer(trainer_lib.Trainer):
         return images
 
 
-def _check_teacher_settings(teacher_dir, cam_discriminator):
-    """BadInputError for a missing teacher_dir or an unknown
-    cam_discriminator."""
+@contextlib.contextmanager
+def _dtype_policy(name):
+    """Keras models built inside take the dtype policy `name` (None: the
+    current one); the previous global policy comes back after."""
+    previous = keras.config.dtype_policy()
+    if name is not None:
+        keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _check_teacher_settings(teacher_dir, cam_discriminator,
+                            teacher_precision=None):
+    """BadInputError for a missing teacher_dir, an unknown
+    cam_discriminator or teacher_precision."""
+    if teacher_precision not in TEACHER_PRECISIONS:
+        raise errors.BadInputError(
+            f"PPCDTrainer.teacher_precision must be one of "
+            f"{TEACHER_PRECISIONS}, got {teacher_precision!r}.")
     if teacher_dir is gin.REQUIRED or not teacher_dir:
         raise errors.BadInputError(
             "PPCDTrainer needs teacher_dir: bind "

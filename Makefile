@@ -28,20 +28,25 @@ REPRODUCE_8X_STEPS ?= 3000
 # not raised (gin/stage/ppcd.gin triples it since 2026-12-03; untried here).
 REPRODUCE_RECIPE := --gin_param 'RetrainSchedule.g_lr_scale = 1.0'
 REPRODUCE_VALIDATE_EVERY ?= 100
-# make frontier: the shipped 16x student's recipe (one PPCD run, best student
-# kept): the budget prices every channel alike (PruningBudget.cost_exponent
-# = 0), the training D is thinned to a quarter of its widths at the cut
-# (CompactPhase.discriminator_width = 0.25; see BENCHMARKS.md), 2,400 steps,
-# cut at 400. The shipped 12x student's recipe: FRONTIER_TARGET_RATIO=
-# 0.08333333333333333 FRONTIER_STEPS=1800 FRONTIER_CUT_STEP=300
+# make frontier: 16x (one PPCD run, best student kept): the budget prices
+# every channel alike (PruningBudget.cost_exponent = 0), the training D is
+# thinned to a quarter of its widths at the cut
+# (CompactPhase.discriminator_width = 0.25), the frozen teacher computes in
+# bfloat16, 3,600 steps, cut at 400 (training seed 1: FID 1.04x, +1.1
+# points in 19.7 min of training; see BENCHMARKS.md). The shipped 16x
+# student was trained with 2,400 steps and a float32 teacher
+# (FRONTIER_STEPS=2400 and the first two bindings). The shipped 12x
+# student's recipe: FRONTIER_TARGET_RATIO=0.08333333333333333
+# FRONTIER_STEPS=1800 FRONTIER_CUT_STEP=300
 # FRONTIER_RECIPE="--gin_param 'PruningBudget.cost_exponent = 0.0'"
 # FRONTIER_DIR=runs/frontier_12x.
 FRONTIER_DIR ?= runs/frontier_16x
-FRONTIER_STEPS ?= 2400
+FRONTIER_STEPS ?= 3600
 FRONTIER_CUT_STEP ?= 400
 FRONTIER_TARGET_RATIO ?= 0.0625
 FRONTIER_RECIPE ?= --gin_param 'PruningBudget.cost_exponent = 0.0' \
-  --gin_param 'CompactPhase.discriminator_width = 0.25'
+  --gin_param 'CompactPhase.discriminator_width = 0.25' \
+  --gin_param "PPCDTrainer.teacher_precision = 'mixed_bfloat16'"
 # The shipped teacher's run (make teacher reproduces it).
 TEACHER_RUN := runs/fmnist_teacher
 TEACHER_STEPS := 5000
@@ -140,7 +145,7 @@ reproduce: setup
 
 # The 16x frontier: a PPCD student with 16x fewer G parameters than the
 # shipped teacher, trained, exported, timed and reported under
-# $(FRONTIER_DIR)/ (about 45-60 min on 2 CPU cores, 32-52 of them training;
+# $(FRONTIER_DIR)/ (about 25-35 min on 2 CPU cores, ~20 of them training;
 # resumable).
 frontier: setup
 	$(PY) -m ppcd_tf.demo --output_dir $(FRONTIER_DIR) \

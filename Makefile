@@ -33,9 +33,9 @@ REPRODUCE_VALIDATE_EVERY ?= 100
 # thinned to a quarter of its widths at the cut
 # (CompactPhase.discriminator_width = 0.25), the frozen teacher computes in
 # bfloat16, 3,600 steps, cut at 400 (training seeds 1 and 2: FID 1.04x and
-# 1.05x, +1.1 and +0.7 points; ~20 min of training; see BENCHMARKS.md). The shipped 16x
-# student was trained with 2,400 steps and a float32 teacher
-# (FRONTIER_STEPS=2400 and the first two bindings). The shipped 12x
+# 1.05x, +1.1 and +0.7 points; ~20 min of training; see BENCHMARKS.md).
+# The shipped 16x student was trained with 2,400 steps and a float32
+# teacher (FRONTIER_STEPS=2400 and the first two bindings). The shipped 12x
 # student's recipe: FRONTIER_TARGET_RATIO=0.08333333333333333
 # FRONTIER_STEPS=1800 FRONTIER_CUT_STEP=300
 # FRONTIER_RECIPE="--gin_param 'PruningBudget.cost_exponent = 0.0'"

@@ -78,7 +78,7 @@ class TeacherBank:
             images, features = teacher_generator(
                 z_batch, label_batch, training=False, return_features=True)
             return tf.cast(images, tf.float32), {
-                name: losses.attention_grid(tf.cast(value, tf.float32))
+                name: losses.attention_grid(value)
                 for name, value in features.items()}
 
         images, grids = [], {}

@@ -55,13 +55,12 @@ class DistillationObjective:
         self.cam_discriminator = cam_discriminator
 
     def teacher_outputs(self, z, labels):
-        """(teacher images [B, H, W, C], {tap: features}), float32 (from a
-        teacher of any precision), no gradient."""
+        """(teacher images [B, H, W, C], {tap: features}), no gradient; in
+        the teacher's compute dtype (the losses cast to float32)."""
         images, features = self.teacher_generator(
             z, labels, training=False, return_features=True)
-        return tf.nest.map_structure(
-            lambda t: tf.stop_gradient(tf.cast(t, tf.float32)),
-            (images, features))
+        return (tf.stop_gradient(images),
+                {k: tf.stop_gradient(v) for k, v in features.items()})
 
     @property
     def term_names(self):
@@ -84,13 +83,8 @@ class DistillationObjective:
             teacher_images, labels, training=False, return_features=True)
         _, student_half = self.teacher_discriminator(
             fake, labels, training=False, return_features=True)
-        # float32 from a teacher of any precision (the cast passes the
-        # student half's gradient through).
-        return (tf.nest.map_structure(
-            lambda t: tf.stop_gradient(tf.cast(t, tf.float32)),
-            teacher_half),
-                tf.nest.map_structure(lambda t: tf.cast(t, tf.float32),
-                                      student_half))
+        return tf.nest.map_structure(tf.stop_gradient, teacher_half), \
+            student_half
 
     def class_activation_maps(self, fake, teacher_images, labels,
                               student_d_features, student_discriminator,

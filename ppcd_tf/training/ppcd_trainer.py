@@ -20,11 +20,9 @@ phases (DESIGN.md sections 4.1-4.5):
 D is not pruned.
 """
 
-import contextlib
 import inspect
 
 import gin
-import keras
 import numpy as np
 from absl import logging
 
@@ -183,7 +181,7 @@ class PPCDTrainer(trainer_lib.Trainer):
         """The frozen teacher, the phases and the PPCD objective."""
         g_config = self.teacher_configs["generator"]
         d_config = self.teacher_configs["discriminator"]
-        with _dtype_policy(self.teacher_precision):
+        with trainer_lib.dtype_policy(self.teacher_precision):
             self.teacher_generator = builders.generator_from_config(
                 dict(g_config, name="teacher_generator"))
             # Without a teacher D (unread, `_check_recipe`), a frozen copy
@@ -346,19 +344,6 @@ class PPCDTrainer(trainer_lib.Trainer):
                 row_labels=self.samples.row_labels(self.dataset.class_names),
                 headers=("teacher", "student"))
         return images
-
-
-@contextlib.contextmanager
-def _dtype_policy(name):
-    """Keras models built inside take the dtype policy `name` (None: the
-    current one); the previous global policy comes back after."""
-    previous = keras.config.dtype_policy()
-    if name is not None:
-        keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def _check_teacher_settings(teacher_dir, cam_discriminator,

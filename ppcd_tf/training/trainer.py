@@ -21,6 +21,7 @@ Settings live with the part they configure (`TrainLoop.num_steps`,
 its objective and phases.
 """
 
+import contextlib
 import os
 
 import gin
@@ -96,10 +97,7 @@ class Trainer:
         log_run_summary(self)
 
     def _build(self):
-        policy = self.steps.mixed_precision
-        if policy:
-            keras.mixed_precision.set_dtype_policy(policy)
-        with self.strategy.scope():
+        with dtype_policy(self.steps.mixed_precision), self.strategy.scope():
             generator, discriminator = self.build_models(
                 resolution=self.resolution, num_classes=self.num_classes,
                 image_channels=self.image_channels)
@@ -112,8 +110,6 @@ class Trainer:
                 self.steps))
             self.build_parts()
             self.state.ema.copy_weights()
-        if policy:
-            keras.mixed_precision.set_dtype_policy("float32")
 
     # ------------------------------------------------------------------
     # What a subclass builds.
@@ -350,6 +346,20 @@ class Trainer:
         with run_dir.locked_once(self.model_dir):
             self.checkpointer.remove_leftovers()
             return self.loop.run(self)
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Keras models built inside take the dtype policy `name` (None: the
+    current one); the previous global policy comes back after, also when
+    the build fails."""
+    previous = keras.config.dtype_policy()
+    if name is not None:
+        keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def architecture_record(generator):

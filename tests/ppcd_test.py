@@ -26,6 +26,8 @@ from ppcd_tf.models import latency
 from ppcd_tf.models import layers
 from ppcd_tf.pruning import budget as budget_lib
 from ppcd_tf.pruning import channel_masks
+from ppcd_tf.pruning import compaction
+from ppcd_tf.pruning import surgery
 from ppcd_tf.runs import run_dir
 from ppcd_tf.training import ppcd_trainer
 from ppcd_tf.workflows import latency_table
@@ -560,12 +562,25 @@ class PPCDMultiBudgetTest(tf.test.TestCase):
                 strategy=helpers.one_device())
 
 
+def _largest_activation(generator, keep):
+    """The largest |activation| of the hard-masked generator's taps."""
+    masks = surgery.masks_from_keep(keep)
+    z = tf.random.stateless_normal((16, generator.dim_z), (5, 6))
+    labels = tf.range(16) % generator.num_classes
+    _, features = generator(z, labels, training=False, masks=masks,
+                            keep=masks, return_features=True)
+    return max(float(tf.reduce_max(tf.abs(f))) for f in features.values())
+
+
 class HardeningTest(tf.test.TestCase):
 
-    def test_masks_within_the_budget_are_frozen_as_they_are(self):
-        """A run whose masks already hold the budget at the cut keeps the
-        channels training kept: no closed channel is switched back on to
-        fill the budget (its weights and its BN statistics are stale)."""
+    def test_top_up_resets_the_statistics_reopened_channels_feed(self):
+        """Masks below the budget are topped up with their best closed
+        channels; a closed stream channel fed zeros to the BatchNorms after
+        it (variance ~0), so those statistics are reset for the reopened
+        channels (mean 0, variance 1) in G and its EMA copy, and the
+        others kept: the masked student's activations stay at their scale
+        and the compact student still matches it."""
         helpers.parse(["debug.gin", "stage/ppcd.gin"],
                       _bindings(_teacher_dir(), ["TrainLoop.num_steps = 2"]))
         trainer = ppcd_trainer.PPCDTrainer(
@@ -573,24 +588,52 @@ class HardeningTest(tf.test.TestCase):
             strategy=helpers.one_device())
         pruning = trainer.pruning
         rng = np.random.default_rng(0)
-        opened = {}
         for key, variable in pruning.masks.logits.items():
             width = int(variable.shape[0])
-            keep = np.zeros(width, bool)
-            keep[rng.choice(width, max(1, width // 4), replace=False)] = True
-            opened[key] = keep
-            variable.assign(np.where(keep, 0.3, -0.2).astype(np.float32))
-        before = float(pruning.param_ratio().numpy())
-        self.assertLess(before, TARGET_RATIO)  # room to fill
-        # The absl logger's own level (set by earlier runs) would hide INFO.
-        with self.assertLogs(logger="absl", level="INFO") as logs:
-            pruning.harden()
-        self.assertTrue(bool(pruning.hardened.numpy()))
-        for key, variable in pruning.masks.logits.items():
-            self.assertAllEqual(variable.numpy() > 0, opened[key], msg=key)
-        self.assertEqual(float(pruning.param_ratio().numpy()), before)
-        self.assertTrue(any("already within the budget" in line
-                            for line in logs.output))
+            logits = -rng.uniform(0.05, 0.5, width)
+            logits[rng.choice(width, max(1, width // 4), replace=False)] = 0.3
+            variable.assign(logits.astype(np.float32))
+        closed = {key: v.numpy() <= 0 for key, v in
+                  pruning.masks.logits.items()}
+        models = (trainer.generator, trainer.generator_ema)
+        norms = [pruning.architecture.masked_batch_norms(m) for m in models]
+        for by_key in norms:  # what training with those masks leaves
+            for key, layers_of_key in by_key.items():
+                for norm in layers_of_key:
+                    variance = norm.moving_variance.numpy()
+                    variance[closed[key]] = 1e-12
+                    norm.moving_variance.assign(variance)
+        before = {id(n): (n.moving_mean.numpy(), n.moving_variance.numpy())
+                  for by_key in norms for ns in by_key.values() for n in ns}
+        self.assertLess(float(pruning.param_ratio().numpy()), TARGET_RATIO)
+        open_keep = run_dir.hard_keep(trainer.generator, pruning.masks)
+        scale_before = _largest_activation(trainer.generator, open_keep)
+
+        pruning.harden()
+        ratio = float(pruning.param_ratio().numpy())
+        self.assertLessEqual(ratio, TARGET_RATIO + 1e-7)
+        self.assertLessEqual(abs(ratio / TARGET_RATIO - 1.0), RATIO_RTOL)
+        keep = run_dir.hard_keep(trainer.generator, pruning.masks)
+        reopened = {key: keep[key] & closed[key] for key in closed}
+        self.assertTrue(any(
+            reopened[key].any() for key in norms[0]))  # a stream reopened
+        for by_key in norms:
+            for key, layers_of_key in by_key.items():
+                for norm in layers_of_key:
+                    mean0, variance0 = before[id(norm)]
+                    want_mean = np.where(reopened[key], 0.0, mean0)
+                    want_variance = np.where(reopened[key], 1.0, variance0)
+                    self.assertAllEqual(norm.moving_mean.numpy(), want_mean)
+                    self.assertAllEqual(norm.moving_variance.numpy(),
+                                        want_variance)
+        # Reopened channels come back at the network's scale, not
+        # ~1/sqrt(epsilon) = 316 times it.
+        self.assertLess(_largest_activation(trainer.generator, keep),
+                        10.0 * scale_before)
+        compact, difference = compaction.compact_student(
+            trainer.generator, keep, "compact", 1e-4)
+        self.assertLess(difference, 1e-4)
+        del compact
 
 
 class PPCDErrorTest(tf.test.TestCase):

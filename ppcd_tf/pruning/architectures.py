@@ -16,6 +16,10 @@ the run records go through `of(generator)`, which returns the family's
     widths as the dict its config holds, and a config with other widths;
   * `uniform_widths(counts)`: the widths dict of a generator keeping the
     first `counts` channels of every mask (the uniformly thinner student);
+  * `masked_batch_norms(generator)`: {mask key: [BatchNormalization]}, the
+    BatchNorms whose input is that mask's channels after the mask: a closed
+    channel feeds them zeros, so their standing statistics of it collapse
+    to mean 0, variance ~0 (the cut resets them when it reopens one);
   * `build_compact`, `compare`, `kept_indices`: the surgery and its check;
     `kept_widths(compact)`: a compact generator's {mask key: kept count}.
 
@@ -30,6 +34,7 @@ from ppcd_tf.models import biggan_deep
 from ppcd_tf.models import complexity
 from ppcd_tf.models import deep_complexity
 from ppcd_tf.models import deep_widths
+from ppcd_tf.models import generator as generator_lib
 from ppcd_tf.pruning import budget as budget_lib
 from ppcd_tf.pruning import channel_masks
 from ppcd_tf.pruning import deep_surgery
@@ -84,6 +89,18 @@ class BigGANArchitecture(_Architecture):
         """{mask key: kept count} of a compact generator of this family."""
         return channel_masks.mask_widths(compact.channels,
                                          prune_attention=True)
+
+    @staticmethod
+    def masked_batch_norms(generator):
+        """{stream mask key: [keras BatchNormalization]}: each block's bn1
+        (its input stream) and the output BN (the last stream)."""
+        norms = {}
+        for i, block in enumerate(generator.blocks):
+            norms.setdefault(generator_lib.stream_mask_name(i), []).append(
+                block.bn1.bn)
+        last = generator_lib.stream_mask_name(len(generator.blocks))
+        norms.setdefault(last, []).append(generator.output_bn)
+        return norms
 
     build_compact = staticmethod(surgery.build_compact)
     compare = staticmethod(surgery.compare)
@@ -165,6 +182,18 @@ class DeepArchitecture(_Architecture):
     def kept_widths(self, compact):
         """{mask key: kept count} of a compact generator of this family."""
         return deep_widths.mask_widths(compact.widths, self.stages)
+
+    @staticmethod
+    def masked_batch_norms(generator):
+        """{stage mask key: [keras BatchNormalization]}: each block's bn0
+        (its input stage) and the output BN (the last stage)."""
+        norms = {}
+        for index, block in enumerate(generator.blocks):
+            key = deep_widths.stage_mask_name(generator.stages[index])
+            norms.setdefault(key, []).append(block.bn0.bn)
+        last = deep_widths.stage_mask_name(generator.stages[-1])
+        norms.setdefault(last, []).append(generator.output_bn)
+        return norms
 
     build_compact = staticmethod(deep_surgery.build_compact)
     compare = staticmethod(deep_surgery.compare)

@@ -133,18 +133,20 @@ def harden(logits, holds, floors, multiple=1):
     raised to its floor and to an allowed count (a multiple of `multiple`,
     or the full width), groups of channels (`multiple` at a time) are removed
     in increasing order of mean logit (never below a floor) while the budget
-    does not hold; then groups that the cut removed are restored in
-    decreasing order of mean logit wherever the budget still holds (this
-    recovers the slack that the last, possibly expensive, removal left).
-    With `multiple` 1 this ranks single channels globally by logit.
+    does not hold; then groups are restored in decreasing order of mean
+    logit wherever the budget still holds. After a cut only what the cut
+    removed can come back (this recovers the slack that the last, possibly
+    expensive, removal left); masks that end below the budget are topped up
+    to it with the best-ranked closed channels. With `multiple` 1 this ranks
+    single channels globally by logit.
 
-    A channel that training switched off stays off, except to reach a floor
-    or an allowed count: masks that end below the budget are kept as they
-    are, not topped up to it. Such a channel's weights stopped training when
-    its mask closed, and the BatchNorm after a closed stream channel has
-    standing statistics of a zero input (variance ~0), so switching it back
-    on multiplies it by ~1/sqrt(epsilon) (a failed cut measured activations
-    going from 5.4 to 2.4e3; docs/log/benchmarks_log.md).
+    A channel that was closed in training and is kept here (to fill the
+    budget, reach a floor or an allowed count) comes back with the weights
+    it had when it closed, and the BatchNorm after a closed stream channel
+    holds standing statistics of a zero input (variance ~0): the trainer
+    resets those (`PruningPhase.harden`), else the channel is multiplied by
+    ~1/sqrt(epsilon) at inference (a failed cut measured activations going
+    from 5.4 to 2.4e3; docs/log/benchmarks_log.md).
 
     Args:
       logits: {key: numpy [width]} mask logits.
@@ -161,8 +163,11 @@ def harden(logits, holds, floors, multiple=1):
             f"The width multiple must be >= 1, got {multiple}.")
     state = _Hardening(logits, floors, int(multiple))
     initial = dict(state.counts)
+    cut = not holds(state.counts)
     state.cut_until(holds)
-    state.restore_while(holds, ceilings=initial)
+    ceilings = (initial if cut
+                else {key: len(w) for key, w in state.logits.items()})
+    state.restore_while(holds, ceilings)
     return state.keep()
 
 

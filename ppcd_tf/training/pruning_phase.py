@@ -7,9 +7,9 @@ initial value to 0 (`schedules.BoundSchedule`), and the budget term
 `lambda * P_st / P_full` (straight-through kept counts) is steered by a
 Lagrange-style controller along a line from 1 to the target. At the cut the
 masks are hardened to the budget (`PruningBudget`: rank by logit within
-per-layer floors; masks already within it are kept, not topped up) and
-frozen. The phase writes the pruning summaries and
-`<model_dir>/pruning_history.jsonl`.
+per-layer floors; masks below it are topped up with their best closed
+channels, whose BatchNorm statistics are reset) and frozen. The phase
+writes the pruning summaries and `<model_dir>/pruning_history.jsonl`.
 
 Masks have their own optimizer (plain SGD by default: no per-parameter
 normalisation, so task and distillation gradients decide which channels go,
@@ -39,22 +39,40 @@ from ppcd_tf.training import pruning_budget
 HARD_LOGIT = 1.0
 
 
-def _log_switched_on(logits, keep):
-    """Warns about channels kept at the cut whose masks had closed
-    ({mask key: numpy [width]} logits, {mask key: bool [width]} keep): only
-    floors, width multiples and the uniform rule switch them on
-    (`budget.harden`), and their weights and standing statistics are
-    stale."""
-    switched_on = {key: int((keep[key] & (w <= 0.0)).sum())
-                   for key, w in logits.items()}
-    switched_on = {key: n for key, n in switched_on.items() if n}
-    if switched_on:
-        logging.warning(
-            "The cut switched on channels whose masks had closed (to reach "
-            "the floors or the width multiple, or by the uniform rule): "
-            "%s. Their weights stopped training when they closed; if the "
-            "cut's check fails, lower PruningBudget.min_channels / "
-            "width_multiple.", switched_on)
+def reopened_channels(logits, keep):
+    """{mask key: int numpy [n]}: the channels kept at the cut whose masks
+    had closed (logit <= 0), for the keys that have any. `logits`: {mask key:
+    numpy [width]}; `keep`: {mask key: bool numpy [width]}."""
+    reopened = {key: np.flatnonzero(keep[key] & (w <= 0.0))
+                for key, w in logits.items()}
+    return {key: index for key, index in reopened.items() if index.size}
+
+
+def reset_reopened_statistics(architecture, generators, logits, keep):
+    """Gives the channels the cut reopens (`reopened_channels`) a new
+    BatchNorm's standing statistics (mean 0, variance 1) in every BatchNorm
+    they feed (`architecture.masked_batch_norms`) of each of `generators`
+    (the student and its EMA copy); other channels keep theirs. Closed, they
+    fed those BatchNorms zeros: the variance is ~0 and would multiply the
+    reopened channel by ~1/sqrt(epsilon) at inference."""
+    reopened = reopened_channels(logits, keep)
+    if not reopened:
+        return
+    logging.info(
+        "The cut reopens channels whose masks had closed (to fill the "
+        "budget, reach a floor or the width multiple, or by the uniform "
+        "rule): %s; the BatchNorms they feed get fresh standing statistics "
+        "for them (mean 0, variance 1).",
+        {key: len(index) for key, index in reopened.items()})
+    for generator in generators:
+        norms = architecture.masked_batch_norms(generator)
+        for key, index in reopened.items():
+            for norm in norms.get(key, ()):
+                for variable, value in ((norm.moving_mean, 0.0),
+                                        (norm.moving_variance, 1.0)):
+                    updated = np.array(variable.numpy())
+                    updated[index] = value
+                    variable.assign(updated)
 
 
 @gin.configurable
@@ -250,16 +268,13 @@ class PruningPhase(phases.Phase):
     # The cut.
 
     def harden(self):
-        """Cuts the masks to the budget (never tops them up to it: see
-        `budget.harden`) and freezes them."""
+        """Cuts (or tops up) the masks exactly to the budget, freezes them,
+        and resets the standing statistics that reopened channels feed."""
         logits = {k: v.numpy() for k, v in self.masks.logits.items()}
         before = float(self.param_ratio().numpy())
-        within_budget = self.controller.holds(
-            {key: int((w > 0.0).sum()) for key, w in logits.items()})
         keep = self.controller.harden(logits, self.budget.harden_rule)
         self.set_hard_masks(keep)
         self.controller.reset()
-        _log_switched_on(logits, keep)
         after = float(self.param_ratio().numpy())
         logging.info(
             "Masks hardened to the budget at step %d: parameter ratio %.4f "
@@ -269,13 +284,10 @@ class PruningPhase(phases.Phase):
             f"{int(round(after * self.full_params)):,}",
             f"{self.full_params:,}", self._budget_summary(),
             self.kept_channels())
-        if within_budget:
-            logging.info(
-                "The masks were already within the budget at the cut: the "
-                "student keeps the channels training kept (%.2fx; target "
-                "%.2fx); a channel whose mask closed is not switched back on "
-                "(budget.harden).", 1.0 / after,
-                self.full_params / self.target_params)
+        reset_reopened_statistics(
+            self.architecture,
+            (self.trainer.generator, self.trainer.generator_ema), logits,
+            keep)
 
     def set_hard_masks(self, keep):
         """Freezes the masks at `keep` ({mask key: bool [width]}): logits

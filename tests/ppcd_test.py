@@ -572,9 +572,12 @@ def _largest_activation(generator, keep):
     return max(float(tf.reduce_max(tf.abs(f))) for f in features.values())
 
 
-class HardeningTest(tf.test.TestCase):
+class HardeningTest(tf.test.TestCase, parameterized.TestCase):
 
-    def test_top_up_resets_the_statistics_reopened_channels_feed(self):
+    @parameterized.named_parameters(("one_device", helpers.one_device),
+                                    ("two_replicas", helpers.two_replicas))
+    def test_top_up_resets_the_statistics_reopened_channels_feed(
+            self, make_strategy):
         """Masks below the budget are topped up with their best closed
         channels; a closed stream channel fed zeros to the BatchNorms after
         it (variance ~0), so those statistics are reset for the reopened
@@ -583,9 +586,9 @@ class HardeningTest(tf.test.TestCase):
         and the compact student still matches it."""
         helpers.parse(["debug.gin", "stage/ppcd.gin"],
                       _bindings(_teacher_dir(), ["TrainLoop.num_steps = 2"]))
+        strategy = make_strategy()
         trainer = ppcd_trainer.PPCDTrainer(
-            model_dir=self.create_tempdir().full_path,
-            strategy=helpers.one_device())
+            model_dir=self.create_tempdir().full_path, strategy=strategy)
         pruning = trainer.pruning
         rng = np.random.default_rng(0)
         for key, variable in pruning.masks.logits.items():
@@ -623,9 +626,12 @@ class HardeningTest(tf.test.TestCase):
                     mean0, variance0 = before[id(norm)]
                     want_mean = np.where(reopened[key], 0.0, mean0)
                     want_variance = np.where(reopened[key], 1.0, variance0)
-                    self.assertAllEqual(norm.moving_mean.numpy(), want_mean)
-                    self.assertAllEqual(norm.moving_variance.numpy(),
-                                        want_variance)
+                    for mean, variance in zip(
+                            helpers.local_results(strategy, norm.moving_mean),
+                            helpers.local_results(strategy,
+                                                  norm.moving_variance)):
+                        self.assertAllEqual(mean, want_mean)
+                        self.assertAllEqual(variance, want_variance)
         # Reopened channels come back at the network's scale, not
         # ~1/sqrt(epsilon) = 316 times it.
         self.assertLess(_largest_activation(trainer.generator, keep),

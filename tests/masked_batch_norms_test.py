@@ -2,12 +2,14 @@
 zeros, for BigGAN and BigGAN-deep.
 
 Checked by what training does, not by layer names: one training-mode
-forward pass with a single channel of one mask closed; a BatchNorm whose
-input carries that channel after the mask sees a batch variance of exactly
-0 there, so its standing variance becomes `momentum * old`; every other
-BatchNorm sees a positive variance. The BatchNorms that behave so must be
-exactly the ones the architecture lists for that key (the cut resets their
-statistics when it reopens such a channel, `PruningPhase.harden`).
+forward pass with a single channel of one mask closed, as PPCD trains it
+(the mask value 0 and `keep` 0, which zeroes the channel's weights inside
+the spectral norms); a BatchNorm whose input carries that channel sees a
+constant there (batch variance exactly 0), so its standing variance becomes
+`momentum * old`; every other BatchNorm sees a positive variance. The
+BatchNorms that behave so must be exactly the ones the architecture lists
+for that key (the cut resets their statistics when it reopens such a
+channel, `PruningPhase.harden`).
 """
 
 import keras
@@ -39,14 +41,15 @@ def _batch_norms(generator):
 def _collapsed(generator, key, width, channel):
     """The BatchNorms whose standing variance of `channel` becomes
     momentum * old after one training step with that channel of `key`
-    closed."""
+    closed (mask and keep 0)."""
     norms = _batch_norms(generator)
     before = [n.moving_variance.numpy().copy() for n in norms]
     mask = np.ones(width, np.float32)
     mask[channel] = 0.0
     z = tf.random.stateless_normal((BATCH, generator.dim_z), (1, 2))
     labels = tf.range(BATCH) % generator.num_classes
-    generator(z, labels, training=True, masks={key: tf.constant(mask)})
+    closed = {key: tf.constant(mask)}
+    generator(z, labels, training=True, masks=closed, keep=closed)
     collapsed = []
     for norm, old in zip(norms, before):
         new = norm.moving_variance.numpy()

@@ -17,9 +17,10 @@ the run records go through `of(generator)`, which returns the family's
   * `uniform_widths(counts)`: the widths dict of a generator keeping the
     first `counts` channels of every mask (the uniformly thinner student);
   * `masked_batch_norms(generator)`: {mask key: [BatchNormalization]}, the
-    BatchNorms whose input is that mask's channels after the mask: a closed
-    channel feeds them zeros, so their standing statistics of it collapse
-    to mean 0, variance ~0 (the cut resets them when it reopens one);
+    BatchNorms whose input carries that mask's channels: in training a
+    closed channel's weights are zeroed (`keep`) and the mask zeroes it, so
+    it feeds them a constant and their standing variance of it collapses to
+    ~0 (the cut resets those statistics when it reopens the channel);
   * `build_compact`, `compare`, `kept_indices`: the surgery and its check;
     `kept_widths(compact)`: a compact generator's {mask key: kept count}.
 
@@ -92,12 +93,14 @@ class BigGANArchitecture(_Architecture):
 
     @staticmethod
     def masked_batch_norms(generator):
-        """{stream mask key: [keras BatchNormalization]}: each block's bn1
-        (its input stream) and the output BN (the last stream)."""
+        """{mask key: [keras BatchNormalization]}: stream i feeds block
+        i+1's bn1 (the last stream the output BN), block i's hidden width
+        its bn2; the attention widths feed none."""
         norms = {}
         for i, block in enumerate(generator.blocks):
             norms.setdefault(generator_lib.stream_mask_name(i), []).append(
                 block.bn1.bn)
+            norms[generator_lib.hidden_mask_name(i + 1)] = [block.bn2.bn]
         last = generator_lib.stream_mask_name(len(generator.blocks))
         norms.setdefault(last, []).append(generator.output_bn)
         return norms
@@ -185,12 +188,16 @@ class DeepArchitecture(_Architecture):
 
     @staticmethod
     def masked_batch_norms(generator):
-        """{stage mask key: [keras BatchNormalization]}: each block's bn0
-        (its input stage) and the output BN (the last stage)."""
+        """{mask key: [keras BatchNormalization]}: a stage feeds the bn0 of
+        each block it enters (the last stage the output BN), a block's
+        inner width j its bn{j+1}; the attention widths feed none."""
         norms = {}
         for index, block in enumerate(generator.blocks):
             key = deep_widths.stage_mask_name(generator.stages[index])
             norms.setdefault(key, []).append(block.bn0.bn)
+            for j in range(deep_widths.INNER_PER_BLOCK):
+                norms[deep_widths.inner_mask_name(index + 1, j)] = [
+                    block.bns[j + 1].bn]
         last = deep_widths.stage_mask_name(generator.stages[-1])
         norms.setdefault(last, []).append(generator.output_bn)
         return norms

@@ -142,8 +142,8 @@ def harden(logits, holds, floors, multiple=1):
 
     A channel that was closed in training and is kept here (to fill the
     budget, reach a floor or an allowed count) comes back with the weights
-    it had when it closed, and the BatchNorm after a closed stream channel
-    holds standing statistics of a zero input (variance ~0): the trainer
+    it had when it closed, and the BatchNorms a closed channel feeds hold
+    standing statistics of a constant input (variance ~0): the trainer
     resets those (`PruningPhase.harden`), else the channel is multiplied by
     ~1/sqrt(epsilon) at inference (a failed cut measured activations going
     from 5.4 to 2.4e3; docs/log/benchmarks_log.md).

@@ -53,8 +53,9 @@ def reset_reopened_statistics(architecture, generators, logits, keep):
     BatchNorm's standing statistics (mean 0, variance 1) in every BatchNorm
     they feed (`architecture.masked_batch_norms`) of each of `generators`
     (the student and its EMA copy); other channels keep theirs. Closed, they
-    fed those BatchNorms zeros: the variance is ~0 and would multiply the
-    reopened channel by ~1/sqrt(epsilon) at inference."""
+    fed those BatchNorms a constant (their weights zeroed by `keep`, the
+    mask zeroing them): the variance is ~0 and would multiply the reopened
+    channel by ~1/sqrt(epsilon) at inference."""
     reopened = reopened_channels(logits, keep)
     if not reopened:
         return

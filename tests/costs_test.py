@@ -233,6 +233,45 @@ class ControllerTest(tf.test.TestCase):
         with self.assertRaisesRegex(errors.BadInputError, "cost_exponent"):
             self._controller([params], cost_exponent=-1.0)
 
+    def test_uniform_floors_follow_the_uniform_cut_at_the_budget(self):
+        params = costs.parameter_limit(CH32, SHAPE, WIDTHS, 0.25)
+        holds = lambda counts: costs.all_hold([params], counts)
+        floors = budget.channel_floors(WIDTHS, 1, 0.0)
+        uniform = budget.uniform_counts_within(WIDTHS, holds, floors)
+        self.assertTrue(holds(uniform))
+        self.assertEqual(budget.uniform_floors(WIDTHS, holds, floors, 0.0),
+                         floors)
+        self.assertEqual(budget.uniform_floors(WIDTHS, holds, floors, 1.0),
+                         uniform)
+        half = budget.uniform_floors(WIDTHS, holds, floors, 0.5)
+        self.assertEqual(half, {k: max(1, -(-uniform[k] // 2))
+                                for k in WIDTHS})
+        with self.assertRaisesRegex(errors.BadInputError,
+                                    "uniform_floor_fraction"):
+            budget.uniform_floors(WIDTHS, holds, floors, 1.5)
+        # The controller's floors, and a global cut that respects them.
+        controller = controller_lib.BudgetController(
+            [params], WIDTHS, 1, 0.0, surrogate_width=2.0,
+            ramp_fraction=0.5, lambda_rate=0.1, lambda_max=10.0,
+            prune_end_step=100, uniform_floor_fraction=0.75)
+        expected = {k: max(1, int(np.ceil(0.75 * uniform[k] - 1e-9)))
+                    for k in WIDTHS}
+        self.assertEqual(controller.floors, expected)
+        rng = np.random.default_rng(0)
+        logits = {k: rng.uniform(-1.0, 1.0, w).astype(np.float32)
+                  for k, w in WIDTHS.items()}
+        # One layer's logits all far below the others': unfloored, the
+        # global ranking would cut it first.
+        starved = max(sorted(WIDTHS), key=WIDTHS.get)
+        logits[starved] = logits[starved] - 10.0
+        keep = controller.harden(logits, "global")
+        counts = {k: int(v.sum()) for k, v in keep.items()}
+        self.assertTrue(holds(counts))
+        for key in WIDTHS:
+            self.assertGreaterEqual(counts[key], expected[key], key)
+        unfloored = budget.harden(logits, holds, floors)
+        self.assertLess(int(unfloored[starved].sum()), expected[starved])
+
     def test_one_lambda_per_limit_in_the_checkpoint(self):
         limits = [costs.parameter_limit(CH32, SHAPE, WIDTHS, 0.19),
                   costs.mac_limit(CH32, SHAPE, WIDTHS, 0.1)]

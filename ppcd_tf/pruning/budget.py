@@ -307,6 +307,37 @@ def uniform_counts(widths, channels, shape, target_params, floors,
         multiple)
 
 
+def uniform_floors(widths, holds, floors, fraction, multiple=1):
+    """Per-layer floors tied to the uniform cut at this budget: each layer
+    keeps at least ceil(`fraction` x the count `uniform_counts_within`
+    gives it), and never less than its own floor in `floors`.
+
+    A learned allocation may then move channels between layers, but no
+    layer drops below `fraction` of what the uniform-width baseline keeps
+    there; the floors follow the budget, so one `fraction` serves every
+    compression ratio. With `fraction` 0, `floors` unchanged.
+
+    Args:
+      widths: {key: full width}.
+      holds: {key: kept count} -> bool, True within every budget.
+      floors: {key: minimum kept channels}.
+      fraction: in [0, 1].
+      multiple: kept counts are multiples of this (or the full width).
+
+    Returns:
+      {key: floor}, each <= the layer's uniform count.
+    """
+    if not 0.0 <= float(fraction) <= 1.0:
+        raise errors.BadInputError(
+            f"PruningBudget.uniform_floor_fraction must be in [0, 1], got "
+            f"{fraction}.")
+    if float(fraction) == 0.0:
+        return dict(floors)
+    uniform = uniform_counts_within(widths, holds, floors, multiple)
+    return {key: max(floors[key], min(uniform[key], int(np.ceil(
+        float(fraction) * uniform[key] - 1e-9)))) for key in widths}
+
+
 def harden_uniform_within(logits, holds, floors, multiple=1):
     """Uniform-width baseline: the same kept fraction in every layer, the
     highest-logit channels of each layer kept. Same contract as `harden`."""

@@ -52,11 +52,15 @@ class BudgetController:
         marginal cost (the gradient of the ratio), 0 the same push on every
         layer (the cost then acts through the lambdas and the hardening
         only), values between interpolate geometrically.
+      uniform_floor_fraction: raises each layer's floor to this fraction
+        of the count the uniform cut keeps there at this budget
+        (`budget.uniform_floors`; 0: no such floor).
     """
 
     def __init__(self, limits, widths, min_channels, min_channel_fraction,
                  surrogate_width, ramp_fraction, lambda_rate, lambda_max,
-                 prune_end_step, width_multiple=1, cost_exponent=1.0):
+                 prune_end_step, width_multiple=1, cost_exponent=1.0,
+                 uniform_floor_fraction=0.0):
         if float(cost_exponent) < 0.0:
             raise errors.BadInputError(
                 f"PruningBudget.cost_exponent must be >= 0, got "
@@ -72,6 +76,9 @@ class BudgetController:
         self.floors = budget_lib.channel_floors(widths, min_channels,
                                                 min_channel_fraction)
         self.width_multiple = int(width_multiple)
+        self.floors = budget_lib.uniform_floors(
+            widths, lambda counts: costs.all_hold(self.limits, counts),
+            self.floors, uniform_floor_fraction, self.width_multiple)
         floor_counts = {
             key: budget_lib.harden_floor_count(width, self.floors[key],
                                                self.width_multiple)

@@ -40,13 +40,17 @@ class PruningBudget:
         cost of one of its channels: 1 in proportion (a cheap channel, e.g.
         of the attention, is hardly pushed), 0 the same push on every layer
         (`BudgetController.priced_counts`).
+      uniform_floor_fraction: in [0, 1]: no layer keeps fewer than this
+        fraction of the channels the uniform cut ('uniform' rule) would
+        keep there at this budget (`budget.uniform_floors`; a floor that
+        follows the ratio). 0: off.
     """
 
     def __init__(self, target_param_ratio=0.19, target_params=None,
                  target_mac_ratio=None, target_latency_ratio=None,
                  latency_table=None, width_multiple=1, min_channels=4,
                  min_channel_fraction=0.0, harden_rule="global",
-                 cost_exponent=1.0):
+                 cost_exponent=1.0, uniform_floor_fraction=0.0):
         if target_params is None and not 0.0 < target_param_ratio <= 1.0:
             raise errors.BadInputError(
                 f"PruningBudget.target_param_ratio must be in (0, 1], got "
@@ -82,6 +86,11 @@ class PruningBudget:
         self.min_channel_fraction = float(min_channel_fraction)
         self.harden_rule = harden_rule
         self.cost_exponent = float(cost_exponent)
+        if not 0.0 <= float(uniform_floor_fraction) <= 1.0:
+            raise errors.BadInputError(
+                f"PruningBudget.uniform_floor_fraction must be in [0, 1], "
+                f"got {uniform_floor_fraction}.")
+        self.uniform_floor_fraction = float(uniform_floor_fraction)
 
     def limits(self, architecture, widths):
         """The budgeted quantities (`costs.Limit`s) of a generator family

@@ -165,7 +165,8 @@ class PruningPhase(phases.Phase):
             budget.limits(self.architecture, widths), widths,
             budget.min_channels, budget.min_channel_fraction,
             *self.controller_settings, self.prune_end_step,
-            budget.width_multiple, budget.cost_exponent)
+            budget.width_multiple, budget.cost_exponent,
+            budget.uniform_floor_fraction)
         self.full_params = self.controller.full_params
         self.target_params = self.controller.target_params
         self.student_params = generator_lib.count_trainable_parameters(

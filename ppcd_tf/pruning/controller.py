@@ -77,8 +77,8 @@ class BudgetController:
                                                 min_channel_fraction)
         self.width_multiple = int(width_multiple)
         self.floors = budget_lib.uniform_floors(
-            widths, lambda counts: costs.all_hold(self.limits, counts),
-            self.floors, uniform_floor_fraction, self.width_multiple)
+            widths, self.holds, self.floors, uniform_floor_fraction,
+            self.width_multiple)
         floor_counts = {
             key: budget_lib.harden_floor_count(width, self.floors[key],
                                                self.width_multiple)

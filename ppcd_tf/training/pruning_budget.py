@@ -86,10 +86,7 @@ class PruningBudget:
         self.min_channel_fraction = float(min_channel_fraction)
         self.harden_rule = harden_rule
         self.cost_exponent = float(cost_exponent)
-        if not 0.0 <= float(uniform_floor_fraction) <= 1.0:
-            raise errors.BadInputError(
-                f"PruningBudget.uniform_floor_fraction must be in [0, 1], "
-                f"got {uniform_floor_fraction}.")
+        # Checked where it is used (`budget.uniform_floors`).
         self.uniform_floor_fraction = float(uniform_floor_fraction)
 
     def limits(self, architecture, widths):

@@ -334,8 +334,9 @@ def uniform_floors(widths, holds, floors, fraction, multiple=1):
     if float(fraction) == 0.0:
         return dict(floors)
     uniform = uniform_counts_within(widths, holds, floors, multiple)
-    return {key: max(floors[key], min(uniform[key], int(np.ceil(
-        float(fraction) * uniform[key] - 1e-9)))) for key in widths}
+    # ceil(fraction x u) <= u, and u >= the layer's floor.
+    return {key: max(floors[key], int(np.ceil(
+        float(fraction) * uniform[key] - 1e-9))) for key in widths}
 
 
 def harden_uniform_within(logits, holds, floors, multiple=1):

@@ -73,12 +73,12 @@ class BudgetController:
                 f"PruningBudget.width_multiple must be >= 1, got "
                 f"{width_multiple}.")
         self.limits = list(limits)
-        self.floors = budget_lib.channel_floors(widths, min_channels,
-                                                min_channel_fraction)
         self.width_multiple = int(width_multiple)
         self.floors = budget_lib.uniform_floors(
-            widths, self.holds, self.floors, uniform_floor_fraction,
-            self.width_multiple)
+            widths, self.holds,
+            budget_lib.channel_floors(widths, min_channels,
+                                      min_channel_fraction),
+            uniform_floor_fraction, self.width_multiple)
         floor_counts = {
             key: budget_lib.harden_floor_count(width, self.floors[key],
                                                self.width_multiple)
